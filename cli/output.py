@@ -1,0 +1,73 @@
+"""Where a command's files go, checked before the long work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multiscale.config import SynthesisConfig
+from multiscale.errors import OutputError
+from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
+
+
+@dataclass
+class OutputPlan:
+    """The files one run writes: the image, its JSON, intermediates.
+
+    Every target is checked up front (exists without ``--overwrite``, folder
+    missing, format unable to hold the bit depth) so a long run is never
+    lost to a refusal at the end.
+    """
+
+    image: Path
+    metadata: Path
+    bit_depth: int
+    overwrite: bool
+    save_every: int | None
+
+    @classmethod
+    def for_run(
+        cls, *, output: str | None, default_stem: str, config: SynthesisConfig, overwrite: bool
+    ) -> OutputPlan:
+        """Plan and check the outputs of a run (``output`` None: STEM.png here)."""
+        image = Path(output) if output else Path(f"{default_stem}.png")
+        plan = cls(
+            image=image,
+            metadata=image.with_name(image.name + ".json"),
+            bit_depth=config.bit_depth,
+            overwrite=overwrite,
+            save_every=config.save_every,
+        )
+        check_output_format(image, bit_depth=config.bit_depth)
+        check_writable(plan.image, overwrite=overwrite)
+        check_writable(plan.metadata, overwrite=overwrite)
+        if plan.save_every and not overwrite:
+            existing = sorted(image.parent.glob(f"{image.stem}.iter*{image.suffix}"))
+            if existing:
+                raise OutputError(
+                    f"{existing[0]}: intermediate image from an earlier run exists; use --overwrite "
+                    "or another --output"
+                )
+        return plan
+
+    def intermediate(self, iteration: int) -> Path:
+        """Path of the image saved after ``iteration``."""
+        return self.image.with_name(f"{self.image.stem}.iter{iteration:05d}{self.image.suffix}")
+
+    def maybe_save_intermediate(self, progress: Any) -> None:
+        """Save ``progress.image`` if the iteration is a multiple of ``save_every``."""
+        if self.save_every and progress.image is not None and progress.iteration % self.save_every == 0:
+            save_image(
+                self.intermediate(progress.iteration),
+                np.clip(progress.image, 0.0, 1.0),
+                bit_depth=self.bit_depth,
+                overwrite=True,
+            )
+
+    def save(self, image: np.ndarray, metadata: dict[str, Any]) -> None:
+        """Write the image, then its JSON (both atomically)."""
+        save_image(self.image, image, bit_depth=self.bit_depth, overwrite=self.overwrite)
+        write_json_atomic(self.metadata, metadata, overwrite=self.overwrite)

@@ -1,0 +1,134 @@
+"""Gram matrices of VGG features at every octave: the texture descriptor.
+
+For a layer's activation F with h·w positions and C channels (flattened to
+an (h·w, C) matrix) the Gram matrix is
+
+    G = Fᵀ F / (h · w)          (C × C, symmetric positive semi-definite)
+
+Dividing by the number of positions makes Grams of octaves and images of any
+size comparable: G is the mean outer product of the feature vectors. The
+descriptor of an image is the set of G for every (octave, layer) pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._tf import tf
+from .backbone import VGG16, preprocess
+from .config import DescriptorConfig
+from .errors import ImageTooSmallError
+from .layers import feature_size, layer_index
+from .pyramid import gaussian_pyramid, octave_sizes
+
+GramKey = tuple[int, str]
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """Gram matrix of one image's activations.
+
+    Parameters
+    ----------
+    features : tf.Tensor, shape (1, h, w, C)
+
+    Returns
+    -------
+    tf.Tensor, shape (C, C), same dtype: ``Fᵀ F / (h·w)``.
+    """
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[1] * shape[2], shape[3]])
+    positions = tf.cast(shape[1] * shape[2], features.dtype)
+    return tf.matmul(flat, flat, transpose_a=True) / positions
+
+
+def pyramid_grams(
+    pixels_01: tf.Tensor, *, network: VGG16, config: DescriptorConfig
+) -> dict[GramKey, tf.Tensor]:
+    """Gram matrices of every selected layer at every octave, as TF tensors.
+
+    Parameters
+    ----------
+    pixels_01 : tf.Tensor, shape (1, H, W, 3)
+        RGB in [0, 1], float32 (or float64 for gradient checks).
+    network : VGG16
+        Carries the padding and pooling to use.
+    config : DescriptorConfig
+
+    Returns
+    -------
+    dict of (octave, layer) → tf.Tensor (C, C)
+    """
+    grams: dict[GramKey, tf.Tensor] = {}
+    levels = gaussian_pyramid(preprocess(pixels_01), octaves=config.octaves, padding=config.padding)
+    for k, level in enumerate(levels):
+        for layer, feats in network.features(level, config.layers).items():
+            grams[(k, layer)] = gram_matrix(feats)
+    return grams
+
+
+def image_grams(image: np.ndarray, *, network: VGG16, config: DescriptorConfig) -> dict[GramKey, np.ndarray]:
+    """Descriptor of one image as float64 numpy arrays.
+
+    Parameters
+    ----------
+    image : np.ndarray, float32, shape (H, W, 3), RGB in [0, 1]
+
+    Returns
+    -------
+    dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
+    """
+    x = tf.constant(image[None], dtype=tf.float32)
+    out = {}
+    for key, g in pyramid_grams(x, network=network, config=config).items():
+        g64 = g.numpy().astype(np.float64)
+        out[key] = (g64 + g64.T) / 2.0
+    return out
+
+
+#: Side, in pixels, that the deepest selected layer's map must keep at the
+#: coarsest octave: below 2×2 a Gram describes one position, not a texture.
+MIN_FEATURE_SIDE = 2
+
+
+def min_image_side(config: DescriptorConfig) -> int:
+    """Smallest short side (pixels) an image needs for ``config``.
+
+    The coarsest octave must still give the deepest selected layer a map of
+    at least :data:`MIN_FEATURE_SIDE` pixels per side.
+    """
+    deepest = max(config.layers, key=layer_index)
+    side = 8
+    while True:
+        coarsest = octave_sizes(side, side, octaves=config.octaves, padding=config.padding)[-1][0]
+        if coarsest >= 3 and feature_size(deepest, coarsest, config.padding) >= MIN_FEATURE_SIDE:
+            return side
+        side += 1
+
+
+def check_image_size(height: int, width: int, *, config: DescriptorConfig, name: str) -> None:
+    """Raise :class:`ImageTooSmallError` if an image is too small for ``config``.
+
+    ``name`` (a file name, "output", …) starts the message.
+    """
+    need = min_image_side(config)
+    if min(height, width) >= need:
+        return
+    deepest = max(config.layers, key=layer_index)
+    fewer = [
+        o
+        for o in range(config.octaves - 1, 0, -1)
+        if min_image_side(_with_octaves(config, o)) <= min(height, width)
+    ]
+    hint = (
+        f"use --octaves {fewer[0]} or a larger image" if fewer else "use a larger image or shallower --layers"
+    )
+    raise ImageTooSmallError(
+        f"{name}: image is {width}×{height} px; {config.octaves} octave(s) with layers up to {deepest} "
+        f"need at least {need} px on the short side — {hint}"
+    )
+
+
+def _with_octaves(config: DescriptorConfig, octaves: int) -> DescriptorConfig:
+    return dataclasses.replace(config, octaves=octaves, octave_weights=None)

@@ -1,0 +1,361 @@
+"""Texture synthesis: match an image's multiscale Grams to the sources'.
+
+The job is a function of (config, sources) → result; it loads nothing from
+the command line and prints nothing. Progress goes to ``callback``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
+from .errors import ConfigError, ImageError
+from .io import file_sha256, load_image, resize_image
+
+log = logging.getLogger(__name__)
+
+ImageSource = str | os.PathLike[str] | np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where one source image came from (recorded in the report)."""
+
+    name: str
+    sha256: str | None
+    height: int
+    width: int
+
+
+@dataclass
+class SynthesisReport:
+    """Everything needed to understand and reproduce a result.
+
+    Attributes
+    ----------
+    loss : float
+        Loss of the returned image as it will be saved (quantised to
+        ``config.bit_depth`` bits).
+    best_loss : float
+        Lowest loss the optimiser evaluated (before quantisation).
+    octave_losses : list of float
+        Each octave's share of ``loss``.
+    iterations, evaluations : int
+    stop_reason, message : str
+        Why the run ended (see :data:`multiscale.optimize.STOP_REASONS`).
+    elapsed_s : float
+        Wall time of the whole job, loading included.
+    history : list of float
+        Loss after each iteration.
+    config : SynthesisConfig
+    sources : list of SourceInfo
+    backbone, weights_path, weights_sha256 : str
+    versions : dict of str → str
+    """
+
+    loss: float
+    best_loss: float
+    octave_losses: list[float]
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    elapsed_s: float
+    history: list[float]
+    config: SynthesisConfig
+    sources: list[SourceInfo]
+    backbone: str
+    weights_path: str
+    weights_sha256: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        """True if the run was stopped by Ctrl-C."""
+        return self.stop_reason == "interrupted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written beside every output."""
+        d = dataclasses.asdict(self)
+        d["config"] = self.config.to_dict()
+        return d
+
+
+@dataclass
+class SynthesisResult:
+    """A synthesized texture and its report.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        float32 (H, W, 3), RGB in [0, 1].
+    report : SynthesisReport
+    """
+
+    image: np.ndarray
+    report: SynthesisReport
+
+
+def versions() -> dict[str, str]:
+    """Versions of multiscale and the libraries that decide its numbers."""
+    import PIL
+    import scipy
+
+    from ._tf import tf
+
+    return {
+        "multiscale": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pillow": PIL.__version__,
+        "machine": platform.machine(),
+    }
+
+
+def load_sources(
+    sources: Sequence[ImageSource], *, config: SynthesisConfig
+) -> tuple[list[np.ndarray], list[SourceInfo]]:
+    """Load and scale source images as the descriptor options say.
+
+    Returns float32 (H, W, 3) arrays in [0, 1] and their :class:`SourceInfo`.
+    """
+    images, infos = [], []
+    for i, src in enumerate(sources):
+        if isinstance(src, np.ndarray):
+            image, name, digest = _check_array(src, name=f"source #{i + 1}"), f"<array #{i + 1}>", None
+        else:
+            image = load_image(src, max_pixels=config.max_input_pixels)
+            name, digest = os.fspath(src), file_sha256(src)
+        image = scale_source(image, config=config.descriptor)
+        images.append(image)
+        infos.append(SourceInfo(name=name, sha256=digest, height=image.shape[0], width=image.shape[1]))
+    return images, infos
+
+
+def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ImageError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+    image = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ImageError(f"{name}: holds NaN or Inf values")
+    if image.min() < 0 or image.max() > 1:
+        raise ImageError(f"{name}: values must lie in [0, 1], got {image.min():g}…{image.max():g}")
+    return np.ascontiguousarray(image)
+
+
+def scale_source(image: np.ndarray, *, config: DescriptorConfig) -> np.ndarray:
+    """Resize a source by ``source_width`` (if set) or ``source_scale``."""
+    h, w = image.shape[:2]
+    scale = config.source_width / w if config.source_width is not None else config.source_scale
+    if scale == 1.0:
+        return image
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    return resize_image(image, width=new_w, height=new_h)
+
+
+def initial_image(
+    init: str, *, height: int, width: int, mean_color: np.ndarray, seed: int, max_input_pixels: int
+) -> np.ndarray:
+    """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
+
+    ``noise``: the sources' mean colour plus Gaussian noise (σ = 0.1);
+    ``mean``: that colour plus faint noise (σ = 0.01) to break symmetry;
+    anything else is an image path, resized to the output size.
+    """
+    rng = np.random.default_rng(seed)
+    if init in ("noise", "mean"):
+        sigma = 0.1 if init == "noise" else 0.01
+        noise = rng.normal(0.0, sigma, size=(height, width, 3))
+        return np.clip(mean_color[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+    image = load_image(init, max_pixels=max_input_pixels)
+    if image.shape[:2] != (height, width):
+        image = resize_image(image, width=width, height=height)
+    return image
+
+
+def quantize(image: np.ndarray, *, bit_depth: int) -> np.ndarray:
+    """Round an image in [0, 1] to the levels an integer file of ``bit_depth`` holds."""
+    levels = (1 << bit_depth) - 1
+    return (np.round(np.clip(image, 0.0, 1.0) * levels) / levels).astype(np.float32)
+
+
+def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
+    """Build a :class:`SynthesisConfig` from keyword options.
+
+    Descriptor options (``octaves``, ``layers``, …) and run options
+    (``max_iter``, ``seed``, …) may be mixed; unknown names raise
+    :class:`ConfigError`. ``config``, if given, supplies the starting values.
+    """
+    base = config or SYNTHESIS_DEFAULTS
+    desc_fields = {f.name for f in dataclasses.fields(DescriptorConfig)}
+    run_fields = {f.name for f in dataclasses.fields(SynthesisConfig)} - {"descriptor"}
+    unknown = set(options) - desc_fields - run_fields
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "is not an option of synthesize")
+    desc = {k: v for k, v in options.items() if k in desc_fields}
+    for key in ("layers", "layer_weights", "octave_weights"):
+        if desc.get(key) is not None:
+            desc[key] = tuple(desc[key])
+    descriptor = dataclasses.replace(base.descriptor, **desc)
+    run = {k: v for k, v in options.items() if k in run_fields}
+    if "init" in run:
+        run["init"] = os.fspath(run["init"])
+    return dataclasses.replace(base, descriptor=descriptor, **run)
+
+
+def synthesize(
+    sources: ImageSource | Sequence[ImageSource],
+    *,
+    width: int | None = SYNTHESIS_DEFAULTS.width,
+    height: int | None = SYNTHESIS_DEFAULTS.height,
+    octaves: int = DESCRIPTOR_DEFAULTS.octaves,
+    layers: Sequence[str] = DESCRIPTOR_DEFAULTS.layers,
+    layer_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.layer_weights,
+    octave_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.octave_weights,
+    pooling: str = DESCRIPTOR_DEFAULTS.pooling,
+    padding: str = DESCRIPTOR_DEFAULTS.padding,
+    source_scale: float = DESCRIPTOR_DEFAULTS.source_scale,
+    source_width: int | None = DESCRIPTOR_DEFAULTS.source_width,
+    weights: str | os.PathLike[str] | None = DESCRIPTOR_DEFAULTS.weights,
+    init: str | os.PathLike[str] = SYNTHESIS_DEFAULTS.init,
+    seed: int = SYNTHESIS_DEFAULTS.seed,
+    max_iter: int = SYNTHESIS_DEFAULTS.max_iter,
+    tol: float = SYNTHESIS_DEFAULTS.tol,
+    time_limit: float | None = SYNTHESIS_DEFAULTS.time_limit,
+    history: int = SYNTHESIS_DEFAULTS.history,
+    bit_depth: int = SYNTHESIS_DEFAULTS.bit_depth,
+    max_input_pixels: int = SYNTHESIS_DEFAULTS.max_input_pixels,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> SynthesisResult:
+    """Synthesize a texture whose multiscale Gram descriptor matches the sources'.
+
+    Parameters
+    ----------
+    sources : path, array, or a sequence of them
+        Source images: file paths, or float32 (H, W, 3) RGB arrays in
+        [0, 1]. Their Grams are averaged.
+    width, height : int or None
+        Output size; ``None`` takes the first source's (scaled) size.
+    octaves, layers, layer_weights, octave_weights, pooling, padding,
+    source_scale, source_width, weights
+        What is measured: see :class:`multiscale.config.DescriptorConfig`.
+    init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels
+        How the run goes: see :class:`multiscale.config.SynthesisConfig`.
+    callback : callable or None
+        Called with a :class:`multiscale.optimize.Progress` after every
+        iteration (``progress.image`` is the current (H, W, 3) float64
+        iterate); returning ``True`` stops the run.
+
+    Returns
+    -------
+    SynthesisResult
+        ``image`` float32 (H, W, 3) in [0, 1], quantised to ``bit_depth`` so
+        that it equals what a file will hold; ``report`` with losses, stop
+        reason and provenance. A run stopped by Ctrl-C, a time limit or a
+        non-finite loss still returns its best image (see
+        ``report.stop_reason``).
+
+    Raises
+    ------
+    ConfigError, ImageError, WeightsError
+        For options or inputs that cannot work, with a message naming them.
+    """
+    config = make_config(
+        width=width, height=height, octaves=octaves, layers=layers, layer_weights=layer_weights,
+        octave_weights=octave_weights, pooling=pooling, padding=padding, source_scale=source_scale,
+        source_width=source_width, weights=None if weights is None else os.fspath(weights), init=init,
+        seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
+        bit_depth=bit_depth, max_input_pixels=max_input_pixels,
+    )  # fmt: skip
+    return run_synthesis(sources, config=config, callback=callback)
+
+
+def run_synthesis(
+    sources: ImageSource | Sequence[ImageSource],
+    *,
+    config: SynthesisConfig,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> SynthesisResult:
+    """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls)."""
+    from .backbone import VGG16, load_weights
+    from .gram import check_image_size, image_grams
+    from .losses import StyleObjective
+    from .optimize import minimize
+
+    started = time.perf_counter()
+    if isinstance(sources, (str, os.PathLike, np.ndarray)):
+        sources = [sources]
+    if not sources:
+        raise ConfigError("sources", "give at least one source image")
+    d = config.descriptor
+    images, infos = load_sources(list(sources), config=config)
+    for image, info in zip(images, infos, strict=False):
+        check_image_size(image.shape[0], image.shape[1], config=d, name=info.name)
+    height = config.height or images[0].shape[0]
+    width = config.width or images[0].shape[1]
+    check_image_size(height, width, config=d, name="output")
+
+    weights = load_weights(d.weights)
+    network = VGG16(weights, pooling=d.pooling, padding=d.padding)
+    targets = average_grams([image_grams(im, network=network, config=d) for im in images])
+    mean_color = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0)
+    x0 = initial_image(
+        config.init, height=height, width=width, mean_color=mean_color, seed=config.seed,
+        max_input_pixels=config.max_input_pixels,
+    )  # fmt: skip
+
+    objective = StyleObjective(targets=targets, network=network, config=d, height=height, width=width)
+    result = minimize(
+        objective,
+        x0.reshape(-1),
+        bounds=(0.0, 1.0),
+        max_iter=config.max_iter,
+        tol=config.tol,
+        history=config.history,
+        time_limit=config.time_limit,
+        callback=callback,
+        octave_losses=lambda: objective.last_octave_losses,
+        shape=(height, width, 3),
+    )
+    image = quantize(result.x.reshape(height, width, 3), bit_depth=config.bit_depth)
+    loss, per_octave = objective.loss(image)
+    report = SynthesisReport(
+        loss=loss,
+        best_loss=result.loss,
+        octave_losses=[float(v) for v in per_octave],
+        iterations=result.iterations,
+        evaluations=result.evaluations,
+        stop_reason=result.stop_reason,
+        message=result.message,
+        elapsed_s=time.perf_counter() - started,
+        history=result.history,
+        config=config,
+        sources=infos,
+        backbone=weights.backbone_id,
+        weights_path=os.fspath(weights.path),
+        weights_sha256=weights.sha256,
+        versions=versions(),
+    )
+    return SynthesisResult(image=image, report=report)
+
+
+def average_grams(descriptors: Sequence[Mapping[Any, np.ndarray]]) -> dict[Any, np.ndarray]:
+    """Element-wise mean of several images' Grams (same keys)."""
+    keys = descriptors[0].keys()
+    return {k: np.mean([d[k] for d in descriptors], axis=0) for k in keys}
+
+
+__all__ = ["SynthesisReport", "SynthesisResult", "SourceInfo", "synthesize", "run_synthesis", "Path"]

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny files written on the fly, good and bad."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def build_png(
+    samples: np.ndarray,
+    *,
+    colour_type: int,
+    bit_depth: int = 16,
+    claim_size: tuple[int, int] | None = None,
+) -> bytes:
+    """A PNG written by hand (filter 0, valid CRCs), for cases Pillow cannot write.
+
+    ``samples`` is (H, W, C) unsigned integers; ``claim_size`` = (width,
+    height) puts another size in IHDR than the data has (a bomb header).
+    """
+    height, width = samples.shape[:2]
+    dtype = ">u2" if bit_depth == 16 else np.uint8
+    rows = b"".join(b"\x00" + samples[y].astype(dtype).tobytes() for y in range(height))
+    w, h = claim_size or (width, height)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(rows))
+        + _chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def png_builder() -> Callable[..., bytes]:
+    """:func:`build_png`, for tests that need hand-made PNG bytes."""
+    return build_png
+
+
+def _encoded(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def bad_image_files(tmp_path: Path) -> dict[str, Path]:
+    """Files that no image reader should accept, by name of the fault.
+
+    Keys: missing, directory, zero_bytes, text, random_bytes, truncated_png,
+    truncated_jpeg, bomb_png (IHDR claims 50000×50000, file < 100 bytes).
+    """
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    png, jpeg = _encoded(noise, "PNG"), _encoded(noise, "JPEG")
+    contents = {
+        "zero_bytes": b"",
+        "text": b"This is a text file, not an image.\n" * 4,
+        "random_bytes": rng.integers(0, 256, 2048, dtype=np.uint8).tobytes(),
+        "truncated_png": png[: len(png) // 2],
+        "truncated_jpeg": jpeg[: len(jpeg) // 2],
+        "bomb_png": build_png(
+            np.zeros((1, 1, 3), np.uint8), colour_type=2, bit_depth=8, claim_size=(50000, 50000)
+        ),
+    }
+    suffix = {"truncated_png": ".png", "truncated_jpeg": ".jpg", "bomb_png": ".png", "text": ".png"}
+    files = {}
+    for name, data in contents.items():
+        path = tmp_path / f"{name}{suffix.get(name, '.bin')}"
+        path.write_bytes(data)
+        files[name] = path
+    files["missing"] = tmp_path / "missing.png"
+    files["directory"] = tmp_path / "folder.png"
+    files["directory"].mkdir()
+    return files
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The repository's sample source photos (see samples/PROVENANCE.md)."""
+    return Path(__file__).resolve().parent.parent / "samples" / "sources"
