@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from multiscale.config import SynthesisConfig
+from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
 
 from .errors import Interrupted, clean_errors
 from .options import descriptor_options, output_options, run_options
@@ -62,6 +62,12 @@ def synthesize(
     from multiscale.synthesize import make_config, run_synthesis
 
     options["bit_depth"] = int(options["bit_depth"])
+    if tileable:
+        if options["padding"] not in ("wrap", DESCRIPTOR_DEFAULTS.padding):
+            raise click.UsageError(
+                f"--tileable means --padding wrap; it cannot go with --padding {options['padding']}"
+            )
+        options["padding"] = "wrap"
     config: SynthesisConfig = make_config(**options)
     out = OutputPlan.for_run(
         output=output, default_stem=f"{Path(sources[0]).stem}_texture", config=config, overwrite=overwrite

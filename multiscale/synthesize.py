@@ -13,7 +13,6 @@ import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -283,41 +282,100 @@ def synthesize(
     return run_synthesis(sources, config=config, callback=callback)
 
 
-def run_synthesis(
-    sources: ImageSource | Sequence[ImageSource],
-    *,
-    config: SynthesisConfig,
-    callback: Callable[[Any], bool | None] | None = None,
-) -> SynthesisResult:
-    """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls)."""
-    from .backbone import VGG16, load_weights
-    from .gram import check_image_size, image_grams
-    from .losses import StyleObjective
-    from .optimize import minimize
+@dataclass
+class Targets:
+    """What a synthesis matches, however it was obtained.
 
-    started = time.perf_counter()
+    Attributes
+    ----------
+    grams : dict of (octave, layer) → np.ndarray float64 (C, C)
+        The joined Gram descriptor to match.
+    mean_color : np.ndarray float32 (3,)
+        RGB mean of the sources in [0, 1] (start colour of the init).
+    sources : list of SourceInfo
+        Provenance recorded in the report.
+    size : (height, width) or None
+        Default output size (the first source's); ``None`` when there are
+        no images (descriptor files), and then the size must be given.
+    """
+
+    grams: dict[Any, np.ndarray]
+    mean_color: np.ndarray
+    sources: list[SourceInfo]
+    size: tuple[int, int] | None
+
+
+def targets_from_images(
+    sources: ImageSource | Sequence[ImageSource], *, config: SynthesisConfig, network: Any
+) -> Targets:
+    """Load, scale and measure source images; their Grams are averaged.
+
+    Raises
+    ------
+    ImageError, ImageTooSmallError
+        For a source that cannot be read or is too small for the descriptor.
+    """
+    from .gram import check_image_size, image_grams
+
     if isinstance(sources, (str, os.PathLike, np.ndarray)):
         sources = [sources]
     if not sources:
         raise ConfigError("sources", "give at least one source image")
-    d = config.descriptor
     images, infos = load_sources(list(sources), config=config)
-    for image, info in zip(images, infos, strict=False):
-        check_image_size(image.shape[0], image.shape[1], config=d, name=info.name)
-    height = config.height or images[0].shape[0]
-    width = config.width or images[0].shape[1]
-    check_image_size(height, width, config=d, name="output")
+    for image, info in zip(images, infos, strict=True):
+        check_image_size(image.shape[0], image.shape[1], config=config.descriptor, name=info.name)
+    grams = average_grams([image_grams(im, network=network, config=config.descriptor) for im in images])
+    mean_color = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0).astype(np.float32)
+    return Targets(grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2])
 
+
+def check_tileable_size(height: int, width: int, *, octaves: int) -> None:
+    """With wrap padding every octave must have even sides to stay periodic."""
+    step = 2 ** (octaves - 1)
+    if height % step or width % step:
+        fix_w, fix_h = -(-width // step) * step, -(-height // step) * step
+        raise ConfigError(
+            "padding",
+            f"a tileable (wrap) output needs width and height divisible by {step} for {octaves} "
+            f"octaves, got {width}×{height}; use -W {fix_w} -H {fix_h}",
+        )
+
+
+def run_synthesis(
+    sources: ImageSource | Sequence[ImageSource] | None = None,
+    *,
+    config: SynthesisConfig,
+    callback: Callable[[Any], bool | None] | None = None,
+    targets: Targets | None = None,
+) -> SynthesisResult:
+    """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
+
+    Give either ``sources`` (images to measure) or ready ``targets``.
+    """
+    from .backbone import VGG16, load_weights
+    from .gram import check_image_size
+    from .losses import StyleObjective
+    from .optimize import minimize
+
+    started = time.perf_counter()
+    d = config.descriptor
     weights = load_weights(d.weights)
     network = VGG16(weights, pooling=d.pooling, padding=d.padding)
-    targets = average_grams([image_grams(im, network=network, config=d) for im in images])
-    mean_color = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0)
+    if targets is None:
+        targets = targets_from_images([] if sources is None else sources, config=config, network=network)
+    default_h, default_w = targets.size or (None, None)
+    height, width = config.height or default_h, config.width or default_w
+    if height is None or width is None:
+        raise ConfigError("width", "give the output size (-W and -H) when synthesizing from descriptors")
+    check_image_size(height, width, config=d, name="output")
+    if d.padding == "wrap":
+        check_tileable_size(height, width, octaves=d.octaves)
+
     x0 = initial_image(
-        config.init, height=height, width=width, mean_color=mean_color, seed=config.seed,
+        config.init, height=height, width=width, mean_color=targets.mean_color, seed=config.seed,
         max_input_pixels=config.max_input_pixels,
     )  # fmt: skip
-
-    objective = StyleObjective(targets=targets, network=network, config=d, height=height, width=width)
+    objective = StyleObjective(targets=targets.grams, network=network, config=d, height=height, width=width)
     result = minimize(
         objective,
         x0.reshape(-1),
@@ -343,7 +401,7 @@ def run_synthesis(
         elapsed_s=time.perf_counter() - started,
         history=result.history,
         config=config,
-        sources=infos,
+        sources=targets.sources,
         backbone=weights.backbone_id,
         weights_path=os.fspath(weights.path),
         weights_sha256=weights.sha256,
@@ -358,4 +416,4 @@ def average_grams(descriptors: Sequence[Mapping[Any, np.ndarray]]) -> dict[Any, 
     return {k: np.mean([d[k] for d in descriptors], axis=0) for k in keys}
 
 
-__all__ = ["SynthesisReport", "SynthesisResult", "SourceInfo", "synthesize", "run_synthesis", "Path"]
+__all__ = ["SourceInfo", "SynthesisReport", "SynthesisResult", "Targets", "run_synthesis", "synthesize"]

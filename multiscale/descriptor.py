@@ -1,0 +1,1302 @@
+"""Gram descriptors: a streaming accumulator of Gram matrices and its file format.
+
+A descriptor summarises any number of source images by running sums of their
+Gram matrices, one per ``(octave, layer)`` key. Memory is independent of the
+number of images (unless every Gram is kept for the affine-invariant join),
+descriptors built on separate shards merge exactly, and the result is saved
+as an ``.npz`` file that is checked member by member before anything is
+allocated when it is read back.
+
+File format (version 1)
+-----------------------
+A zip archive readable by :func:`numpy.load` (``allow_pickle=False``) with
+uncompressed ``.npy`` members:
+
+``meta``
+    uint8, shape (n,): UTF-8 JSON text with ``format``, ``version``,
+    ``backbone``, ``weights_sha256``, ``descriptor`` (octaves, layers,
+    pooling, padding, source_scale, source_width), ``channels`` (layer → C),
+    ``eps``, ``keep_all``, ``count``, ``total_weight``, ``sources`` (list of
+    ``{name, sha256, weight}`` in the order images were added) and
+    ``created`` (library versions).
+``sum/{octave}/{layer}``
+    float64, shape (C, C): ``Σ w_i G_i``.
+``log_sum/{octave}/{layer}``
+    float64, shape (C, C): ``Σ w_i log(R(G_i))``, ``R`` the regulariser of
+    :func:`multiscale.joins.regularise` with the recorded ``eps``.
+``all/{octave}/{layer}``
+    float64, shape (count, C, C): every image's Gram (only when ``keep_all``).
+
+Members are written in a fixed order with a fixed timestamp, so the same
+descriptor always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from numpy.lib import format as npy_format
+from numpy.typing import ArrayLike, NDArray
+
+from .config import DescriptorConfig
+from .errors import ConfigError, DescriptorError
+from .io import PathLike, atomic_output
+from .joins import (
+    DEFAULT_EPS,
+    DEFAULT_MAX_ITER,
+    DEFAULT_TOL,
+    affine_invariant_mean,
+    log_euclidean_join,
+    mean_join,
+    spd_log,
+    symmetrise,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Version of the file format written by this module; files with a larger
+#: version were made by a newer multiscale and are refused.
+FORMAT_VERSION = 1
+
+#: Value of ``meta["format"]``, telling a descriptor from any other npz.
+FORMAT_NAME = "multiscale-gram-descriptor"
+
+#: The joins :meth:`GramDescriptor.join` knows.
+JOIN_METHODS = ("mean", "log-euclidean", "affine-invariant")
+
+#: Default cap on the bytes a descriptor file may declare (4 GiB). A file of
+#: 500 images with every Gram kept (see :func:`keep_all_nbytes`) needs 1.4 GB.
+DEFAULT_MAX_BYTES = 4 * 1024**3
+
+#: Fields of :class:`DescriptorConfig` that change what is measured. Layer and
+#: octave weights only weight the loss, and the weights *path* is replaced by
+#: the weights file's hash, so none of them is stored or compared.
+MEASUREMENT_FIELDS = ("octaves", "layers", "pooling", "padding", "source_scale", "source_width")
+
+#: The meta text may not exceed this (64 MiB ≈ 400 000 sources).
+MAX_META_BYTES = 64 * 1024**2
+
+#: Most members and central-directory bytes an archive may list. A descriptor
+#: has 1 + 3 × octaves × layers ≤ 541 members.
+MAX_MEMBERS = 4096
+MAX_DIRECTORY_BYTES = 4 * 1024**2
+
+#: Largest channel count accepted from a file (VGG16 has at most 512).
+MAX_CHANNELS = 65536
+
+#: Allowed asymmetry ``max|G - Gᵀ| / max|G|`` of a Gram given to ``add``.
+#: Float32 Grams from a GPU matmul are symmetric only to round-off.
+ADD_SYMMETRY_RTOL = 1e-4
+
+#: Allowed asymmetry of arrays read from a file; this module writes exactly
+#: symmetric arrays, so anything beyond round-off means another writer or tampering.
+LOAD_SYMMETRY_RTOL = 1e-9
+
+#: ``sum`` must equal ``Σ w_i all_i`` to this relative tolerance in a file.
+LOAD_CONSISTENCY_RTOL = 1e-9
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAX_NPY_HEADER = 10000
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_EOCD_SIZE = 22
+_BAD_ARCHIVE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    NotImplementedError,
+    OverflowError,
+    ValueError,
+    KeyError,
+    OSError,
+)
+
+Key = tuple[int, str]
+FloatArray = NDArray[np.float64]
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "FORMAT_VERSION",
+    "JOIN_METHODS",
+    "MEASUREMENT_FIELDS",
+    "GramDescriptor",
+    "keep_all_nbytes",
+    "measurement_of",
+]
+
+
+def measurement_of(config: DescriptorConfig) -> dict[str, Any]:
+    """The fields of ``config`` that decide what a descriptor measures, as JSON-ready data.
+
+    Parameters
+    ----------
+    config : DescriptorConfig
+
+    Returns
+    -------
+    dict
+        ``octaves``, ``layers`` (a list), ``pooling``, ``padding``,
+        ``source_scale``, ``source_width``.
+    """
+    full = dataclasses.asdict(config)
+    out = {name: full[name] for name in MEASUREMENT_FIELDS}
+    out["layers"] = list(out["layers"])
+    return out
+
+
+def keep_all_nbytes(*, count: int, octaves: int, channels: Mapping[str, int]) -> int:
+    """Bytes needed to keep every image's Grams (``keep_all=True``).
+
+    ``count × octaves × Σ_layers C² × 8``. For 500 images, 4 octaves and
+    layers conv1_1, pool1, pool2, pool3 (C = 64, 64, 128, 256) that is
+    500 × 4 × 90 112 × 8 = 1 441 792 000 bytes (1.34 GiB), both in memory
+    and in the file — against 5.8 MB for the two running sums.
+
+    Parameters
+    ----------
+    count : int
+        Number of images.
+    octaves : int
+        Number of octaves.
+    channels : mapping of str to int
+        Channels ``C`` of each layer of the descriptor.
+
+    Returns
+    -------
+    int
+    """
+    return int(count) * int(octaves) * sum(int(c) ** 2 for c in channels.values()) * 8
+
+
+class GramDescriptor:
+    """Running sums of Gram matrices over images, per ``(octave, layer)``.
+
+    Build one with :meth:`empty` and :meth:`add`, or read one with
+    :meth:`load`; combine with :meth:`merge`; average with :meth:`join`.
+
+    For every key ``(octave, layer)`` with ``C = channels[layer]`` it keeps,
+    in float64:
+
+    - ``sums[key]``, shape (C, C): ``Σ w_i G_i``;
+    - ``log_sums[key]``, shape (C, C): ``Σ w_i log(R(G_i))``, so both the
+      arithmetic and the log-Euclidean mean stream in O(1) memory in the
+      number of images;
+    - with ``keep_all``, ``all_grams[key]``, shape (count, C, C): every
+      image's Gram, needed by the affine-invariant join. That costs
+      :func:`keep_all_nbytes` bytes: count × octaves × Σ C² × 8, e.g.
+      1.44 GB (1.34 GiB) for 500 images, 4 octaves and conv1_1, pool1,
+      pool2, pool3 (C = 64, 64, 128, 256).
+
+    ``count`` (images) and ``total_weight`` (``Σ w_i``) are shared by all keys
+    since every image contributes to every key. Arrays handed out are
+    read-only views; the object is never changed except by :meth:`add`.
+    """
+
+    def __init__(
+        self,
+        *,
+        measurement: dict[str, Any],
+        backbone: str,
+        weights_sha256: str,
+        channels: dict[str, int],
+        eps: float,
+        keep_all: bool,
+        count: int = 0,
+        total_weight: float = 0.0,
+        sources: list[dict[str, Any]] | None = None,
+        sums: dict[Key, FloatArray] | None = None,
+        log_sums: dict[Key, FloatArray] | None = None,
+        all_grams: dict[Key, list[FloatArray]] | None = None,
+        created: dict[str, str] | None = None,
+        version: int = FORMAT_VERSION,
+        path: Path | None = None,
+        file_bytes: int | None = None,
+    ) -> None:
+        # Private: use empty(), load() or merge(); they validate their inputs.
+        self._measurement = measurement
+        self._backbone = backbone
+        self._weights_sha256 = weights_sha256
+        self._channels = channels
+        self._eps = float(eps)
+        self._keep_all = bool(keep_all)
+        self._keys: tuple[Key, ...] = tuple(
+            (o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]
+        )
+        self._count = count
+        self._total_weight = float(total_weight)
+        self._sources = list(sources or [])
+        self._sums = sums if sums is not None else {k: self._zeros(k) for k in self._keys}
+        self._log_sums = log_sums if log_sums is not None else {k: self._zeros(k) for k in self._keys}
+        self._all: dict[Key, list[FloatArray]] = (
+            all_grams if all_grams is not None else {k: [] for k in self._keys} if keep_all else {}
+        )
+        self._created = created if created is not None else _created_info()
+        self._version = version
+        self._path = path
+        self._file_bytes = file_bytes
+        for arrays in (self._sums, self._log_sums):
+            for a in arrays.values():
+                a.setflags(write=False)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def empty(
+        cls,
+        *,
+        config: DescriptorConfig,
+        backbone: str,
+        weights_sha256: str,
+        channels: Mapping[str, int],
+        keep_all: bool = False,
+        eps: float = DEFAULT_EPS,
+    ) -> GramDescriptor:
+        """A descriptor holding no images yet.
+
+        Parameters
+        ----------
+        config : DescriptorConfig
+            What is measured; only :data:`MEASUREMENT_FIELDS` are kept.
+        backbone : str
+            Identifier of the network, e.g. ``"vgg16-hed-bsds500"``.
+        weights_sha256 : str
+            SHA-256 (64 hex digits) of the backbone's weights file.
+        channels : mapping of str to int
+            Channels ``C`` of each layer; must cover ``config.layers`` (other
+            entries are ignored).
+        keep_all : bool
+            Keep every image's Grams too, for the affine-invariant join (see
+            :func:`keep_all_nbytes` for the cost).
+        eps : float
+            Relative regulariser of the log-Euclidean sums (≥ 0), see
+            :func:`multiscale.joins.regularise`.
+
+        Returns
+        -------
+        GramDescriptor
+
+        Raises
+        ------
+        DescriptorError
+            If an argument is invalid (names it).
+        """
+        if not isinstance(config, DescriptorConfig):
+            raise DescriptorError(f"config must be a DescriptorConfig, got {type(config).__name__}")
+        if not isinstance(backbone, str) or not backbone.strip():
+            raise DescriptorError(f"backbone must be a non-empty string, got {backbone!r}")
+        sha = _check_sha256(weights_sha256, "weights_sha256")
+        missing = [layer for layer in config.layers if layer not in channels]
+        if missing:
+            raise DescriptorError(f"channels: no channel count for layer(s) {', '.join(missing)}")
+        chans: dict[str, int] = {}
+        for layer in config.layers:
+            c = channels[layer]
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 1 <= c <= MAX_CHANNELS:
+                raise DescriptorError(
+                    f"channels[{layer!r}] must be an integer in 1…{MAX_CHANNELS}, got {c!r}"
+                )
+            chans[layer] = int(c)
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+            raise DescriptorError(f"eps must be a finite number ≥ 0, got {eps!r}")
+        return cls(
+            measurement=measurement_of(config),
+            backbone=backbone,
+            weights_sha256=sha,
+            channels=chans,
+            eps=float(eps),
+            keep_all=bool(keep_all),
+        )
+
+    def add(
+        self,
+        grams: Mapping[tuple[int, str], ArrayLike],
+        *,
+        name: str,
+        sha256: str,
+        weight: float = 1.0,
+    ) -> None:
+        """Add one image's Grams, with a weight.
+
+        Everything is checked before anything changes: on error the
+        descriptor is as before, so a caller may skip the image and go on.
+
+        Parameters
+        ----------
+        grams : mapping of (int, str) to array_like
+            One Gram per key ``(octave, layer)`` of :attr:`keys`, shape
+            (C, C), real, finite and symmetric to ``ADD_SYMMETRY_RTOL`` of its
+            largest entry (float32 is fine; it is stored as float64, symmetrised).
+        name : str
+            The image's name as shown to users (usually its file name).
+        sha256 : str
+            SHA-256 of the image file (64 hex digits).
+        weight : float
+            Finite, > 0.
+
+        Raises
+        ------
+        DescriptorError
+            Message starts with ``name``: missing or unexpected keys, a wrong
+            shape, NaN/Inf, an asymmetric or non-PSD matrix, an all-zero Gram
+            (its logarithm does not exist), a bad weight or hash.
+        """
+        if not isinstance(name, str) or not name:
+            raise DescriptorError(f"name must be a non-empty string, got {name!r}")
+        sha = _check_sha256(sha256, f"{name}: sha256")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)):
+            raise DescriptorError(f"{name}: weight must be a number, got {weight!r}")
+        weight = float(weight)
+        if not (math.isfinite(weight) and weight > 0):
+            raise DescriptorError(f"{name}: weight must be finite and > 0, got {weight!r}")
+        given = {}
+        for key, value in grams.items():
+            norm = _normalise_key(key)
+            given[norm if norm is not None else key] = value
+        expected = set(self._keys)
+        missing = [k for k in self._keys if k not in given]
+        unexpected = [k for k in given if k not in expected]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append("missing " + ", ".join(_key_label(k) for k in missing))
+            if unexpected:
+                parts.append("unexpected " + ", ".join(repr(k) for k in unexpected))
+            raise DescriptorError(f"{name}: Grams do not match the descriptor's keys: {'; '.join(parts)}")
+
+        new_grams: dict[Key, FloatArray] = {}
+        new_logs: dict[Key, FloatArray] = {}
+        for key in self._keys:
+            where = f"{name}: Gram at {_key_label(key)}"
+            arr = np.asarray(given[key])
+            c = self._channels[key[1]]
+            if arr.shape != (c, c):
+                raise DescriptorError(f"{where} has shape {arr.shape}, expected ({c}, {c})")
+            if arr.dtype.kind not in "fiu":
+                raise DescriptorError(f"{where} has dtype {arr.dtype}, expected a real number type")
+            g = arr.astype(np.float64)
+            if not np.all(np.isfinite(g)):
+                raise DescriptorError(f"{where} has NaN or infinite entries")
+            _check_symmetric(g, ADD_SYMMETRY_RTOL, where)
+            g = symmetrise(g)
+            try:
+                new_logs[key] = spd_log(g, eps=self._eps)
+            except DescriptorError as exc:
+                raise DescriptorError(f"{where}: {exc}") from None
+            new_grams[key] = g
+
+        # Commit: new arrays rather than in-place updates, so views handed out stay valid.
+        for key in self._keys:
+            s = self._sums[key] + weight * new_grams[key]
+            ls = self._log_sums[key] + weight * new_logs[key]
+            s.setflags(write=False)
+            ls.setflags(write=False)
+            self._sums[key], self._log_sums[key] = s, ls
+            if self._keep_all:
+                new_grams[key].setflags(write=False)
+                self._all[key].append(new_grams[key])
+        if any(src["sha256"] == sha for src in self._sources):
+            logger.warning("%s: an image with the same SHA-256 is already in the descriptor", name)
+        self._count += 1
+        self._total_weight += weight
+        self._sources.append({"name": name, "sha256": sha, "weight": weight})
+
+    def merge(self, *others: GramDescriptor) -> GramDescriptor:
+        """A new descriptor holding the images of ``self`` and ``others``.
+
+        Exact: sums add, counts and total weights add, sources are
+        concatenated in order (never a mean of means). Equivalent to
+        ``GramDescriptor.merge_all([self, *others])``.
+
+        Raises
+        ------
+        DescriptorError
+            If any descriptor is incompatible with ``self``; lists every
+            differing field with both values.
+        """
+        return GramDescriptor.merge_all([self, *others])
+
+    @classmethod
+    def merge_all(cls, descriptors: Iterable[GramDescriptor]) -> GramDescriptor:
+        """Merge descriptors exactly (see :meth:`merge`).
+
+        Descriptors must agree on format version, backbone, weights hash,
+        octaves, layers, pooling, padding, source scale and width, channels
+        and ``eps``. If some keep every Gram and others do not, the result
+        does not (logged as a warning): the affine-invariant join then needs
+        a rebuild with ``--keep-grams``.
+
+        Parameters
+        ----------
+        descriptors : iterable of GramDescriptor
+            At least one.
+
+        Returns
+        -------
+        GramDescriptor
+            A new object; the inputs are unchanged.
+
+        Raises
+        ------
+        DescriptorError
+            No descriptors, or incompatible ones (every difference listed).
+        """
+        ds = list(descriptors)
+        if not ds:
+            raise DescriptorError("nothing to merge: no descriptors given")
+        for d in ds:
+            if not isinstance(d, GramDescriptor):
+                raise DescriptorError(f"can only merge GramDescriptor objects, got {type(d).__name__}")
+        first = ds[0]
+        problems = []
+        for i, d in enumerate(ds[1:], start=1):
+            diffs = _differences(first._identity(), d._identity())
+            if diffs:
+                problems.append(f"{first._label(0)} and {d._label(i)} differ in {'; '.join(diffs)}")
+        if problems:
+            raise DescriptorError("cannot merge incompatible descriptors: " + " | ".join(problems))
+        keep_all = all(d._keep_all for d in ds)
+        if not keep_all and any(d._keep_all for d in ds):
+            logger.warning(
+                "merging descriptors with and without kept Grams: the result keeps none, "
+                "so the affine-invariant join needs a rebuild with --keep-grams"
+            )
+        sums = {k: _sum_arrays(d._sums[k] for d in ds) for k in first._keys}
+        log_sums = {k: _sum_arrays(d._log_sums[k] for d in ds) for k in first._keys}
+        all_grams = {k: [g for d in ds for g in d._all[k]] for k in first._keys} if keep_all else None
+        total = 0.0
+        for d in ds:
+            total += d._total_weight
+        sources = [dict(src) for d in ds for src in d._sources]
+        shas = [s["sha256"] for s in sources]
+        if len(set(shas)) != len(shas):
+            logger.warning("merged descriptor counts %d image(s) more than once", len(shas) - len(set(shas)))
+        return cls(
+            measurement=dict(first._measurement, layers=list(first._measurement["layers"])),
+            backbone=first._backbone,
+            weights_sha256=first._weights_sha256,
+            channels=dict(first._channels),
+            eps=first._eps,
+            keep_all=keep_all,
+            count=sum(d._count for d in ds),
+            total_weight=total,
+            sources=sources,
+            sums=sums,
+            log_sums=log_sums,
+            all_grams=all_grams,
+        )
+
+    # ------------------------------------------------------------------ results
+
+    def join(
+        self,
+        method: str = "mean",
+        *,
+        tol: float = DEFAULT_TOL,
+        max_iter: int = DEFAULT_MAX_ITER,
+    ) -> dict[Key, FloatArray]:
+        """One Gram matrix per key: the weighted mean of the images' Grams.
+
+        Parameters
+        ----------
+        method : {"mean", "log-euclidean", "affine-invariant"}
+            ``mean``: ``sums / total_weight``. ``log-euclidean``:
+            ``exp(log_sums / total_weight)``. ``affine-invariant``: the
+            weighted Karcher mean of the regularised Grams (needs
+            ``keep_all``), see :func:`multiscale.joins.affine_invariant_mean`.
+            The log-domain joins average ``R(G_i) = G_i + eps·trace(G_i)/C·I``,
+            so a one-image descriptor gives back ``R(G_1)``, not ``G_1``.
+        tol, max_iter
+            Stopping rule of the affine-invariant iteration (ignored otherwise).
+
+        Returns
+        -------
+        dict of (int, str) to ndarray
+            float64 arrays of shape (C, C), symmetric (positive definite for
+            the log-domain joins), keyed as :attr:`keys`.
+
+        Raises
+        ------
+        ConfigError
+            Unknown ``method`` (field ``join``).
+        DescriptorError
+            The descriptor holds no images, or ``affine-invariant`` is asked
+            of a descriptor built without every Gram.
+        """
+        if method not in JOIN_METHODS:
+            raise ConfigError("join", f"must be one of {', '.join(JOIN_METHODS)}, got {method!r}")
+        if self._count == 0:
+            raise DescriptorError(f"{self._label()}: holds no images; nothing to join")
+        if method == "mean":
+            return {k: mean_join(self._sums[k], self._total_weight) for k in self._keys}
+        if method == "log-euclidean":
+            return {k: log_euclidean_join(self._log_sums[k], self._total_weight) for k in self._keys}
+        if not self._keep_all:
+            raise DescriptorError(
+                f"{self._label()}: the affine-invariant join needs every image's Gram, which this "
+                "descriptor did not keep; rebuild it with --keep-grams (or use the mean or "
+                "log-euclidean join)"
+            )
+        weights = np.array([s["weight"] for s in self._sources], dtype=np.float64)
+        out = {}
+        for k in self._keys:
+            init = log_euclidean_join(self._log_sums[k], self._total_weight)
+            out[k] = affine_invariant_mean(
+                np.stack(self._all[k]), weights, eps=self._eps, tol=tol, max_iter=max_iter, init=init
+            )
+        return out
+
+    # ------------------------------------------------------------------ compatibility
+
+    def differences(
+        self,
+        config: DescriptorConfig,
+        *,
+        backbone: str,
+        weights_sha256: str,
+        ignore: Collection[str] = (),
+    ) -> list[str]:
+        """What differs between this descriptor and a run's settings.
+
+        Parameters
+        ----------
+        config : DescriptorConfig
+            The run's descriptor config; its :data:`MEASUREMENT_FIELDS` are compared.
+        backbone, weights_sha256 : str
+            The run's backbone id and weights hash.
+        ignore : collection of str
+            Field names not to compare (e.g. ``{"source_scale", "source_width"}``
+            when synthesising from the descriptor alone).
+
+        Returns
+        -------
+        list of str
+            One ``"field: descriptor value vs run value"`` per difference;
+            empty when compatible.
+        """
+        ours = {
+            "backbone": self._backbone,
+            "weights_sha256": self._weights_sha256,
+            **self._measurement,
+        }
+        theirs = {
+            "backbone": backbone,
+            "weights_sha256": str(weights_sha256).lower(),
+            **measurement_of(config),
+        }
+        return [
+            f"{name}: {ours[name]!r} (descriptor) vs {theirs[name]!r} (run)"
+            for name in ours
+            if name not in ignore and ours[name] != theirs[name]
+        ]
+
+    def compatible_with(
+        self,
+        config: DescriptorConfig,
+        *,
+        backbone: str,
+        weights_sha256: str,
+        ignore: Collection[str] = (),
+    ) -> bool:
+        """Whether :meth:`differences` finds nothing."""
+        return not self.differences(config, backbone=backbone, weights_sha256=weights_sha256, ignore=ignore)
+
+    def check_compatible(
+        self,
+        config: DescriptorConfig,
+        *,
+        backbone: str,
+        weights_sha256: str,
+        ignore: Collection[str] = (),
+    ) -> None:
+        """Raise :class:`DescriptorError` listing every difference from a run's settings.
+
+        The message starts with the descriptor's path (if it was loaded).
+        """
+        diffs = self.differences(config, backbone=backbone, weights_sha256=weights_sha256, ignore=ignore)
+        if diffs:
+            raise DescriptorError(f"{self._label()}: descriptor does not match this run: {'; '.join(diffs)}")
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: PathLike, *, overwrite: bool = False) -> Path:
+        """Write the descriptor to ``path`` atomically (format in the module docstring).
+
+        The name is used as given (no ``.npz`` is appended).
+
+        Returns
+        -------
+        Path
+
+        Raises
+        ------
+        DescriptorError
+            If the descriptor holds no images.
+        OutputError
+            If ``path`` exists and not ``overwrite``, or cannot be written.
+        """
+        if self._count == 0:
+            raise DescriptorError(f"{path}: nothing to save; the descriptor holds no images")
+        meta = json.dumps(self._meta(), allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+        def members() -> Iterator[tuple[str, np.ndarray]]:
+            # A generator, so that only one kept-Grams stack exists at a time.
+            yield "meta", np.frombuffer(meta, dtype=np.uint8)
+            for k in self._keys:
+                yield _member("sum", k), self._sums[k]
+                yield _member("log_sum", k), self._log_sums[k]
+                if self._keep_all:
+                    yield _member("all", k), np.stack(self._all[k])
+
+        with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+            _write_npz(fh, members())
+        logger.info("wrote descriptor %s (%d images)", path, self._count)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> GramDescriptor:
+        """Read a descriptor file, checking everything before allocating.
+
+        Every member's ``.npy`` header is read from the archive and its dtype
+        and shape compared with what the metadata implies, and the declared
+        sizes with ``max_bytes`` and with the archive's record, before any
+        array data is read; pickled (object) members are refused without
+        unpickling. Then values must be finite, Grams symmetric, sums
+        consistent with the kept Grams, and the metadata self-consistent.
+
+        Parameters
+        ----------
+        path : str or PathLike
+        max_bytes : int
+            Most bytes of array data the file may declare (default
+            :data:`DEFAULT_MAX_BYTES`).
+
+        Returns
+        -------
+        GramDescriptor
+
+        Raises
+        ------
+        DescriptorError
+            Message starts with ``path``: missing or unreadable file, not an
+            npz archive, truncated or corrupted, made by a newer multiscale,
+            missing, unexpected or malformed members, too large, non-finite
+            or asymmetric values, inconsistent metadata.
+        """
+        p = Path(path)
+        return _Loader(p, max_bytes=max_bytes).load()
+
+    # ------------------------------------------------------------------ introspection
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready summary for ``grams info``.
+
+        Returns
+        -------
+        dict
+            ``path`` and ``file_bytes`` (``None`` unless loaded), ``format``,
+            ``version``, ``backbone``, ``weights_sha256``, ``descriptor``,
+            ``channels``, ``eps``, ``keep_all``, ``count``, ``total_weight``,
+            ``created``, ``memory_bytes``, ``keys`` (octave, layer, shape)
+            and ``sources``.
+        """
+        return {
+            "path": None if self._path is None else os.fspath(self._path),
+            "file_bytes": self._file_bytes,
+            **self._meta(),
+            "version": self._version,
+            "memory_bytes": self.nbytes,
+            "keys": [
+                {"octave": o, "layer": layer, "shape": [self._channels[layer]] * 2} for o, layer in self._keys
+            ],
+        }
+
+    @property
+    def version(self) -> int:
+        """Format version (of the file it was loaded from, else :data:`FORMAT_VERSION`)."""
+        return self._version
+
+    @property
+    def backbone(self) -> str:
+        """Backbone identifier."""
+        return self._backbone
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the backbone weights (lowercase hex)."""
+        return self._weights_sha256
+
+    @property
+    def measurement(self) -> dict[str, Any]:
+        """The :data:`MEASUREMENT_FIELDS` as a dict (a copy)."""
+        return dict(self._measurement, layers=list(self._measurement["layers"]))
+
+    def descriptor_config(self) -> DescriptorConfig:
+        """A :class:`DescriptorConfig` with this descriptor's measurement fields (others default)."""
+        m = self._measurement
+        return DescriptorConfig(**dict(m, layers=tuple(m["layers"])))
+
+    @property
+    def channels(self) -> dict[str, int]:
+        """Channels ``C`` of each layer (a copy)."""
+        return dict(self._channels)
+
+    @property
+    def eps(self) -> float:
+        """Relative regulariser of the log sums."""
+        return self._eps
+
+    @property
+    def keep_all(self) -> bool:
+        """Whether every image's Grams are kept."""
+        return self._keep_all
+
+    @property
+    def count(self) -> int:
+        """Number of images added."""
+        return self._count
+
+    @property
+    def total_weight(self) -> float:
+        """``Σ w_i`` over the images."""
+        return self._total_weight
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """``{name, sha256, weight}`` of each image, in order (copies)."""
+        return [dict(s) for s in self._sources]
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        """``(octave, layer)`` keys, octave-major, layers in config order."""
+        return self._keys
+
+    @property
+    def path(self) -> Path | None:
+        """The file it was loaded from, if any."""
+        return self._path
+
+    @property
+    def sums(self) -> dict[Key, FloatArray]:
+        """``Σ w_i G_i`` per key: read-only float64 arrays of shape (C, C)."""
+        return dict(self._sums)
+
+    @property
+    def log_sums(self) -> dict[Key, FloatArray]:
+        """``Σ w_i log(R(G_i))`` per key: read-only float64 arrays of shape (C, C)."""
+        return dict(self._log_sums)
+
+    @property
+    def all_grams(self) -> dict[Key, FloatArray]:
+        """Every image's Gram per key: float64 arrays of shape (count, C, C) (new copies).
+
+        Raises
+        ------
+        DescriptorError
+            If the descriptor does not keep them.
+        """
+        if not self._keep_all:
+            raise DescriptorError(f"{self._label()}: built without --keep-grams; per-image Grams not kept")
+        c = self._channels
+        return {k: np.stack(v) if v else np.zeros((0, c[k[1]], c[k[1]])) for k, v in self._all.items()}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data held in memory."""
+        sums = sum(a.nbytes for a in self._sums.values()) * 2
+        kept = sum(g.nbytes for v in self._all.values() for g in v)
+        return sums + kept
+
+    def __repr__(self) -> str:
+        where = f" from {self._path}" if self._path else ""
+        return (
+            f"<GramDescriptor{where}: {self._count} image(s), {len(self._keys)} keys, "
+            f"backbone {self._backbone!r}, keep_all={self._keep_all}>"
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _zeros(self, key: Key) -> FloatArray:
+        c = self._channels[key[1]]
+        return np.zeros((c, c), dtype=np.float64)
+
+    def _label(self, index: int | None = None) -> str:
+        if self._path is not None:
+            return os.fspath(self._path)
+        return "descriptor" if index is None else f"descriptor #{index + 1}"
+
+    def _identity(self) -> dict[str, Any]:
+        """Everything two descriptors must share to be merged."""
+        return {
+            "version": self._version,
+            "backbone": self._backbone,
+            "weights_sha256": self._weights_sha256,
+            **self._measurement,
+            "channels": self._channels,
+            "eps": self._eps,
+        }
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "backbone": self._backbone,
+            "weights_sha256": self._weights_sha256,
+            "descriptor": self.measurement,
+            "channels": dict(self._channels),
+            "eps": self._eps,
+            "keep_all": self._keep_all,
+            "count": self._count,
+            "total_weight": self._total_weight,
+            "sources": self.sources,
+            "created": dict(self._created),
+        }
+
+
+# ---------------------------------------------------------------------- loading
+
+
+class _Loader:
+    """Reads one descriptor file; every failure is a DescriptorError naming the path."""
+
+    def __init__(self, path: Path, *, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise DescriptorError(f"{path}: max_bytes must be a positive integer, got {max_bytes!r}")
+        self.path = path
+        self.max_bytes = max_bytes
+
+    def fail(self, message: str) -> DescriptorError:
+        return DescriptorError(f"{self.path}: {message}")
+
+    def load(self) -> GramDescriptor:
+        p = self.path
+        if not p.exists():
+            raise self.fail("no such file")
+        if p.is_dir():
+            raise self.fail("is a directory, not a descriptor file")
+        try:
+            size = p.stat().st_size
+            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
+        except OSError as exc:
+            raise self.fail(f"cannot read: {exc.strerror or exc}") from None
+        try:
+            if size == 0:
+                raise self.fail("empty file (0 bytes); not a descriptor")
+            self._check_directory(fh, size)
+            try:
+                zf = zipfile.ZipFile(fh)
+            except DescriptorError:
+                raise
+            except _BAD_ARCHIVE as exc:
+                raise self.fail(f"not a descriptor file (not a readable .npz archive: {exc})") from None
+            with zf:
+                try:
+                    return self._read(zf, size)
+                except DescriptorError:
+                    raise
+                except _BAD_ARCHIVE as exc:
+                    raise self.fail(f"corrupted or truncated archive: {exc}") from None
+        finally:
+            fh.close()
+
+    def _check_directory(self, fh: IO[bytes], size: int) -> None:
+        """Refuse archives whose central directory is too large, before zipfile parses it.
+
+        zipfile builds one Python object per listed member, so a small file
+        listing millions of entries would cost far more memory than its size.
+        Anything that does not look like a zip is left for zipfile to report.
+        """
+        tail_len = min(size, _EOCD_SIZE + 65535)
+        fh.seek(size - tail_len)
+        tail = fh.read(tail_len)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD_SIZE:
+            fh.seek(0)
+            return
+        entries, directory_bytes = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = at - 20  # a zip64 archive keeps the true figures in a record the locator points to
+        saturated = entries == 0xFFFF or directory_bytes == 0xFFFFFFFF
+        if saturated and tail[locator : locator + 4] == b"PK\x06\x07":
+            (record_at,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            if record_at + 56 <= size:
+                fh.seek(record_at)
+                record = fh.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    entries, directory_bytes = struct.unpack("<QQ", record[32:48])
+        fh.seek(0)
+        if entries > MAX_MEMBERS or directory_bytes > MAX_DIRECTORY_BYTES:
+            raise self.fail(
+                f"archive lists {entries} members in {directory_bytes} bytes; a descriptor has at most "
+                f"{MAX_MEMBERS} — not a descriptor file"
+            )
+
+    def _read(self, zf: zipfile.ZipFile, size: int) -> GramDescriptor:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise self.fail("archive lists a member twice")
+        compressed = 0
+        for info in infos:
+            if info.flag_bits & 0x1:
+                raise self.fail(f"member {info.filename} is encrypted")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise self.fail(f"member {info.filename} uses an unsupported compression")
+            if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+                raise self.fail(f"member {info.filename}: stored size disagrees with its recorded size")
+            compressed += info.compress_size
+        if compressed > size:
+            raise self.fail(f"truncated: members need {compressed} bytes, file has {size}")
+        by_name = {i.filename: i for i in infos}
+        if "meta.npy" not in by_name:
+            raise self.fail("not a multiscale descriptor: member 'meta' is missing")
+
+        meta = self._parse_meta(self._read_meta(zf, by_name["meta.npy"]))
+        count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
+        measurement = meta["descriptor"]
+        keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
+
+        expected: dict[str, tuple[str, Key, tuple[int, ...]]] = {}
+        for k in keys:
+            c = channels[k[1]]
+            expected[_member("sum", k) + ".npy"] = ("sum", k, (c, c))
+            expected[_member("log_sum", k) + ".npy"] = ("log_sum", k, (c, c))
+            if keep_all:
+                expected[_member("all", k) + ".npy"] = ("all", k, (count, c, c))
+        needed = sum(8 * math.prod(shape) for _, _, shape in expected.values())
+        if needed > self.max_bytes:
+            raise self.fail(
+                f"declares {needed} bytes of arrays ({count} images, keep_all={keep_all}), more than "
+                f"max_bytes={self.max_bytes}; raise the limit only for a file you trust"
+            )
+        missing = [n[:-4] for n in expected if n not in by_name]
+        unexpected = [n for n in names if n != "meta.npy" and n not in expected]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append("missing member(s) " + _first_few(missing))
+            if unexpected:
+                parts.append("unexpected member(s) " + _first_few(unexpected))
+            raise self.fail("; ".join(parts))
+
+        # Headers of every member first: nothing is allocated for data until all agree.
+        headers = {
+            name: self._check_header(zf, by_name[name], shape) for name, (_, _, shape) in expected.items()
+        }
+
+        sums: dict[Key, FloatArray] = {}
+        log_sums: dict[Key, FloatArray] = {}
+        kept: dict[Key, FloatArray] = {}
+        for name, (kind, key, shape) in expected.items():
+            arr = self._read_data(zf, by_name[name], shape, headers[name])
+            where = f"member {name[:-4]}"
+            if not np.all(np.isfinite(arr)):
+                raise self.fail(f"{where} has NaN or infinite values")
+            _check_symmetric(arr, LOAD_SYMMETRY_RTOL, where, prefix=f"{self.path}: ")
+            if kind != "log_sum" and np.any(np.diagonal(arr, axis1=-2, axis2=-1) < 0):
+                raise self.fail(f"{where} has a negative diagonal entry; not a sum of Gram matrices")
+            arr.setflags(write=False)
+            {"sum": sums, "log_sum": log_sums, "all": kept}[kind][key] = arr
+
+        weights = np.array([s["weight"] for s in meta["sources"]], dtype=np.float64)
+        for key, stack in kept.items():
+            recomputed = np.einsum("i,ijk->jk", weights, stack)
+            scale = np.einsum("i,ijk->jk", weights, np.abs(stack)).max()
+            if np.max(np.abs(recomputed - sums[key])) > LOAD_CONSISTENCY_RTOL * scale:
+                raise self.fail(
+                    f"member sum/{key[0]}/{key[1]} disagrees with the kept Grams and the source "
+                    "weights in meta; the file is inconsistent"
+                )
+        all_grams = {k: list(stack) for k, stack in kept.items()} if keep_all else None
+        return GramDescriptor(
+            measurement=measurement,
+            backbone=meta["backbone"],
+            weights_sha256=meta["weights_sha256"],
+            channels=channels,
+            eps=meta["eps"],
+            keep_all=keep_all,
+            count=count,
+            total_weight=meta["total_weight"],
+            sources=meta["sources"],
+            sums=sums,
+            log_sums=log_sums,
+            all_grams=all_grams,
+            created=meta["created"],
+            version=meta["version"],
+            path=self.path,
+            file_bytes=size,
+        )
+
+    # -- members
+
+    def _header(self, fh: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+        try:
+            version = npy_format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(fh, max_header_size=_MAX_NPY_HEADER)
+            elif version == (2, 0):
+                shape, fortran, dtype = npy_format.read_array_header_2_0(fh, max_header_size=_MAX_NPY_HEADER)
+            else:
+                raise self.fail(f"member {name}: unsupported .npy version {version}")
+        except DescriptorError:
+            raise
+        except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, MemoryError) as exc:
+            raise self.fail(f"member {name}: not a valid .npy header ({exc})") from None
+        return shape, fortran, dtype, fh.tell()
+
+    def _read_meta(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+        limit = min(self.max_bytes, MAX_META_BYTES)
+        if info.file_size > limit + _MAX_NPY_HEADER:
+            raise self.fail(f"member meta declares {info.file_size} bytes, more than the {limit} allowed")
+        with zf.open(info) as fh:
+            shape, _, dtype, offset = self._header(fh, "meta")
+            if dtype != np.dtype(np.uint8) or len(shape) != 1:
+                raise self.fail(f"member meta has dtype {dtype} and shape {shape}, expected uint8 text")
+            if offset + shape[0] != info.file_size:
+                raise self.fail(
+                    f"member meta declares {shape[0]} bytes but the archive holds {info.file_size - offset}"
+                )
+            data = fh.read(shape[0])
+        if len(data) != shape[0]:
+            raise self.fail("member meta is truncated")
+        return data
+
+    def _check_header(
+        self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple[int, ...]
+    ) -> tuple[bool, np.dtype, int]:
+        name = info.filename[:-4]
+        with zf.open(info) as fh:
+            got_shape, fortran, dtype, offset = self._header(fh, name)
+        if dtype.hasobject or dtype.kind != "f" or dtype.itemsize != 8:
+            raise self.fail(f"member {name} has dtype {dtype}, expected float64")
+        if tuple(got_shape) != shape:
+            raise self.fail(f"member {name} has shape {tuple(got_shape)}, expected {shape} from the metadata")
+        nbytes = 8 * math.prod(shape)
+        if offset + nbytes != info.file_size:
+            raise self.fail(
+                f"member {name} declares {nbytes} bytes of data but the archive records "
+                f"{info.file_size - offset}"
+            )
+        return fortran, dtype, offset
+
+    def _read_data(
+        self,
+        zf: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
+        shape: tuple[int, ...],
+        header: tuple[bool, np.dtype, int],
+    ) -> FloatArray:
+        fortran, dtype, offset = header
+        nbytes = 8 * math.prod(shape)
+        with zf.open(info) as fh:
+            fh.read(offset)
+            data = fh.read(nbytes)
+            # Reading to the end makes zipfile check the member's CRC.
+            trailing = fh.read(1)
+        if len(data) != nbytes or trailing:
+            raise self.fail(f"member {info.filename[:-4]} is truncated or has trailing data")
+        arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+        return np.array(arr, dtype=np.float64, order="C")
+
+    # -- metadata
+
+    def _parse_meta(self, raw: bytes) -> dict[str, Any]:
+        def reject_constant(token: str) -> Any:
+            raise ValueError(f"{token} is not allowed")
+
+        try:
+            meta = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self.fail(f"member meta is not valid JSON text ({exc})") from None
+        if not isinstance(meta, dict):
+            raise self.fail("member meta is not a JSON object")
+        if meta.get("format") != FORMAT_NAME:
+            raise self.fail(f"not a multiscale descriptor (meta format is {meta.get('format')!r})")
+        version = meta.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise self.fail(f"meta version must be an integer ≥ 1, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise self.fail(
+                f"made by a newer multiscale (format version {version}; this one reads up to "
+                f"{FORMAT_VERSION}); upgrade multiscale to read it"
+            )
+
+        def field(name: str, kind: type | tuple[type, ...]) -> Any:
+            if name not in meta:
+                raise self.fail(f"meta has no {name!r}")
+            value = meta[name]
+            if isinstance(value, bool) and kind is not bool:
+                raise self.fail(f"meta {name} has the wrong type (bool)")
+            if not isinstance(value, kind):
+                raise self.fail(f"meta {name} has the wrong type ({type(value).__name__})")
+            return value
+
+        backbone = field("backbone", str)
+        if not backbone:
+            raise self.fail("meta backbone is empty")
+        weights_sha = field("weights_sha256", str)
+        if not _SHA256.fullmatch(weights_sha):
+            raise self.fail("meta weights_sha256 is not 64 lowercase hex digits")
+        measurement = self._parse_measurement(field("descriptor", dict))
+        channels_raw = field("channels", dict)
+        channels: dict[str, int] = {}
+        for layer in measurement["layers"]:
+            c = channels_raw.get(layer)
+            if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CHANNELS:
+                raise self.fail(f"meta channels[{layer!r}] must be an integer in 1…{MAX_CHANNELS}, got {c!r}")
+            channels[layer] = c
+        if set(channels_raw) != set(channels):
+            raise self.fail("meta channels lists layers that the descriptor does not measure")
+        eps = field("eps", (int, float))
+        if not (math.isfinite(eps) and eps >= 0):
+            raise self.fail(f"meta eps must be finite and ≥ 0, got {eps!r}")
+        keep_all = field("keep_all", bool)
+        count = field("count", int)
+        if count < 1:
+            raise self.fail(f"meta count must be ≥ 1, got {count}")
+        total_weight = field("total_weight", (int, float))
+        if not (math.isfinite(total_weight) and total_weight > 0):
+            raise self.fail(f"meta total_weight must be finite and > 0, got {total_weight!r}")
+        sources_raw = field("sources", list)
+        if len(sources_raw) != count:
+            raise self.fail(f"meta says count {count} but lists {len(sources_raw)} sources")
+        sources = [self._parse_source(i, s) for i, s in enumerate(sources_raw)]
+        weight_sum = math.fsum(s["weight"] for s in sources)
+        if abs(weight_sum - total_weight) > 1e-9 * weight_sum:
+            raise self.fail(
+                f"meta total_weight {total_weight!r} disagrees with the sources' weights (sum {weight_sum!r})"
+            )
+        created = meta.get("created", {})
+        if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
+            raise self.fail("meta created must map names to version strings")
+        return {
+            "version": version,
+            "backbone": backbone,
+            "weights_sha256": weights_sha,
+            "descriptor": measurement,
+            "channels": channels,
+            "eps": float(eps),
+            "keep_all": keep_all,
+            "count": count,
+            "total_weight": float(total_weight),
+            "sources": sources,
+            "created": dict(created),
+        }
+
+    def _parse_measurement(self, d: dict[str, Any]) -> dict[str, Any]:
+        missing = [f for f in MEASUREMENT_FIELDS if f not in d]
+        if missing:
+            raise self.fail(f"meta descriptor lacks {', '.join(missing)}")
+        layers = d["layers"]
+        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+            raise self.fail("meta descriptor.layers must be a list of layer names")
+        try:
+            config = DescriptorConfig(
+                **{f: d[f] for f in MEASUREMENT_FIELDS if f != "layers"}, layers=tuple(layers)
+            )
+        except ConfigError as exc:
+            raise self.fail(f"meta descriptor.{exc}") from None
+        except TypeError as exc:
+            raise self.fail(f"meta descriptor is malformed ({exc})") from None
+        return measurement_of(config)
+
+    def _parse_source(self, i: int, s: Any) -> dict[str, Any]:
+        if not isinstance(s, dict):
+            raise self.fail(f"meta sources[{i}] is not an object")
+        name, sha, weight = s.get("name"), s.get("sha256"), s.get("weight")
+        if not isinstance(name, str) or not name:
+            raise self.fail(f"meta sources[{i}].name must be a non-empty string")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise self.fail(f"meta sources[{i}].sha256 is not 64 lowercase hex digits")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (math.isfinite(weight) and weight > 0)
+        ):
+            raise self.fail(f"meta sources[{i}].weight must be a finite number > 0, got {weight!r}")
+        return {"name": name, "sha256": sha, "weight": float(weight)}
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _created_info() -> dict[str, str]:
+    # Imported here: the package __init__ may import this module.
+    from . import __version__
+
+    return {"multiscale": __version__, "numpy": np.__version__}
+
+
+def _check_sha256(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.lower()):
+        raise DescriptorError(f"{what} must be a SHA-256 hex digest (64 hex digits), got {value!r}")
+    return value.lower()
+
+
+def _normalise_key(key: Any) -> Key | None:
+    if (
+        isinstance(key, tuple)
+        and len(key) == 2
+        and isinstance(key[0], (int, np.integer))
+        and not isinstance(key[0], bool)
+        and isinstance(key[1], str)
+    ):
+        return int(key[0]), key[1]
+    return None
+
+
+def _first_few(names: list[str], limit: int = 10) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _key_label(key: Key) -> str:
+    return f"octave {key[0]}, {key[1]}"
+
+
+def _member(kind: str, key: Key) -> str:
+    return f"{kind}/{key[0]}/{key[1]}"
+
+
+def _check_symmetric(a: FloatArray, rtol: float, where: str, *, prefix: str = "") -> None:
+    scale = float(np.max(np.abs(a))) if a.size else 0.0
+    asym = float(np.max(np.abs(a - np.swapaxes(a, -1, -2)))) if a.size else 0.0
+    if asym > rtol * scale:
+        raise DescriptorError(
+            f"{prefix}{where} is not symmetric (max |G - Gᵀ| = {asym:.3g}, {asym / scale:.3g} of its largest entry)"
+        )
+
+
+def _sum_arrays(arrays: Iterable[FloatArray]) -> FloatArray:
+    it = iter(arrays)
+    out = np.array(next(it), dtype=np.float64)
+    for a in it:
+        out += a
+    return out
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{name}: {a[name]!r} vs {b[name]!r}" for name in a if a[name] != b[name]]
+
+
+def _write_npz(fh: IO[bytes], members: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Write ``members`` as an uncompressed npz with a fixed timestamp (same input, same bytes)."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in members:
+            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            # Streamed member by member: a kept-Grams stack can be gigabytes.
+            with zf.open(info, "w", force_zip64=True) as out:
+                npy_format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
