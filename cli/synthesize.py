@@ -41,12 +41,17 @@ Examples:
     default=None,
     help="Output height in pixels (default: the source's).",
 )
+@click.option(
+    "--tileable", is_flag=True,
+    help="Make a texture that tiles seamlessly in both directions (same as --padding wrap; "
+    "width and height must be divisible by 2^(octaves-1)).",
+)  # fmt: skip
 @descriptor_options
 @run_options
 @output_options
 @clean_errors
 def synthesize(
-    sources: tuple[str, ...], output: str | None, quiet: bool, overwrite: bool, **options: Any
+    sources: tuple[str, ...], output: str | None, quiet: bool, overwrite: bool, tileable: bool, **options: Any
 ) -> None:
     """Synthesize a texture whose multiscale statistics match the SOURCE photos.
 
