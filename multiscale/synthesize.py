@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
 from .errors import ConfigError, ImageError
 from .io import file_sha256, load_image, resize_image

@@ -118,3 +118,16 @@ def test_nan_in_the_objective_ends_the_run_with_the_best_image(source, monkeypat
     res = synthesize(source, width=40, height=40, **SMALL)
     assert res.report.stop_reason == "non_finite" and "non-finite" in res.report.message
     assert np.isfinite(res.image).all() and np.isfinite(res.report.best_loss)
+
+
+def test_public_api_is_importable_without_tensorflow():
+    """Importing the package (and the CLI) must not start TensorFlow: --help stays instant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, multiscale, multiscale_cli.main; import multiscale.synthesize as m; "
+        "assert callable(multiscale.synthesize), 'function shadowed by its module'; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
