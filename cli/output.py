@@ -45,7 +45,11 @@ class OutputPlan:
         check_writable(plan.image, overwrite=overwrite)
         check_writable(plan.metadata, overwrite=overwrite)
         if plan.save_every and not overwrite:
-            existing = sorted(image.parent.glob(f"{image.stem}.iter*{image.suffix}"))
+            # Matched by name, not glob(): a stem may hold "[" or "*".
+            prefix, suffix = f"{image.stem}.iter", image.suffix
+            existing = sorted(
+                p for p in image.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(suffix)
+            )
             if existing:
                 raise OutputError(
                     f"{existing[0]}: intermediate image from an earlier run exists; use --overwrite "

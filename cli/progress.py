@@ -30,19 +30,25 @@ class ProgressBar:
         self.last: Any = None
 
     def __enter__(self) -> ProgressBar:
-        if not self.quiet:
-            self._bar = click.progressbar(
-                length=self.total,
-                label=self.label,
-                file=sys.stderr,
-                show_eta=True,
-                show_percent=False,
-                show_pos=True,
-                item_show_func=self._describe,
-                width=24,
-            )
-            self._bar.__enter__()
+        # The bar is opened at the first iteration, not here: loading and
+        # measuring the sources can fail, and an error should then be the
+        # only line the user sees (click prints the label at once when
+        # stderr is not a terminal).
         return self
+
+    def _open(self) -> Any:
+        bar = click.progressbar(
+            length=self.total,
+            label=self.label,
+            file=sys.stderr,
+            show_eta=True,
+            show_percent=False,
+            show_pos=True,
+            item_show_func=self._describe,
+            width=24,
+        )
+        bar.__enter__()
+        return bar
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -58,7 +64,10 @@ class ProgressBar:
     def __call__(self, progress: Any) -> None:
         """Advance to ``progress.iteration`` (a :class:`multiscale.optimize.Progress`)."""
         self.last = progress
-        if self._bar is not None:
-            step = progress.iteration - self._done
-            self._done = progress.iteration
-            self._bar.update(step, progress)
+        if self.quiet:
+            return
+        if self._bar is None:
+            self._bar = self._open()
+        step = progress.iteration - self._done
+        self._done = progress.iteration
+        self._bar.update(step, progress)

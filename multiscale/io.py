@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import stat
 import struct
@@ -175,9 +176,25 @@ def write_bytes_atomic(path: PathLike, data: bytes, *, overwrite: bool = False) 
 
 
 def write_json_atomic(path: PathLike, obj: Any, *, overwrite: bool = False) -> Path:
-    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically.
+
+    NaN and infinite floats become ``null``: strict JSON has no spelling for
+    them, and a run that stopped on its first evaluation (best loss ``inf``)
+    must not lose its metadata over it.
+    """
+    text = json.dumps(json_safe(obj), indent=2, default=_json_default, allow_nan=False)
     return write_bytes_atomic(path, (text + "\n").encode("utf-8"), overwrite=overwrite)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _json_default(obj: Any) -> Any:
