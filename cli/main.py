@@ -8,6 +8,8 @@ import click
 
 from multiscale import __version__
 
+from .grams import grams
+from .stylize import stylize
 from .synthesize import synthesize
 
 
@@ -27,6 +29,8 @@ def cli(verbose: int) -> None:
 
 
 cli.add_command(synthesize)
+cli.add_command(grams)
+cli.add_command(stylize)
 
 
 def synthesize_entry() -> None:

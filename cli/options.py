@@ -7,6 +7,7 @@ defaults.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from multiscale.config import (
 from multiscale.config import (
     SYNTHESIS_DEFAULTS as S,
 )
+from multiscale.descriptor import DEFAULT_MAX_BYTES, JOIN_METHODS
 from multiscale.layers import LAYER_NAMES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -153,4 +155,76 @@ output_options = compose(
                  help="Also write the current image every N iterations as OUTPUT-STEM.iterNNNNN.EXT."),
     click.option("--overwrite", is_flag=True, help="Replace existing output files."),
     click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary; errors only."),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- Gram descriptors
+
+
+def pick(decorator: Decorator, *names: str) -> Decorator:
+    """The options of ``decorator`` whose parameter names are ``names``, as a decorator.
+
+    Lets a command reuse some options of a group above without defining
+    them twice (``grams build`` measures like ``synthesize`` but has no loss
+    weights). Order is kept; each command gets its own copies.
+    """
+
+    def probe() -> None:
+        """Carries the options while they are picked."""
+
+    found = [p for p in getattr(decorator(probe), "__click_params__", []) if p.name in names]
+    missing = set(names) - {p.name for p in found}
+    if missing:
+        raise ValueError(f"no option(s) {', '.join(sorted(missing))} in this group")
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        params = func.__dict__.setdefault("__click_params__", [])
+        params.extend(copy.copy(p) for p in found)
+        return func
+
+    return apply
+
+
+#: What a descriptor measures (``grams build``): the descriptor options less the loss weights.
+measurement_options = pick(
+    descriptor_options, "octaves", "layers", "pooling", "padding", "source_scale", "source_width", "weights"
+)
+
+max_input_pixels_option = pick(run_options, "max_input_pixels")
+
+max_grams_bytes_option = click.option(
+    "--max-grams-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="Refuse descriptor files that declare more array data than this (a guard against "
+    "hostile files); raise it only for files you trust.",
+)
+
+#: Using descriptors and photo sets in a synthesis (``synthesize``).
+grams_source_options = compose(
+    click.option(
+        "--grams", "grams", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+        help="Synthesize from a Gram descriptor file made by `multiscale grams build` instead of -s "
+        "(repeatable). Needs -W and -H. Its measurement options (--octaves, --layers, --pooling, "
+        "--padding, --source-scale, --source-width) are used; giving a different one is an error.",
+    ),
+    click.option(
+        "--grams-weights", callback=_float_list, default=None, metavar="W1,W2,…",
+        help="Share of each --grams file in the target (default: equal). Each file is joined on its "
+        "own first, so a share does not depend on how many photos the file holds.",
+    ),
+    click.option(
+        "--join", type=click.Choice(JOIN_METHODS), default=None,
+        help="How many images' Grams become one target: mean, log-euclidean (geometric; no image "
+        "dominates by energy) or affine-invariant (Karcher mean; needs every Gram, so -s sources are "
+        "kept in memory and --grams files must be built with --keep-grams). With -s it streams the "
+        "sources, skipping unreadable files. [default: mean]",
+    ),
+    click.option(
+        "-r", "--recursive", is_flag=True,
+        help="Search -s folders recursively (** in patterns spans folders).",
+    ),
+    max_grams_bytes_option,
 )  # fmt: skip

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
 
 from .errors import Interrupted, clean_errors
-from .options import descriptor_options, output_options, run_options
+from .grams import ImageProgress, report_build
+from .options import descriptor_options, grams_source_options, output_options, run_options
 from .output import OutputPlan
 from .progress import ProgressBar
 
@@ -21,11 +24,15 @@ from .progress import ProgressBar
 Examples:
   multiscale synthesize -s bark.jpg --octaves 4 -o bark_texture.png -W 768 -H 768
   multiscale synthesize -s a.jpg -s b.jpg --source-scale 0.5 --seed 3 -o mix.png
+  multiscale synthesize -s photos/oak/ --join log-euclidean -o oak.png
+  multiscale synthesize --grams oak.grams.npz -W 1024 -H 1024 -o oak.png
+  multiscale synthesize --grams oak.grams.npz --grams bark.grams.npz --grams-weights 3,1 -W 512 -H 512
 """,
 )
 @click.option(
-    "-s", "--source", "sources", multiple=True, required=True, type=click.Path(),
-    help="Source image (repeatable: their Gram matrices are averaged).",
+    "-s", "--source", "sources", multiple=True, type=click.Path(),
+    help="Source image, folder or glob pattern (repeatable: their Gram matrices are averaged). "
+    "Folders and patterns are streamed one image at a time and unreadable files in them skipped.",
 )  # fmt: skip
 @click.option(
     "-W",
@@ -46,12 +53,23 @@ Examples:
     help="Make a texture that tiles seamlessly in both directions (same as --padding wrap; "
     "width and height must be divisible by 2^(octaves-1)).",
 )  # fmt: skip
+@grams_source_options
 @descriptor_options
 @run_options
 @output_options
 @clean_errors
 def synthesize(
-    sources: tuple[str, ...], output: str | None, quiet: bool, overwrite: bool, tileable: bool, **options: Any
+    sources: tuple[str, ...],
+    output: str | None,
+    quiet: bool,
+    overwrite: bool,
+    tileable: bool,
+    grams: tuple[str, ...],
+    grams_weights: tuple[float, ...] | None,
+    join: str | None,
+    recursive: bool,
+    max_grams_bytes: int,
+    **options: Any,
 ) -> None:
     """Synthesize a texture whose multiscale statistics match the SOURCE photos.
 
@@ -63,9 +81,26 @@ def synthesize(
 
     Output size is independent of the source size. The best image so far is
     kept if the run is stopped (Ctrl-C, --time-limit, a numerical failure).
+
+    Instead of photos, --grams takes descriptor files made by `multiscale
+    grams build`: the photos are then not needed, the output size must be
+    given, and the descriptor's measurement options are used.
     """
     from multiscale.synthesize import make_config, run_synthesis
 
+    if sources and grams:
+        raise click.UsageError(
+            "give -s sources or --grams descriptors, not both; to use both, build a descriptor from "
+            "the sources with `multiscale grams build` and give every file to --grams"
+        )
+    if not sources and not grams:
+        raise click.UsageError("give at least one -s source (image, folder or pattern) or --grams file")
+    if grams_weights is not None and not grams:
+        raise click.UsageError("--grams-weights applies to --grams files only")
+    if grams_weights is not None and len(grams_weights) != len(grams):
+        raise click.UsageError(
+            f"--grams-weights: needs one weight per --grams file ({len(grams)}), got {len(grams_weights)}"
+        )
     options["bit_depth"] = int(options["bit_depth"])
     if tileable:
         if options["padding"] not in ("wrap", DESCRIPTOR_DEFAULTS.padding):
@@ -74,16 +109,31 @@ def synthesize(
             )
         options["padding"] = "wrap"
     config: SynthesisConfig = make_config(**options)
+    run: dict[str, Any] = {}
+    if grams:
+        config, run["descriptors"] = _descriptor_run(
+            grams, config, tileable=tileable, join=join or "mean", max_bytes=max_grams_bytes
+        )
+        run.update(join=join or "mean", grams_weights=grams_weights)
+        stem = _grams_stem(grams[0])
+    else:
+        stem = Path(sources[0].rstrip("/\\")).stem or "texture"
     out = OutputPlan.for_run(
-        output=output, default_stem=f"{Path(sources[0]).stem}_texture", config=config, overwrite=overwrite
+        output=output, default_stem=f"{stem}_texture", config=config, overwrite=overwrite
     )
+    if sources and (join is not None or recursive or any(_is_set_of_files(s) for s in sources)):
+        run["targets"] = _streamed_targets(
+            sources, config, join=join or "mean", recursive=recursive, quiet=quiet
+        )
+    elif sources:
+        run["sources"] = list(sources)
     with ProgressBar(total=config.max_iter, label="synthesize", quiet=quiet) as bar:
 
         def on_progress(progress: Any) -> None:
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result = run_synthesis(list(sources), config=config, callback=on_progress)
+        result = run_synthesis(config=config, callback=on_progress, **run)
     out.save(result.image, result.report.to_dict())
     report = result.report
     summary = (
@@ -96,3 +146,72 @@ def synthesize(
         raise click.ClickException(f"{report.message}; written to {out.image}")
     if not quiet:
         click.echo(summary, err=True)
+
+
+#: Options that decide what a descriptor measures, by parameter name.
+_MEASUREMENT_PARAMS = ("octaves", "layers", "pooling", "padding", "source_scale", "source_width")
+
+
+def _descriptor_run(
+    files: tuple[str, ...], config: SynthesisConfig, *, tileable: bool, join: str, max_bytes: int
+) -> tuple[SynthesisConfig, list[Any]]:
+    """Load the --grams files and take the run's measurement options from them.
+
+    Everything that can be refused is refused here, before the network loads.
+    """
+    from multiscale.descriptor import GramDescriptor
+    from multiscale.errors import DescriptorError
+    from multiscale.synthesize import config_for_descriptors
+
+    if config.width is None or config.height is None:
+        raise click.UsageError("--grams needs the output size: give -W and -H")
+    descriptors = [GramDescriptor.load(f, max_bytes=max_bytes) for f in files]
+    if join == "affine-invariant":
+        for f, d in zip(files, descriptors, strict=True):
+            if not d.keep_all:
+                raise DescriptorError(
+                    f"{f}: --join affine-invariant needs every image's Gram, which this descriptor "
+                    "did not keep; rebuild it with --keep-grams (or use --join mean or log-euclidean)"
+                )
+    padding = descriptors[0].measurement["padding"]
+    if tileable and padding != "wrap":
+        raise click.UsageError(
+            f"--tileable needs a descriptor built with --padding wrap; {files[0]} was built with "
+            f"--padding {padding}"
+        )
+    ctx = click.get_current_context()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    explicit = {name for name in _MEASUREMENT_PARAMS if ctx.get_parameter_source(name) in given}
+    return config_for_descriptors(descriptors, config, explicit=explicit), descriptors
+
+
+def _streamed_targets(
+    sources: tuple[str, ...], config: SynthesisConfig, *, join: str, recursive: bool, quiet: bool
+) -> Any:
+    """Build a descriptor over the sources one image at a time and join it."""
+    from multiscale.build import build_descriptor
+    from multiscale.synthesize import targets_from_build
+
+    with ImageProgress(label="measure", quiet=quiet) as bar:
+        result = build_descriptor(
+            list(sources),
+            config=config.descriptor,
+            recursive=recursive,
+            keep_all=join == "affine-invariant",
+            callback=bar,
+            max_input_pixels=config.max_input_pixels,
+        )
+    report_build(result, quiet=quiet)
+    return targets_from_build(result, join=join)
+
+
+def _is_set_of_files(source: str) -> bool:
+    """A folder, or a glob pattern that names no existing file."""
+    return os.path.isdir(source) or (not os.path.lexists(source) and any(c in source for c in "*?["))
+
+
+def _grams_stem(path: str) -> str:
+    name = Path(path).name
+    for suffix in (".npz", ".grams"):
+        name = name.removesuffix(suffix)
+    return name or "texture"

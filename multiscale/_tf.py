@@ -50,4 +50,10 @@ with _quiet_stderr(_QUIET):
     # Device discovery (CUDA probing) logs too; do it now, inside the guard.
     tf.config.list_physical_devices()
 
+if _QUIET:
+    # Each objective is one tf.function traced once for its image size; a job
+    # with several sizes (stages, octaves of a study) would otherwise be warned
+    # about "retracing", which here is by design.
+    tf.get_logger().setLevel("ERROR")
+
 __all__ = ["tf"]

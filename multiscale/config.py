@@ -233,3 +233,163 @@ class SynthesisConfig:
 
 SYNTHESIS_DEFAULTS = SynthesisConfig()
 DESCRIPTOR_DEFAULTS = SYNTHESIS_DEFAULTS.descriptor
+
+
+# --------------------------------------------------------------------------
+# Style transfer
+# --------------------------------------------------------------------------
+
+STYLE_INITS = ("content", "noise", "mean")
+PRESERVE_COLORS = ("none", "luminance", "histogram")
+
+#: Content is matched on one deep layer: it keeps the arrangement of objects
+#: and leaves their textures free for the style (Gatys et al. 2016).
+DEFAULT_CONTENT_LAYERS = ("conv4_2",)
+
+#: Largest output side of ``stylize``; a 4096 × 4096 run already needs tens
+#: of GiB for the network's activations and their gradients.
+MAX_STYLIZE_SIDE = 4096
+
+#: ``stages=None`` chooses the fewest stages (each twice the size of the one
+#: before) that put the first stage's long side at or below this.
+FIRST_STAGE_MAX_SIDE = 512
+
+MAX_STAGES = 8
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Every option of a style transfer run, with its default.
+
+    The objective is ``content_weight · L_content + style_weight · L_style +
+    tv_weight · L_tv``; each term is normalised so that its scale does not
+    depend on the image size, the layers or the stage (see
+    :mod:`multiscale.content`).
+
+    Attributes
+    ----------
+    descriptor : DescriptorConfig
+        How the style is measured (octaves, style layers, padding, …). Its
+        ``source_scale`` and ``source_width`` must stay at their defaults:
+        ``style_scale`` sizes the styles here.
+    content_layers : tuple of str
+        VGG16 layers whose activations (at full resolution, octave 0) must
+        match the content image's.
+    content_weight, style_weight, tv_weight : float ≥ 0
+        Weights of the three loss terms; at least one must be > 0.
+    style_weights : tuple of float or None
+        Blend weight of each style image (``None``: equal). The target Gram
+        matrices are the weighted mean of the styles' Grams.
+    style_scale : float
+        Each style image is resized to ``style_scale`` × the output width
+        (at every stage, the stage's width), keeping its aspect ratio. Larger
+        values make the style's features smaller in the output.
+    preserve_color : {"none", "luminance", "histogram"}
+        ``luminance``: the transfer acts on luminance only (YIQ Y channel)
+        and the content's chroma (I, Q) is put back; ``histogram``: each
+        style's colour mean and covariance are matched to the content's
+        before the transfer.
+    width : int or None
+        Output width in pixels (≤ 4096); ``None`` takes the content's. The
+        height follows the content's aspect ratio.
+    stages : int or None
+        Resolutions optimised in turn, each twice the size of the one before
+        and started from its upsampled result; ``None`` chooses the fewest
+        that put the first stage at ≤ 512 px on the long side.
+    init : str
+        ``"content"`` (the content image), ``"noise"`` (the content's mean
+        colour plus Gaussian noise), ``"mean"`` (that colour flat, with faint
+        noise) or an image path.
+    seed, tol, history, save_every, bit_depth, max_input_pixels
+        As in :class:`SynthesisConfig`.
+    max_iter : int
+        L-BFGS-B iterations at most, per stage.
+    time_limit : float or None
+        Seconds for all stages together, shared out in proportion to each
+        stage's pixel count; the best image so far is the result.
+    """
+
+    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    style_weights: tuple[float, ...] | None = None
+    style_scale: float = 1.0
+    preserve_color: str = "none"
+    width: int | None = None
+    stages: int | None = None
+    init: str = "content"
+    seed: int = 0
+    max_iter: int = 200
+    tol: float = 1e-7
+    time_limit: float | None = None
+    history: int = 10
+    save_every: int | None = None
+    bit_depth: int = 8
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        d = self.descriptor
+        if not isinstance(d, DescriptorConfig):
+            raise ConfigError("descriptor", "must be a DescriptorConfig")
+        if d.source_scale != 1.0 or d.source_width is not None:
+            raise ConfigError(
+                "source_scale", "is not used by stylize; size the styles with style_scale (--style-scale)"
+            )
+        if not self.content_layers:
+            raise ConfigError("content_layers", "select at least one layer")
+        unknown = [n for n in self.content_layers if n not in LAYER_NAMES]
+        if unknown:
+            raise ConfigError(
+                "content_layers",
+                f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYER_NAMES)}",
+            )
+        if len(set(self.content_layers)) != len(self.content_layers):
+            raise ConfigError("content_layers", "a layer is listed twice")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _positive_float(name, getattr(self, name), allow_zero=True)
+        if self.content_weight + self.style_weight + self.tv_weight <= 0:
+            raise ConfigError("style_weight", "content, style and TV weights are all 0; nothing to optimise")
+        if self.style_weights is not None:
+            _weights("style_weights", self.style_weights, len(self.style_weights), "style image")
+        _positive_float("style_scale", self.style_scale)
+        if self.style_scale > 4:
+            raise ConfigError("style_scale", f"must be at most 4, got {self.style_scale!r}")
+        if self.preserve_color not in PRESERVE_COLORS:
+            raise ConfigError(
+                "preserve_color", f"must be one of {', '.join(PRESERVE_COLORS)}, got {self.preserve_color!r}"
+            )
+        if self.width is not None:
+            _positive_int("width", self.width, minimum=8)
+            if self.width > MAX_STYLIZE_SIDE:
+                raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
+        if self.stages is not None:
+            _positive_int("stages", self.stages)
+            if self.stages > MAX_STAGES:
+                raise ConfigError("stages", f"must be at most {MAX_STAGES}, got {self.stages}")
+        if not isinstance(self.init, str) or not self.init:
+            raise ConfigError("init", "must be content, noise, mean or an image path")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", f"must be an integer ≥ 0, got {self.seed!r}")
+        _positive_int("max_iter", self.max_iter)
+        _positive_float("tol", self.tol, allow_zero=True)
+        if self.time_limit is not None:
+            _positive_float("time_limit", self.time_limit)
+        _positive_int("history", self.history, minimum=1)
+        if self.save_every is not None:
+            _positive_int("save_every", self.save_every)
+        if self.bit_depth not in BIT_DEPTHS:
+            raise ConfigError("bit_depth", f"must be 8 or 16, got {self.bit_depth!r}")
+        _positive_int("max_input_pixels", self.max_input_pixels, minimum=64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-ready data (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+
+STYLE_DEFAULTS = StyleConfig()

@@ -17,8 +17,12 @@ uncompressed ``.npy`` members:
     ``backbone``, ``weights_sha256``, ``descriptor`` (octaves, layers,
     pooling, padding, source_scale, source_width), ``channels`` (layer → C),
     ``eps``, ``keep_all``, ``count``, ``total_weight``, ``sources`` (list of
-    ``{name, sha256, weight}`` in the order images were added) and
-    ``created`` (library versions).
+    ``{name, sha256, weight}`` in the order images were added),
+    ``created`` (library versions) and, optionally, ``color_sum``:
+    ``Σ w_i m_i`` with ``m_i`` image i's mean RGB in [0, 1] (three numbers,
+    or null when some image was added without its colour; files without the
+    key read as null). It gives a synthesis from the descriptor alone its
+    start colour.
 ``sum/{octave}/{layer}``
     float64, shape (C, C): ``Σ w_i G_i``.
 ``log_sum/{octave}/{layer}``
@@ -221,6 +225,7 @@ class GramDescriptor:
         log_sums: dict[Key, FloatArray] | None = None,
         all_grams: dict[Key, list[FloatArray]] | None = None,
         created: dict[str, str] | None = None,
+        color_sum: FloatArray | None = None,
         version: int = FORMAT_VERSION,
         path: Path | None = None,
         file_bytes: int | None = None,
@@ -244,6 +249,10 @@ class GramDescriptor:
             all_grams if all_grams is not None else {k: [] for k in self._keys} if keep_all else {}
         )
         self._created = created if created is not None else _created_info()
+        # Σ w_i · mean RGB; None once an image came without its colour.
+        self._color_sum = (
+            np.zeros(3) if color_sum is None and count == 0 else None if color_sum is None else color_sum
+        )
         self._version = version
         self._path = path
         self._file_bytes = file_bytes
@@ -327,8 +336,9 @@ class GramDescriptor:
         name: str,
         sha256: str,
         weight: float = 1.0,
+        mean_color: ArrayLike | None = None,
     ) -> None:
-        """Add one image's Grams, with a weight.
+        """Add one image's Grams, with a weight (and optionally its mean colour).
 
         Everything is checked before anything changes: on error the
         descriptor is as before, so a caller may skip the image and go on.
@@ -345,6 +355,10 @@ class GramDescriptor:
             SHA-256 of the image file (64 hex digits).
         weight : float
             Finite, > 0.
+        mean_color : array_like, shape (3,), optional
+            The image's mean RGB in [0, 1], as measured; kept as a weighted
+            sum so that :attr:`mean_color` can start a synthesis. Without it
+            the descriptor stops tracking colour.
 
         Raises
         ------
@@ -361,6 +375,13 @@ class GramDescriptor:
         weight = float(weight)
         if not (math.isfinite(weight) and weight > 0):
             raise DescriptorError(f"{name}: weight must be finite and > 0, got {weight!r}")
+        color = None
+        if mean_color is not None:
+            color = np.asarray(mean_color, dtype=np.float64)
+            if color.shape != (3,) or not np.all(np.isfinite(color)) or color.min() < 0 or color.max() > 1:
+                raise DescriptorError(
+                    f"{name}: mean_color must be three numbers in [0, 1], got {mean_color!r}"
+                )
         given = {}
         for key, value in grams.items():
             norm = _normalise_key(key)
@@ -409,6 +430,9 @@ class GramDescriptor:
                 self._all[key].append(new_grams[key])
         if any(src["sha256"] == sha for src in self._sources):
             logger.warning("%s: an image with the same SHA-256 is already in the descriptor", name)
+        self._color_sum = (
+            None if color is None or self._color_sum is None else self._color_sum + weight * color
+        )
         self._count += 1
         self._total_weight += weight
         self._sources.append({"name": name, "sha256": sha, "weight": weight})
@@ -479,6 +503,8 @@ class GramDescriptor:
         total = 0.0
         for d in ds:
             total += d._total_weight
+        colors = [d._color_sum for d in ds]
+        color_sum = None if any(c is None for c in colors) else _sum_arrays(colors)
         sources = [dict(src) for d in ds for src in d._sources]
         shas = [s["sha256"] for s in sources]
         if len(set(shas)) != len(shas):
@@ -496,6 +522,7 @@ class GramDescriptor:
             sums=sums,
             log_sums=log_sums,
             all_grams=all_grams,
+            color_sum=color_sum,
         )
 
     # ------------------------------------------------------------------ results
@@ -709,14 +736,17 @@ class GramDescriptor:
             ``path`` and ``file_bytes`` (``None`` unless loaded), ``format``,
             ``version``, ``backbone``, ``weights_sha256``, ``descriptor``,
             ``channels``, ``eps``, ``keep_all``, ``count``, ``total_weight``,
-            ``created``, ``memory_bytes``, ``keys`` (octave, layer, shape)
-            and ``sources``.
+            ``created``, ``color_sum`` and ``mean_color`` (``None`` if not
+            tracked), ``memory_bytes``, ``keys`` (octave, layer, shape) and
+            ``sources``.
         """
+        color = self.mean_color
         return {
             "path": None if self._path is None else os.fspath(self._path),
             "file_bytes": self._file_bytes,
             **self._meta(),
             "version": self._version,
+            "mean_color": None if color is None else [float(v) for v in color],
             "memory_bytes": self.nbytes,
             "keys": [
                 {"octave": o, "layer": layer, "shape": [self._channels[layer]] * 2} for o, layer in self._keys
@@ -747,6 +777,13 @@ class GramDescriptor:
         """A :class:`DescriptorConfig` with this descriptor's measurement fields (others default)."""
         m = self._measurement
         return DescriptorConfig(**dict(m, layers=tuple(m["layers"])))
+
+    @property
+    def mean_color(self) -> NDArray[np.float32] | None:
+        """Weighted mean RGB of the images in [0, 1], float32 (3,); ``None`` if not tracked or empty."""
+        if self._color_sum is None or self._count == 0:
+            return None
+        return np.clip(self._color_sum / self._total_weight, 0.0, 1.0).astype(np.float32)
 
     @property
     def channels(self) -> dict[str, int]:
@@ -862,6 +899,7 @@ class GramDescriptor:
             "total_weight": self._total_weight,
             "sources": self.sources,
             "created": dict(self._created),
+            "color_sum": None if self._color_sum is None else [float(v) for v in self._color_sum],
         }
 
 
@@ -1033,6 +1071,7 @@ class _Loader:
             log_sums=log_sums,
             all_grams=all_grams,
             created=meta["created"],
+            color_sum=meta["color_sum"],
             version=meta["version"],
             path=self.path,
             file_bytes=size,
@@ -1177,6 +1216,16 @@ class _Loader:
             raise self.fail(
                 f"meta total_weight {total_weight!r} disagrees with the sources' weights (sum {weight_sum!r})"
             )
+        color_sum = meta.get("color_sum")
+        if color_sum is not None:
+            if (
+                not isinstance(color_sum, list)
+                or len(color_sum) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in color_sum)
+                or not all(math.isfinite(v) and 0 <= v <= total_weight * (1 + 1e-9) for v in color_sum)
+            ):
+                raise self.fail("meta color_sum must be null or three numbers in [0, total_weight]")
+            color_sum = np.array(color_sum, dtype=np.float64)
         created = meta.get("created", {})
         if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
             raise self.fail("meta created must map names to version strings")
@@ -1192,6 +1241,7 @@ class _Loader:
             "total_weight": float(total_weight),
             "sources": sources,
             "created": dict(created),
+            "color_sum": color_sum,
         }
 
     def _parse_measurement(self, d: dict[str, Any]) -> dict[str, Any]:

@@ -45,3 +45,7 @@ class OutputError(MultiscaleError, OSError):
 
 class ResourceError(MultiscaleError, MemoryError):
     """A run would need more memory than allowed; says what to change."""
+
+
+class CheckpointError(MultiscaleError, ValueError):
+    """An optimiser checkpoint is malformed, hostile or does not fit this run (names the file)."""

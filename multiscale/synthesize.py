@@ -11,18 +11,25 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._version import __version__
 from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
-from .errors import ConfigError, ImageError
+from .errors import ConfigError, DescriptorError, ImageError
 from .io import file_sha256, load_image, resize_image
 
+if TYPE_CHECKING:
+    from .build import BuildResult
+    from .descriptor import GramDescriptor
+
 log = logging.getLogger(__name__)
+
+#: Start colour of a synthesis whose descriptors do not record their sources' colour.
+NEUTRAL_COLOR = (0.5, 0.5, 0.5)
 
 ImageSource = str | os.PathLike[str] | np.ndarray
 
@@ -61,6 +68,14 @@ class SynthesisReport:
     sources : list of SourceInfo
     backbone, weights_path, weights_sha256 : str
     versions : dict of str → str
+    join : str or None
+        How the sources' Grams were averaged (``None``: the plain mean of a
+        few named images).
+    descriptors : list of dict
+        Descriptor files used (``path``, ``sha256``, ``count``,
+        ``total_weight``, ``weight``: the file's share of the target).
+    skipped : list of dict
+        Source files skipped by a streaming build (``name``, ``reason``).
     """
 
     loss: float
@@ -78,6 +93,9 @@ class SynthesisReport:
     weights_path: str
     weights_sha256: str
     versions: dict[str, str] = field(default_factory=dict)
+    join: str | None = None
+    descriptors: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def interrupted(self) -> bool:
@@ -297,12 +315,21 @@ class Targets:
     size : (height, width) or None
         Default output size (the first source's); ``None`` when there are
         no images (descriptor files), and then the size must be given.
+    join : str or None
+        Join method that made ``grams`` (``None``: plain mean of images).
+    descriptors : list of dict
+        Descriptor files behind ``grams``, for the report.
+    skipped : list of dict
+        Source files a streaming build skipped, for the report.
     """
 
     grams: dict[Any, np.ndarray]
     mean_color: np.ndarray
     sources: list[SourceInfo]
     size: tuple[int, int] | None
+    join: str | None = None
+    descriptors: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 def targets_from_images(
@@ -329,6 +356,210 @@ def targets_from_images(
     return Targets(grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2])
 
 
+def targets_from_build(result: BuildResult, *, join: str = "mean") -> Targets:
+    """Targets from a streaming build (see :func:`multiscale.build.build_descriptor`).
+
+    The default output size is the first used image's (scaled) size, as
+    with named sources; skipped files go into the report.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``join``.
+    DescriptorError
+        ``affine-invariant`` without kept Grams.
+    """
+    d = result.descriptor
+    first = result.used[0]
+    mean_color = d.mean_color
+    return Targets(
+        grams=d.join(join),
+        mean_color=np.array(NEUTRAL_COLOR, np.float32) if mean_color is None else mean_color,
+        sources=[
+            SourceInfo(name=u.name, sha256=u.sha256, height=u.height, width=u.width) for u in result.used
+        ],
+        size=(first.height, first.width),
+        join=join,
+        skipped=[{"name": s.name, "reason": s.reason} for s in result.skipped],
+    )
+
+
+def config_for_descriptors(
+    descriptors: Sequence[GramDescriptor],
+    config: SynthesisConfig | None = None,
+    *,
+    explicit: Collection[str] = (),
+) -> SynthesisConfig:
+    """``config`` with its measurement fields taken from the descriptors.
+
+    What a descriptor measured (octaves, layers, pooling, padding,
+    source_scale, source_width) is fixed when it is built, so a synthesis
+    from descriptors takes those fields from them; everything else (size,
+    loss weights, run options, the weights file) comes from ``config``.
+
+    Parameters
+    ----------
+    descriptors : sequence of GramDescriptor
+        At least one; all must have measured the same way with the same
+        backbone and weights.
+    config : SynthesisConfig, optional
+        The run's settings (default :data:`SYNTHESIS_DEFAULTS`).
+    explicit : collection of str
+        Measurement fields the user set on purpose: each must equal the
+        descriptors' value (else :class:`ConfigError`); the others are
+        replaced silently.
+
+    Raises
+    ------
+    DescriptorError
+        The descriptors disagree with one another (every difference listed).
+    ConfigError
+        An explicit field conflicts with the descriptors (field: the first
+        conflicting one; message: all of them), or the run's layer or
+        octave weights do not fit the descriptors' layers or octaves.
+    """
+    from .descriptor import MEASUREMENT_FIELDS
+
+    if not descriptors:
+        raise ConfigError("grams", "give at least one descriptor")
+    base = config or SYNTHESIS_DEFAULTS
+    first = descriptors[0]
+    for d in descriptors[1:]:
+        diffs = first.differences(d.descriptor_config(), backbone=d.backbone, weights_sha256=d.weights_sha256)
+        if diffs:
+            listed = "; ".join(
+                x.replace("(descriptor)", "(first)").replace("(run)", "(this one)") for x in diffs
+            )
+            raise DescriptorError(
+                f"{_label(d)}: measured differently from {_label(first)}: {listed}; descriptors used "
+                "together must share backbone, weights and measurement options"
+            )
+    measured = first.descriptor_config()
+    conflicting = [
+        n for n in MEASUREMENT_FIELDS if n in explicit and getattr(measured, n) != getattr(base.descriptor, n)
+    ]
+    if conflicting:
+        listed = "; ".join(
+            f"{n} {getattr(measured, n)!r} (descriptor) vs {getattr(base.descriptor, n)!r} (given)"
+            for n in conflicting
+        )
+        raise ConfigError(
+            conflicting[0],
+            f"conflicts with the descriptor {_label(first)}: {listed}. What a descriptor measures is "
+            "fixed when it is built: leave the option out to use the descriptor's value, or rebuild "
+            "the descriptor with it",
+        )
+    desc = dataclasses.replace(base.descriptor, **{n: getattr(measured, n) for n in MEASUREMENT_FIELDS})
+    return dataclasses.replace(base, descriptor=desc)
+
+
+def targets_from_descriptors(
+    descriptors: Sequence[GramDescriptor],
+    *,
+    config: SynthesisConfig,
+    backbone: str,
+    weights_sha256: str,
+    join: str = "mean",
+    grams_weights: Sequence[float] | None = None,
+) -> Targets:
+    """Targets from descriptors alone; each is one texture, blended by ``grams_weights``.
+
+    Each descriptor is joined on its own, then the joined Grams are
+    averaged with ``grams_weights`` (default equal shares) in the same
+    geometry: arithmetic for ``mean``, in the matrix-log domain for
+    ``log-euclidean`` (exactly ``exp(Σ s_k · log_sum_k / total_k / Σ s_k)``),
+    affine-invariant for ``affine-invariant``. A share therefore does not
+    depend on how many photos a descriptor holds; to pool photo sets with
+    equal weight per photo, merge them first (:meth:`GramDescriptor.merge`).
+
+    Parameters
+    ----------
+    descriptors : sequence of GramDescriptor
+    config : SynthesisConfig
+        The run's config; its measurement fields must match every descriptor
+        (see :func:`config_for_descriptors`).
+    backbone, weights_sha256 : str
+        The run's backbone id and weights hash; must match too.
+    join : {"mean", "log-euclidean", "affine-invariant"}
+    grams_weights : sequence of float, optional
+        One share per descriptor, finite and ≥ 0 with a positive sum.
+
+    Returns
+    -------
+    Targets
+        ``size`` is ``None``: the output size must be given. ``mean_color``
+        is the share-weighted mean of the recorded source colours
+        (:data:`NEUTRAL_COLOR` if a descriptor records none). ``descriptors``
+        names each file with its SHA-256.
+
+    Raises
+    ------
+    DescriptorError
+        A descriptor does not match the run (every difference listed), or
+        ``affine-invariant`` is asked of one without kept Grams.
+    ConfigError
+        Bad ``grams_weights`` or ``join``.
+    """
+    from .joins import affine_invariant_mean, spd_exp, symmetrise
+
+    if not descriptors:
+        raise ConfigError("grams", "give at least one descriptor")
+    shares = _shares(grams_weights, len(descriptors))
+    for d in descriptors:
+        d.check_compatible(config.descriptor, backbone=backbone, weights_sha256=weights_sha256)
+    active = [k for k, share in enumerate(shares) if share > 0]
+    w = np.array([shares[k] for k in active]) / sum(shares[k] for k in active)
+    joined = {k: descriptors[k].join(join) for k in active}
+    if len(active) == 1:
+        grams = joined[active[0]]
+    else:
+        grams = {}
+        for key in descriptors[0].keys:
+            if join == "mean":
+                grams[key] = symmetrise(sum(wk * joined[k][key] for wk, k in zip(w, active, strict=True)))
+            elif join == "log-euclidean":
+                logs = [descriptors[k].log_sums[key] / descriptors[k].total_weight for k in active]
+                grams[key] = spd_exp(sum(wk * lg for wk, lg in zip(w, logs, strict=True)))
+            else:
+                stack = np.stack([joined[k][key] for k in active])
+                grams[key] = affine_invariant_mean(stack, w, eps=0.0)
+    colors = [descriptors[k].mean_color for k in active]
+    if any(c is None for c in colors):
+        log.info("a descriptor records no source colour; starting from neutral grey")
+        mean_color = np.array(NEUTRAL_COLOR, dtype=np.float32)
+    else:
+        mean_color = np.sum([wk * c for wk, c in zip(w, colors, strict=True)], axis=0).astype(np.float32)
+    files = [
+        {
+            "path": None if d.path is None else os.fspath(d.path),
+            "sha256": None if d.path is None else file_sha256(d.path),
+            "count": d.count,
+            "total_weight": d.total_weight,
+            "weight": shares[k],
+        }
+        for k, d in enumerate(descriptors)
+    ]
+    return Targets(grams=grams, mean_color=mean_color, sources=[], size=None, join=join, descriptors=files)
+
+
+def _shares(grams_weights: Sequence[float] | None, n: int) -> list[float]:
+    if grams_weights is None:
+        return [1.0] * n
+    values = list(grams_weights)
+    if len(values) != n:
+        raise ConfigError("grams_weights", f"needs one weight per descriptor ({n}), got {len(values)}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v >= 0):
+            raise ConfigError("grams_weights", f"weights must be finite numbers ≥ 0, got {v!r}")
+    if sum(values) <= 0:
+        raise ConfigError("grams_weights", "at least one weight must be > 0")
+    return [float(v) for v in values]
+
+
+def _label(d: GramDescriptor) -> str:
+    return "descriptor" if d.path is None else os.fspath(d.path)
+
+
 def check_tileable_size(height: int, width: int, *, octaves: int) -> None:
     """With wrap padding every octave must have even sides to stay periodic."""
     step = 2 ** (octaves - 1)
@@ -347,10 +578,18 @@ def run_synthesis(
     config: SynthesisConfig,
     callback: Callable[[Any], bool | None] | None = None,
     targets: Targets | None = None,
+    descriptors: Sequence[GramDescriptor] | None = None,
+    join: str = "mean",
+    grams_weights: Sequence[float] | None = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
 
-    Give either ``sources`` (images to measure) or ready ``targets``.
+    Give one of ``sources`` (images to measure), ready ``targets`` (e.g.
+    :func:`targets_from_build`) or ``descriptors`` (loaded
+    :class:`~multiscale.descriptor.GramDescriptor` objects, combined by
+    :func:`targets_from_descriptors` with ``join`` and ``grams_weights``;
+    ``config`` must then measure as they do — see
+    :func:`config_for_descriptors` — and give the output size).
     """
     from .backbone import VGG16, load_weights
     from .gram import check_image_size
@@ -361,6 +600,13 @@ def run_synthesis(
     d = config.descriptor
     weights = load_weights(d.weights)
     network = VGG16(weights, pooling=d.pooling, padding=d.padding)
+    if targets is None and descriptors is not None:
+        if sources is not None:
+            raise ConfigError("grams", "give source images or descriptors, not both")
+        targets = targets_from_descriptors(
+            descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
+            join=join, grams_weights=grams_weights,
+        )  # fmt: skip
     if targets is None:
         targets = targets_from_images([] if sources is None else sources, config=config, network=network)
     default_h, default_w = targets.size or (None, None)
@@ -406,6 +652,9 @@ def run_synthesis(
         weights_path=os.fspath(weights.path),
         weights_sha256=weights.sha256,
         versions=versions(),
+        join=targets.join,
+        descriptors=targets.descriptors,
+        skipped=targets.skipped,
     )
     return SynthesisResult(image=image, report=report)
 
@@ -416,4 +665,14 @@ def average_grams(descriptors: Sequence[Mapping[Any, np.ndarray]]) -> dict[Any, 
     return {k: np.mean([d[k] for d in descriptors], axis=0) for k in keys}
 
 
-__all__ = ["SourceInfo", "SynthesisReport", "SynthesisResult", "Targets", "run_synthesis", "synthesize"]
+__all__ = [
+    "SourceInfo",
+    "SynthesisReport",
+    "SynthesisResult",
+    "Targets",
+    "config_for_descriptors",
+    "run_synthesis",
+    "synthesize",
+    "targets_from_build",
+    "targets_from_descriptors",
+]
