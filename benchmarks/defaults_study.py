@@ -31,6 +31,8 @@ CANDIDATES = {
     "c1p1p2p3p4/avg": dict(layers=("conv1_1", "pool1", "pool2", "pool3", "pool4")),
     "p1c32/avg": dict(layers=("pool1", "conv3_2")),
     "c1p1p2p3/max": dict(layers=("conv1_1", "pool1", "pool2", "pool3"), pooling="max"),
+    "p1c32/max": dict(layers=("pool1", "conv3_2"), pooling="max"),
+    "c1p1c32/avg": dict(layers=("conv1_1", "pool1", "conv3_2")),
 }
 
 
@@ -41,7 +43,9 @@ def judge_loss(source: np.ndarray, image: np.ndarray, net: VGG16) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--samples", default="gravel,brick,hubble_field")
@@ -55,7 +59,9 @@ def main() -> None:
         source = load_image(SAMPLES / f"{name}.png")
         for cand in args.candidates.split(","):
             start = time.perf_counter()
-            res = synthesize(source, width=args.size, height=args.size, max_iter=args.iters, **CANDIDATES[cand])
+            res = synthesize(
+                source, width=args.size, height=args.size, max_iter=args.iters, **CANDIDATES[cand]
+            )
             seconds = time.perf_counter() - start
             save_image(args.out / f"{name}_{cand.replace('/', '_')}.png", res.image, overwrite=True)
             score = judge_loss(source, res.image, net)

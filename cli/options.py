@@ -88,7 +88,7 @@ descriptor_options = compose(
         type=click.Choice(POOLINGS),
         default=D.pooling,
         show_default=True,
-        help="Pooling in the VGG stack; avg gives smoother gradients than max.",
+        help="Pooling in the VGG stack; with max, 8-bit rounding of the result can raise its loss several-fold.",
     ),
     click.option(
         "--padding",
@@ -218,8 +218,8 @@ grams_source_options = compose(
     click.option(
         "--join", type=click.Choice(JOIN_METHODS), default=None,
         help="How many images' Grams become one target: mean, log-euclidean (geometric; no image "
-        "dominates by energy) or affine-invariant (Karcher mean; needs every Gram, so -s sources are "
-        "kept in memory and --grams files must be built with --keep-grams). With -s it streams the "
+        "dominates by energy) or affine-invariant (Karcher mean; needs every image's Gram, so with -s "
+        "they are kept in memory, and --grams files must be built with --keep-grams). With -s it streams the "
         "sources, skipping unreadable files. [default: mean]",
     ),
     click.option(

@@ -1,0 +1,1014 @@
+"""Projected L-BFGS in float32: a fast, resumable box-constrained driver.
+
+scipy's L-BFGS-B does its own work (generalised Cauchy point, subspace
+minimisation) in float64 with per-variable bounds: on a 2-core machine,
+0.28 s per evaluation at 512² (786 432 variables) and 1.16 s at 1024²,
+beyond the network's time. It cannot hand out its correction pairs either, so a
+checkpoint cannot continue a run exactly. This module is a drop-in
+alternative to :func:`multiscale.optimize.minimize` (same arguments, same
+result and stop reasons, same best-finite tracking) that needs a few passes
+over float32 memory per iteration.
+
+Algorithm
+---------
+Two-metric projection (Bertsekas 1982) with the compact L-BFGS inverse
+Hessian (Byrd, Nocedal & Schnabel 1994):
+
+1. *Active set.* A variable at a bound whose gradient points out of the box
+   is frozen for this iteration; ``g_F`` is the gradient with those
+   components zeroed.
+2. *Direction* ``d = −H g_F`` with ``H`` built from the last ``m`` pairs
+   ``s = x₊ − x``, ``y = g₊ − g`` and ``H₀ = γI``, ``γ = sᵀy / yᵀy`` of the
+   newest pair; ``d`` is zeroed on the frozen variables. On the very first
+   iteration ``γ`` makes the largest move a tenth of the box (of
+   ``max(1, ‖x‖∞)`` without bounds).
+3. *Line search* along the projected path ``x(α) = P(x + αd)`` from
+   ``α = 1``, backtracking (safeguarded quadratic interpolation) until
+   Armijo's ``f(x(α)) ≤ f(x) + c₁ gᵀ(x(α) − x)``.
+4. A pair is kept only if ``sᵀy > ε yᵀy`` and ``sᵀy > 10⁻⁶ ‖s‖ ‖y‖`` (no
+   Wolfe condition is imposed, so curvature can be missing, and float32
+   pairs must not be dominated by rounding). A direction that is not a
+   descent direction, or a failed line search, drops the memory and retries
+   with the scaled gradient.
+5. *Stops* as :func:`multiscale.optimize.minimize`: relative loss reduction
+   ``(f − f₊) / max(|f|, |f₊|, 1) ≤ tol`` (scipy's ``ftol``), projected
+   gradient zero, ``max_iter``, time limit, non-finite value, callback,
+   Ctrl-C; ``"abnormal"`` when even a steepest-descent line search fails.
+
+Memory and precision
+--------------------
+The pairs live in one float32 ring of ``m + 1`` slots (the spare slot takes
+the trial step, so a kept pair is never overwritten before the iteration is
+committed): ``2 (m + 1) n`` float32, about half of scipy's ``2 m n``
+float64 (its ``ws`` and ``wy``). Beside it: the iterate, the trial point and
+two gradients in float64, the masked gradient, the newest ``y`` and the
+direction in float32, three boolean masks, and up to two float64 copies of
+a best point that was not kept as the iterate (rare) — about 6 n-vectors of
+float64 in all. At 1024² with ``m = 10``: 277 MB of pairs and about 150 MB
+of vectors, against scipy's 503 MB of pairs. Per iteration the memory is
+read twice (one product with ``[g_F, y]``, one linear combination for
+``d``); the rest is about 30 passes over n-vectors. Products with
+the memory are float32 BLAS over blocks of 4096 columns, single dot products
+float32 over blocks of 256; both are summed across blocks in float64, so the
+rounding error grows with the block, not with ``n`` (about 10⁻⁶ relative to
+``Σ|aᵢbᵢ|`` at worst for the dots, against 5·10⁻⁴ for a float32 BLAS dot of
+3·10⁶ terms).
+
+Exact resume
+------------
+:class:`LBFGSState` is everything the driver needs to continue: the iterate
+with its loss and gradient, the pairs and their products, ``γ``, counters,
+the best point and the loss history. A run stopped after ``k`` iterations
+(for any reason) and resumed with ``minimize(..., state=result.state)`` and
+the same ``history`` and ``max_iter`` goes through bit for bit the iterates
+an uninterrupted run would (an iteration cut short is redone; given a
+deterministic objective and the same BLAS threads): the pairs go back to
+the ring slots they had, because BLAS rounding depends on the layout. So a
+long run can be cut into segments (``max_iter`` = 100, 200, …, each resumed
+from the last ``result.state``) with a checkpoint between them, at no cost
+to the result. :func:`save_state` / :func:`load_state` write and read it as
+an ``.npz`` file. ``result.state.S`` and ``.Y`` are views of the run's
+memory block (reordered in place when the run ends), not copies.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+
+from .errors import CheckpointError, ConfigError
+from .io import PathLike, atomic_output
+from .optimize import STOP_REASONS, Objective, OptimizeResult, Progress
+
+log = logging.getLogger(__name__)
+
+#: Columns per block of the float32 products with the memory; sums over
+#: blocks are float64. Larger blocks fall off OpenBLAS's fast path for these
+#: thin products, smaller ones are slower.
+_BLOCK = 4096
+#: Block of the single dot products (einsum's speed does not depend on it).
+_DOT_BLOCK = 256
+#: Armijo's sufficient-decrease constant.
+_C1 = 1e-4
+#: Line-search trials (evaluations) before a direction is given up.
+_MAX_TRIALS = 20
+#: First iteration: largest move as a fraction of the box width.
+_FIRST_MOVE = 0.1
+#: Curvature tests for keeping a pair (see the module docstring).
+_CURVATURE_EPS = float(np.finfo(np.float64).eps)
+_CURVATURE_COS = 1e-6
+
+_EMPTY = np.zeros((0, 0))
+
+__all__ = ["STOP_REASONS", "LBFGSResult", "LBFGSState", "load_state", "minimize", "save_state"]
+
+
+@dataclass(frozen=True, eq=False)
+class LBFGSState:
+    """Where a projected L-BFGS run stands, to continue it exactly.
+
+    Produced by :func:`minimize` (``result.state``) and :func:`load_state`;
+    arrays are not copied on the way in, so do not modify them.
+
+    Attributes
+    ----------
+    x : np.ndarray float64, shape (n,)
+        The current iterate (not necessarily the best point).
+    loss : float
+        ``f(x)``.
+    grad : np.ndarray float64, shape (n,)
+        ``∇f(x)``.
+    S, Y : np.ndarray float32, shape (k, n)
+        The ``k ≤ history`` kept pairs ``s = x₊ − x`` and ``y = g₊ − g``,
+        oldest first.
+    sty : np.ndarray float64, shape (k, k)
+        ``sᵢ · yⱼ`` for ``i ≤ j``; the lower triangle is zero.
+    yty : np.ndarray float64, shape (k, k)
+        ``yᵢ · yⱼ``, symmetric.
+    pending : bool
+        The newest pair's products with the older pairs (last column of
+        ``sty`` and ``yty``, zero here) are still to be computed; the next
+        iteration does so in the same pass over memory as its direction.
+    gamma : float or None
+        ``H₀ = γI``: ``sᵀy / yᵀy`` of the newest kept pair; ``None`` before
+        the first step.
+    slots : tuple of int
+        Ring slot of each pair, kept so a resumed run lays the pairs out as
+        the original did (BLAS rounding depends on the layout).
+    iteration : int
+        Completed iterations.
+    evaluations : int
+        Evaluations of the objective up to the end of that iteration.
+    best_x : np.ndarray float64, shape (n,)
+        The best finite point evaluated so far, and ``best_loss`` its loss.
+    best_loss : float
+    history : np.ndarray float64, shape (iteration,)
+        Loss after each iteration.
+    """
+
+    x: np.ndarray
+    loss: float
+    grad: np.ndarray
+    S: np.ndarray
+    Y: np.ndarray
+    sty: np.ndarray
+    yty: np.ndarray
+    pending: bool
+    gamma: float | None
+    slots: tuple[int, ...]
+    iteration: int
+    evaluations: int
+    best_x: np.ndarray = field(repr=False)
+    best_loss: float
+    history: np.ndarray = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        """Number of variables ``n``."""
+        return int(self.x.shape[0])
+
+    @property
+    def pairs(self) -> int:
+        """Number of kept correction pairs ``k``."""
+        return int(self.S.shape[0])
+
+
+@dataclass
+class LBFGSResult(OptimizeResult):
+    """:class:`multiscale.optimize.OptimizeResult` plus the state to resume from.
+
+    ``iterations``, ``evaluations`` and ``history`` count from the start of
+    the run the state came from, not from this call.
+
+    Attributes
+    ----------
+    state : LBFGSState or None
+        ``None`` only if the first evaluation did not succeed.
+    """
+
+    state: LBFGSState | None = None
+
+
+class _Stop(Exception):
+    """Ends the run from inside an evaluation."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Core:
+    """The committed state between iterations; replaced whole, never mutated.
+
+    Buffers it refers to are not written until a newer ``_Core`` no longer
+    refers to them, so a stop at any point leaves a consistent state.
+    """
+
+    x: np.ndarray
+    loss: float
+    grad: np.ndarray
+    slots: tuple[int, ...]
+    sty: np.ndarray
+    yty: np.ndarray
+    pending: bool
+    gamma: float | None
+    iteration: int
+    evaluations: int
+    best_loss: float
+    best_x: np.ndarray | None  # None: ``x`` is the best point
+
+
+# --------------------------------------------------------------------------- numerics
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a · b`` of two float32 vectors: float32 within blocks of 256, float64 across."""
+    n = a.shape[0]
+    nb = n // _DOT_BLOCK
+    cut = nb * _DOT_BLOCK
+    total = 0.0
+    if nb:
+        blocks = np.einsum("ij,ij->i", a[:cut].reshape(nb, _DOT_BLOCK), b[:cut].reshape(nb, _DOT_BLOCK))
+        total = float(blocks.sum(dtype=np.float64))
+    if cut < n:
+        total += float(np.dot(a[cut:].astype(np.float64), b[cut:].astype(np.float64)))
+    return total
+
+
+def _products(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``w @ v.T`` for float32 ``w`` (r, n) and ``v`` (p, n): float64 (r, p).
+
+    One pass over ``w``: a batch of (r, 4096) @ (4096, p) float32 products,
+    summed in float64.
+    """
+    r, n = w.shape
+    p = v.shape[0]
+    nb = n // _BLOCK
+    cut = nb * _BLOCK
+    out = np.zeros((r, p))
+    if nb:
+        w3 = w[:, :cut].reshape(r, nb, _BLOCK).transpose(1, 0, 2)
+        v3 = v[:, :cut].reshape(p, nb, _BLOCK).transpose(1, 2, 0)
+        out += np.matmul(w3, v3).sum(axis=0, dtype=np.float64)
+    if cut < n:
+        out += w[:, cut:].astype(np.float64) @ v[:, cut:].astype(np.float64).T
+    return out
+
+
+def _compact_coefficients(
+    sty: np.ndarray, yty: np.ndarray, gamma: float, u: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Coefficients of ``H g = γ g + S a − γ Y t`` in compact form.
+
+    ``u = Sᵀg``, ``w = Yᵀg``; ``R`` is the upper triangle of ``sty`` and
+    ``D`` its diagonal (Byrd, Nocedal & Schnabel 1994, eq. 3.1)::
+
+        t = R⁻¹ u,    a = R⁻ᵀ ((D + γ YᵀY) t − γ w)
+
+    Returns ``(a, t)``, or ``None`` if they are not finite.
+    """
+    r = np.triu(sty)
+    with np.errstate(all="ignore"):
+        t = scipy.linalg.solve_triangular(r, u, lower=False, check_finite=False)
+        rhs = np.diag(r) * t + gamma * (yty @ t) - gamma * w
+        a = scipy.linalg.solve_triangular(r, rhs, trans="T", lower=False, check_finite=False)
+    if not (np.isfinite(a).all() and np.isfinite(t).all()):
+        return None
+    return a, t
+
+
+# --------------------------------------------------------------------------- driver
+
+
+class _Driver:
+    """Buffers and steps of one run; :func:`minimize` holds the loop."""
+
+    def __init__(
+        self,
+        fun: Objective,
+        n: int,
+        m: int,
+        bounds: tuple[float, float] | None,
+        time_limit: float | None,
+        start: float,
+    ) -> None:
+        self.fun = fun
+        self.n, self.m = n, m
+        self.bounded = bounds is not None
+        self.lo, self.hi = (
+            (float(bounds[0]), float(bounds[1])) if bounds is not None else (-math.inf, math.inf)
+        )
+        self.time_limit = time_limit
+        self.start = start
+        self.evaluations = 0
+        # One float32 block: the ring (s in slots 0…m, y in m+1…2m+1; one slot is
+        # always free), then g_F and a copy of the newest y. The products take the
+        # ring against [g_F, y], and d is one combination of the ring and g_F.
+        rows = 2 * (m + 1)
+        self.block = np.zeros((rows + 2, n), np.float32)
+        self.ring = self.block[:rows].reshape(2, m + 1, n)
+        self.flat = self.block[:rows]
+        self.v = self.block[rows:]  # [g_F, newest y]
+        self.d = np.empty(n, np.float32)
+        self.xt = np.empty(n, np.float64)
+        self.grad_buffers = (np.empty(n, np.float64), np.empty(n, np.float64))
+        self.free = np.empty(n, bool)
+        self.mask_a = np.empty(n, bool)
+        self.mask_b = np.empty(n, bool)
+        self.best_buffers: list[np.ndarray] = []
+        self.core: _Core | None = None  # the committed state, replaced whole
+
+    # -- evaluations
+
+    def evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``fun(x)``, refusing to start after the time limit or to return non-finite values.
+
+        The gradient is the objective's array: :meth:`keep` it before the
+        next evaluation, which may reuse that array.
+        """
+        if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
+            raise _Stop("time_limit", f"time limit of {self.time_limit:g} s reached")
+        view = x.view()
+        view.flags.writeable = False  # x is a reused buffer: the objective may read it only
+        loss, grad = self.fun(view)
+        self.evaluations += 1
+        loss = float(loss)
+        grad = np.asarray(grad).reshape(-1)
+        if grad.shape[0] != self.n:
+            raise ValueError(
+                f"the objective returned a gradient of size {grad.shape[0]} for {self.n} variables"
+            )
+        if not (math.isfinite(loss) and np.isfinite(grad).all()):
+            raise _Stop(
+                "non_finite",
+                f"the loss or its gradient became non-finite at evaluation {self.evaluations}; "
+                "kept the best finite image",
+            )
+        return loss, grad
+
+    def keep(self, grad: np.ndarray) -> np.ndarray:
+        """``grad`` copied (as float64) into a buffer the committed core does not use."""
+        current = self.core.grad if self.core is not None else None
+        buf = self.grad_buffers[0] if self.grad_buffers[0] is not current else self.grad_buffers[1]
+        np.copyto(buf, grad)
+        return buf
+
+    def best_buffer(self, core: _Core) -> np.ndarray:
+        """A buffer for a new best point that ``core`` does not refer to."""
+        for buf in self.best_buffers:
+            if buf is not core.best_x:
+                return buf
+        buf = np.empty(self.n, np.float64)
+        self.best_buffers.append(buf)
+        return buf
+
+    # -- one iteration's pieces
+
+    def free_gradient(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """``g_F`` (float32, in ``self.v[0]``); ``self.free`` marks the variables not frozen."""
+        gf = self.v[0]
+        np.copyto(gf, grad, casting="same_kind")
+        if self.bounded:
+            free, a, b = self.free, self.mask_a, self.mask_b
+            np.less_equal(x, self.lo, out=a)
+            np.greater(gf, 0, out=b)
+            a &= b
+            np.greater_equal(x, self.hi, out=b)
+            np.less(gf, 0, out=free)
+            b &= free
+            np.logical_or(a, b, out=free)
+            np.logical_not(free, out=free)
+            # A product, not a masked assignment: branch-free, several times faster.
+            np.multiply(gf, free, out=gf)
+        return gf
+
+    def initial_gamma(self, x: np.ndarray, gf: np.ndarray) -> float:
+        width = self.hi - self.lo if self.bounded else max(1.0, float(np.max(np.abs(x))))
+        return _FIRST_MOVE * width / float(np.max(np.abs(gf)))
+
+    def direction(self, core: _Core, gf: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Write ``d = −H g_F`` into ``self.d``; return the completed (sty, yty).
+
+        Returns ``None`` when the memory is unusable (the caller resets it).
+        """
+        d, k, m = self.d, len(core.slots), self.m
+        sty, yty = core.sty, core.yty
+        if k == 0:
+            np.multiply(gf, -gamma, out=d)
+            return sty, yty
+        p = 1
+        if core.pending:
+            np.copyto(self.v[1], self.ring[1, core.slots[-1]])
+            p = 2
+        prod = _products(self.flat, self.v[:p])
+        s_rows = np.asarray(core.slots)
+        y_rows = s_rows + m + 1
+        if core.pending:
+            sty, yty = sty.copy(), yty.copy()
+            sty[: k - 1, k - 1] = prod[s_rows[:-1], 1]
+            yty[: k - 1, k - 1] = yty[k - 1, : k - 1] = prod[y_rows[:-1], 1]
+        coef = _compact_coefficients(sty, yty, gamma, prod[s_rows, 0], prod[y_rows, 0])
+        if coef is None:
+            return None
+        a, t = coef
+        c = np.zeros(2 * (m + 1) + 1, np.float32)
+        c[s_rows] = -a
+        c[y_rows] = gamma * t
+        c[-1] = -gamma  # the row of g_F
+        np.dot(c, self.block[: 2 * (m + 1) + 1], out=d)
+        return sty, yty
+
+    def free_slot(self, slots: tuple[int, ...]) -> int:
+        used = set(slots)
+        return next(i for i in range(self.m + 1) if i not in used)
+
+    def line_search(self, gf: np.ndarray, slot: int) -> tuple[float, np.ndarray] | str | None:
+        """Backtrack along ``P(x + α d)`` from ``self.core``; the step goes into ring slot ``slot``.
+
+        Returns ``(loss, grad)`` at the accepted point (left in ``self.xt``),
+        ``"stalled"`` if no representable step is left, or ``None`` if no
+        trial was accepted. A better rejected trial updates ``self.core``.
+        """
+        core = self.core
+        x, f0, d, xt = core.x, core.loss, self.d, self.xt
+        s = self.ring[0, slot]
+        alpha = 1.0
+        trials = 0
+        while trials < _MAX_TRIALS:
+            if alpha == 1.0:  # the usual first trial: one pass fewer
+                np.add(x, d, out=xt)
+            else:
+                np.multiply(d, np.float64(alpha), out=xt)
+                xt += x
+            if self.bounded:
+                np.clip(xt, self.lo, self.hi, out=xt)
+            np.subtract(xt, x, out=s, casting="same_kind")
+            gs = _dot(gf, s)
+            if not gs < 0:
+                # Projection turned the step uphill, or it vanished.
+                if not s.any():
+                    return "stalled"
+                alpha *= 0.5
+                trials += 1
+                continue
+            loss, grad = self.evaluate(xt)
+            trials += 1
+            if loss <= f0 + _C1 * gs:
+                return loss, self.keep(grad)
+            if loss < self.core.best_loss:
+                buf = self.best_buffer(self.core)
+                np.copyto(buf, xt)
+                self.core = _replace(self.core, best_loss=loss, best_x=buf)
+            curvature = loss - f0 - gs
+            shrink = -gs / (2.0 * curvature) if curvature > 0 else 0.5
+            alpha *= min(0.5, max(0.1, shrink))
+        return None
+
+    def commit(
+        self,
+        core: _Core,
+        sty: np.ndarray,
+        yty: np.ndarray,
+        gamma: float,
+        slot: int,
+        loss: float,
+        grad: np.ndarray,
+    ) -> _Core:
+        """The core after a step to ``self.xt`` (loss, grad) taken from ``core.x``."""
+        s, y = self.ring[0, slot], self.ring[1, slot]
+        np.subtract(grad, core.grad, out=y, casting="same_kind")
+        sy, yy, ss = _dot(s, y), _dot(y, y), _dot(s, s)
+        slots, pending = core.slots, False
+        if not math.isfinite(yy):
+            y.fill(0)  # a free slot is multiplied by zero, and 0 · inf is nan
+        elif sy > _CURVATURE_EPS * yy and sy > _CURVATURE_COS * math.sqrt(ss * yy):
+            keep = len(slots) if len(slots) < self.m else self.m - 1
+            k = keep + 1
+            new_sty, new_yty = np.zeros((k, k)), np.zeros((k, k))
+            new_sty[:keep, :keep] = sty[len(slots) - keep :, len(slots) - keep :]
+            new_yty[:keep, :keep] = yty[len(slots) - keep :, len(slots) - keep :]
+            new_sty[-1, -1], new_yty[-1, -1] = sy, yy
+            slots = slots[len(slots) - keep :] + (slot,)
+            sty, yty, gamma, pending = new_sty, new_yty, sy / yy, k > 1
+        best_loss, best_x = core.best_loss, core.best_x
+        if loss < best_loss:
+            best_loss, best_x = loss, None
+        elif best_x is None:  # a tie: the earlier point stays the best
+            best_x = self.best_buffer(core)
+            np.copyto(best_x, core.x)
+        new = _Core(
+            x=self.xt,
+            loss=loss,
+            grad=grad,
+            slots=slots,
+            sty=sty,
+            yty=yty,
+            pending=pending,
+            gamma=gamma,
+            iteration=core.iteration + 1,
+            evaluations=self.evaluations,
+            best_loss=best_loss,
+            best_x=best_x,
+        )
+        return new
+
+    # -- state in and out
+
+    def restore(self, state: LBFGSState) -> _Core:
+        """Put a state's pairs back in the ring; the core to continue from."""
+        k = min(state.pairs, self.m)
+        first = state.pairs - k
+        slots = tuple(int(v) for v in state.slots[first:])
+        if len(set(slots)) != k or any(not 0 <= v <= self.m for v in slots):
+            slots = tuple(range(k))  # another history length: rounding may differ
+        for j, slot in enumerate(slots):
+            self.ring[0, slot] = state.S[first + j]
+            self.ring[1, slot] = state.Y[first + j]
+        np.copyto(self.xt, state.x)
+        x, self.xt = self.xt, np.empty(self.n, np.float64)
+        at_x = state.best_loss == state.loss and np.array_equal(state.best_x, state.x)
+        best_x = None
+        if not at_x:
+            best_x = np.array(state.best_x, dtype=np.float64)
+            self.best_buffers.append(best_x)
+        self.evaluations = state.evaluations
+        return _Core(
+            x=x,
+            loss=float(state.loss),
+            grad=self.keep(state.grad),
+            slots=slots,
+            sty=np.array(state.sty[first:, first:], dtype=np.float64),
+            yty=np.array(state.yty[first:, first:], dtype=np.float64),
+            pending=bool(state.pending) and k > 1,
+            gamma=state.gamma,
+            iteration=state.iteration,
+            evaluations=state.evaluations,
+            best_loss=float(state.best_loss) if not at_x else float(state.loss),
+            best_x=best_x,
+        )
+
+    def export(self, core: _Core, history: list[float]) -> LBFGSState:
+        """The state of ``core``; reorders the ring in place (the run is over)."""
+        k = len(core.slots)
+        _gather_rows(self.ring, core.slots)
+        best_x = core.x if core.best_x is None else core.best_x
+        return LBFGSState(
+            x=core.x.copy(),
+            loss=core.loss,
+            grad=core.grad.copy(),
+            S=self.ring[0, :k],
+            Y=self.ring[1, :k],
+            sty=core.sty.copy(),
+            yty=core.yty.copy(),
+            pending=core.pending,
+            gamma=core.gamma,
+            slots=core.slots,
+            iteration=core.iteration,
+            evaluations=core.evaluations,
+            best_x=best_x.copy(),
+            best_loss=core.best_loss,
+            history=np.asarray(history[: core.iteration], dtype=np.float64),
+        )
+
+
+def _replace(core: _Core, **changes: object) -> _Core:
+    values = {name: getattr(core, name) for name in core.__dataclass_fields__}
+    values.update(changes)
+    return _Core(**values)  # type: ignore[arg-type]
+
+
+def _gather_rows(ring: np.ndarray, slots: tuple[int, ...]) -> None:
+    """Move ``ring[:, slots[j]]`` to ``ring[:, j]`` in place, with one spare row."""
+    count = ring.shape[1]
+    rest = [i for i in range(count) if i not in set(slots)]
+    src = list(slots) + rest
+    done = [False] * count
+    for start in range(count):
+        if done[start] or src[start] == start:
+            done[start] = True
+            continue
+        spare = ring[:, start].copy()
+        j = start
+        while True:
+            done[j] = True
+            nxt = src[j]
+            if nxt == start:
+                ring[:, j] = spare
+                break
+            ring[:, j] = ring[:, nxt]
+            j = nxt
+
+
+# --------------------------------------------------------------------------- minimize
+
+
+def minimize(
+    fun: Objective,
+    x0: np.ndarray,
+    *,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    max_iter: int = 200,
+    tol: float = 1e-7,
+    history: int = 10,
+    time_limit: float | None = None,
+    callback: Callable[[Progress], bool | None] | None = None,
+    octave_losses: Callable[[], np.ndarray | None] | None = None,
+    shape: tuple[int, ...] | None = None,
+    state: LBFGSState | None = None,
+) -> LBFGSResult:
+    """Minimise ``fun`` in a box with projected L-BFGS, keeping the best finite point.
+
+    Same arguments and results as :func:`multiscale.optimize.minimize`,
+    plus ``state`` to continue a run.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> (loss, grad)``, ``x`` and ``grad`` float64 of shape (n,).
+        ``x`` is a read-only view of a buffer that is reused: copy it to keep it.
+    x0 : np.ndarray
+        Start point, shape (n,); clipped into ``bounds``. Ignored when
+        ``state`` is given, except that its size must match.
+    bounds : (low, high) or None
+        Box applied to every variable; ``None`` for an unbounded run.
+    max_iter : int
+        Iterations at most, counted from the start of the run a ``state``
+        came from (so a resumed run ends where the uninterrupted one would).
+    tol : float
+        Stop when ``(f − f₊) / max(|f|, |f₊|, 1) ≤ tol``.
+    history : int
+        Correction pairs kept (``m``).
+    time_limit : float or None
+        Seconds from this call; the run stops at the first evaluation after it.
+    callback : callable or None
+        Called with a :class:`~multiscale.optimize.Progress` after each
+        iteration; returning ``True`` stops the run (``"callback"``).
+        ``Progress.image`` is a view of a reused buffer.
+    octave_losses : callable or None
+        Returns the per-octave losses of the last evaluation, for progress.
+    shape : tuple or None
+        Shape in which :class:`~multiscale.optimize.Progress` carries the iterate.
+    state : LBFGSState or None
+        Continue from this state (``result.state`` or :func:`load_state`).
+
+    Returns
+    -------
+    LBFGSResult
+        Never raises for non-finite values, time limits or Ctrl-C: those end
+        the run and are said in ``stop_reason`` and ``message``.
+
+    Raises
+    ------
+    ConfigError
+        If ``history`` or ``bounds`` cannot work.
+    CheckpointError
+        If ``state`` does not fit this problem (size, bounds) or is malformed.
+    """
+    start = time.perf_counter()
+    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    n = x0.size
+    if isinstance(history, bool) or not isinstance(history, int | np.integer) or history < 1:
+        raise ConfigError("history", f"must be an integer ≥ 1, got {history!r}")
+    if bounds is not None and not (bounds[0] < bounds[1]):
+        raise ConfigError("bounds", f"low must be below high, got {bounds!r}")
+    driver = _Driver(fun, n, int(history), bounds, time_limit, start)
+    losses: list[float] = []
+    if state is not None:
+        _check_state(state, "state")
+        if state.size != n:
+            raise CheckpointError(f"state: it is for {state.size} variables, this run has {n}")
+        if bounds is not None and not ((state.x >= bounds[0]).all() and (state.x <= bounds[1]).all()):
+            raise CheckpointError(f"state: its point lies outside the bounds {bounds!r}")
+        driver.core = driver.restore(state)
+        losses = [float(v) for v in state.history]
+        start_x = driver.core.x
+    else:
+        start_x = np.clip(x0, *bounds) if bounds is not None else x0.copy()
+
+    reason, message = "abnormal", ""
+    try:
+        if driver.core is None:
+            loss, grad = driver.evaluate(start_x)
+            grad = driver.keep(grad)
+            driver.core = _Core(
+                x=start_x, loss=loss, grad=grad, slots=(), sty=_EMPTY, yty=_EMPTY, pending=False,
+                gamma=None, iteration=0, evaluations=driver.evaluations, best_loss=loss, best_x=None,
+            )  # fmt: skip
+        reason, message = _iterate(driver, losses, max_iter, tol, callback, octave_losses, shape)
+    except _Stop as stop:
+        reason, message = stop.reason, stop.message
+    except KeyboardInterrupt:
+        reason, message = "interrupted", "interrupted (Ctrl-C)"
+    elapsed = time.perf_counter() - start
+    core = driver.core
+    iterations = core.iteration if core is not None else 0
+    log.info("projected L-BFGS ended after %d iterations: %s", iterations, message)
+    if core is None:
+        return LBFGSResult(
+            x=start_x, loss=math.inf, iterations=0, evaluations=driver.evaluations, stop_reason=reason,
+            message=message, elapsed_s=elapsed, history=[], state=None,
+        )  # fmt: skip
+    best = core.x if core.best_x is None else core.best_x
+    return LBFGSResult(
+        x=best.copy(),
+        loss=core.best_loss,
+        iterations=iterations,
+        evaluations=driver.evaluations,
+        stop_reason=reason,
+        message=message,
+        elapsed_s=elapsed,
+        history=losses[:iterations],
+        state=driver.export(core, losses),
+    )
+
+
+def _iterate(
+    driver: _Driver,
+    losses: list[float],
+    max_iter: int,
+    tol: float,
+    callback: Callable[[Progress], bool | None] | None,
+    octave_losses: Callable[[], np.ndarray | None] | None,
+    shape: tuple[int, ...] | None,
+) -> tuple[str, str]:
+    """Iterate from ``driver.core`` until a stop; return (stop_reason, message)."""
+    while True:
+        core = driver.core
+        if core.iteration >= max_iter:
+            return "max_iter", f"reached {max_iter} iterations"
+        gf = driver.free_gradient(core.x, core.grad)
+        if not gf.any():
+            return "converged", "converged (the projected gradient is zero)"
+        gamma = core.gamma if core.gamma is not None else driver.initial_gamma(core.x, gf)
+        outcome: tuple[float, np.ndarray] | str | None = None
+        # The L-BFGS direction first; if it fails, the scaled gradient with the memory dropped.
+        for attempt in ("lbfgs", "gradient"):
+            if attempt == "gradient":
+                if not driver.core.slots:
+                    break
+                driver.core = _replace(driver.core, slots=(), sty=_EMPTY, yty=_EMPTY, pending=False)
+            done = driver.direction(driver.core, gf, gamma)
+            if done is None:
+                continue
+            sty, yty = done
+            if driver.bounded:
+                np.multiply(driver.d, driver.free, out=driver.d)
+            if not _dot(gf, driver.d) < 0:
+                continue
+            slot = driver.free_slot(driver.core.slots)
+            outcome = driver.line_search(gf, slot)
+            if outcome is not None:
+                break
+        if outcome == "stalled":
+            return "converged", "converged (no representable step decreases the loss)"
+        if outcome is None or isinstance(outcome, str):
+            return "abnormal", "the line search found no decrease; kept the best point"
+        loss, grad = outcome
+        old = driver.core
+        new = driver.commit(old, sty, yty, gamma, slot, loss, grad)
+        losses.append(loss)  # before publishing: a stop in between must not lose it
+        driver.core = new
+        driver.xt = old.x  # the old iterate's buffer takes the next trial
+        if callback is not None:
+            per_octave = octave_losses() if octave_losses is not None else None
+            progress = Progress(
+                iteration=new.iteration,
+                max_iter=max_iter,
+                evaluations=driver.evaluations,
+                loss=loss,
+                best_loss=new.best_loss,
+                elapsed_s=time.perf_counter() - driver.start,
+                octave_losses=tuple(float(v) for v in per_octave) if per_octave is not None else (),
+                image=np.reshape(new.x, shape) if shape is not None else None,
+            )
+            if callback(progress):
+                return "callback", "stopped by the progress callback"
+        reduction = (old.loss - loss) / max(abs(old.loss), abs(loss), 1.0)
+        if reduction <= tol:
+            return "converged", f"converged (relative reduction {reduction:.2g} ≤ tol {tol:g})"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+#: First member of a checkpoint file, telling it from any other npz.
+_FORMAT = b"multiscale.lbfgs-state/1"
+
+#: Member name → (dtype, number of dimensions).
+_MEMBERS: dict[str, tuple[np.dtype, int]] = {
+    "format": (np.dtype(np.uint8), 1),
+    "x": (np.dtype(np.float64), 1),
+    "loss": (np.dtype(np.float64), 0),
+    "grad": (np.dtype(np.float64), 1),
+    "S": (np.dtype(np.float32), 2),
+    "Y": (np.dtype(np.float32), 2),
+    "sty": (np.dtype(np.float64), 2),
+    "yty": (np.dtype(np.float64), 2),
+    "pending": (np.dtype(np.bool_), 0),
+    "gamma": (np.dtype(np.float64), 0),
+    "slots": (np.dtype(np.int64), 1),
+    "iteration": (np.dtype(np.int64), 0),
+    "evaluations": (np.dtype(np.int64), 0),
+    "best_x": (np.dtype(np.float64), 1),
+    "best_loss": (np.dtype(np.float64), 0),
+    "history": (np.dtype(np.float64), 1),
+}
+
+
+def save_state(path: PathLike, state: LBFGSState, *, overwrite: bool = False) -> Path:
+    """Write ``state`` to ``path`` as an uncompressed ``.npz``, atomically.
+
+    The name is used as given. Nothing is pickled.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    CheckpointError
+        If ``state`` is malformed.
+    OutputError
+        If ``path`` exists and not ``overwrite``, or cannot be written.
+    """
+    _check_state(state, str(path))
+    members = {
+        "format": np.frombuffer(_FORMAT, dtype=np.uint8),
+        "x": state.x,
+        "loss": np.float64(state.loss),
+        "grad": state.grad,
+        "S": state.S,
+        "Y": state.Y,
+        "sty": state.sty,
+        "yty": state.yty,
+        "pending": np.bool_(state.pending),
+        "gamma": np.float64(math.nan if state.gamma is None else state.gamma),
+        "slots": np.asarray(state.slots, dtype=np.int64),
+        "iteration": np.int64(state.iteration),
+        "evaluations": np.int64(state.evaluations),
+        "best_x": state.best_x,
+        "best_loss": np.float64(state.best_loss),
+        "history": state.history,
+    }
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **members)
+    log.info("wrote optimiser state %s (iteration %d, %d pairs)", path, state.iteration, state.pairs)
+    return Path(path)
+
+
+def load_state(path: PathLike) -> LBFGSState:
+    """Read a state written by :func:`save_state`, checking it before use.
+
+    Every member's ``.npy`` header is read and its dtype and shape checked
+    (and its size against the archive) before its data is; object arrays
+    are refused without unpickling, as are compressed, missing or
+    unexpected members. Then values must be finite and consistent.
+
+    Raises
+    ------
+    CheckpointError
+        Message starts with ``path``.
+    """
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            arrays = _read_members(zf, str(p))
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{p}: no such file") from None
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{p}: not a readable optimiser checkpoint ({exc})") from None
+    gamma = float(arrays["gamma"])
+    state = LBFGSState(
+        x=arrays["x"],
+        loss=float(arrays["loss"]),
+        grad=arrays["grad"],
+        S=arrays["S"],
+        Y=arrays["Y"],
+        sty=arrays["sty"],
+        yty=arrays["yty"],
+        pending=bool(arrays["pending"]),
+        gamma=None if math.isnan(gamma) else gamma,
+        slots=tuple(int(v) for v in arrays["slots"]),
+        iteration=int(arrays["iteration"]),
+        evaluations=int(arrays["evaluations"]),
+        best_x=arrays["best_x"],
+        best_loss=float(arrays["best_loss"]),
+        history=arrays["history"],
+    )
+    _check_state(state, str(p))
+    return state
+
+
+def _read_members(zf: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    stems = [name[:-4] for name in names if name.endswith(".npy")]
+    unexpected = sorted(set(names) - {f"{k}.npy" for k in _MEMBERS})
+    if unexpected or len(set(names)) != len(names):
+        raise CheckpointError(f"{label}: not an optimiser checkpoint (unexpected members {unexpected[:5]})")
+    missing = sorted(set(_MEMBERS) - set(stems))
+    if missing:
+        raise CheckpointError(f"{label}: not an optimiser checkpoint (missing {', '.join(missing)})")
+    arrays: dict[str, np.ndarray] = {}
+    for info in sorted(infos, key=lambda i: list(_MEMBERS).index(i.filename[:-4])):
+        name = info.filename[:-4]
+        dtype, ndim = _MEMBERS[name]
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise CheckpointError(
+                f"{label}: member {name} is compressed; checkpoints are written uncompressed"
+            )
+        with zf.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, got = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, got = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise CheckpointError(f"{label}: member {name} has npy format {version}")
+            if got != dtype or len(shape) != ndim or fortran:
+                raise CheckpointError(
+                    f"{label}: member {name} is {got} with shape {shape}, expected {ndim}-d {dtype}"
+                )
+            nbytes = math.prod(shape) * dtype.itemsize
+            header = fh.tell()
+            if header + nbytes != info.file_size:
+                raise CheckpointError(
+                    f"{label}: member {name} declares {nbytes} bytes, the archive holds other"
+                )
+            data = fh.read(nbytes)
+        if len(data) != nbytes:
+            raise CheckpointError(f"{label}: member {name} is truncated")
+        arrays[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if arrays["format"].tobytes() != _FORMAT:
+        raise CheckpointError(
+            f"{label}: not an optimiser checkpoint of this version (format {_FORMAT.decode()})"
+        )
+    return arrays
+
+
+def _check_state(state: LBFGSState, label: str) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` is well-formed and self-consistent."""
+
+    def fail(what: str) -> CheckpointError:
+        return CheckpointError(f"{label}: malformed optimiser state: {what}")
+
+    def array(name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        value = getattr(state, name)
+        if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
+            got = (
+                f"{value.dtype} of shape {value.shape}"
+                if isinstance(value, np.ndarray)
+                else type(value).__name__
+            )
+            raise fail(f"{name} is {got}, expected {np.dtype(dtype)} of shape {shape}")
+        if not np.isfinite(value).all():
+            raise fail(f"{name} is not finite")
+        return value
+
+    if not isinstance(state.x, np.ndarray) or state.x.ndim != 1 or not isinstance(state.S, np.ndarray):
+        raise fail("x must be a 1-d array and S a 2-d array")
+    n, k = state.x.shape[0], state.S.shape[0] if state.S.ndim == 2 else -1
+    if k < 0:
+        raise fail(f"S has shape {state.S.shape}")
+    array("x", np.float64, (n,))
+    array("grad", np.float64, (n,))
+    array("best_x", np.float64, (n,))
+    array("S", np.float32, (k, n))
+    array("Y", np.float32, (k, n))
+    sty = array("sty", np.float64, (k, k))
+    yty = array("yty", np.float64, (k, k))
+    for name in ("iteration", "evaluations"):
+        value = getattr(state, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise fail(f"{name} must be an integer ≥ 0, got {value!r}")
+    array("history", np.float64, (state.iteration,))
+    if not (math.isfinite(state.loss) and math.isfinite(state.best_loss)) or state.best_loss > state.loss:
+        raise fail("loss and best_loss must be finite, best_loss ≤ loss")
+    if state.gamma is not None and not (math.isfinite(state.gamma) and state.gamma > 0):
+        raise fail(f"gamma must be None or > 0, got {state.gamma!r}")
+    slots = state.slots
+    if (
+        len(slots) != k
+        or len(set(slots)) != k
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in slots)
+    ):
+        raise fail("slots must be k distinct integers ≥ 0")
+    if k and not ((np.diag(sty) > 0).all() and (np.diag(yty) > 0).all()):
+        raise fail("the pairs' curvature sᵀy and yᵀy must be positive")
+    if not (np.tril(sty, -1) == 0).all() or not (yty == yty.T).all():
+        raise fail("sty must be upper triangular and yty symmetric")
+    if not isinstance(state.pending, bool | np.bool_) or (state.pending and k < 2):
+        raise fail("pending needs at least two pairs")
+    if k and state.gamma is None:
+        raise fail("gamma must be set when there are pairs")
