@@ -22,6 +22,7 @@ PADDINGS = ("reflect", "wrap", "same", "valid")
 POOLINGS = ("avg", "max")
 INITS = ("noise", "mean")
 BIT_DEPTHS = (8, 16)
+OPTIMIZERS = ("lbfgsb", "projected")
 
 #: Layers matched by default, chosen by benchmarks/defaults_study.py (256²,
 #: 100 iterations, gravel and hubble_field; README "Defaults"): pool1 +
@@ -193,6 +194,18 @@ class SynthesisConfig:
         Bits per channel of PNG/TIFF output.
     max_input_pixels : int
         Input images with more pixels are refused before decoding.
+    optimizer : {"lbfgsb", "projected"}
+        ``lbfgsb``: scipy's L-BFGS-B, the reference. ``projected``: the
+        float32 projected L-BFGS of :mod:`multiscale.lbfgs`, 6–9× less
+        driver time per iteration and resumable exactly (checkpoints).
+    frames : int
+        Number of frames; more than 1 makes an animation.
+    frame_weight : float
+        Pull between consecutive frames (see :mod:`multiscale.animate`).
+    loop : bool
+        Also pull the last frame toward the first (a seamless loop).
+    checkpoint_every : int or None
+        Write a resumable checkpoint every N iterations (needs ``projected``).
     """
 
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
@@ -207,9 +220,34 @@ class SynthesisConfig:
     save_every: int | None = None
     bit_depth: int = 8
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    optimizer: str = "lbfgsb"
+    frames: int = 1
+    frame_weight: float = 1.0
+    loop: bool = False
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynthesisConfig:
+        """Rebuild a config from :meth:`to_dict` output (lists become tuples).
+
+        Raises
+        ------
+        ConfigError
+            For unknown fields or invalid values.
+        """
+        data = dict(data)
+        desc = dict(data.pop("descriptor", {}))
+        for key in ("layers", "layer_weights", "octave_weights"):
+            if desc.get(key) is not None:
+                desc[key] = tuple(desc[key])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = (set(data) - known) | (set(desc) - {f.name for f in dataclasses.fields(DescriptorConfig)})
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "is not a known setting")
+        return cls(descriptor=DescriptorConfig(**desc), **data)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
@@ -233,6 +271,17 @@ class SynthesisConfig:
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError("bit_depth", f"must be 8 or 16, got {self.bit_depth!r}")
         _positive_int("max_input_pixels", self.max_input_pixels, minimum=64)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        _positive_int("frames", self.frames)
+        _positive_float("frame_weight", self.frame_weight, allow_zero=True)
+        if self.checkpoint_every is not None:
+            _positive_int("checkpoint_every", self.checkpoint_every)
+            if self.optimizer != "projected":
+                raise ConfigError(
+                    "checkpoint_every",
+                    "exact checkpoints need --optimizer projected (scipy's L-BFGS-B cannot hand out its state)",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists)."""

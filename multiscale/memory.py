@@ -1,0 +1,456 @@
+"""How much memory a synthesis run needs, estimated before TensorFlow starts.
+
+The estimate is a sum of components, each in bytes (see
+:class:`MemoryEstimate`)::
+
+    total = baseline + weights + max(sources, activations) + lbfgs + bounds + images
+
+with n = H·W·3 variables, m = ``history`` and A(h, w) = Σ_octaves Σ_layers
+h_l·w_l·C_l·4, the float32 size of every layer output up to the deepest
+selected layer (pooling layers included) at every octave:
+
+``baseline``
+    Resident size of the process once Python, TensorFlow, scipy, h5py and
+    Pillow are imported and TF has run one op (:data:`TF_BASELINE_BYTES`).
+``weights``
+    All 13 VGG16 kernels and biases in float32, times
+    :data:`WEIGHT_COPIES`: the backbone loads the whole conv stack whatever
+    the selected layers, and holds it as numpy arrays and as TF constants.
+``activations``
+    ``ACTIVATION_FACTOR · A(H, W) + GRAPH_BYTES``: what one
+    loss-and-gradient evaluation holds at its peak — the layer outputs kept
+    for the backward pass, the padded copies the convolutions read, the
+    gradients in flight — plus the traced and optimised graphs.
+``sources``
+    ``SOURCE_FACTOR · max over sources of A(h, w)``: the eager forward pass
+    that takes each source's Grams. It ends before synthesis starts and TF
+    reuses its memory, so only the larger of ``sources`` and
+    ``activations`` counts in the total.
+``lbfgs``
+    The arrays scipy's L-BFGS-B allocates: ``8·(2mn + 5n + 11m² + 8m)``
+    (the float64 workspace: m correction pairs s, y of n values each, plus
+    work vectors) ``+ 4·3n`` (int32 index workspace) ``+ 20n`` (float64
+    lower/upper bounds, int32 bound kinds).
+``bounds``
+    ``BOUNDS_BYTES_PER_VALUE · n``: scipy converts the per-variable list of
+    (low, high) pairs it is given into arrays through Python lists; the
+    peak of that conversion stays in the process's high-water mark.
+``images``
+    ``IMAGE_BYTES_PER_VALUE · n``: float64 and float32 copies of the image
+    and its gradient (start point, best point, scipy's own x and g, the
+    float32 tensor handed to TF and the gradient cast back to float64).
+
+Calibration (TensorFlow 2.21, scipy 1.17, oneDNN on, x86-64 Linux, glibc
+malloc): the constants below were fitted to the peak RSS (``ru_maxrss``)
+of fresh processes running :func:`multiscale.synthesize.synthesize` on
+random array sources (``benchmarks/memory_calibration.py`` re-measures
+them). Estimate / measured: 1.000, 1.011, 1.011 at 128², 256², 512² (4
+octaves, history 2, 3 iterations); 1.02 at 1024²; 0.99 at 384² with
+history 10 over 12 iterations; 1.01 at 512² with 2 octaves; 1.00 at 384²
+with pool4 added; 1.09 at 256² from a 1024² source (the source pass
+dominates; its factor errs high). Peak RSS depends on the allocator and
+the TF build, so treat the estimate as ±25 %, not as a guarantee.
+
+This module imports no TensorFlow, so ``--dry-run`` and the memory check
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import DescriptorConfig
+from .errors import ResourceError
+from .layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+#: Resident bytes of a process that has imported multiscale's dependencies
+#: (TensorFlow, scipy, h5py, Pillow) and run one tiny TF op. Measured as
+#: VmRSS in a fresh process: 584 MiB with TensorFlow 2.21 on x86-64.
+TF_BASELINE_BYTES = 584 * MIB
+
+#: Copies of the VGG16 parameters that stay resident: the float32 arrays read
+#: from the h5 file, the TF constants made from them, and a transient
+#: conversion buffer the allocator keeps (measured: +169 MiB for 56 MiB of
+#: parameters).
+WEIGHT_COPIES = 3.0
+
+#: Peak bytes of one loss-and-gradient evaluation per byte of layer outputs
+#: A(H, W). Layer outputs (kept for ReLU's and the Gram's backward pass) count
+#: once; the reflect-padded conv inputs, the gradients in flight and oneDNN's
+#: scratch add the rest. Fitted on 256²–1024² outputs.
+ACTIVATION_FACTOR = 1.55
+
+#: Fixed cost of tracing the loss-and-gradient and loss-only functions and of
+#: Grappler's rewrites (intercept of evaluation peak against A at 256²–512²).
+GRAPH_BYTES = 24 * MIB
+
+#: Peak bytes of the eager forward pass over one source per byte of A(h, w).
+#: Measured 0.97–1.17 at 512²–1024² (eager frees each intermediate as soon as
+#: the next op has run, but keeps the selected layers' outputs and the
+#: pyramid); the upper end is taken.
+SOURCE_FACTOR = 1.15
+
+#: Peak bytes per variable of scipy's conversion of the list of n (low, high)
+#: bounds into arrays (measured with a cheap objective: bounded minus
+#: unbounded peak, 185 B per variable).
+BOUNDS_BYTES_PER_VALUE = 185
+
+#: Bytes per variable of image and gradient copies outside TF (about ten
+#: float64 vectors; measured with a cheap objective: unbounded peak minus the
+#: L-BFGS-B arrays, 78 B per variable).
+IMAGE_BYTES_PER_VALUE = 80
+
+#: Share of the available memory that :func:`default_max_memory` allows.
+DEFAULT_MEMORY_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Estimated peak resident memory of a synthesis run, by component.
+
+    Every field is in bytes; see the module docstring for how each is
+    computed.
+
+    Attributes
+    ----------
+    baseline : int
+        Python plus TensorFlow and the other imports, before any work.
+    weights : int
+        The VGG16 parameters as held in memory.
+    sources : int
+        Peak of taking the sources' Grams (overlaps ``activations``).
+    activations : int
+        Peak of one loss-and-gradient evaluation of the output.
+    lbfgs : int
+        scipy's L-BFGS-B arrays (correction pairs, work vectors, bounds).
+    bounds : int
+        Peak of scipy's conversion of the bounds list.
+    images : int
+        float64/float32 copies of the image and gradient outside TF.
+    """
+
+    baseline: int
+    weights: int
+    sources: int
+    activations: int
+    lbfgs: int
+    bounds: int
+    images: int
+
+    @property
+    def total(self) -> int:
+        """Estimated peak resident bytes of the whole run.
+
+        ``sources`` and ``activations`` happen one after the other and TF
+        reuses the memory, so only the larger one counts.
+        """
+        return (
+            self.baseline
+            + self.weights
+            + max(self.sources, self.activations)
+            + self.lbfgs
+            + self.bounds
+            + self.images
+        )
+
+    def components(self) -> dict[str, int]:
+        """Every component and the total, in bytes, in display order."""
+        return {
+            "baseline": self.baseline,
+            "weights": self.weights,
+            "sources": self.sources,
+            "activations": self.activations,
+            "lbfgs": self.lbfgs,
+            "bounds": self.bounds,
+            "images": self.images,
+            "total": self.total,
+        }
+
+    def describe(self) -> str:
+        """One line: the total and its largest parts, for messages and ``--dry-run``."""
+        parts = ", ".join(
+            f"{name} {human_bytes(value)}" for name, value in self.components().items() if name != "total"
+        )
+        return f"about {human_bytes(self.total)} ({parts})"
+
+
+def octave_sizes(height: int, width: int, *, octaves: int, padding: str) -> list[tuple[int, int]]:
+    """(height, width) of every pyramid octave.
+
+    The same arithmetic as :func:`multiscale.pyramid.octave_sizes`, repeated
+    here because that module imports TensorFlow (a test keeps them equal).
+    """
+    sizes = [(height, width)]
+    for _ in range(octaves - 1):
+        h, w = sizes[-1]
+        if padding == "valid":
+            h, w = h - 4, w - 4
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+def layer_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
+    """A(H, W): float32 bytes of every layer output the network computes.
+
+    Sums, over every octave of an H×W image and every layer from
+    ``conv1_1`` to the deepest selected one (poolings included),
+    ``h · w · channels · 4``.
+    """
+    deepest = max(layer_index(n) for n in config.layers)
+    total = 0
+    for h, w in octave_sizes(height, width, octaves=config.octaves, padding=config.padding):
+        for name in LAYER_NAMES[: deepest + 1]:
+            total += (
+                feature_size(name, h, config.padding)
+                * feature_size(name, w, config.padding)
+                * layer_channels(name)
+                * 4
+            )
+    return total
+
+
+def vgg16_parameter_bytes() -> int:
+    """float32 bytes of all 13 VGG16 kernels (3×3×C_in×C_out) and biases."""
+    total, c_in = 0, 3
+    for convs, c_out in VGG16_BLOCKS:
+        for _ in range(convs):
+            total += (9 * c_in * c_out + c_out) * 4
+            c_in = c_out
+    return total
+
+
+def lbfgs_bytes(n: int, history: int) -> int:
+    """Bytes of the arrays scipy's L-BFGS-B allocates for n variables, m = ``history``.
+
+    ``8·(2mn + 5n + 11m² + 8m)`` float64 workspace, ``4·3n`` int32
+    workspace, ``8·2n + 4·n`` for the bounds arrays.
+    """
+    m = history
+    return 8 * (2 * m * n + 5 * n + 11 * m * m + 8 * m) + 4 * 3 * n + 20 * n
+
+
+def estimate_synthesis_memory(
+    *,
+    height: int,
+    width: int,
+    config: DescriptorConfig,
+    history: int,
+    sources: Sequence[tuple[int, int]],
+    bounded: bool = True,
+    baseline: int = TF_BASELINE_BYTES,
+) -> MemoryEstimate:
+    """Estimate the peak resident memory of a synthesis run.
+
+    Parameters
+    ----------
+    height, width : int
+        Output size in pixels.
+    config : DescriptorConfig
+        Octaves, layers and padding decide the network's activations.
+    history : int
+        L-BFGS memory m (``SynthesisConfig.history``).
+    sources : sequence of (height, width)
+        Size of each source in pixels *after* ``source_scale`` or
+        ``source_width``. Empty if the targets come from a descriptor file.
+    bounded : bool
+        Whether the pixels are box-bounded (synthesis always is).
+    baseline : int
+        Bytes of the process before any work; default
+        :data:`TF_BASELINE_BYTES`.
+
+    Returns
+    -------
+    MemoryEstimate
+        Bytes per component; ``.total`` is the estimated peak RSS.
+    """
+    n = height * width * 3
+    source_peak = max(
+        (layer_output_bytes(h, w, config=config) for h, w in sources),
+        default=0,
+    )
+    return MemoryEstimate(
+        baseline=int(baseline),
+        weights=int(WEIGHT_COPIES * vgg16_parameter_bytes()),
+        sources=int(SOURCE_FACTOR * source_peak),
+        activations=int(ACTIVATION_FACTOR * layer_output_bytes(height, width, config=config)) + GRAPH_BYTES,
+        lbfgs=lbfgs_bytes(n, history),
+        bounds=BOUNDS_BYTES_PER_VALUE * n if bounded else 0,
+        images=IMAGE_BYTES_PER_VALUE * n,
+    )
+
+
+def check_memory(estimate: MemoryEstimate, *, max_memory: int | None, what: str = "this run") -> None:
+    """Raise :class:`ResourceError` if ``estimate.total`` exceeds ``max_memory`` bytes.
+
+    ``None`` disables the check. The message names the largest components
+    and what to change.
+    """
+    if max_memory is None or estimate.total <= max_memory:
+        return
+    raise ResourceError(
+        f"{what} needs {estimate.describe()}, more than the {human_bytes(max_memory)} allowed "
+        "— use a smaller --width/--height, fewer --octaves, shallower --layers or a smaller "
+        "--history, or raise --max-memory"
+    )
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(n: int | float) -> str:
+    """Bytes in binary units with three significant digits: ``1.50 GiB``, ``640 MiB``, ``12 B``."""
+    value = float(n)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            if unit == "B":
+                return f"{sign}{int(value)} B"
+            digits = 2 if value < 10 else 1 if value < 100 else 0
+            return f"{sign}{value:.{digits}f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_memory(text: str) -> int:
+    """Parse a memory size: ``4G``, ``4GiB``, ``512M``, ``1.5g``, ``1000000`` (bytes).
+
+    Suffixes K, M, G, T, P are binary (powers of 1024), with or without
+    ``B``/``iB``. ``80%`` means that share of :func:`available_memory_bytes`.
+
+    Raises
+    ------
+    ValueError
+        If the text is not a size, or a percentage cannot be resolved.
+    """
+    s = str(text).strip()
+    if s.endswith("%"):
+        try:
+            share = float(s[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"expected a size such as 4G or 80%, got {text!r}") from None
+        available = available_memory_bytes()
+        if not 0 < share <= 1:
+            raise ValueError(f"a percentage must lie in (0, 100], got {text!r}")
+        if available is None:
+            raise ValueError("cannot read the available memory here; give a size such as 4G")
+        return int(share * available)
+    match = _SIZE_RE.match(s)
+    if not match:
+        raise ValueError(f"expected a size such as 4G, 512M or 80%, got {text!r}")
+    number, prefix = float(match.group(1)), match.group(2).lower()
+    power = " kmgtp".index(prefix) if prefix else 0
+    return int(number * 1024**power)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_dirs() -> list[tuple[str, str, str]]:
+    """(directory, limit file, usage file) of this process's memory cgroups, innermost first.
+
+    Read from /proc/self/cgroup; the hierarchy's root is tried last, for
+    containers that mount their own cgroup as the root.
+    """
+    found: list[tuple[str, str, str]] = []
+    try:
+        with open("/proc/self/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            found.append((f"/sys/fs/cgroup{path}", "memory.max", "memory.current"))
+        elif "memory" in controllers.split(","):
+            found.append((f"/sys/fs/cgroup/memory{path}", "memory.limit_in_bytes", "memory.usage_in_bytes"))
+    found += [
+        ("/sys/fs/cgroup", "memory.max", "memory.current"),
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    ]
+    return found
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes left under this process's tightest cgroup memory limit, if it has one.
+
+    A container's limit can be far below the machine's free memory that
+    /proc/meminfo reports.
+    """
+    headroom: int | None = None
+    for folder, limit_name, usage_name in _cgroup_dirs():
+        limit = _read_int(f"{folder}/{limit_name}")
+        usage = _read_int(f"{folder}/{usage_name}")
+        # v2 writes "max" for no limit (not an int); v1 writes about 2**63.
+        if limit is None or usage is None or limit >= 1 << 60:
+            continue
+        left = max(limit - usage, 0)
+        headroom = left if headroom is None else min(headroom, left)
+    return headroom
+
+
+def available_memory_bytes() -> int | None:
+    """Bytes of memory available to new allocations, or ``None`` if unknown.
+
+    ``MemAvailable`` from /proc/meminfo (falling back to psutil), capped by
+    the headroom under a cgroup memory limit when there is one.
+    """
+    available: int | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    if available is None:
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
+        if psutil is not None:
+            available = int(psutil.virtual_memory().available)
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        available = headroom if available is None else min(available, headroom)
+    return available
+
+
+def default_max_memory() -> int | None:
+    """A safe memory budget: :data:`DEFAULT_MEMORY_SHARE` of the available memory.
+
+    ``None`` if the available memory cannot be read (no check is made then).
+    """
+    available = available_memory_bytes()
+    return None if available is None else int(DEFAULT_MEMORY_SHARE * available)
+
+
+__all__ = [
+    "MemoryEstimate",
+    "estimate_synthesis_memory",
+    "check_memory",
+    "human_bytes",
+    "parse_memory",
+    "available_memory_bytes",
+    "default_max_memory",
+    "layer_output_bytes",
+    "lbfgs_bytes",
+]
