@@ -100,7 +100,7 @@ def main() -> None:
     )
     parser.add_argument("--speed-count", type=int, default=4, help="photos timed per size")
     parser.add_argument(
-        "--rss-counts", type=int, nargs="+", default=[10, 200], help="photo counts for peak RSS"
+        "--rss-counts", type=int, nargs="*", default=[10, 200], help="photo counts for peak RSS (none: skip)"
     )
     parser.add_argument("--rss-size", type=int, default=256, help="photo side for the RSS test")
     parser.add_argument("--octaves", type=int, default=4)
@@ -127,6 +127,8 @@ def main() -> None:
             r = speed(folder, size, args.speed_count, args)
             print(f"{size:>5}×{size:<4} {r['images']:>7} {r['seconds']:>8.2f} {r['per_s']:>9.2f}")
 
+        if not args.rss_counts:
+            return
         rss_folder = folder / "rss"
         make_photos(rss_folder, max(args.rss_counts), args.rss_size, seed=1)
         print(f"\npeak RSS of a whole build in a fresh process ({args.rss_size}² JPEG photos)")

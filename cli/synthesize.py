@@ -117,7 +117,7 @@ def synthesize(
         run.update(join=join or "mean", grams_weights=grams_weights)
         stem = _grams_stem(grams[0])
     else:
-        stem = Path(sources[0].rstrip("/\\")).stem or "texture"
+        stem = _source_stem(sources[0])
     out = OutputPlan.for_run(
         output=output, default_stem=f"{stem}_texture", config=config, overwrite=overwrite
     )
@@ -208,6 +208,14 @@ def _streamed_targets(
 def _is_set_of_files(source: str) -> bool:
     """A folder, or a glob pattern that names no existing file."""
     return os.path.isdir(source) or (not os.path.lexists(source) and any(c in source for c in "*?["))
+
+
+def _source_stem(source: str) -> str:
+    """Name part of a source for the default output: a file's stem, a folder's or pattern's folder name."""
+    p = Path(source.rstrip("/\\"))
+    while p.name and any(c in p.name for c in "*?["):
+        p = p.parent
+    return p.stem or "texture"
 
 
 def _grams_stem(path: str) -> str:
