@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__
 from .config import DescriptorConfig, SynthesisConfig
 from .errors import (
     ConfigError,
@@ -28,14 +29,12 @@ from .errors import (
     ResourceError,
     WeightsError,
 )
-from ._version import __version__
 from .io import load_image, save_image
 
 # Eager on purpose: the functions must shadow their same-named submodules, or
 # ``multiscale.synthesize`` would become the module once anything imports
 # ``multiscale.synthesize.run_synthesis``. The module imports no TensorFlow.
 from .synthesize import SynthesisReport, SynthesisResult, synthesize
-
 
 # Public names served lazily: (module, attribute).
 _LAZY = {

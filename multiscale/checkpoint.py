@@ -82,11 +82,14 @@ def write_checkpoint(
     sources: list[dict[str, Any]],
     state: Any,
     shape: tuple[int, ...],
+    write_targets: bool = True,
 ) -> Path:
     """Write (or refresh) a checkpoint folder; return its path.
 
     ``shape`` is the image shape ((H, W, 3), or (N, H, W, 3) for frames) in
-    which ``state.x`` and ``state.best_x`` are viewed for the PNGs.
+    which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
+    targets never change during a run: later checkpoints of the same run
+    pass ``write_targets=False``.
     """
     from .lbfgs import save_state
 
@@ -98,7 +101,7 @@ def write_checkpoint(
             f"{folder}: cannot create the checkpoint folder: {exc.strerror or exc}"
         ) from exc
     targets = folder / "targets.npz"
-    if not targets.exists():
+    if write_targets or not targets.exists():
         members = {f"gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
         members["mean_color"] = np.asarray(mean_color, np.float32)
         with atomic_output(targets, overwrite=True) as tmp, open(tmp, "wb") as fh:

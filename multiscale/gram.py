@@ -107,26 +107,36 @@ def min_image_side(config: DescriptorConfig) -> int:
         side += 1
 
 
-def check_image_size(height: int, width: int, *, config: DescriptorConfig, name: str) -> None:
+def check_image_size(
+    height: int, width: int, *, config: DescriptorConfig, name: str, is_output: bool = False
+) -> None:
     """Raise :class:`ImageTooSmallError` if an image is too small for ``config``.
 
-    ``name`` (a file name, "output", …) starts the message.
+    ``name`` (a file name, "output", …) starts the message; the hint says
+    which option helps: fewer ``--octaves``, shallower ``--layers`` (only if
+    that would fit), and for the output (``is_output``) ``-W``/``-H``, for a
+    source a larger image or ``--source-scale``.
     """
     need = min_image_side(config)
-    if min(height, width) >= need:
+    short = min(height, width)
+    if short >= need:
         return
     deepest = max(config.layers, key=layer_index)
-    fewer = [
-        o
-        for o in range(config.octaves - 1, 0, -1)
-        if min_image_side(_with_octaves(config, o)) <= min(height, width)
-    ]
-    hint = (
-        f"use --octaves {fewer[0]} or a larger image" if fewer else "use a larger image or shallower --layers"
-    )
+    hints = []
+    fewer = [o for o in range(config.octaves - 1, 0, -1) if min_image_side(_with_octaves(config, o)) <= short]
+    if fewer:
+        hints.append(f"--octaves {fewer[0]}")
+    shallow = dataclasses.replace(config, layers=("conv1_1",), layer_weights=None)
+    if deepest != "conv1_1" and min_image_side(shallow) <= short:
+        hints.append("shallower --layers")
+    if is_output:
+        side = "-H/--height" if height < width else "-W/--width"
+        hints.append(f"a larger {side} (at least {need})")
+    else:
+        hints.append("a larger image (or a larger --source-scale)")
     raise ImageTooSmallError(
         f"{name}: image is {width}×{height} px; {config.octaves} octave(s) with layers up to {deepest} "
-        f"need at least {need} px on the short side — {hint}"
+        f"need at least {need} px on the short side — use {' or '.join(hints)}"
     )
 
 

@@ -66,3 +66,18 @@ def feature_size(name: str, size: int, padding: str) -> int:
         if size < 1:
             return 0
     return size
+
+
+def octave_sizes(height: int, width: int, *, octaves: int, padding: str) -> list[tuple[int, int]]:
+    """(height, width) of every Gaussian-pyramid octave, without building it.
+
+    Each octave halves (rounding up) the previous one; with ``valid``
+    padding the blur first trims 2 pixels per side.
+    """
+    sizes = [(height, width)]
+    for _ in range(octaves - 1):
+        h, w = sizes[-1]
+        if padding == "valid":
+            h, w = h - 4, w - 4
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes

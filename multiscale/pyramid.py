@@ -22,6 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._tf import tf
+from .layers import octave_sizes
+
+__all__ = ["blur", "downsample", "gaussian_pyramid", "octave_sizes", "pad2d"]
 
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 
@@ -102,14 +105,3 @@ def gaussian_pyramid(x: tf.Tensor, *, octaves: int, padding: str) -> list[tf.Ten
     for _ in range(octaves - 1):
         levels.append(downsample(levels[-1], padding))
     return levels
-
-
-def octave_sizes(height: int, width: int, *, octaves: int, padding: str) -> list[tuple[int, int]]:
-    """(height, width) of every octave, without building the pyramid."""
-    sizes = [(height, width)]
-    for _ in range(octaves - 1):
-        h, w = sizes[-1]
-        if padding == "valid":
-            h, w = h - 4, w - 4
-        sizes.append(((h + 1) // 2, (w + 1) // 2))
-    return sizes

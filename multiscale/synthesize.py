@@ -96,6 +96,7 @@ class SynthesisReport:
     join: str | None = None
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    checkpoint: str | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -255,6 +256,11 @@ def synthesize(
     history: int = SYNTHESIS_DEFAULTS.history,
     bit_depth: int = SYNTHESIS_DEFAULTS.bit_depth,
     max_input_pixels: int = SYNTHESIS_DEFAULTS.max_input_pixels,
+    optimizer: str = SYNTHESIS_DEFAULTS.optimizer,
+    frames: int = SYNTHESIS_DEFAULTS.frames,
+    frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
+    loop: bool = SYNTHESIS_DEFAULTS.loop,
+    max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> SynthesisResult:
     """Synthesize a texture whose multiscale Gram descriptor matches the sources'.
@@ -269,7 +275,8 @@ def synthesize(
     octaves, layers, layer_weights, octave_weights, pooling, padding,
     source_scale, source_width, weights
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
-    init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels
+    init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
+    optimizer, frames, frame_weight, loop, max_memory
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optimize.Progress` after every
@@ -295,7 +302,8 @@ def synthesize(
         octave_weights=octave_weights, pooling=pooling, padding=padding, source_scale=source_scale,
         source_width=source_width, weights=None if weights is None else os.fspath(weights), init=init,
         seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
-        bit_depth=bit_depth, max_input_pixels=max_input_pixels,
+        bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
+        frame_weight=frame_weight, loop=loop, max_memory=max_memory,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -572,6 +580,98 @@ def check_tileable_size(height: int, width: int, *, octaves: int) -> None:
         )
 
 
+def prepare_targets(
+    sources: ImageSource | Sequence[ImageSource] | None = None,
+    *,
+    config: SynthesisConfig,
+    network: Any = None,
+    descriptors: Sequence[GramDescriptor] | None = None,
+    join: str = "mean",
+    grams_weights: Sequence[float] | None = None,
+) -> Targets:
+    """The targets of a run from source images or descriptor files.
+
+    Computed once, they can serve many runs (``--count`` variations, a
+    checkpoint). ``network`` is built from ``config`` when not given.
+    """
+    from .backbone import VGG16, load_weights
+
+    d = config.descriptor
+    weights = load_weights(d.weights)
+    if descriptors is not None:
+        if sources is not None:
+            raise ConfigError("grams", "give source images or descriptors, not both")
+        return targets_from_descriptors(
+            descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
+            join=join, grams_weights=grams_weights,
+        )  # fmt: skip
+    network = network or VGG16(weights, pooling=d.pooling, padding=d.padding)
+    return targets_from_images([] if sources is None else sources, config=config, network=network)
+
+
+def output_size(config: SynthesisConfig, targets: Targets) -> tuple[int, int]:
+    """(height, width) of the output: the config's, else the first source's; checked."""
+    from .gram import check_image_size
+
+    default_h, default_w = targets.size or (None, None)
+    height, width = config.height or default_h, config.width or default_w
+    if height is None or width is None:
+        raise ConfigError("width", "give the output size (-W and -H) when synthesizing from descriptors")
+    check_image_size(height, width, config=config.descriptor, name="output", is_output=True)
+    if config.descriptor.padding == "wrap":
+        check_tileable_size(height, width, octaves=config.descriptor.octaves)
+    return height, width
+
+
+def estimate_memory(
+    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+) -> Any:
+    """Estimated peak memory of a run (:class:`multiscale.memory.MemoryEstimate`)."""
+    from .memory import estimate_synthesis_memory
+
+    return estimate_synthesis_memory(
+        height=height, width=width, config=config.descriptor, history=config.history, sources=list(sources),
+        optimizer=config.optimizer, frames=config.frames,
+    )  # fmt: skip
+
+
+def check_run_memory(
+    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+) -> None:
+    """Refuse, before allocating, a run whose estimate exceeds ``config.max_memory``.
+
+    Raises
+    ------
+    ResourceError
+        With the estimate, the limit and which options bring it down.
+    """
+    from .memory import check_memory, default_max_memory
+
+    limit = config.max_memory if config.max_memory is not None else default_max_memory()
+    estimate = estimate_memory(config, height=height, width=width, sources=sources)
+    check_memory(estimate, max_memory=limit, what=f"a {width}×{height} run")
+
+
+def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, width: int) -> np.ndarray:
+    """Start point: one image, or ``frames`` images with seeds seed, seed+1, …"""
+    images = [
+        initial_image(
+            config.init,
+            height=height,
+            width=width,
+            mean_color=targets.mean_color,
+            seed=config.seed + i,
+            max_input_pixels=config.max_input_pixels,
+        )  # fmt: skip
+        for i in range(config.frames)
+    ]
+    return np.stack(images) if config.frames > 1 else images[0]
+
+
+#: Stops that end a run before it is done: always worth a checkpoint.
+_STOPPED_EARLY = ("interrupted", "time_limit", "callback")
+
+
 def run_synthesis(
     sources: ImageSource | Sequence[ImageSource] | None = None,
     *,
@@ -581,61 +681,69 @@ def run_synthesis(
     descriptors: Sequence[GramDescriptor] | None = None,
     join: str = "mean",
     grams_weights: Sequence[float] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    resume_state: Any = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
 
     Give one of ``sources`` (images to measure), ready ``targets`` (e.g.
-    :func:`targets_from_build`) or ``descriptors`` (loaded
-    :class:`~multiscale.descriptor.GramDescriptor` objects, combined by
-    :func:`targets_from_descriptors` with ``join`` and ``grams_weights``;
+    :func:`prepare_targets`, :func:`targets_from_build`) or ``descriptors``
+    (loaded :class:`~multiscale.descriptor.GramDescriptor` objects, combined
+    by :func:`targets_from_descriptors` with ``join`` and ``grams_weights``;
     ``config`` must then measure as they do — see
     :func:`config_for_descriptors` — and give the output size).
+
+    With ``checkpoint`` (a folder) and the ``projected`` optimizer, a
+    resumable checkpoint (:mod:`multiscale.checkpoint`) is written every
+    ``config.checkpoint_every`` iterations and whenever the run stops early
+    (Ctrl-C, time limit, callback); ``output`` is recorded in it as where the
+    final image goes. ``resume_state`` continues a checkpointed run exactly.
+
+    With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
     from .backbone import VGG16, load_weights
-    from .gram import check_image_size
     from .losses import StyleObjective
-    from .optimize import minimize
 
     started = time.perf_counter()
     d = config.descriptor
     weights = load_weights(d.weights)
     network = VGG16(weights, pooling=d.pooling, padding=d.padding)
-    if targets is None and descriptors is not None:
-        if sources is not None:
-            raise ConfigError("grams", "give source images or descriptors, not both")
-        targets = targets_from_descriptors(
-            descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
-            join=join, grams_weights=grams_weights,
-        )  # fmt: skip
     if targets is None:
-        targets = targets_from_images([] if sources is None else sources, config=config, network=network)
-    default_h, default_w = targets.size or (None, None)
-    height, width = config.height or default_h, config.width or default_w
-    if height is None or width is None:
-        raise ConfigError("width", "give the output size (-W and -H) when synthesizing from descriptors")
-    check_image_size(height, width, config=d, name="output")
-    if d.padding == "wrap":
-        check_tileable_size(height, width, octaves=d.octaves)
+        targets = prepare_targets(
+            sources, config=config, network=network, descriptors=descriptors, join=join,
+            grams_weights=grams_weights,
+        )  # fmt: skip
+    height, width = output_size(config, targets)
+    check_run_memory(config, height=height, width=width)
 
-    x0 = initial_image(
-        config.init, height=height, width=width, mean_color=targets.mean_color, seed=config.seed,
-        max_input_pixels=config.max_input_pixels,
-    )  # fmt: skip
-    objective = StyleObjective(targets=targets.grams, network=network, config=d, height=height, width=width)
-    result = minimize(
-        objective,
-        x0.reshape(-1),
-        bounds=(0.0, 1.0),
-        max_iter=config.max_iter,
-        tol=config.tol,
-        history=config.history,
-        time_limit=config.time_limit,
-        callback=callback,
-        octave_losses=lambda: objective.last_octave_losses,
-        shape=(height, width, 3),
+    shape = (config.frames, height, width, 3) if config.frames > 1 else (height, width, 3)
+    x0 = (
+        resume_state.x
+        if resume_state is not None
+        else _initial_frames(config, targets, height, width).reshape(-1)
     )
-    image = quantize(result.x.reshape(height, width, 3), bit_depth=config.bit_depth)
-    loss, per_octave = objective.loss(image)
+    style = StyleObjective(targets=targets.grams, network=network, config=d, height=height, width=width)
+    objective: Any = style
+    if config.frames > 1:
+        from .animate import FramesObjective
+
+        objective = FramesObjective(
+            style, frames=config.frames, frame_weight=config.frame_weight, loop=config.loop,
+            frame_size=height * width * 3,
+        )  # fmt: skip
+    result = _optimize(
+        objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
+        octave_losses=(lambda: style.last_octave_losses) if config.frames == 1 else None,
+        on_checkpoint=None if checkpoint is None else _Checkpointer(
+            checkpoint, config=config, output=output, targets=targets, shape=shape
+        ),
+    )  # fmt: skip
+    image = quantize(result.x.reshape(shape), bit_depth=config.bit_depth)
+    frames = image if config.frames > 1 else image[None]
+    losses = [style.loss(f) for f in frames]
+    loss = float(np.mean([total for total, _ in losses]))
+    per_octave = np.mean([octaves for _, octaves in losses], axis=0)
     report = SynthesisReport(
         loss=loss,
         best_loss=result.loss,
@@ -655,8 +763,150 @@ def run_synthesis(
         join=targets.join,
         descriptors=targets.descriptors,
         skipped=targets.skipped,
+        checkpoint=None if checkpoint is None or result.checkpointed is None else os.fspath(checkpoint),
     )
     return SynthesisResult(image=image, report=report)
+
+
+@dataclass
+class _Outcome:
+    """The optimiser's result plus whether a checkpoint holds its state."""
+
+    x: np.ndarray
+    loss: float
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    history: list[float]
+    checkpointed: int | None
+
+
+def _optimize(
+    objective: Any,
+    x0: np.ndarray,
+    *,
+    config: SynthesisConfig,
+    callback: Callable[[Any], bool | None] | None,
+    shape: tuple[int, ...],
+    octave_losses: Callable[[], np.ndarray | None] | None,
+    resume_state: Any,
+    on_checkpoint: Callable[[Any], None] | None,
+) -> _Outcome:
+    """Run the chosen driver; with the projected one, in checkpointed segments."""
+    common = dict(
+        bounds=(0.0, 1.0), tol=config.tol, history=config.history, callback=callback,
+        octave_losses=octave_losses, shape=shape,
+    )  # fmt: skip
+    if config.optimizer == "lbfgsb":
+        from .optimize import minimize
+
+        res = minimize(objective, x0, max_iter=config.max_iter, time_limit=config.time_limit, **common)
+        return _Outcome(
+            res.x, res.loss, res.iterations, res.evaluations, res.stop_reason, res.message, res.history, None
+        )
+
+    from .lbfgs import minimize as projected
+
+    started = time.perf_counter()
+    state, checkpointed = resume_state, None
+    every = config.checkpoint_every
+    while True:
+        done = state.iteration if state is not None else 0
+        cap = min(config.max_iter, done + every) if every else config.max_iter
+        remaining = (
+            None
+            if config.time_limit is None
+            else max(config.time_limit - (time.perf_counter() - started), 1e-9)
+        )
+        res = projected(objective, x0, max_iter=cap, time_limit=remaining, state=state, **common)
+        state = res.state if res.state is not None else state
+        segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter
+        stopped_early = res.stop_reason in _STOPPED_EARLY
+        if (
+            on_checkpoint is not None
+            and state is not None
+            and (stopped_early or (every and res.stop_reason == "max_iter"))
+        ):
+            on_checkpoint(state)
+            checkpointed = state.iteration
+        if not segment_end:
+            return _Outcome(
+                res.x,
+                res.loss,
+                res.iterations,
+                res.evaluations,
+                res.stop_reason,
+                res.message,
+                res.history,
+                checkpointed,
+            )
+
+
+class _Checkpointer:
+    """Writes a run's checkpoints; the targets only the first time."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        config: SynthesisConfig,
+        output: Any,
+        targets: Targets,
+        shape: tuple[int, ...],
+    ) -> None:
+        self.folder, self.config, self.output, self.targets, self.shape = (
+            folder,
+            config,
+            output,
+            targets,
+            shape,
+        )
+        self.first = True
+
+    def __call__(self, state: Any) -> None:
+        from .checkpoint import write_checkpoint
+
+        write_checkpoint(
+            self.folder, config=self.config, output=self.output or "", grams=self.targets.grams,
+            mean_color=self.targets.mean_color,
+            sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
+            state=state, shape=self.shape, write_targets=self.first,
+        )  # fmt: skip
+        self.first = False
+
+
+def resume_synthesis(
+    checkpoint: str | os.PathLike[str],
+    *,
+    max_iter: int | None = None,
+    time_limit: float | None = None,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> tuple[SynthesisResult, str]:
+    """Continue a checkpointed run where it stopped; return the result and its output path.
+
+    ``max_iter`` (total, counted from the run's start) and ``time_limit``
+    (for this session) may be changed; everything else is the run's own.
+    The continued run checkpoints into the same folder.
+    """
+    from .checkpoint import read_checkpoint
+
+    ck = read_checkpoint(checkpoint)
+    changes: dict[str, Any] = {"time_limit": time_limit}
+    if max_iter is not None:
+        changes["max_iter"] = max_iter
+    config = dataclasses.replace(ck.config, **changes)
+    size = config.height, config.width
+    sources = [
+        SourceInfo(**s) if set(s) == {f.name for f in dataclasses.fields(SourceInfo)} else s
+        for s in ck.sources
+    ]
+    targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size)
+    result = run_synthesis(
+        config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
+        resume_state=ck.state,
+    )  # fmt: skip
+    return result, ck.output
 
 
 def average_grams(descriptors: Sequence[Mapping[Any, np.ndarray]]) -> dict[Any, np.ndarray]:
@@ -667,6 +917,8 @@ def average_grams(descriptors: Sequence[Mapping[Any, np.ndarray]]) -> dict[Any, 
 
 __all__ = [
     "SourceInfo",
+    "prepare_targets",
+    "resume_synthesis",
     "SynthesisReport",
     "SynthesisResult",
     "Targets",

@@ -105,20 +105,21 @@ def test_layer_output_bytes_by_hand():
     assert layer_output_bytes(8, 8, config=two) == (64 + 16) * 64 * 4
 
 
+def test_projected_driver_needs_less_than_scipy():
+    m, n = 10, 512 * 512 * 3
+    assert memory.projected_lbfgs_bytes(n, m) == 4 * 2 * 11 * n + 64 * n
+    cfg = DescriptorConfig(octaves=2, layers=("conv1_1",))
+    kw = dict(height=512, width=512, config=cfg, history=m, sources=[])
+    projected = memory.estimate_synthesis_memory(optimizer="projected", **kw)
+    scipy = memory.estimate_synthesis_memory(optimizer="lbfgsb", **kw)
+    assert projected.bounds == 0 and projected.lbfgs < scipy.lbfgs
+    assert memory.estimate_synthesis_memory(optimizer="projected", frames=3, **kw).lbfgs == 3 * projected.lbfgs
+
+
 def test_weights_are_the_whole_vgg16_conv_stack():
     # 14,714,688 parameters in VGG16's 13 convolutions, float32.
     assert memory.vgg16_parameter_bytes() == 14_714_688 * 4
     assert estimate(64).weights == int(memory.WEIGHT_COPIES * 14_714_688 * 4)
-
-
-@pytest.mark.parametrize("padding", ["reflect", "wrap", "same", "valid"])
-@pytest.mark.parametrize("shape", [(64, 64), (97, 130), (300, 41)])
-def test_octave_sizes_match_the_pyramid(padding, shape):
-    from multiscale.pyramid import octave_sizes
-
-    assert memory.octave_sizes(*shape, octaves=4, padding=padding) == octave_sizes(
-        *shape, octaves=4, padding=padding
-    )
 
 
 @pytest.mark.parametrize(

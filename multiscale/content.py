@@ -1,0 +1,224 @@
+"""Content and total-variation losses, and the style-transfer objective.
+
+Content loss of an image x against a content image c over layers L::
+
+    L_content(x) = (1/|L|) Σ_l  mean((F_l(x) − F_l(c))²) / mean(F_l(c)²)
+
+F_l are the VGG16 activations of layer l at full resolution (octave 0). Each
+term is the squared error relative to the content features' own mean square:
+0 at the content, about 1 for an unrelated image, whatever the layer or the
+image size.
+
+Total variation, on pixel values in [0, 1]::
+
+    L_tv(x) = ½ (mean((x[i+1, j] − x[i, j])²) + mean((x[i, j+1] − x[i, j])²))
+
+(means over all neighbour pairs and channels; borders are not wrapped).
+
+The objective of :class:`StylizeObjective` is::
+
+    content_weight · L_content + style_weight · L_style + tv_weight · L_tv
+
+with ``L_style`` the multiscale Gram loss of :func:`multiscale.losses.style_loss`
+over every octave of the output's Gaussian pyramid. The octave-0 pass of the
+network serves both the style and the content terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ._tf import tf
+from .backbone import VGG16, preprocess
+from .config import DescriptorConfig
+from .gram import GramKey, gram_matrix
+from .losses import style_loss
+from .pyramid import gaussian_pyramid
+
+#: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
+_NORM_FLOOR = 1e-8
+
+#: Names of the loss terms, in the order :class:`StylizeObjective` reports them.
+TERMS = ("content", "style", "tv")
+
+
+def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """The normalised content loss (see the module docstring).
+
+    Parameters
+    ----------
+    features, targets : dict of layer name → tf.Tensor (1, h, w, C)
+        Same keys and shapes; targets are constants.
+
+    Returns
+    -------
+    tf.Tensor, scalar.
+    """
+    terms = []
+    for layer, target in targets.items():
+        err = tf.reduce_mean(tf.square(features[layer] - target))
+        terms.append(err / tf.maximum(tf.reduce_mean(tf.square(target)), _NORM_FLOOR))
+    return tf.add_n(terms) / len(terms)
+
+
+def total_variation(x: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of vertically and horizontally adjacent pixels.
+
+    Parameters
+    ----------
+    x : tf.Tensor, (1, H, W, C), H and W ≥ 2
+
+    Returns
+    -------
+    tf.Tensor, scalar: the average of the vertical and horizontal means.
+    """
+    dy = x[:, 1:, :, :] - x[:, :-1, :, :]
+    dx = x[:, :, 1:, :] - x[:, :, :-1, :]
+    return (tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))) / 2
+
+
+def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Activations of ``layers`` for an (H, W, 3) RGB image in [0, 1], as numpy arrays."""
+    x = tf.constant(np.asarray(image)[None], dtype=network.dtype)
+    return {k: v.numpy() for k, v in network.features(preprocess(x), tuple(layers)).items()}
+
+
+class StylizeObjective:
+    """Loss and gradient of the style-transfer objective over one image's pixels.
+
+    Built once per stage size; :meth:`__call__` is what the L-BFGS-B driver
+    calls. One ``tf.function`` with a fixed input signature computes the
+    loss, its gradient, the three terms and the style loss per octave.
+
+    Parameters
+    ----------
+    style_targets : dict of (octave, layer) → np.ndarray (C, C)
+        Grams to match (the blended styles'). Unused if ``style_weight`` is 0.
+    content_targets : dict of layer → np.ndarray (1, h, w, C)
+        The content image's activations at this size. Unused if
+        ``content_weight`` is 0.
+    network : VGG16
+        Its dtype is the graph's (float64 for gradient checks).
+    config : DescriptorConfig
+        How the style is measured.
+    content_weight, style_weight, tv_weight : float
+    height, width : int
+        Image size in pixels.
+    channels : {3, 1}
+        3: the variables are RGB. 1: they are a luminance image, repeated
+        into R, G and B before the network (``--preserve-color luminance``).
+    """
+
+    def __init__(
+        self,
+        *,
+        style_targets: Mapping[GramKey, np.ndarray] | None,
+        content_targets: Mapping[str, np.ndarray] | None,
+        network: VGG16,
+        config: DescriptorConfig,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        height: int,
+        width: int,
+        channels: int = 3,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        self.shape = (1, height, width, channels)
+        self.size = height * width * channels
+        self.config = config
+        dtype = network.dtype
+        self._dtype = dtype
+        use_style = style_weight > 0
+        use_content = content_weight > 0
+        self._style_targets = (
+            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if use_style else {}
+        )
+        self._content_targets = (
+            {layer: tf.constant(f, dtype=dtype) for layer, f in content_targets.items()}
+            if use_content
+            else {}
+        )
+        content_layers = tuple(self._content_targets)
+        weights = tf.constant([content_weight, style_weight, tv_weight], dtype=dtype)
+        self.last_octave_losses: np.ndarray | None = None
+        self.last_terms: np.ndarray | None = None
+
+        def terms(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            rgb = tf.tile(x, [1, 1, 1, 3]) if channels == 1 else x
+            zero = tf.zeros([], dtype)
+            octaves = config.octaves if use_style else 1
+            levels = gaussian_pyramid(preprocess(rgb), octaves=octaves, padding=config.padding)
+            grams: dict[GramKey, tf.Tensor] = {}
+            feats_c: dict[str, tf.Tensor] = {}
+            for k, level in enumerate(levels):
+                wanted = (config.layers if use_style else ()) + (content_layers if k == 0 else ())
+                if not wanted:
+                    continue
+                feats = network.features(level, tuple(dict.fromkeys(wanted)))
+                if use_style:
+                    grams.update({(k, layer): gram_matrix(feats[layer]) for layer in config.layers})
+                if k == 0:
+                    feats_c = {layer: feats[layer] for layer in content_layers}
+            if use_style:
+                style, per_octave = style_loss(grams, self._style_targets, config=config)
+            else:
+                style, per_octave = zero, tf.zeros([config.octaves], dtype)
+            content = content_loss(feats_c, self._content_targets) if use_content else zero
+            tv = total_variation(x)
+            stacked = tf.stack([content, style, tv])
+            return tf.reduce_sum(weights * stacked), stacked, per_octave
+
+        spec = [tf.TensorSpec(self.shape, dtype)]
+
+        @tf.function(input_signature=spec, reduce_retracing=True)
+        def loss_and_grad(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                total, stacked, per_octave = terms(x)
+            return total, tape.gradient(total, x), stacked, per_octave
+
+        @tf.function(input_signature=spec, reduce_retracing=True)
+        def loss_only(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            return terms(x)
+
+        self._loss_and_grad = loss_and_grad
+        self._loss_only = loss_only
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1]).
+
+        Returns
+        -------
+        loss : float
+        grad : np.ndarray float64, same shape as ``x``
+        """
+        t = tf.constant(np.reshape(x, self.shape), dtype=self._dtype)
+        total, grad, stacked, per_octave = self._loss_and_grad(t)
+        self.last_terms = stacked.numpy().astype(np.float64)
+        self.last_octave_losses = per_octave.numpy().astype(np.float64)
+        return float(total.numpy()), grad.numpy().reshape(-1).astype(np.float64)
+
+    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        """Loss of an (H, W, channels) image in [0, 1], without gradient.
+
+        Returns
+        -------
+        total : float
+        terms : dict
+            The unweighted ``content``, ``style`` and ``tv`` losses; a term
+            whose weight is 0 is not computed and reads 0.
+        octave_losses : np.ndarray float64 (octaves,)
+            Each octave's share of the (unweighted) style loss.
+        """
+        t = tf.constant(np.reshape(image, self.shape), dtype=self._dtype)
+        total, stacked, per_octave = self._loss_only(t)
+        values = stacked.numpy().astype(np.float64)
+        return (
+            float(total.numpy()),
+            {name: float(v) for name, v in zip(TERMS, values, strict=True)},
+            per_octave.numpy().astype(np.float64),
+        )

@@ -1,0 +1,823 @@
+"""Style transfer: a content image painted with the multiscale statistics of styles.
+
+The output x minimises (see :mod:`multiscale.content`)::
+
+    content_weight · L_content(x) + style_weight · L_style(x) + tv_weight · L_tv(x)
+
+where ``L_style`` is the same multiscale Gram loss as texture synthesis: every
+octave of x's Gaussian pyramid against the same octave of the (blended)
+styles'. The pixels are optimised with bounded L-BFGS-B.
+
+Large outputs are made in stages: the first stage optimises a small version
+(long side ≤ 512 px by default), each later stage doubles the size, starts
+from the previous result upsampled, and recomputes the content and style
+targets at its own size. Styles are resized at every stage to
+``style_scale`` × the stage's width, so their features keep the same size
+relative to the picture throughout.
+
+The job is a function of (config, images) → result; it loads nothing from
+the command line and prints nothing. Progress goes to ``callback``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .color import grey_rgb, luminance, match_color, match_luminance, recombine
+from .config import (
+    DESCRIPTOR_DEFAULTS,
+    FIRST_STAGE_MAX_SIDE,
+    MAX_STAGES,
+    MAX_STYLIZE_SIDE,
+    STYLE_DEFAULTS,
+    STYLE_INITS,
+    DescriptorConfig,
+    StyleConfig,
+)
+from .errors import ConfigError, ImageError, ImageTooSmallError, ResourceError
+from .io import file_sha256, load_image, resize_image
+from .optimize import Progress
+from .synthesize import SourceInfo, initial_image, quantize, versions
+
+log = logging.getLogger(__name__)
+
+ImageSource = str | os.PathLike[str] | np.ndarray
+
+#: Peak memory of one evaluation (forward and backward pass) per output
+#: pixel, with the default layers, 4 octaves and conv4_2 on TensorFlow's CPU
+#: kernels: measured 2.4–2.9 kB above the base at 256–1024 px wide, rounded
+#: up (see :func:`estimate_peak_bytes`).
+BYTES_PER_PIXEL = 3000
+#: Memory taken before the first evaluation: the interpreter, TensorFlow, the
+#: weights and the images (measured 0.75 GiB).
+BASE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """What happened at one stage (recorded in the report).
+
+    ``loss`` is the stage's best optimiser loss (``None`` if no evaluation
+    finished); ``time_limit_s`` the share of ``--time-limit`` it was given.
+    """
+
+    stage: int
+    height: int
+    width: int
+    iterations: int
+    evaluations: int
+    loss: float | None
+    stop_reason: str
+    message: str
+    elapsed_s: float
+    time_limit_s: float | None
+
+
+@dataclass(frozen=True)
+class StageProgress(Progress):
+    """A :class:`~multiscale.optimize.Progress` that spans all stages.
+
+    ``iteration`` counts from the start of the first stage and ``max_iter``
+    is ``stages × max_iter``; ``loss`` and ``best_loss`` are the current
+    stage's. ``image`` is the current RGB iterate at the stage's size
+    (float64 or float32, values in [0, 1]).
+    """
+
+    stage: int = 1
+    stages: int = 1
+    stage_iteration: int = 0
+    height: int = 0
+    width: int = 0
+
+
+@dataclass
+class StylizeReport:
+    """Everything needed to understand and reproduce a result.
+
+    Attributes
+    ----------
+    loss : float or None
+        Objective of the returned image as it will be saved (quantised),
+        at the output size; ``None`` if the run stopped before the last
+        stage (its image is then an earlier stage's, upsampled).
+    content_loss, style_loss, tv_loss : float or None
+        The unweighted terms of ``loss`` (``None`` where ``loss`` is, and
+        for a term whose weight is 0: it is not computed).
+    octave_losses : list of float
+        Each octave's share of ``style_loss``.
+    best_loss : float or None
+        Lowest loss the optimiser evaluated at the last stage it ran.
+    iterations, evaluations : int
+        Over all stages.
+    stop_reason, message : str
+        Why the last stage that ran ended (see
+        :data:`multiscale.optimize.STOP_REASONS`).
+    elapsed_s : float
+        Wall time of the whole job, loading included.
+    history : list of float
+        Loss after each iteration, all stages one after the other (the
+        stages' ``iterations`` split it).
+    stages : list of StageInfo
+    config : StyleConfig
+    height, width : int
+        Output size.
+    content : SourceInfo
+    styles : list of SourceInfo
+    style_blend : list of float
+        The styles' weights, normalised to sum to 1.
+    backbone, weights_path, weights_sha256 : str
+    versions : dict of str → str
+    """
+
+    loss: float | None
+    content_loss: float | None
+    style_loss: float | None
+    tv_loss: float | None
+    octave_losses: list[float]
+    best_loss: float | None
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    elapsed_s: float
+    history: list[float]
+    stages: list[StageInfo]
+    config: StyleConfig
+    height: int
+    width: int
+    content: SourceInfo
+    styles: list[SourceInfo]
+    style_blend: list[float]
+    backbone: str
+    weights_path: str
+    weights_sha256: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        """True if the run was stopped by Ctrl-C."""
+        return self.stop_reason == "interrupted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written beside every output."""
+        d = dataclasses.asdict(self)
+        d["config"] = self.config.to_dict()
+        return d
+
+
+@dataclass
+class StylizeResult:
+    """A stylised image and its report.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        float32 (H, W, 3), RGB in [0, 1], quantised to ``config.bit_depth``.
+    report : StylizeReport
+    """
+
+    image: np.ndarray
+    report: StylizeReport
+
+
+@dataclass
+class StylizePlan:
+    """Inputs loaded and checked, sizes decided: everything before the first evaluation.
+
+    Made by :func:`prepare_stylize`; :func:`run_plan` carries it out. The
+    CLI makes the plan first so that bad inputs fail before any progress bar.
+
+    Attributes
+    ----------
+    config : StyleConfig
+    content : np.ndarray
+        float32 (h, w, 3) RGB in [0, 1], at its own size.
+    styles : list of np.ndarray
+        float32 (h, w, 3) in [0, 1] at their own sizes, with the colour
+        handling applied (grey for ``luminance``, colour-matched for
+        ``histogram``).
+    blend : tuple of float
+        Style weights normalised to sum to 1.
+    height, width : int
+        Output size.
+    stage_sizes : list of (height, width)
+        Smallest first; the last is the output size.
+    init_image : np.ndarray or None
+        The ``init`` image file, loaded (``None`` for content/noise/mean).
+    content_info, style_infos : SourceInfo
+    """
+
+    config: StyleConfig
+    content: np.ndarray
+    styles: list[np.ndarray]
+    blend: tuple[float, ...]
+    height: int
+    width: int
+    stage_sizes: list[tuple[int, int]]
+    init_image: np.ndarray | None
+    content_info: SourceInfo
+    style_infos: list[SourceInfo]
+
+    @property
+    def stages(self) -> int:
+        """Number of stages."""
+        return len(self.stage_sizes)
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations if no stage stops early (the progress bar's length)."""
+        return self.stages * self.config.max_iter
+
+
+# --------------------------------------------------------------------------
+# Sizes
+# --------------------------------------------------------------------------
+
+
+def output_size(content_height: int, content_width: int, *, width: int | None) -> tuple[int, int]:
+    """(height, width) of the output: ``width`` (or the content's) and the content's aspect ratio.
+
+    Raises
+    ------
+    ConfigError
+        If a side would exceed :data:`~multiscale.config.MAX_STYLIZE_SIDE`.
+    """
+    if width is None:
+        if content_width > MAX_STYLIZE_SIDE:
+            raise ConfigError(
+                "width", f"the content is {content_width} px wide; give a width ≤ {MAX_STYLIZE_SIDE}"
+            )
+        width = content_width
+    height = max(1, round(width * content_height / content_width))
+    if height > MAX_STYLIZE_SIDE:
+        widest = math.floor(MAX_STYLIZE_SIDE * content_width / content_height)
+        raise ConfigError(
+            "width",
+            f"{width} px gives an output {height} px high (content {content_width}×{content_height}); "
+            f"the height may be at most {MAX_STYLIZE_SIDE}: use a width ≤ {widest}",
+        )
+    return height, width
+
+
+def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
+    """(height, width) of each stage, smallest first: the output size halved (stages − 1 − i) times."""
+    sizes = []
+    for i in range(stages):
+        f = 2 ** (stages - 1 - i)
+        sizes.append((max(1, round(height / f)), max(1, round(width / f))))
+    return sizes
+
+
+def auto_stages(height: int, width: int, *, config: DescriptorConfig) -> int:
+    """The fewest stages whose first has a long side ≤ :data:`FIRST_STAGE_MAX_SIDE`.
+
+    Never so many that the first stage's short side falls below what the
+    descriptor needs (:func:`multiscale.gram.min_image_side`).
+    """
+    from .gram import min_image_side
+
+    need = min_image_side(config)
+    stages = 1
+    while max(height, width) / 2 ** (stages - 1) > FIRST_STAGE_MAX_SIDE and stages < MAX_STAGES:
+        if min(stage_sizes(height, width, stages + 1)[0]) < need:
+            break
+        stages += 1
+    return stages
+
+
+def style_size(
+    style_height: int, style_width: int, *, stage_width: int, style_scale: float
+) -> tuple[int, int]:
+    """(height, width) of a style at a stage: ``style_scale`` × the stage's width, aspect kept."""
+    w = max(1, round(style_scale * stage_width))
+    return max(1, round(w * style_height / style_width)), w
+
+
+def estimate_peak_bytes(height: int, width: int, *, style_sizes: Sequence[tuple[int, int]] = ()) -> int:
+    """Rough peak memory of a run whose largest stage is ``height`` × ``width``.
+
+    :data:`BYTES_PER_PIXEL` per output pixel for the evaluation (activations
+    kept for the gradient, and the gradient), or, if larger, a style image's
+    forward pass (half that per style pixel, measured 1.4 kB), plus
+    :data:`BASE_BYTES`. Measured with the default descriptor; deeper layers
+    or more octaves need more.
+    """
+    style_peak = max((h * w for h, w in style_sizes), default=0) * BYTES_PER_PIXEL // 2
+    return BASE_BYTES + max(height * width * BYTES_PER_PIXEL, style_peak)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the OS can give this process now (``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------
+
+_DESCRIPTOR_FIELDS = ("octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights")
+
+
+def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfig:
+    """Build a :class:`StyleConfig` from keyword options.
+
+    Style-descriptor options (``octaves``, ``layers``, …) and run options
+    (``content_weight``, ``stages``, …) may be mixed; unknown names raise
+    :class:`ConfigError`. ``config``, if given, supplies the starting values.
+    """
+    base = config or STYLE_DEFAULTS
+    run_fields = {f.name for f in dataclasses.fields(StyleConfig)} - {"descriptor"}
+    unknown = set(options) - set(_DESCRIPTOR_FIELDS) - run_fields
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "is not an option of stylize")
+    desc = {k: v for k, v in options.items() if k in _DESCRIPTOR_FIELDS}
+    for key in ("layers", "layer_weights", "octave_weights"):
+        if desc.get(key) is not None:
+            desc[key] = tuple(desc[key])
+    if desc.get("weights") is not None:
+        desc["weights"] = os.fspath(desc["weights"])
+    descriptor = dataclasses.replace(base.descriptor, **desc)
+    run = {k: v for k, v in options.items() if k in run_fields}
+    for key in ("content_layers", "style_weights"):
+        if run.get(key) is not None:
+            run[key] = tuple(run[key])
+    if "init" in run:
+        run["init"] = os.fspath(run["init"])
+    return dataclasses.replace(base, descriptor=descriptor, **run)
+
+
+# --------------------------------------------------------------------------
+# Loading and checking
+# --------------------------------------------------------------------------
+
+
+def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ImageError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+    image = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ImageError(f"{name}: holds NaN or Inf values")
+    if image.min() < 0 or image.max() > 1:
+        raise ImageError(f"{name}: values must lie in [0, 1], got {image.min():g}…{image.max():g}")
+    return np.ascontiguousarray(image)
+
+
+def _load(src: ImageSource, *, label: str, max_pixels: int) -> tuple[np.ndarray, SourceInfo]:
+    if isinstance(src, np.ndarray):
+        image, name, digest = _check_array(src, name=label), f"<array: {label}>", None
+    else:
+        image = load_image(src, max_pixels=max_pixels)
+        name, digest = os.fspath(src), file_sha256(src)
+    return image, SourceInfo(name=name, sha256=digest, height=image.shape[0], width=image.shape[1])
+
+
+def _check_stage_sizes(plan_sizes: list[tuple[int, int]], config: StyleConfig) -> None:
+    from .gram import min_image_side
+
+    need = min_image_side(config.descriptor)
+    h, w = plan_sizes[0]
+    if min(h, w) >= need:
+        return
+    n = len(plan_sizes)
+    fits = [s for s in range(n - 1, 0, -1) if min(plan_sizes[n - s]) >= need]
+    hint = f"use --stages {fits[0]}" if fits else "use a larger --width or fewer --octaves"
+    raise ImageTooSmallError(
+        f"output: stage 1 of {n} would be {w}×{h} px, and {config.descriptor.octaves} octave(s) need at "
+        f"least {need} px on the short side — {hint}"
+    )
+
+
+def _check_style_sizes(
+    styles: list[np.ndarray], infos: list[SourceInfo], sizes: list[tuple[int, int]], config: StyleConfig
+) -> None:
+    from .gram import min_image_side
+
+    need = min_image_side(config.descriptor)
+    stage_w = sizes[0][1]
+    for image, info in zip(styles, infos, strict=True):
+        h, w = style_size(*image.shape[:2], stage_width=stage_w, style_scale=config.style_scale)
+        if min(h, w) < need:
+            raise ImageTooSmallError(
+                f"{info.name}: resized to {w}×{h} px for the first stage ({stage_w} px wide, "
+                f"--style-scale {config.style_scale:g}), but {config.descriptor.octaves} octave(s) need at "
+                f"least {need} px on the short side — raise --style-scale, use fewer --stages or --octaves"
+            )
+
+
+def prepare_stylize(
+    content: ImageSource, styles: ImageSource | Sequence[ImageSource], *, config: StyleConfig
+) -> StylizePlan:
+    """Load and check every input, decide the sizes, refuse runs that cannot fit in memory.
+
+    Raises
+    ------
+    ConfigError, ImageError, ImageTooSmallError, ResourceError
+        With a message naming the option or file to change.
+    """
+    if isinstance(styles, (str, os.PathLike, np.ndarray)):
+        styles = [styles]
+    styles = list(styles)
+    if not styles:
+        raise ConfigError("styles", "give at least one style image")
+    if config.style_weights is not None and len(config.style_weights) != len(styles):
+        raise ConfigError(
+            "style_weights",
+            f"needs one weight per style image ({len(styles)}), got {len(config.style_weights)}",
+        )
+    content_image, content_info = _load(content, label="content", max_pixels=config.max_input_pixels)
+    loaded = [
+        _load(s, label=f"style #{i + 1}", max_pixels=config.max_input_pixels) for i, s in enumerate(styles)
+    ]
+    style_images = [im for im, _ in loaded]
+    style_infos = [info for _, info in loaded]
+    init_image = None
+    if config.init not in STYLE_INITS:
+        init_image = load_image(config.init, max_pixels=config.max_input_pixels)
+
+    from .gram import check_image_size
+
+    height, width = output_size(*content_image.shape[:2], width=config.width)
+    check_image_size(height, width, config=config.descriptor, name="output", is_output=True)
+    stages = config.stages or auto_stages(height, width, config=config.descriptor)
+    sizes = stage_sizes(height, width, stages)
+    _check_stage_sizes(sizes, config)
+    _check_style_sizes(style_images, style_infos, sizes, config)
+
+    final_style_sizes = [
+        style_size(*im.shape[:2], stage_width=width, style_scale=config.style_scale) for im in style_images
+    ]
+    need = estimate_peak_bytes(height, width, style_sizes=final_style_sizes)
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise ResourceError(
+            f"output {width}×{height} px needs about {need / 2**30:.1f} GiB of memory, but "
+            f"{have / 2**30:.1f} GiB are available — use a smaller --width"
+        )
+
+    raw = config.style_weights or tuple(1.0 for _ in styles)
+    blend = tuple(w / sum(raw) for w in raw)
+    if config.preserve_color == "luminance":
+        content_y = luminance(content_image)
+        style_images = [grey_rgb(match_luminance(luminance(s), content_y)) for s in style_images]
+    elif config.preserve_color == "histogram":
+        style_images = [match_color(s, content_image) for s in style_images]
+    return StylizePlan(
+        config=config,
+        content=content_image,
+        styles=style_images,
+        blend=blend,
+        height=height,
+        width=width,
+        stage_sizes=sizes,
+        init_image=init_image,
+        content_info=content_info,
+        style_infos=style_infos,
+    )
+
+
+# --------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an (H, W, 3) or (H, W, 1) image in [0, 1]."""
+    if image.shape[-1] == 1:
+        return resize_image(grey_rgb(image[..., 0]), width=width, height=height)[..., :1].copy()
+    return resize_image(image, width=width, height=height)
+
+
+def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
+    config = plan.config
+    if config.init == "content":
+        return _resize(plan.content, height, width)
+    if plan.init_image is not None:
+        return _resize(plan.init_image, height, width)
+    mean_color = plan.content.reshape(-1, 3).mean(axis=0)
+    return initial_image(
+        config.init, height=height, width=width, mean_color=mean_color, seed=config.seed,
+        max_input_pixels=config.max_input_pixels,
+    )  # fmt: skip
+
+
+def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[Any, np.ndarray]:
+    from .gram import image_grams
+
+    config = plan.config
+    total: dict[Any, np.ndarray] = {}
+    for image, weight in zip(plan.styles, plan.blend, strict=True):
+        if weight == 0:
+            continue
+        h, w = style_size(*image.shape[:2], stage_width=stage_width, style_scale=config.style_scale)
+        grams = image_grams(_resize(image, h, w), network=network, config=config.descriptor)
+        for key, g in grams.items():
+            total[key] = total[key] + weight * g if key in total else weight * g
+    return total
+
+
+def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
+    """The :class:`~multiscale.content.StylizeObjective` of ``plan`` at one size.
+
+    The content is resized to ``height`` × ``width`` and the styles to
+    ``style_scale`` × ``width``; their targets are computed with ``network``.
+    With ``preserve_color="luminance"`` the objective's variables are one
+    luminance channel and the content's targets are those of its grey version.
+    """
+    from .content import StylizeObjective, content_features
+
+    config = plan.config
+    lum = config.preserve_color == "luminance"
+    content_s = _resize(plan.content, height, width)
+    if lum:
+        content_s = grey_rgb(luminance(content_s))
+    return StylizeObjective(
+        style_targets=_blended_grams(plan, network, width) if config.style_weight > 0 else None,
+        content_targets=(
+            content_features(content_s, network=network, layers=config.content_layers)
+            if config.content_weight > 0
+            else None
+        ),
+        network=network,
+        config=config.descriptor,
+        content_weight=config.content_weight,
+        style_weight=config.style_weight,
+        tv_weight=config.tv_weight,
+        height=height,
+        width=width,
+        channels=1 if lum else 3,
+    )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def run_plan(plan: StylizePlan, *, callback: Callable[[Any], bool | None] | None = None) -> StylizeResult:
+    """Carry out a :class:`StylizePlan`: optimise every stage, return the final image.
+
+    A stage stopped by Ctrl-C, a non-finite loss or the callback ends the
+    run; its best image, upsampled to the output size, is the result. A
+    stage that reaches its share of the time limit hands over to the next.
+    """
+    from .backbone import VGG16, load_weights
+    from .content import StylizeObjective
+    from .optimize import minimize
+
+    started = time.perf_counter()
+    config = plan.config
+    d = config.descriptor
+    lum = config.preserve_color == "luminance"
+    channels = 1 if lum else 3
+
+    def to_variable(rgb: np.ndarray) -> np.ndarray:
+        return luminance(rgb)[..., None] if lum else np.asarray(rgb, dtype=np.float32)
+
+    def to_rgb(var: np.ndarray, content_rgb: np.ndarray) -> np.ndarray:
+        if lum:
+            return recombine(var[..., 0], content_rgb)
+        return np.clip(var, 0.0, 1.0)
+
+    weights = load_weights(d.weights)
+    network = VGG16(weights, pooling=d.pooling, padding=d.padding)
+    n = plan.stages
+    pixels = [h * w for h, w in plan.stage_sizes]
+    stage_records: list[StageInfo] = []
+    history: list[float] = []
+    current: np.ndarray | None = None
+    objective: StylizeObjective | None = None
+    reason, message, best_loss = "max_iter", "", None
+    optimise_start: float | None = None
+
+    for i, (h, w) in enumerate(plan.stage_sizes):
+        try:
+            content_s = _resize(plan.content, h, w)
+            objective = build_objective(plan, network, h, w)
+            x0 = to_variable(_start_image(plan, h, w)) if current is None else _resize(current, h, w)
+        except KeyboardInterrupt:
+            if current is None:
+                raise
+            objective = None
+            reason, message = "interrupted", f"interrupted (Ctrl-C) while preparing stage {i + 1} of {n}"
+            break
+
+        budget = None
+        if config.time_limit is not None:
+            optimise_start = optimise_start or time.perf_counter()
+            remaining = config.time_limit - (time.perf_counter() - optimise_start)
+            budget = max(remaining, 0.0) * pixels[i] / sum(pixels[i:])
+        offset = i * config.max_iter
+
+        def on_iteration(
+            p: Progress, stage: int = i, offset: int = offset, content_s: np.ndarray = content_s
+        ) -> bool | None:
+            if callback is None:
+                return None
+            image = None if p.image is None else to_rgb(p.image, content_s)
+            progress = StageProgress(
+                iteration=offset + p.iteration,
+                max_iter=plan.total_iterations,
+                evaluations=p.evaluations,
+                loss=p.loss,
+                best_loss=p.best_loss,
+                elapsed_s=time.perf_counter() - started,
+                octave_losses=p.octave_losses,
+                image=image,
+                stage=stage + 1,
+                stages=n,
+                stage_iteration=p.iteration,
+                height=image.shape[0] if image is not None else 0,
+                width=image.shape[1] if image is not None else 0,
+            )
+            return callback(progress)
+
+        stage_obj = objective
+        result = minimize(
+            stage_obj,
+            x0.reshape(-1),
+            bounds=(0.0, 1.0),
+            max_iter=config.max_iter,
+            tol=config.tol,
+            history=config.history,
+            time_limit=budget,
+            callback=on_iteration,
+            octave_losses=lambda obj=stage_obj: obj.last_octave_losses,
+            shape=(h, w, channels),
+        )
+        current = result.x.reshape(h, w, channels).astype(np.float32)
+        history += result.history
+        best_loss = _finite_or_none(result.loss)
+        reason = result.stop_reason
+        message = f"stage {i + 1} of {n}: {result.message}"
+        stage_records.append(
+            StageInfo(
+                stage=i + 1, height=h, width=w, iterations=result.iterations,
+                evaluations=result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
+                message=result.message, elapsed_s=result.elapsed_s, time_limit_s=budget,
+            )
+        )  # fmt: skip
+        log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
+        if reason in ("interrupted", "non_finite", "callback"):
+            break
+
+    assert current is not None
+    finished = len(stage_records) == n and reason not in ("interrupted", "non_finite", "callback")
+    if current.shape[:2] != (plan.height, plan.width):
+        current = _resize(current, plan.height, plan.width)
+        message += f"; the image is stage {len(stage_records)}'s result upsampled to the output size"
+    content_out = _resize(plan.content, plan.height, plan.width)
+    image = quantize(to_rgb(current, content_out), bit_depth=config.bit_depth)
+    loss = content_loss = style_loss = tv_loss = None
+    octave_losses: list[float] = []
+    if finished and objective is not None:
+        total, terms, per_octave = objective.loss(to_variable(image))
+        loss, tv_loss = total, terms["tv"]
+        content_loss = terms["content"] if config.content_weight > 0 else None
+        style_loss = terms["style"] if config.style_weight > 0 else None
+        octave_losses = [float(v) for v in per_octave]
+
+    report = StylizeReport(
+        loss=loss,
+        content_loss=content_loss,
+        style_loss=style_loss,
+        tv_loss=tv_loss,
+        octave_losses=octave_losses,
+        best_loss=best_loss,
+        iterations=sum(s.iterations for s in stage_records),
+        evaluations=sum(s.evaluations for s in stage_records),
+        stop_reason=reason,
+        message=message,
+        elapsed_s=time.perf_counter() - started,
+        history=history,
+        stages=stage_records,
+        config=config,
+        height=plan.height,
+        width=plan.width,
+        content=plan.content_info,
+        styles=plan.style_infos,
+        style_blend=list(plan.blend),
+        backbone=weights.backbone_id,
+        weights_path=os.fspath(weights.path),
+        weights_sha256=weights.sha256,
+        versions=versions(),
+    )
+    return StylizeResult(image=image, report=report)
+
+
+def run_stylize(
+    content: ImageSource,
+    styles: ImageSource | Sequence[ImageSource],
+    *,
+    config: StyleConfig,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> StylizeResult:
+    """:func:`stylize` for a ready :class:`StyleConfig`."""
+    return run_plan(prepare_stylize(content, styles, config=config), callback=callback)
+
+
+def stylize(
+    content: ImageSource,
+    styles: ImageSource | Sequence[ImageSource],
+    *,
+    width: int | None = STYLE_DEFAULTS.width,
+    content_layers: Sequence[str] = STYLE_DEFAULTS.content_layers,
+    content_weight: float = STYLE_DEFAULTS.content_weight,
+    style_weight: float = STYLE_DEFAULTS.style_weight,
+    tv_weight: float = STYLE_DEFAULTS.tv_weight,
+    style_weights: Sequence[float] | None = STYLE_DEFAULTS.style_weights,
+    style_scale: float = STYLE_DEFAULTS.style_scale,
+    preserve_color: str = STYLE_DEFAULTS.preserve_color,
+    stages: int | None = STYLE_DEFAULTS.stages,
+    octaves: int = DESCRIPTOR_DEFAULTS.octaves,
+    layers: Sequence[str] = DESCRIPTOR_DEFAULTS.layers,
+    layer_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.layer_weights,
+    octave_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.octave_weights,
+    pooling: str = DESCRIPTOR_DEFAULTS.pooling,
+    padding: str = DESCRIPTOR_DEFAULTS.padding,
+    weights: str | os.PathLike[str] | None = DESCRIPTOR_DEFAULTS.weights,
+    init: str | os.PathLike[str] = STYLE_DEFAULTS.init,
+    seed: int = STYLE_DEFAULTS.seed,
+    max_iter: int = STYLE_DEFAULTS.max_iter,
+    tol: float = STYLE_DEFAULTS.tol,
+    time_limit: float | None = STYLE_DEFAULTS.time_limit,
+    history: int = STYLE_DEFAULTS.history,
+    bit_depth: int = STYLE_DEFAULTS.bit_depth,
+    max_input_pixels: int = STYLE_DEFAULTS.max_input_pixels,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> StylizeResult:
+    """Repaint ``content`` with the multiscale texture statistics of ``styles``.
+
+    Parameters
+    ----------
+    content : path or array
+        The photo whose layout is kept: a file path or a float32 (H, W, 3)
+        RGB array in [0, 1].
+    styles : path, array, or a sequence of them
+        Style images; their Gram matrices are blended by ``style_weights``.
+    width : int or None
+        Output width (≤ 4096); the height follows the content's aspect.
+    content_layers, content_weight, style_weight, tv_weight, style_weights,
+    style_scale, preserve_color, stages, init, seed, max_iter, tol,
+    time_limit, history, bit_depth, max_input_pixels
+        See :class:`multiscale.config.StyleConfig`.
+    octaves, layers, layer_weights, octave_weights, pooling, padding, weights
+        How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
+    callback : callable or None
+        Called with a :class:`StageProgress` after every iteration of every
+        stage; returning ``True`` stops the run.
+
+    Returns
+    -------
+    StylizeResult
+        ``image`` float32 (H, W, 3) in [0, 1], quantised to ``bit_depth``;
+        ``report`` with losses, stages, stop reason and provenance. A run
+        stopped by Ctrl-C, a time limit or a non-finite loss still returns
+        its best image.
+
+    Raises
+    ------
+    ConfigError, ImageError, WeightsError, ResourceError
+        For options or inputs that cannot work, with a message naming them.
+    """
+    config = make_config(
+        width=width, content_layers=content_layers, content_weight=content_weight,
+        style_weight=style_weight, tv_weight=tv_weight, style_weights=style_weights,
+        style_scale=style_scale, preserve_color=preserve_color, stages=stages, octaves=octaves,
+        layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
+        padding=padding, weights=weights, init=init, seed=seed, max_iter=max_iter, tol=tol,
+        time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
+    )  # fmt: skip
+    return run_stylize(content, styles, config=config, callback=callback)
+
+
+__all__ = [
+    "StageInfo",
+    "StageProgress",
+    "StylizePlan",
+    "StylizeReport",
+    "StylizeResult",
+    "auto_stages",
+    "build_objective",
+    "estimate_peak_bytes",
+    "make_config",
+    "prepare_stylize",
+    "run_plan",
+    "run_stylize",
+    "stage_sizes",
+    "stylize",
+]
