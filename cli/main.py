@@ -9,6 +9,7 @@ import click
 from multiscale import __version__
 
 from .grams import grams
+from .resume import resume
 from .stylize import stylize
 from .synthesize import synthesize
 
@@ -31,6 +32,7 @@ def cli(verbose: int) -> None:
 cli.add_command(synthesize)
 cli.add_command(grams)
 cli.add_command(stylize)
+cli.add_command(resume)
 
 
 def synthesize_entry() -> None:

@@ -17,6 +17,7 @@ from multiscale.config import (
     DESCRIPTOR_DEFAULTS as D,
 )
 from multiscale.config import (
+    OPTIMIZERS,
     PADDINGS,
     POOLINGS,
     parse_float_list,
@@ -227,4 +228,39 @@ grams_source_options = compose(
         help="Search -s folders recursively (** in patterns spans folders).",
     ),
     max_grams_bytes_option,
+)  # fmt: skip
+
+
+def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from multiscale.memory import parse_memory
+
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+texture_options = compose(
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=S.optimizer, show_default=True,
+                 help="projected: float32 projected L-BFGS, fast and exactly resumable; "
+                 "lbfgsb: scipy's L-BFGS-B, the reference."),
+    click.option("--frames", type=click.IntRange(min=1), default=S.frames, show_default=True,
+                 help="Make an animation of N frames, each matching the source."),
+    click.option("--frame-weight", type=click.FloatRange(min=0), default=S.frame_weight, show_default=True,
+                 help="How strongly consecutive frames are pulled toward each other."),
+    click.option("--loop", is_flag=True, help="Also pull the last frame toward the first: a seamless loop."),
+    click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
+    click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Make N independent textures (seeds SEED…SEED+N-1) from one measurement of the sources."),
+    click.option("--checkpoint-every", type=click.IntRange(min=1), default=S.checkpoint_every, metavar="N",
+                 help="Write a resumable checkpoint every N iterations (projected optimizer)."),
+    click.option("--checkpoint", type=click.Path(file_okay=False), default=None, metavar="DIR",
+                 help="Checkpoint folder (default OUTPUT.ckpt); written on Ctrl-C too."),
+    click.option("--max-memory", callback=_memory, default=None, metavar="SIZE",
+                 help="Refuse a run whose estimated peak memory is larger: 8G, 512MiB, 75% "
+                 "(default: 80% of the memory available)."),
+    click.option("--dry-run", is_flag=True, help="Print the plan and memory estimate, then exit without running."),
 )  # fmt: skip

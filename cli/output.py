@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ class OutputPlan:
     bit_depth: int
     overwrite: bool
     save_every: int | None
+    optimizer: str = "projected"
+    frames: int = 1
+    animation: Path | None = None
+    checkpoint: Path | None = None
 
     @classmethod
     def for_run(
@@ -40,6 +45,7 @@ class OutputPlan:
             bit_depth=config.bit_depth,
             overwrite=overwrite,
             save_every=config.save_every,
+            optimizer=getattr(config, "optimizer", "lbfgsb"),
         )
         check_output_format(image, bit_depth=config.bit_depth)
         check_writable(plan.image, overwrite=overwrite)
@@ -71,7 +77,61 @@ class OutputPlan:
                 overwrite=True,
             )
 
-    def save(self, image: np.ndarray, metadata: dict[str, Any]) -> None:
-        """Write the image, then its JSON (both atomically)."""
-        save_image(self.image, image, bit_depth=self.bit_depth, overwrite=self.overwrite)
+    def variation(self, index: int, count: int) -> OutputPlan:
+        """The plan of variation ``index`` of ``count``: ``out.png`` → ``out.001.png``."""
+        image = self.image.with_name(f"{self.image.stem}.{index + 1:03d}{self.image.suffix}")
+        return dataclasses.replace(self, image=image, metadata=image.with_name(image.name + ".json"))
+
+    def check(self, *, frames: int = 1, animation: str | None = None, checkpoint: str | None = None) -> None:
+        """Plan and check the files of animation frames and of the checkpoint folder.
+
+        Frames go to ``out.frame0001.png`` …, the animation to ``animation``
+        (default ``out.webp``). With the projected optimizer a checkpoint
+        folder (default ``out.png.ckpt``) is written on Ctrl-C or every
+        ``--checkpoint-every`` iterations: an existing one is from an
+        earlier run and is refused without ``--overwrite``.
+        """
+        from multiscale.animate import frame_path
+
+        check_writable(self.image, overwrite=self.overwrite)
+        check_writable(self.metadata, overwrite=self.overwrite)
+        self.frames = frames
+        if frames > 1:
+            self.animation = Path(animation) if animation else self.image.with_suffix(".webp")
+            for i in range(frames):
+                check_writable(frame_path(self.image, i), overwrite=self.overwrite)
+            check_writable(self.animation, overwrite=self.overwrite)
+        elif animation:
+            raise OutputError(f"{animation}: --animation needs --frames 2 or more")
+        if self.optimizer == "projected":
+            self.checkpoint = (
+                Path(checkpoint) if checkpoint else self.image.with_name(self.image.name + ".ckpt")
+            )
+            if self.checkpoint.exists() and not self.overwrite:
+                raise OutputError(
+                    f"{self.checkpoint}: a checkpoint from an earlier run exists; continue it with "
+                    f"`multiscale resume {self.checkpoint}`, or use --overwrite or another --checkpoint"
+                )
+        elif checkpoint:
+            raise OutputError(f"{checkpoint}: checkpoints need --optimizer projected")
+
+    def save(self, image: np.ndarray, metadata: dict[str, Any]) -> list[Path]:
+        """Write the image (or frames and animation), then the JSON, all atomically.
+
+        Returns the image files written, the main one first.
+        """
+        if self.frames > 1:
+            from multiscale.animate import save_frames
+
+            written = save_frames(
+                self.image,
+                image,
+                animation=self.animation,
+                bit_depth=self.bit_depth,
+                overwrite=self.overwrite,
+            )
+            written = [written[-1], *written[:-1]]
+        else:
+            written = [save_image(self.image, image, bit_depth=self.bit_depth, overwrite=self.overwrite)]
         write_json_atomic(self.metadata, metadata, overwrite=self.overwrite)
+        return written

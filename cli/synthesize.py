@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
 
 from .errors import Interrupted, clean_errors
 from .grams import ImageProgress, report_build
-from .options import descriptor_options, grams_source_options, output_options, run_options
+from .options import descriptor_options, grams_source_options, output_options, run_options, texture_options
 from .output import OutputPlan
 from .progress import ProgressBar
 
@@ -56,6 +57,7 @@ Examples:
 @grams_source_options
 @descriptor_options
 @run_options
+@texture_options
 @output_options
 @clean_errors
 def synthesize(
@@ -69,6 +71,10 @@ def synthesize(
     join: str | None,
     recursive: bool,
     max_grams_bytes: int,
+    count: int,
+    animation: str | None,
+    checkpoint: str | None,
+    dry_run: bool,
     **options: Any,
 ) -> None:
     """Synthesize a texture whose multiscale statistics match the SOURCE photos.
@@ -85,8 +91,14 @@ def synthesize(
     Instead of photos, --grams takes descriptor files made by `multiscale
     grams build`: the photos are then not needed, the output size must be
     given, and the descriptor's measurement options are used.
+
+    --frames N makes an animation (numbered frames plus an animated WebP,
+    GIF or APNG); --count N makes N independent textures from one
+    measurement of the sources. With the default projected optimizer, Ctrl-C
+    and --checkpoint-every write a checkpoint folder that `multiscale resume`
+    continues exactly.
     """
-    from multiscale.synthesize import make_config, run_synthesis
+    from multiscale.synthesize import make_config
 
     if sources and grams:
         raise click.UsageError(
@@ -118,34 +130,116 @@ def synthesize(
         stem = _grams_stem(grams[0])
     else:
         stem = _source_stem(sources[0])
+    if dry_run:
+        _print_plan(config, sources=sources, count=count)
+        return
+    if count > 1 and config.frames > 1:
+        raise click.UsageError("--count and --frames cannot be combined; make the variations one at a time")
     out = OutputPlan.for_run(
         output=output, default_stem=f"{stem}_texture", config=config, overwrite=overwrite
     )
+    plans = [out] if count == 1 else [out.variation(i, count) for i in range(count)]
+    for plan in plans:
+        plan.check(frames=config.frames, animation=animation, checkpoint=checkpoint if count == 1 else None)
     if sources and (join is not None or recursive or any(_is_set_of_files(s) for s in sources)):
         run["targets"] = _streamed_targets(
             sources, config, join=join or "mean", recursive=recursive, quiet=quiet
         )
     elif sources:
         run["sources"] = list(sources)
-    with ProgressBar(total=config.max_iter, label="synthesize", quiet=quiet) as bar:
+    if count > 1 and "targets" not in run:
+        from multiscale.synthesize import prepare_targets
+
+        # Measured once, matched N times.
+        run = {"targets": prepare_targets(config=config, **run)}
+    for i, plan in enumerate(plans):
+        label = f"texture {i + 1}/{count}" if count > 1 else "synthesize"
+        _run_one(plan, dataclasses.replace(config, seed=config.seed + i), run, quiet=quiet, label=label)
+
+
+def _run_one(
+    out: OutputPlan, config: SynthesisConfig, run: dict[str, Any], *, quiet: bool, label: str
+) -> None:
+    """One synthesis into ``out``: progress bar, save, summary or clean failure."""
+    from multiscale.synthesize import run_synthesis
+
+    with ProgressBar(total=config.max_iter, label=label, quiet=quiet) as bar:
 
         def on_progress(progress: Any) -> None:
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result = run_synthesis(config=config, callback=on_progress, **run)
-    out.save(result.image, result.report.to_dict())
+        result = run_synthesis(
+            config=config, callback=on_progress, checkpoint=out.checkpoint, output=out.image, **run
+        )
+    finish(out, result, quiet=quiet)
+
+
+def finish(out: OutputPlan, result: Any, *, quiet: bool) -> None:
+    """Save a result, then say how the run ended (exit 130 on Ctrl-C, 1 on NaN)."""
+    try:
+        written = out.save(result.image, result.report.to_dict())
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while writing {out.image}; files already there are complete"
+        ) from None
     report = result.report
-    summary = (
-        f"{out.image}: {result.image.shape[1]}×{result.image.shape[0]}, loss {report.loss:.4g} "
-        f"after {report.iterations} iterations in {report.elapsed_s:.1f} s ({report.message})"
+    where = f"{written[0]}" if len(written) == 1 else f"{len(written)} files ({written[0]} …)"
+    kept = (
+        f"; checkpoint in {report.checkpoint} (continue with `multiscale resume {report.checkpoint}`)"
+        if report.checkpoint
+        else ""
     )
     if report.interrupted:
-        raise Interrupted(f"interrupted; best image so far written to {out.image} (and {out.metadata})")
+        raise Interrupted(f"interrupted; best image so far written to {where} (and {out.metadata}){kept}")
     if report.stop_reason == "non_finite":
-        raise click.ClickException(f"{report.message}; written to {out.image}")
+        raise click.ClickException(f"{report.message}; written to {where}")
     if not quiet:
-        click.echo(summary, err=True)
+        h, w = result.image.shape[-3:-1]
+        click.echo(
+            f"{where}: {w}×{h}, loss {report.loss:.4g} after {report.iterations} iterations in "
+            f"{report.elapsed_s:.1f} s ({report.message}){kept}",
+            err=True,
+        )
+
+
+def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int) -> None:
+    """--dry-run: sizes, memory estimate and limit, without loading the network."""
+    from multiscale.layers import octave_sizes
+    from multiscale.memory import default_max_memory, human_bytes
+    from multiscale.synthesize import estimate_memory
+
+    height, width = config.height, config.width
+    if (height is None or width is None) and len(sources) == 1 and os.path.isfile(sources[0]):
+        from PIL import Image
+
+        with Image.open(sources[0]) as im:
+            w0, h0 = im.size
+        width, height = width or w0, height or h0
+    if height is None or width is None:
+        raise click.UsageError("--dry-run needs the output size here: give -W and -H")
+    d = config.descriptor
+    estimate = estimate_memory(config, height=height, width=width)
+    limit = config.max_memory if config.max_memory is not None else default_max_memory()
+    sizes = ", ".join(
+        f"{w}×{h}" for h, w in octave_sizes(height, width, octaves=d.octaves, padding=d.padding)
+    )
+    lines = [
+        f"output      {width}×{height}"
+        + (f" × {config.frames} frames" if config.frames > 1 else "")
+        + (f", {count} variations" if count > 1 else ""),
+        f"octaves     {sizes}",
+        f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
+        f"optimizer   {config.optimizer}, history {config.history}, at most {config.max_iter} iterations",
+        f"memory      {estimate.describe()}",
+        f"limit       {human_bytes(limit) if limit else 'none'} (--max-memory): "
+        + (
+            "fits"
+            if limit is None or estimate.total <= limit
+            else "REFUSED — lower the size, --octaves or --history"
+        ),
+    ]
+    click.echo("\n".join(lines))
 
 
 #: Options that decide what a descriptor measures, by parameter name.

@@ -369,6 +369,9 @@ class StyleConfig:
         As in :class:`SynthesisConfig`.
     max_iter : int
         L-BFGS-B iterations at most, per stage.
+    max_memory : int or None
+        Refuse a run whose estimated peak memory (bytes, at the last stage)
+        exceeds this; ``None``: 80 % of the memory available when it starts.
     time_limit : float or None
         Seconds for all stages together, shared out in proportion to each
         stage's pixel count; the best image so far is the result.
@@ -402,6 +405,7 @@ class StyleConfig:
     save_every: int | None = None
     bit_depth: int = 8
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    max_memory: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -460,6 +464,8 @@ class StyleConfig:
         if self.bit_depth not in BIT_DEPTHS:
             raise ConfigError("bit_depth", f"must be 8 or 16, got {self.bit_depth!r}")
         _positive_int("max_input_pixels", self.max_input_pixels, minimum=64)
+        if self.max_memory is not None:
+            _positive_int("max_memory", self.max_memory, minimum=1 << 20)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists)."""

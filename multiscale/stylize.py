@@ -43,23 +43,15 @@ from .config import (
     DescriptorConfig,
     StyleConfig,
 )
-from .errors import ConfigError, ImageError, ImageTooSmallError, ResourceError
+from .errors import ConfigError, ImageError, ImageTooSmallError
 from .io import file_sha256, load_image, resize_image
+from .memory import MemoryEstimate, check_memory, default_max_memory, estimate_synthesis_memory
 from .optimize import Progress
 from .synthesize import SourceInfo, initial_image, quantize, versions
 
 log = logging.getLogger(__name__)
 
 ImageSource = str | os.PathLike[str] | np.ndarray
-
-#: Peak memory of one evaluation (forward and backward pass) per output
-#: pixel, with the default layers, 4 octaves and conv4_2 on TensorFlow's CPU
-#: kernels: measured 2.4–2.9 kB above the base at 256–1024 px wide, rounded
-#: up (see :func:`estimate_peak_bytes`).
-BYTES_PER_PIXEL = 3000
-#: Memory taken before the first evaluation: the interpreter, TensorFlow, the
-#: weights and the images (measured 0.75 GiB).
-BASE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -302,29 +294,31 @@ def style_size(
     return max(1, round(w * style_height / style_width)), w
 
 
-def estimate_peak_bytes(height: int, width: int, *, style_sizes: Sequence[tuple[int, int]] = ()) -> int:
-    """Rough peak memory of a run whose largest stage is ``height`` × ``width``.
+def estimate_memory(
+    height: int, width: int, *, config: StyleConfig, style_sizes: Sequence[tuple[int, int]] = ()
+) -> MemoryEstimate:
+    """Estimated peak memory of a run whose last stage is ``height`` × ``width``.
 
-    :data:`BYTES_PER_PIXEL` per output pixel for the evaluation (activations
-    kept for the gradient, and the gradient), or, if larger, a style image's
-    forward pass (half that per style pixel, measured 1.4 kB), plus
-    :data:`BASE_BYTES`. Measured with the default descriptor; deeper layers
-    or more octaves need more.
+    The synthesis model of :mod:`multiscale.memory` with the content layers
+    counted as style layers (so at every octave, where they are only needed at
+    octave 0: a slight overestimate) and the content image's forward pass
+    counted like a style's. ``style_sizes`` are the styles' sizes at the last
+    stage. Earlier stages are smaller and need less.
     """
-    style_peak = max((h * w for h, w in style_sizes), default=0) * BYTES_PER_PIXEL // 2
-    return BASE_BYTES + max(height * width * BYTES_PER_PIXEL, style_peak)
-
-
-def available_memory_bytes() -> int | None:
-    """Memory the OS can give this process now (``MemAvailable``), or ``None`` if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    d = config.descriptor
+    layers = d.layers + tuple(n for n in config.content_layers if n not in d.layers)
+    measured = dataclasses.replace(d, layers=layers, layer_weights=None)
+    channels = 1 if config.preserve_color == "luminance" else 3
+    estimate = estimate_synthesis_memory(
+        height=height, width=width, config=measured, history=config.history,
+        sources=[*style_sizes, (height, width)],
+    )  # fmt: skip
+    if channels == 1:
+        # The optimiser's vectors hold one channel instead of three.
+        estimate = dataclasses.replace(
+            estimate, lbfgs=estimate.lbfgs // 3, bounds=estimate.bounds // 3, images=estimate.images // 3
+        )
+    return estimate
 
 
 # --------------------------------------------------------------------------
@@ -462,13 +456,12 @@ def prepare_stylize(
     final_style_sizes = [
         style_size(*im.shape[:2], stage_width=width, style_scale=config.style_scale) for im in style_images
     ]
-    need = estimate_peak_bytes(height, width, style_sizes=final_style_sizes)
-    have = available_memory_bytes()
-    if have is not None and need > have:
-        raise ResourceError(
-            f"output {width}×{height} px needs about {need / 2**30:.1f} GiB of memory, but "
-            f"{have / 2**30:.1f} GiB are available — use a smaller --width"
-        )
+    limit = config.max_memory if config.max_memory is not None else default_max_memory()
+    check_memory(
+        estimate_memory(height, width, config=config, style_sizes=final_style_sizes),
+        max_memory=limit,
+        what=f"a {width}×{height} stylize run",
+    )
 
     raw = config.style_weights or tuple(1.0 for _ in styles)
     blend = tuple(w / sum(raw) for w in raw)
@@ -758,6 +751,7 @@ def stylize(
     history: int = STYLE_DEFAULTS.history,
     bit_depth: int = STYLE_DEFAULTS.bit_depth,
     max_input_pixels: int = STYLE_DEFAULTS.max_input_pixels,
+    max_memory: int | None = STYLE_DEFAULTS.max_memory,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> StylizeResult:
     """Repaint ``content`` with the multiscale texture statistics of ``styles``.
@@ -773,7 +767,7 @@ def stylize(
         Output width (≤ 4096); the height follows the content's aspect.
     content_layers, content_weight, style_weight, tv_weight, style_weights,
     style_scale, preserve_color, stages, init, seed, max_iter, tol,
-    time_limit, history, bit_depth, max_input_pixels
+    time_limit, history, bit_depth, max_input_pixels, max_memory
         See :class:`multiscale.config.StyleConfig`.
     octaves, layers, layer_weights, octave_weights, pooling, padding, weights
         How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
@@ -801,6 +795,7 @@ def stylize(
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
         padding=padding, weights=weights, init=init, seed=seed, max_iter=max_iter, tol=tol,
         time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
+        max_memory=max_memory,
     )  # fmt: skip
     return run_stylize(content, styles, config=config, callback=callback)
 
@@ -813,7 +808,7 @@ __all__ = [
     "StylizeResult",
     "auto_stages",
     "build_objective",
-    "estimate_peak_bytes",
+    "estimate_memory",
     "make_config",
     "prepare_stylize",
     "run_plan",

@@ -868,7 +868,7 @@ class _Checkpointer:
         from .checkpoint import write_checkpoint
 
         write_checkpoint(
-            self.folder, config=self.config, output=self.output or "", grams=self.targets.grams,
+            self.folder, config=self.config, output=self.output, grams=self.targets.grams,
             mean_color=self.targets.mean_color,
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,

@@ -683,3 +683,7 @@ def test_a_real_sigint_mid_run_exits_130_with_the_best_image_and_json(tmp_path, 
     assert data["stop_reason"] == "interrupted"
     assert data["iterations"] >= 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left"
+    # ... and a checkpoint that `multiscale resume` continues.
+    assert "multiscale resume" in last and data["checkpoint"], stderr
+    checkpoint = json.loads((Path(data["checkpoint"]) / "checkpoint.json").read_text())
+    assert checkpoint["iteration"] == data["iterations"]

@@ -1,0 +1,187 @@
+"""``multiscale stylize``: a photo repainted with the multiscale statistics of styles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from multiscale.config import (
+    MAX_STAGES,
+    MAX_STYLIZE_SIDE,
+    PRESERVE_COLORS,
+    StyleConfig,
+    parse_float_list,
+    parse_name_list,
+)
+from multiscale.config import (
+    STYLE_DEFAULTS as S,
+)
+from multiscale.memory import parse_memory
+
+from .errors import Interrupted, clean_errors
+from .options import compose, descriptor_options, output_options, pick
+from .output import OutputPlan
+from .progress import ProgressBar
+
+
+def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    try:
+        return parse_float_list(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    return parse_name_list(value)
+
+
+# How the style is measured: synthesize's descriptor options, less --source-scale
+# and --source-width (stylize sizes the styles relative to the output instead).
+style_descriptor_options = pick(
+    descriptor_options,
+    "octaves",
+    "layers",
+    "layer_weights",
+    "octave_weights",
+    "pooling",
+    "padding",
+    "weights",
+)
+
+
+def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+stylize_options = compose(
+    click.option("--content-layers", callback=_name_list, default=",".join(S.content_layers),
+                 show_default=True, help="Comma-separated VGG16 layers whose activations keep the content."),
+    click.option("--content-weight", type=float, default=S.content_weight, show_default=True,
+                 help="Weight of the content loss (mean squared feature error relative to the "
+                 "content's own mean square)."),
+    click.option("--style-weight", type=float, default=S.style_weight, show_default=True,
+                 help="Weight of the multiscale style loss (relative Gram error, mean over octaves "
+                 "and layers)."),
+    click.option("--tv-weight", type=float, default=S.tv_weight, show_default=True,
+                 help="Weight of the total variation (mean squared difference of neighbouring pixels)."),
+    click.option("--style-weights", callback=_float_list, default=None, metavar="W1,W2,…",
+                 help="Blend weight of each --style, in order (default: equal)."),
+    click.option("--style-scale", type=float, default=S.style_scale, show_default=True,
+                 help="Resize each style to this times the output width: larger values make the "
+                 "style's features smaller."),
+    click.option("--preserve-color", type=click.Choice(PRESERVE_COLORS), default=S.preserve_color,
+                 show_default=True, help="Keep the content's colours: luminance transfers on luminance "
+                 "only and keeps the content's chroma; histogram matches each style's colour mean "
+                 "and covariance to the content's first."),
+    click.option("-W", "--width", type=click.IntRange(8, MAX_STYLIZE_SIDE), default=S.width,
+                 help="Output width in pixels (default: the content's); the height follows the "
+                 "content's aspect ratio."),
+    click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
+                 help="Resolutions optimised in turn, each twice the one before and started from its "
+                 "upsampled result (default: enough for the first to be ≤ 512 px)."),
+)  # fmt: skip
+
+stylize_run_options = compose(
+    click.option("--init", default=S.init, show_default=True, metavar="content|noise|mean|PATH",
+                 help="Start image: the content, its mean colour plus noise, that colour flat, or an "
+                 "image file."),
+    click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
+                 help="Random seed; the same seed on the same machine gives the same bytes."),
+    click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
+                 help="L-BFGS-B iterations at most, per stage."),
+    click.option("--tol", type=float, default=S.tol, show_default=True,
+                 help="End a stage when an iteration lowers the loss by less than this fraction."),
+    click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
+                 help="Stop after this many seconds (shared among the stages by pixel count) and keep "
+                 "the best image so far."),
+    click.option("--history", type=click.IntRange(min=1), default=S.history, show_default=True,
+                 help="L-BFGS memory (correction pairs kept)."),
+    click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
+                 show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
+    click.option("--max-memory", callback=_memory, default=None, metavar="SIZE",
+                 help="Refuse a run whose estimated peak memory exceeds this (4G, 512M, 80%; "
+                 "default: 80% of the memory available)."),
+)  # fmt: skip
+
+
+class StageProgressBar(ProgressBar):
+    """The progress bar, also showing the stage and its size."""
+
+    def _describe(self, progress: Any) -> str | None:
+        text = super()._describe(progress)
+        if text is None or not hasattr(progress, "stage"):
+            return text
+        return f"stage {progress.stage}/{progress.stages} {progress.width}×{progress.height}  {text}"
+
+
+@click.command(
+    "stylize",
+    epilog="""\b
+Examples:
+  multiscale stylize -c photo.jpg -s painting.jpg -o out.png --width 2048
+  multiscale stylize -c photo.jpg -s a.jpg -s b.jpg --style-weights 0.7,0.3 \\
+      --preserve-color luminance -o out.png
+""",
+)
+@click.option("-c", "--content", required=True, type=click.Path(),
+              help="Content image: its layout is kept.")  # fmt: skip
+@click.option(
+    "-s", "--style", "styles", multiple=True, required=True, type=click.Path(),
+    help="Style image (repeatable: their Gram matrices are blended by --style-weights).",
+)  # fmt: skip
+@stylize_options
+@style_descriptor_options
+@stylize_run_options
+@output_options
+@clean_errors
+def stylize(
+    content: str, styles: tuple[str, ...], output: str | None, quiet: bool, overwrite: bool, **options: Any
+) -> None:
+    """Repaint the CONTENT photo with the multiscale texture statistics of the STYLE images.
+
+    The output keeps the content's VGG16 activations (--content-layers) while
+    its Gram matrices match the styles' at every octave of a Gaussian pyramid,
+    as in synthesize; a total-variation term keeps it free of pixel noise.
+    Pixels are optimised with bounded L-BFGS-B.
+
+    Large outputs are made in stages: a small version first, then each stage
+    doubles the size and refines the upsampled result, with the content and
+    style targets recomputed at its size. The best image so far is kept if the
+    run is stopped (Ctrl-C, --time-limit, a numerical failure).
+    """
+    from multiscale.stylize import make_config, prepare_stylize, run_plan
+
+    options["bit_depth"] = int(options["bit_depth"])
+    config: StyleConfig = make_config(**options)
+    out = OutputPlan.for_run(
+        output=output, default_stem=f"{Path(content).stem}_stylized", config=config, overwrite=overwrite
+    )
+    plan = prepare_stylize(content, list(styles), config=config)
+    with StageProgressBar(total=plan.total_iterations, label="stylize", quiet=quiet) as bar:
+
+        def on_progress(progress: Any) -> None:
+            bar(progress)
+            out.maybe_save_intermediate(progress)
+
+        result = run_plan(plan, callback=on_progress)
+    out.save(result.image, result.report.to_dict())
+    report = result.report
+    loss = "not evaluated" if report.loss is None else f"loss {report.loss:.4g}"
+    summary = (
+        f"{out.image}: {result.image.shape[1]}×{result.image.shape[0]}, {loss} after "
+        f"{report.iterations} iterations in {len(report.stages)} stage(s), {report.elapsed_s:.1f} s "
+        f"({report.message})"
+    )
+    if report.interrupted:
+        raise Interrupted(f"interrupted; best image so far written to {out.image} (and {out.metadata})")
+    if report.stop_reason == "non_finite":
+        raise click.ClickException(f"{report.message}; written to {out.image}")
+    if not quiet:
+        click.echo(summary, err=True)
