@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ def descriptor_config(args: argparse.Namespace):
 def child_rss(args: argparse.Namespace) -> None:
     """In a fresh process: build over the first ``count`` photos and report peak RSS."""
     from multiscale.build import build_descriptor
+    from multiscale.memory import peak_rss_bytes
 
     files = sorted(Path(args.child_folder).glob("*.jpg"))[: args.child_count]
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def child_rss(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "count": result.descriptor.count,
-                "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "maxrss_mib": peak_rss_bytes() / 2**20,
                 "elapsed_s": elapsed,
             }
         )

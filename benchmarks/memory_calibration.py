@@ -40,6 +40,7 @@ from multiscale.memory import (  # noqa: E402
     estimate_synthesis_memory,
     human_bytes,
     layer_output_bytes,
+    peak_rss_bytes,
     vgg16_parameter_bytes,
 )
 
@@ -55,10 +56,9 @@ def _status() -> tuple[int, int]:
 
 
 def _peak_rss() -> int:
-    import resource
 
     # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_rss_bytes()
 
 
 def child_synthesize(

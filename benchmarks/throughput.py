@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -42,8 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from multiscale.config import DescriptorConfig  # noqa: E402
-from multiscale.layers import LAYER_NAMES, feature_size, layer_channels, layer_index  # noqa: E402
-from multiscale.memory import human_bytes, octave_sizes  # noqa: E402
+from multiscale.layers import (  # noqa: E402
+    LAYER_NAMES,
+    feature_size,
+    layer_channels,
+    layer_index,
+    octave_sizes,  # noqa: E402
+)
+from multiscale.memory import human_bytes, peak_rss_bytes  # noqa: E402
 
 PEAK_SIDE, PEAK_CHANNELS = 256, 128
 
@@ -112,7 +117,7 @@ def rss_now() -> int | None:
 
 def peak_rss() -> int:
     """Process high-water mark in bytes (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak_rss_bytes()
 
 
 def time_calls(fn, repeats: int, warmup: int) -> list[float]:  # noqa: ANN001

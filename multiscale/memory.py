@@ -455,3 +455,25 @@ __all__ = [
     "layer_output_bytes",
     "lbfgs_bytes",
 ]
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` (Linux): it belongs to the
+    process's own address space, whereas ``ru_maxrss`` survives fork+exec
+    and so reports a large parent's size in a fresh child. Falls back to
+    ``ru_maxrss`` elsewhere (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

@@ -113,7 +113,9 @@ def test_projected_driver_needs_less_than_scipy():
     projected = memory.estimate_synthesis_memory(optimizer="projected", **kw)
     scipy = memory.estimate_synthesis_memory(optimizer="lbfgsb", **kw)
     assert projected.bounds == 0 and projected.lbfgs < scipy.lbfgs
-    assert memory.estimate_synthesis_memory(optimizer="projected", frames=3, **kw).lbfgs == 3 * projected.lbfgs
+    assert (
+        memory.estimate_synthesis_memory(optimizer="projected", frames=3, **kw).lbfgs == 3 * projected.lbfgs
+    )
 
 
 def test_weights_are_the_whole_vgg16_conv_stack():
@@ -213,13 +215,14 @@ def test_importing_memory_starts_no_tensorflow():
 # A fresh process per case: peak RSS is a process's high-water mark.
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import numpy as np
     from multiscale.synthesize import synthesize
     size, history, max_iter = (int(v) for v in sys.argv[1:4])
     source = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
     synthesize(source, width=size, height=size, octaves=4, history=history, max_iter=max_iter)
-    print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    from multiscale.memory import peak_rss_bytes  # VmHWM: ru_maxrss survives fork+exec
+    print(json.dumps(peak_rss_bytes()))
     """
 )
 
