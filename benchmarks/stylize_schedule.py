@@ -13,7 +13,7 @@ stage's, and evaluated with the objective at the output size (content and
 style targets computed there), so the two schedules are measured with one
 yardstick. Prints a table of loss against time.
 
-    python benchmarks/stylize_schedule.py --width 1024 --budget 600
+    python benchmarks/stylize_schedule.py --width 1024 --budget 300
 
 Numbers depend on the machine and on what else runs on it.
 """
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--content", default=str(ROOT / "samples" / "style" / "chelsea.png"))
     parser.add_argument("--style", default=str(ROOT / "samples" / "sources" / "hubble_field.png"))
     parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds of optimisation per schedule")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds of optimisation per schedule")
     parser.add_argument("--checkpoints", type=int, default=6)
     args = parser.parse_args()
 

@@ -18,10 +18,9 @@ from multiscale.config import (
 from multiscale.config import (
     STYLE_DEFAULTS as S,
 )
-from multiscale.memory import parse_memory
 
 from .errors import Interrupted, clean_errors
-from .options import compose, descriptor_options, output_options, pick
+from .options import compose, descriptor_options, output_options, pick, texture_options
 from .output import OutputPlan
 from .progress import ProgressBar
 
@@ -49,15 +48,6 @@ style_descriptor_options = pick(
     "padding",
     "weights",
 )
-
-
-def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_memory(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 stylize_options = compose(
@@ -105,9 +95,7 @@ stylize_run_options = compose(
                  help="L-BFGS memory (correction pairs kept)."),
     click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
                  show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
-    click.option("--max-memory", callback=_memory, default=None, metavar="SIZE",
-                 help="Refuse a run whose estimated peak memory exceeds this (4G, 512M, 80%; "
-                 "default: 80% of the memory available)."),
+    pick(texture_options, "max_memory"),
 )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ OPTIMIZERS = ("projected", "lbfgsb")
 
 #: Layers matched by default, chosen by benchmarks/defaults_study.py (256²,
 #: 100 iterations, gravel and hubble_field; README "Defaults"): pool1 +
-#: conv3_2 stops the network after 7 of its 13 convolutions, the cheapest
+#: conv3_2 stops the network after 6 of its 13 convolutions, the cheapest
 #: candidate, and looked as good as conv1_1+pool1…pool3(+pool4); the four
 #: octaves already cover the large scales that pool3/pool4 would add.
 DEFAULT_LAYERS = ("pool1", "conv3_2")
@@ -380,14 +380,17 @@ class StyleConfig:
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     # Both terms are relative errors, so weight 1 each balances them. Measured
-    # on chelsea.png at 192 px, 200 iterations (content / style loss): with
-    # the Hubble field, style weight 0.5 gives 0.017 / 0.54, 1 gives
-    # 0.023 / 0.47 (the cat, in the style's relief), 2 gives 0.052 / 0.32 and
-    # starts to give the picture to the black sky, which 5 completes at 384 px
-    # (0.13 / 0.028); with gravel, 1 gives 0.15 / 0.18 and 3 0.26 / 0.066.
-    # A TV weight of 30 rather than 1 halves the total variation (the
-    # pixel-level ripples) at no cost in style (256 px, style weight 10,
-    # 100 iterations: TV 0.0039 vs 0.0075, style 0.130 vs 0.145).
+    # on chelsea.png at 192 px, 200 iterations, default style layers
+    # (content / style loss): with the Hubble field, style weight 0.5 gives
+    # 0.017 / 0.54, 1 gives 0.023 / 0.47 (the cat, in the style's relief),
+    # 2 gives 0.052 / 0.32 and starts to hand the picture to the black sky;
+    # with gravel, 1 gives 0.15 / 0.18 and 3 gives 0.26 / 0.066. (Earlier, with
+    # layers conv1_1,pool1,pool2,pool3, weight 5 at 384 px turned the whole
+    # picture into the sky: 0.13 / 0.028.) A TV weight of 30 rather than 1
+    # halves the total variation (the pixel-level ripples) at no cost in style
+    # (256 px, 100 iterations, style weight 10, those earlier layers: TV 0.0039
+    # vs 0.0075, style 0.130 vs 0.145). The samples (384 px, defaults) end at
+    # 0.027 / 0.45 (Hubble) and 0.046 / 0.076 (gravel + brick, luminance).
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 30.0
