@@ -34,13 +34,13 @@ from .io import load_image, save_image
 # Eager on purpose: the functions must shadow their same-named submodules, or
 # ``multiscale.synthesize`` would become the module once anything imports
 # ``multiscale.synthesize.run_synthesis``. The module imports no TensorFlow.
-from .synthesize import SynthesisReport, SynthesisResult, synthesize
+from .stylize import StylizeResult, stylize
+from .synthesize import SynthesisReport, SynthesisResult, resume_synthesis, synthesize
 
 # Public names served lazily: (module, attribute).
 _LAZY = {
     "GramDescriptor": ("descriptor", "GramDescriptor"),
     "Progress": ("optimize", "Progress"),
-    "stylize": ("stylize", "stylize"),
     "build_descriptor": ("build", "build_descriptor"),
 }
 
@@ -62,7 +62,9 @@ __all__ = [
     "__version__",
     "build_descriptor",
     "load_image",
+    "resume_synthesis",
     "save_image",
+    "StylizeResult",
     "stylize",
     "synthesize",
 ]
