@@ -32,14 +32,14 @@ from multiscale.layers import LAYER_NAMES
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+def float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     try:
         return parse_float_list(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
-def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+def name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
     return parse_name_list(value)
 
 
@@ -65,21 +65,21 @@ descriptor_options = compose(
     ),
     click.option(
         "--layers",
-        callback=_name_list,
+        callback=name_list,
         default=",".join(D.layers),
         show_default=True,
         help=f"Comma-separated VGG16 layers whose Gram matrices are matched. Choose from {', '.join(LAYER_NAMES)}.",
     ),
     click.option(
         "--layer-weights",
-        callback=_float_list,
+        callback=float_list,
         default=None,
         metavar="W1,W2,…",
         help="Relative weight of each layer in --layers (default: all 1).",
     ),
     click.option(
         "--octave-weights",
-        callback=_float_list,
+        callback=float_list,
         default=None,
         metavar="W1,W2,…",
         help="Relative weight of each octave, finest first (default: all 1).",
@@ -212,7 +212,7 @@ grams_source_options = compose(
         "--padding, --source-scale, --source-width) are used; giving a different one is an error.",
     ),
     click.option(
-        "--grams-weights", callback=_float_list, default=None, metavar="W1,W2,…",
+        "--grams-weights", callback=float_list, default=None, metavar="W1,W2,…",
         help="Share of each --grams file in the target (default: equal). Each file is joined on its "
         "own first, so a share does not depend on how many photos the file holds.",
     ),

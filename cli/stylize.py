@@ -12,29 +12,15 @@ from multiscale.config import (
     MAX_STYLIZE_SIDE,
     PRESERVE_COLORS,
     StyleConfig,
-    parse_float_list,
-    parse_name_list,
 )
 from multiscale.config import (
     STYLE_DEFAULTS as S,
 )
 
 from .errors import Interrupted, clean_errors
-from .options import compose, descriptor_options, output_options, pick, texture_options
+from .options import compose, descriptor_options, float_list, name_list, output_options, pick, texture_options
 from .output import OutputPlan
 from .progress import ProgressBar
-
-
-def _float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    try:
-        return parse_float_list(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
-    return parse_name_list(value)
-
 
 # How the style is measured: synthesize's descriptor options, less --source-scale
 # and --source-width (stylize sizes the styles relative to the output instead).
@@ -51,7 +37,7 @@ style_descriptor_options = pick(
 
 
 stylize_options = compose(
-    click.option("--content-layers", callback=_name_list, default=",".join(S.content_layers),
+    click.option("--content-layers", callback=name_list, default=",".join(S.content_layers),
                  show_default=True, help="Comma-separated VGG16 layers whose activations keep the content."),
     click.option("--content-weight", type=float, default=S.content_weight, show_default=True,
                  help="Weight of the content loss (mean squared feature error relative to the "
@@ -61,7 +47,7 @@ stylize_options = compose(
                  "and layers)."),
     click.option("--tv-weight", type=float, default=S.tv_weight, show_default=True,
                  help="Weight of the total variation (mean squared difference of neighbouring pixels)."),
-    click.option("--style-weights", callback=_float_list, default=None, metavar="W1,W2,…",
+    click.option("--style-weights", callback=float_list, default=None, metavar="W1,W2,…",
                  help="Blend weight of each --style, in order (default: equal)."),
     click.option("--style-scale", type=float, default=S.style_scale, show_default=True,
                  help="Resize each style to this times the output width: larger values make the "
