@@ -15,7 +15,7 @@ from multiscale.config import DescriptorConfig
 from multiscale.descriptor import keep_all_nbytes
 from multiscale.layers import layer_channels
 
-from .errors import clean_errors
+from .errors import Interrupted, clean_errors
 from .options import max_grams_bytes_option, max_input_pixels_option, measurement_options
 
 #: Files named one by one in ``grams info`` before "… and N more".
@@ -195,6 +195,11 @@ def build(
         )
     report_build(result, quiet=quiet)
     result.descriptor.save(output, overwrite=overwrite)
+    if result.interrupted:
+        raise Interrupted(
+            f"interrupted after {len(result.used)} image(s); their descriptor is in {output} — build the "
+            "rest into another file and join them with `multiscale grams merge`"
+        )
     if not quiet:
         d = result.descriptor
         click.echo(

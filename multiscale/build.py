@@ -40,6 +40,7 @@ from .descriptor import GramDescriptor, keep_all_nbytes
 from .errors import ConfigError, ImageError, MultiscaleError, ResourceError
 from .io import PathLike, file_sha256, list_images, load_image
 from .layers import layer_channels
+from .memory import available_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,9 @@ class BuildResult:
         Files found in folders or patterns but not taken as images (another
         extension, broken link, …); hidden files are not listed.
     elapsed_s : float
+    interrupted : bool
+        Ctrl-C ended a local build early: the descriptor holds the images
+        measured until then (``used``); the rest were not read.
     """
 
     descriptor: GramDescriptor
@@ -160,6 +164,7 @@ class BuildResult:
     skipped: list[SkippedImage]
     ignored: list[SkippedImage]
     elapsed_s: float
+    interrupted: bool = False
 
     @property
     def total(self) -> int:
@@ -368,12 +373,47 @@ def _build_items(
     keep_all: bool,
     max_pixels: int,
     on_image: Callable[[str, bool], None] | None = None,
+    interrupted: list[bool] | None = None,
 ) -> tuple[GramDescriptor, list[UsedImage], list[SkippedImage]]:
-    """Build a descriptor over ``items`` in this process, one image at a time."""
+    """Build a descriptor over ``items`` in this process, one image at a time.
+
+    With ``interrupted`` (a one-element list), Ctrl-C ends the loop and sets
+    it: the images measured so far stay in the descriptor (``add`` leaves it
+    unchanged when it does not finish), so nothing done is lost.
+    """
     weights, network = _network(config.weights, config.pooling, config.padding)
     descriptor = _empty(config, weights, keep_all)
     used: list[UsedImage] = []
     skipped: list[SkippedImage] = []
+    try:
+        _measure_items(
+            items,
+            descriptor,
+            used,
+            skipped,
+            network=network,
+            config=config,
+            max_pixels=max_pixels,
+            on_image=on_image,
+        )
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        interrupted[0] = True
+    return descriptor, used, skipped
+
+
+def _measure_items(
+    items: Sequence[_Item],
+    descriptor: GramDescriptor,
+    used: list[UsedImage],
+    skipped: list[SkippedImage],
+    *,
+    network: Any,
+    config: DescriptorConfig,
+    max_pixels: int,
+    on_image: Callable[[str, bool], None] | None,
+) -> None:
     for item in items:
         try:
             used.append(
@@ -387,7 +427,6 @@ def _build_items(
             ok = False
         if on_image is not None:
             on_image(item.name, ok)
-    return descriptor, used, skipped
 
 
 def _build_chunk(
@@ -499,6 +538,7 @@ def build_descriptor(
     ]
     total = len(items)
 
+    interrupted = [False]
     if dask is None and workers is None:
         counts = {"done": 0, "used": 0, "skipped": 0}
 
@@ -514,8 +554,9 @@ def build_descriptor(
                 )  # fmt: skip
 
         descriptor, used, skipped = _build_items(
-            items, config=config, keep_all=keep_all, max_pixels=max_input_pixels, on_image=on_image
-        )
+            items, config=config, keep_all=keep_all, max_pixels=max_input_pixels, on_image=on_image,
+            interrupted=interrupted,
+        )  # fmt: skip
     else:
         descriptor, used, skipped = _build_on_dask(
             items,
@@ -535,7 +576,10 @@ def build_descriptor(
         skipped=skipped,
         ignored=ignored,
         elapsed_s=time.perf_counter() - started,
+        interrupted=interrupted[0],
     )
+    if interrupted[0] and not used:
+        raise KeyboardInterrupt
     if not used:
         raise ImageError(f"{_entries_label(paths)}: no usable images; {result.skipped_summary()}")
     logger.info(
@@ -558,7 +602,7 @@ def _check_keep_all_fits(count: int, config: DescriptorConfig) -> None:
         octaves=config.octaves,
         channels={layer: layer_channels(layer) for layer in config.layers},
     )
-    available = _available_memory()
+    available = available_memory_bytes()
     # The kept Grams, plus one key's stack while saving.
     if available is not None and needed > available:
         raise ResourceError(
@@ -567,21 +611,6 @@ def _check_keep_all_fits(count: int, config: DescriptorConfig) -> None:
             "available; build without --keep-grams (the mean and log-euclidean joins do not need them), "
             "with fewer --octaves or shallower --layers, or in parts and merge them on a bigger machine"
         )
-
-
-def _available_memory() -> int | None:
-    """Memory available now, in bytes, where the OS says; ``None`` if it does not.
-
-    Linux's ``MemAvailable`` counts reclaimable page cache; elsewhere the
-    free physical pages (an underestimate) are used.
-    """
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    with contextlib.suppress(ValueError, OSError, AttributeError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
 
 
 # ---------------------------------------------------------------------- Dask

@@ -255,7 +255,7 @@ def test_keep_all_enables_the_affine_invariant_join(photos):
 
 
 def test_keep_all_that_would_not_fit_is_refused_before_reading(photos, monkeypatch):
-    monkeypatch.setattr(build_module, "_available_memory", lambda: 1000)
+    monkeypatch.setattr(build_module, "available_memory_bytes", lambda: 1000)
     monkeypatch.setattr(build_module, "load_image", pytest.fail)
     with pytest.raises(ResourceError, match=r"needs about .* GiB .* without --keep-grams"):
         build_descriptor(photos, config=CONFIG, keep_all=True)
@@ -485,3 +485,47 @@ def test_bad_colour_is_refused_in_add_and_in_files(tmp_path):
     raw["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(tmp_path / "old.npz", **raw)
     assert GramDescriptor.load(tmp_path / "old.npz").mean_color is None
+
+
+# ---------------------------------------------------------------------------- Ctrl-C
+
+
+def _interrupt_at(monkeypatch, call: int) -> None:
+    original = build_module._measure_into
+    calls = {"n": 0}
+
+    def measure(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "_measure_into", measure)
+
+
+def test_ctrl_c_keeps_the_images_measured_so_far(photos, monkeypatch):
+    _interrupt_at(monkeypatch, 3)
+    result = build_descriptor([photos], config=CONFIG)
+    assert result.interrupted and result.descriptor.count == 2
+    assert [Path(u.name).name for u in result.used] == ["p0.png", "p1.png"]
+
+
+def test_ctrl_c_before_any_image_is_a_plain_interrupt(photos, monkeypatch):
+    _interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        build_descriptor([photos], config=CONFIG)
+
+
+def test_cli_ctrl_c_writes_the_partial_descriptor_and_exits_130(photos, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from multiscale_cli.main import cli
+
+    _interrupt_at(monkeypatch, 3)
+    out = tmp_path / "part.grams.npz"
+    result = CliRunner().invoke(
+        cli, ["grams", "build", str(photos), "-o", str(out), "--octaves", "2", "--layers", "conv1_1,pool1"]
+    )
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 2 image(s)" in result.output and "Traceback" not in result.output
+    assert GramDescriptor.load(out).count == 2
