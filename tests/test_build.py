@@ -518,7 +518,6 @@ def test_ctrl_c_before_any_image_is_a_plain_interrupt(photos, monkeypatch):
 
 def test_cli_ctrl_c_writes_the_partial_descriptor_and_exits_130(photos, monkeypatch, tmp_path):
     from click.testing import CliRunner
-
     from multiscale_cli.main import cli
 
     _interrupt_at(monkeypatch, 3)

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from multiscale_cli.main import cli
 
 from multiscale.animate import interframe_rms
 from multiscale.io import load_image, save_image
 from multiscale.synthesize import resume_synthesis, synthesize
-from multiscale_cli.main import cli
 
 TINY = dict(octaves=2, layers=("conv1_1", "pool1"), width=32, height=32)
 TINY_ARGS = ["--octaves", "2", "--layers", "conv1_1,pool1", "-W", "32", "-H", "32"]
