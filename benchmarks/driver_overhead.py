@@ -35,12 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _rss() -> tuple[int, int]:
     """(VmRSS, VmHWM) of this process in bytes."""
-    fields = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            fields[key] = value
-    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    from multiscale.memory import process_memory
+
+    return process_memory()
 
 
 def run_case(size: int, bounded: bool, iterations: int, history: int) -> dict:

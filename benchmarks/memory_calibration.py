@@ -41,24 +41,14 @@ from multiscale.memory import (  # noqa: E402
     human_bytes,
     layer_output_bytes,
     peak_rss_bytes,
+    process_memory,
     vgg16_parameter_bytes,
 )
 
 
 def _status() -> tuple[int, int]:
     """(VmRSS, VmHWM) of this process in bytes."""
-    fields = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            fields[key] = value
-    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
-
-
-def _peak_rss() -> int:
-
-    # ru_maxrss is in KiB on Linux.
-    return peak_rss_bytes()
+    return process_memory()
 
 
 def child_synthesize(
@@ -82,7 +72,7 @@ def child_synthesize(
         seed=0,
     )
     return {
-        "peak": _peak_rss(),
+        "peak": peak_rss_bytes(),
         "seconds": time.perf_counter() - started,
         "iterations": result.report.iterations,
         "evaluations": result.report.evaluations,

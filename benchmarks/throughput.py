@@ -48,7 +48,7 @@ from multiscale.layers import (  # noqa: E402
     layer_index,
     octave_sizes,  # noqa: E402
 )
-from multiscale.memory import human_bytes, peak_rss_bytes  # noqa: E402
+from multiscale.memory import human_bytes, peak_rss_bytes, process_memory  # noqa: E402
 
 PEAK_SIDE, PEAK_CHANNELS = 256, 128
 
@@ -101,23 +101,9 @@ def cpu_description() -> dict[str, str]:
 
 
 def rss_now() -> int | None:
-    """Current resident bytes (psutil if installed, else /proc)."""
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return None
-
-
-def peak_rss() -> int:
-    """Process high-water mark in bytes (ru_maxrss is KiB on Linux)."""
-    return peak_rss_bytes()
+    """Current resident bytes, or ``None`` where /proc is missing."""
+    mem = process_memory()
+    return None if mem is None else mem[0]
 
 
 def time_calls(fn, repeats: int, warmup: int) -> list[float]:  # noqa: ANN001
@@ -215,7 +201,7 @@ def main() -> None:
         )
         # The objective alone: no L-BFGS-B arrays yet.
         est_objective = est.total - est.lbfgs - est.bounds
-        rows.append((size, seconds, min(times), flops, total, peak_rss(), rss_now(), est_objective))
+        rows.append((size, seconds, min(times), flops, total, peak_rss_bytes(), rss_now(), est_objective))
 
     # The conv peak is measured before and after the objective and the faster
     # figure kept, so a burst of load from elsewhere lowers neither ratio alone.

@@ -457,21 +457,34 @@ __all__ = [
 ]
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory in bytes.
+def process_memory() -> tuple[int, int] | None:
+    """(current, peak) resident memory of this process in bytes, from
+    ``/proc/self/status`` (``VmRSS``, ``VmHWM``); ``None`` where there is none.
 
-    Reads ``VmHWM`` from ``/proc/self/status`` (Linux): it belongs to the
-    process's own address space, whereas ``ru_maxrss`` survives fork+exec
-    and so reports a large parent's size in a fresh child. Falls back to
-    ``ru_maxrss`` elsewhere (KiB on Linux, bytes on macOS).
+    ``VmHWM`` belongs to the process's own address space, whereas
+    ``ru_maxrss`` survives fork+exec and so reports a large parent's size in
+    a fresh child.
     """
+    fields = {}
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+                key, _, value = line.partition(":")
+                fields[key] = value
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (see :func:`process_memory`).
+
+    Falls back to ``ru_maxrss`` where ``/proc`` is missing (KiB on Linux,
+    bytes on macOS).
+    """
+    mem = process_memory()
+    if mem is not None:
+        return mem[1]
     import resource
     import sys
 

@@ -732,7 +732,7 @@ def run_synthesis(
             style, frames=config.frames, frame_weight=config.frame_weight, loop=config.loop,
             frame_size=height * width * 3,
         )  # fmt: skip
-    result = _optimize(
+    result, checkpointed = _optimize(
         objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
         octave_losses=(lambda: style.last_octave_losses) if config.frames == 1 else None,
         on_checkpoint=None if checkpoint is None else _Checkpointer(
@@ -763,23 +763,9 @@ def run_synthesis(
         join=targets.join,
         descriptors=targets.descriptors,
         skipped=targets.skipped,
-        checkpoint=None if checkpoint is None or result.checkpointed is None else os.fspath(checkpoint),
+        checkpoint=None if checkpoint is None or checkpointed is None else os.fspath(checkpoint),
     )
     return SynthesisResult(image=image, report=report)
-
-
-@dataclass
-class _Outcome:
-    """The optimiser's result plus whether a checkpoint holds its state."""
-
-    x: np.ndarray
-    loss: float
-    iterations: int
-    evaluations: int
-    stop_reason: str
-    message: str
-    history: list[float]
-    checkpointed: int | None
 
 
 def _optimize(
@@ -792,8 +778,12 @@ def _optimize(
     octave_losses: Callable[[], np.ndarray | None] | None,
     resume_state: Any,
     on_checkpoint: Callable[[Any], None] | None,
-) -> _Outcome:
-    """Run the chosen driver; with the projected one, in checkpointed segments."""
+) -> tuple[Any, int | None]:
+    """Run the chosen driver; with the projected one, in checkpointed segments.
+
+    Returns the driver's :class:`~multiscale.optimize.OptimizeResult` and the
+    iteration of the last checkpoint written (``None``: none).
+    """
     common = dict(
         bounds=(0.0, 1.0), tol=config.tol, history=config.history, callback=callback,
         octave_losses=octave_losses, shape=shape,
@@ -802,9 +792,7 @@ def _optimize(
         from .optimize import minimize
 
         res = minimize(objective, x0, max_iter=config.max_iter, time_limit=config.time_limit, **common)
-        return _Outcome(
-            res.x, res.loss, res.iterations, res.evaluations, res.stop_reason, res.message, res.history, None
-        )
+        return res, None
 
     from .lbfgs import minimize as projected
 
@@ -831,16 +819,7 @@ def _optimize(
             on_checkpoint(state)
             checkpointed = state.iteration
         if not segment_end:
-            return _Outcome(
-                res.x,
-                res.loss,
-                res.iterations,
-                res.evaluations,
-                res.stop_reason,
-                res.message,
-                res.history,
-                checkpointed,
-            )
+            return res, checkpointed
 
 
 class _Checkpointer:
