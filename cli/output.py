@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.config import SynthesisConfig
+from multiscale.checkpoint import default_folder
+from multiscale.config import StyleConfig, SynthesisConfig
 from multiscale.errors import OutputError
 from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
 
@@ -28,14 +29,19 @@ class OutputPlan:
     bit_depth: int
     overwrite: bool
     save_every: int | None
-    optimizer: str = "projected"
+    resumable: bool = True
     frames: int = 1
     animation: Path | None = None
     checkpoint: Path | None = None
 
     @classmethod
     def for_run(
-        cls, *, output: str | None, default_stem: str, config: SynthesisConfig, overwrite: bool
+        cls,
+        *,
+        output: str | None,
+        default_stem: str,
+        config: SynthesisConfig | StyleConfig,
+        overwrite: bool,
     ) -> OutputPlan:
         """Plan and check the outputs of a run (``output`` None: STEM.png here)."""
         image = Path(output) if output else Path(f"{default_stem}.png")
@@ -45,7 +51,9 @@ class OutputPlan:
             bit_depth=config.bit_depth,
             overwrite=overwrite,
             save_every=config.save_every,
-            optimizer=getattr(config, "optimizer", "lbfgsb"),
+            # stylize always checkpoints (a resume restarts its optimiser from
+            # the best image); synthesize only with the projected optimizer.
+            resumable=getattr(config, "optimizer", "projected") == "projected",
         )
         check_output_format(image, bit_depth=config.bit_depth)
         check_writable(plan.image, overwrite=overwrite)
@@ -86,10 +94,11 @@ class OutputPlan:
         """Plan and check the files of animation frames and of the checkpoint folder.
 
         Frames go to ``out.frame0001.png`` …, the animation to ``animation``
-        (default ``out.webp``). With the projected optimizer a checkpoint
-        folder (default ``out.png.ckpt``) is written on Ctrl-C or every
-        ``--checkpoint-every`` iterations: an existing one is from an
-        earlier run and is refused without ``--overwrite``.
+        (default ``out.webp``). A resumable run (stylize, or synthesize with
+        the projected optimizer) writes a checkpoint folder (default
+        ``out.png.ckpt``) on Ctrl-C or every ``--checkpoint-every``
+        iterations: an existing one is from an earlier run and is refused
+        without ``--overwrite``.
         """
         from multiscale.animate import frame_path
 
@@ -103,10 +112,8 @@ class OutputPlan:
             check_writable(self.animation, overwrite=self.overwrite)
         elif animation:
             raise OutputError(f"{animation}: --animation needs --frames 2 or more")
-        if self.optimizer == "projected":
-            self.checkpoint = (
-                Path(checkpoint) if checkpoint else self.image.with_name(self.image.name + ".ckpt")
-            )
+        if self.resumable:
+            self.checkpoint = Path(checkpoint) if checkpoint else default_folder(self.image)
             if self.checkpoint.exists() and not self.overwrite:
                 raise OutputError(
                     f"{self.checkpoint}: a checkpoint from an earlier run exists; continue it with "

@@ -1,4 +1,4 @@
-"""``multiscale resume``: continue a checkpointed synthesis exactly where it stopped."""
+"""``multiscale resume``: continue a checkpointed synthesize or stylize run where it stopped."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from .errors import clean_errors
 from .output import OutputPlan
 from .progress import ProgressBar
+from .stylize import StageProgressBar, finish_stylize
 from .synthesize import finish
 
 
@@ -19,6 +20,7 @@ from .synthesize import finish
 Examples:
   multiscale resume bark_texture.png.ckpt
   multiscale resume bark_texture.png.ckpt --max-iter 2000 --time-limit 3600
+  multiscale resume photo_stylized.png.ckpt
 """,
 )
 @click.argument("checkpoint", type=click.Path(file_okay=False))
@@ -26,7 +28,7 @@ Examples:
     "--max-iter",
     type=click.IntRange(min=1),
     default=None,
-    help="Total iterations, counted from the run's start (default: the run's own).",
+    help="Total iterations, counted from the run's start; per stage for stylize (default: the run's own).",
 )
 @click.option(
     "--time-limit",
@@ -38,30 +40,41 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary; errors only.")
 @clean_errors
 def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quiet: bool) -> None:  # fmt: skip
-    """Continue the synthesis saved in CHECKPOINT (a folder written by Ctrl-C or --checkpoint-every).
+    """Continue the run saved in CHECKPOINT (a folder written by Ctrl-C or --checkpoint-every).
 
-    The run goes on with its own settings, targets and optimiser state, so
-    it ends where an uninterrupted run would. The final image replaces the
-    run's own output (the one recorded in the checkpoint, which may hold
-    the best image saved at the interruption); the checkpoint is refreshed
-    on the way.
+    A synthesis goes on with its own settings, targets and optimiser state,
+    so it ends where an uninterrupted run would. A style transfer goes on
+    from the stage it reached to the last, with its own settings and
+    targets; scipy's L-BFGS-B keeps no state that could be saved, so that
+    stage starts the optimiser again from its best image (the summary says
+    so). The final image replaces the run's own output (the one recorded in
+    the checkpoint, which may hold the best image saved at the
+    interruption); the checkpoint is refreshed on the way.
     """
-    from multiscale.checkpoint import read_checkpoint
+    from multiscale.checkpoint import checkpoint_kind, read_checkpoint, read_style_checkpoint
+    from multiscale.stylize import resume_stylize
     from multiscale.synthesize import resume_synthesis
 
-    ck = read_checkpoint(checkpoint)
-    config = ck.config
-    if max_iter is not None and max_iter <= ck.state.iteration:
-        raise click.UsageError(f"--max-iter: the run already did {ck.state.iteration} iterations; give more")
-    out = OutputPlan.for_run(output=ck.output, default_stem="texture", config=config, overwrite=True)
-    out.check(frames=config.frames, checkpoint=checkpoint)
-    with ProgressBar(total=max_iter or config.max_iter, label="resume", quiet=quiet) as bar:
+    ck: Any
+    if checkpoint_kind(checkpoint) == "stylize":
+        ck = read_style_checkpoint(checkpoint)
+        total = len(ck.stage_sizes) * (max_iter or ck.config.max_iter)
+        bar_type, run, done, stem = StageProgressBar, resume_stylize, finish_stylize, "stylized"
+    else:
+        ck = read_checkpoint(checkpoint)
+        if max_iter is not None and max_iter <= ck.state.iteration:
+            raise click.UsageError(
+                f"--max-iter: the run already did {ck.state.iteration} iterations; give more"
+            )
+        total = max_iter or ck.config.max_iter
+        bar_type, run, done, stem = ProgressBar, resume_synthesis, finish, "texture"
+    out = OutputPlan.for_run(output=ck.output, default_stem=stem, config=ck.config, overwrite=True)
+    out.check(frames=getattr(ck.config, "frames", 1), checkpoint=checkpoint)
+    with bar_type(total=total, label="resume", quiet=quiet) as bar:
 
         def on_progress(progress: Any) -> None:
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result, _ = resume_synthesis(
-            Path(checkpoint), max_iter=max_iter, time_limit=time_limit, callback=on_progress
-        )
-    finish(out, result, quiet=quiet)
+        result, _ = run(Path(checkpoint), max_iter=max_iter, time_limit=time_limit, callback=on_progress)
+    done(out, result, quiet=quiet)

@@ -17,10 +17,11 @@ from multiscale.config import (
     STYLE_DEFAULTS as S,
 )
 
-from .errors import Interrupted, clean_errors
+from .errors import clean_errors
 from .options import compose, descriptor_options, float_list, name_list, output_options, pick, texture_options
 from .output import OutputPlan
 from .progress import ProgressBar
+from .synthesize import finish
 
 # How the style is measured: synthesize's descriptor options, less --source-scale
 # and --source-width (stylize sizes the styles relative to the output instead).
@@ -81,7 +82,9 @@ stylize_run_options = compose(
                  help="L-BFGS memory (correction pairs kept)."),
     click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
                  show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
-    pick(texture_options, "max_memory"),
+    click.option("--checkpoint-every", type=click.IntRange(min=1), default=S.checkpoint_every, metavar="N",
+                 help="Write a resumable checkpoint every N iterations (counted over all stages)."),
+    pick(texture_options, "checkpoint", "max_memory"),
 )  # fmt: skip
 
 
@@ -102,6 +105,8 @@ Examples:
   multiscale stylize -c photo.jpg -s painting.jpg -o out.png --width 2048
   multiscale stylize -c photo.jpg -s a.jpg -s b.jpg --style-weights 0.7,0.3 \\
       --preserve-color luminance -o out.png
+  multiscale stylize -c photo.jpg -s painting.jpg -o out.png --checkpoint-every 50
+  multiscale resume out.png.ckpt
 """,
 )
 @click.option("-c", "--content", required=True, type=click.Path(),
@@ -116,7 +121,13 @@ Examples:
 @output_options
 @clean_errors
 def stylize(
-    content: str, styles: tuple[str, ...], output: str | None, quiet: bool, overwrite: bool, **options: Any
+    content: str,
+    styles: tuple[str, ...],
+    output: str | None,
+    quiet: bool,
+    overwrite: bool,
+    checkpoint: str | None,
+    **options: Any,
 ) -> None:
     """Repaint the CONTENT photo with the multiscale texture statistics of the STYLE images.
 
@@ -129,6 +140,11 @@ def stylize(
     doubles the size and refines the upsampled result, with the content and
     style targets recomputed at its size. The best image so far is kept if the
     run is stopped (Ctrl-C, --time-limit, a numerical failure).
+
+    Ctrl-C and --checkpoint-every also write a checkpoint folder (default
+    OUTPUT.ckpt) that `multiscale resume` continues from the stage reached;
+    L-BFGS-B keeps no state that could be saved, so that stage starts again
+    from its best image.
     """
     from multiscale.stylize import make_config, prepare_stylize, run_plan
 
@@ -137,6 +153,7 @@ def stylize(
     out = OutputPlan.for_run(
         output=output, default_stem=f"{Path(content).stem}_stylized", config=config, overwrite=overwrite
     )
+    out.check(checkpoint=checkpoint)
     plan = prepare_stylize(content, list(styles), config=config)
     with StageProgressBar(total=plan.total_iterations, label="stylize", quiet=quiet) as bar:
 
@@ -144,18 +161,21 @@ def stylize(
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result = run_plan(plan, callback=on_progress)
-    out.save(result.image, result.report.to_dict())
+        result = run_plan(plan, callback=on_progress, checkpoint=out.checkpoint, output=out.image)
+    finish_stylize(out, result, quiet=quiet)
+
+
+def finish_stylize(out: OutputPlan, result: Any, *, quiet: bool) -> None:
+    """Save a result and say how the run ended, as synthesize does; the summary names the stages."""
+    finish(out, result, quiet=True)
+    if quiet:
+        return
     report = result.report
     loss = "not evaluated" if report.loss is None else f"loss {report.loss:.4g}"
-    summary = (
+    kept = f"; checkpoint in {report.checkpoint}" if report.checkpoint else ""
+    click.echo(
         f"{out.image}: {result.image.shape[1]}×{result.image.shape[0]}, {loss} after "
         f"{report.iterations} iterations in {len(report.stages)} stage(s), {report.elapsed_s:.1f} s "
-        f"({report.message})"
+        f"({report.message}){kept}",
+        err=True,
     )
-    if report.interrupted:
-        raise Interrupted(f"interrupted; best image so far written to {out.image} (and {out.metadata})")
-    if report.stop_reason == "non_finite":
-        raise click.ClickException(f"{report.message}; written to {out.image}")
-    if not quiet:
-        click.echo(summary, err=True)

@@ -34,7 +34,7 @@ from .io import load_image, save_image
 # Eager on purpose: the functions must shadow their same-named submodules, or
 # ``multiscale.synthesize`` would become the module once anything imports
 # ``multiscale.synthesize.run_synthesis``. The module imports no TensorFlow.
-from .stylize import StylizeResult, stylize
+from .stylize import StylizeResult, resume_stylize, stylize
 from .synthesize import SynthesisReport, SynthesisResult, resume_synthesis, synthesize
 
 # Public names served lazily: (module, attribute).
@@ -62,6 +62,7 @@ __all__ = [
     "__version__",
     "build_descriptor",
     "load_image",
+    "resume_stylize",
     "resume_synthesis",
     "save_image",
     "StylizeResult",

@@ -1,47 +1,60 @@
-"""Checkpoints of a synthesis run: stop it, continue it later, same result.
+"""Checkpoints of a long run: stop it, continue it later.
 
 A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
 
 ``checkpoint.json``
-    format version, the resolved config, the final output's path, the
-    sources' provenance, and the sha256 of the two ``.npz`` files; written
+    format name and version, ``kind`` (``"synthesize"`` or ``"stylize"``),
+    the resolved config, the final output's path, the sources' provenance,
+    where the run stands, and the sha256 of the two ``.npz`` files; written
     last, so a folder without it (or with stale hashes) is incomplete.
 ``targets.npz``
-    the joined target Grams and the mean colour, so a resume needs neither
-    the source photos nor the network pass over them.
+    what the run matches, so a resume needs neither the source photos nor
+    the network pass over them. Synthesize: the joined target Grams and the
+    mean colour. Stylize: for every stage, the content resized to the
+    stage (float32) and the styles' blended Grams at the stage's style size.
 ``state.npz``
-    the projected L-BFGS state (:mod:`multiscale.lbfgs`): iterate, pairs,
-    counters, best point — a resumed run continues bit for bit.
+    Synthesize: the projected L-BFGS state (:mod:`multiscale.lbfgs`):
+    iterate, pairs, counters, best point — a resumed run continues bit for
+    bit. Stylize: the best image of the stage reached (float32, the
+    optimiser's variables: 1 channel with ``preserve_color="luminance"``)
+    and the loss history. scipy's L-BFGS-B cannot hand out its correction
+    pairs, so a resumed stylize run restarts the optimiser from that image.
 ``current.png``, ``best.png``
     the current and the best image, for looking at (16-bit PNG).
 
 Every file is written atomically; a crash mid-checkpoint leaves the previous
 complete checkpoint readable (the JSON still names the old hashes, so a
-half-replaced folder is refused rather than silently mixed).
+half-replaced folder is refused rather than silently mixed). Version 1
+folders have no ``kind`` and are synthesize checkpoints.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import SynthesisConfig
+from .config import StyleConfig, SynthesisConfig
 from .errors import CheckpointError, ConfigError
 from .io import PathLike, atomic_output, file_sha256, save_image, write_json_atomic
 from .layers import layer_channels
 
-CHECKPOINT_VERSION = 1
+#: Version 2 added ``kind`` and stylize checkpoints.
+CHECKPOINT_VERSION = 2
+KINDS = ("synthesize", "stylize")
+_FORMAT = "multiscale-checkpoint"
+_DATA_FILES = ("targets.npz", "state.npz")
 _MAX_MEMBER_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint read back from disk.
+    """A synthesize checkpoint read back from disk.
 
     Attributes
     ----------
@@ -66,10 +79,136 @@ class Checkpoint:
     state: Any
 
 
+@dataclass(frozen=True)
+class StylePosition:
+    """Where a stylize run stands: what a resume needs besides the targets.
+
+    Attributes
+    ----------
+    stage : int
+        0-based index of the stage to continue.
+    stage_iterations, stage_evaluations : int
+        Already done in that stage (0 when it had not started).
+    stage_elapsed_s : float
+        Seconds already spent optimising that stage.
+    best_loss : float or None
+        The stage's best loss so far (``None``: none evaluated, or not started).
+    stages : list of dict
+        The :class:`~multiscale.stylize.StageInfo` fields of the stages
+        finished before ``stage``.
+    image : np.ndarray
+        float32 (h, w, c) at the stage's size, values in [0, 1]: the point
+        to continue from (the stage's best so far, or the previous stage's
+        result upsampled). ``c`` is 1 with ``preserve_color="luminance"``
+        (the optimiser's variable is the luminance), 3 otherwise.
+    history : np.ndarray
+        float64 (iterations,): the loss after each iteration so far, all
+        stages one after the other.
+    """
+
+    stage: int
+    stage_iterations: int
+    stage_evaluations: int
+    stage_elapsed_s: float
+    best_loss: float | None
+    stages: list[dict[str, Any]]
+    image: np.ndarray
+    history: np.ndarray
+
+    @property
+    def iterations(self) -> int:
+        """Iterations done so far, over all stages."""
+        return sum(int(s["iterations"]) for s in self.stages) + self.stage_iterations
+
+
+@dataclass(frozen=True)
+class StyleCheckpoint:
+    """A stylize checkpoint read back from disk.
+
+    Attributes
+    ----------
+    folder : Path
+    config : StyleConfig
+        The run's resolved config.
+    output : str
+        Where the final image goes.
+    content : dict
+        The content's provenance (:class:`~multiscale.synthesize.SourceInfo` fields).
+    styles : list of dict
+        The styles' provenance.
+    style_blend : list of float
+        The styles' weights, normalised to sum to 1.
+    stage_sizes : list of (height, width)
+        Smallest first; the last is the output size.
+    contents : list of np.ndarray
+        float32 (h, w, 3) in [0, 1]: the content at each stage's size.
+    grams : list of dict or None
+        Per stage, (octave, layer) → float64 (C, C): the blended style
+        Grams; ``None`` when ``style_weight`` is 0.
+    position : StylePosition
+    """
+
+    folder: Path
+    config: StyleConfig
+    output: str
+    content: dict[str, Any]
+    styles: list[dict[str, Any]]
+    style_blend: list[float]
+    stage_sizes: list[tuple[int, int]]
+    contents: list[np.ndarray]
+    grams: list[dict[tuple[int, str], np.ndarray]] | None
+    position: StylePosition
+
+
 def default_folder(output: PathLike) -> Path:
     """``out.png`` → ``out.png.ckpt``."""
     p = Path(output)
     return p.with_name(p.name + ".ckpt")
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+def _make_folder(folder: PathLike) -> Path:
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"{folder}: cannot create the checkpoint folder: {exc.strerror or exc}"
+        ) from exc
+    return folder
+
+
+def _write_npz(path: Path, members: Mapping[str, np.ndarray]) -> None:
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **members)
+
+
+def _write_previews(folder: Path, current: np.ndarray, best: np.ndarray) -> None:
+    for name, image in (("current.png", current), ("best.png", best)):
+        save_image(folder / name, np.clip(image, 0.0, 1.0), bit_depth=16, overwrite=True)
+
+
+def _write_meta(folder: Path, kind: str, fields: dict[str, Any]) -> None:
+    """Write ``checkpoint.json`` last, naming the data files' hashes."""
+    write_json_atomic(
+        folder / "checkpoint.json",
+        {
+            "format": _FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "kind": kind,
+            **fields,
+            "sha256": {name: file_sha256(folder / name) for name in _DATA_FILES},
+        },
+        overwrite=True,
+    )
+
+
+def _gram_members(prefix: str, grams: Mapping[tuple[int, str], np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
 
 
 def write_checkpoint(
@@ -84,7 +223,7 @@ def write_checkpoint(
     shape: tuple[int, ...],
     write_targets: bool = True,
 ) -> Path:
-    """Write (or refresh) a checkpoint folder; return its path.
+    """Write (or refresh) a synthesize checkpoint folder; return its path.
 
     ``shape`` is the image shape ((H, W, 3), or (N, H, W, 3) for frames) in
     which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
@@ -93,53 +232,102 @@ def write_checkpoint(
     """
     from .lbfgs import save_state
 
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(
-            f"{folder}: cannot create the checkpoint folder: {exc.strerror or exc}"
-        ) from exc
+    folder = _make_folder(folder)
     targets = folder / "targets.npz"
     if write_targets or not targets.exists():
-        members = {f"gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
-        members["mean_color"] = np.asarray(mean_color, np.float32)
-        with atomic_output(targets, overwrite=True) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **members)
+        _write_npz(targets, {**_gram_members("", grams), "mean_color": np.asarray(mean_color, np.float32)})
     save_state(folder / "state.npz", state, overwrite=True)
-    for name, x in (("current.png", state.x), ("best.png", state.best_x)):
-        image = np.clip(np.reshape(x, shape), 0.0, 1.0)
-        first = image if image.ndim == 3 else image[0]
-        save_image(folder / name, first, bit_depth=16, overwrite=True)
-    write_json_atomic(
-        folder / "checkpoint.json",
+    current, best = (np.reshape(x, shape) for x in (state.x, state.best_x))
+    _write_previews(folder, *(x if x.ndim == 3 else x[0] for x in (current, best)))
+    _write_meta(
+        folder,
+        "synthesize",
         {
-            "format": "multiscale-checkpoint",
-            "version": CHECKPOINT_VERSION,
             "output": str(output),
             "iteration": int(state.iteration),
             "best_loss": float(state.best_loss),
             "config": config.to_dict(),
             "sources": sources,
-            "sha256": {"targets.npz": file_sha256(targets), "state.npz": file_sha256(folder / "state.npz")},
         },
-        overwrite=True,
     )
     return folder
 
 
-def read_checkpoint(folder: PathLike) -> Checkpoint:
-    """Read and check a checkpoint folder.
+def write_style_checkpoint(
+    folder: PathLike,
+    *,
+    config: StyleConfig,
+    output: PathLike,
+    content: dict[str, Any],
+    styles: list[dict[str, Any]],
+    style_blend: Sequence[float],
+    contents: Sequence[np.ndarray],
+    grams: Sequence[Mapping[tuple[int, str], np.ndarray]] | None,
+    position: StylePosition,
+    current: np.ndarray,
+    best: np.ndarray,
+    write_targets: bool = True,
+) -> Path:
+    """Write (or refresh) a stylize checkpoint folder; return its path.
 
-    Raises
-    ------
-    CheckpointError
-        Missing or incomplete folder, another format or a newer version,
-        files that changed since the JSON was written, hostile arrays. The
-        message starts with the folder.
+    Parameters
+    ----------
+    contents, grams
+        Every stage's targets (see :class:`StyleCheckpoint`); written only
+        when ``write_targets`` (they never change during a run) or missing.
+    position : StylePosition
+        Where the run stands; ``position.image`` is what a resume starts from.
+    current, best : np.ndarray
+        float (h, w, 3) RGB in [0, 1]: the stage's current and best image,
+        saved as 16-bit PNGs for looking at.
     """
-    from .lbfgs import load_state
+    folder = _make_folder(folder)
+    targets = folder / "targets.npz"
+    if write_targets or not targets.exists():
+        members = {f"stage{s + 1}/content": np.asarray(c, np.float32) for s, c in enumerate(contents)}
+        for s, g in enumerate(grams or ()):
+            members.update(_gram_members(f"stage{s + 1}/", g))
+        _write_npz(targets, members)
+    _write_npz(
+        folder / "state.npz",
+        {
+            "image": np.asarray(position.image, np.float32),
+            "history": np.asarray(position.history, np.float64),
+        },
+    )
+    _write_previews(folder, current, best)
+    _write_meta(
+        folder,
+        "stylize",
+        {
+            "output": str(output),
+            "iteration": position.iterations,
+            "best_loss": position.best_loss,
+            "config": config.to_dict(),
+            "content": content,
+            "styles": styles,
+            "style_blend": [float(w) for w in style_blend],
+            "stage_sizes": [[int(h), int(w)] for h, w in (c.shape[:2] for c in contents)],
+            "stage": position.stage + 1,
+            "stage_iterations": position.stage_iterations,
+            "stage_evaluations": position.stage_evaluations,
+            "stage_elapsed_s": position.stage_elapsed_s,
+            "stages": position.stages,
+        },
+    )
+    return folder
 
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+
+def _read_meta(
+    folder: PathLike, *, kind: str | None = None, verify: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Read ``checkpoint.json``; check the format, version, kind (``kind``, if given) and
+    (``verify``) the data files' hashes."""
     folder = Path(folder)
     meta_path = folder / "checkpoint.json"
     if not folder.is_dir():
@@ -150,21 +338,29 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json is unreadable: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != "multiscale-checkpoint":
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
         raise CheckpointError(f"{folder}: checkpoint.json is not a multiscale checkpoint")
     version = meta.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{folder}: checkpoint.json has no valid version ({version!r})")
+    if version > CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{folder}: checkpoint version {version!r} is newer than this multiscale; upgrade"
         )
-    try:
-        config = SynthesisConfig.from_dict(meta["config"])
-        output = str(meta["output"])
-        sources = list(meta.get("sources", []))
-        hashes = dict(meta["sha256"])
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
-    for name in ("targets.npz", "state.npz"):
+    meta.setdefault("kind", "synthesize")
+    if meta["kind"] not in KINDS:
+        raise CheckpointError(f"{folder}: checkpoint.json names an unknown kind of run {meta['kind']!r}")
+    if kind is not None and meta["kind"] != kind:
+        raise CheckpointError(
+            f"{folder}: a {meta['kind']} checkpoint, not a {kind} one; continue it with "
+            f"`multiscale resume {folder}`"
+        )
+    hashes = meta.get("sha256")
+    if not verify:
+        return folder, meta
+    if not isinstance(hashes, dict):
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: 'sha256'")
+    for name in _DATA_FILES:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{folder}: {name} is missing")
@@ -172,41 +368,180 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
             raise CheckpointError(
                 f"{folder}: {name} changed after checkpoint.json was written; refusing to mix"
             )
-    grams, mean_color = _read_targets(folder / "targets.npz", config)
+    return folder, meta
+
+
+def checkpoint_kind(folder: PathLike) -> str:
+    """``"synthesize"`` or ``"stylize"``: which job wrote the checkpoint in ``folder``.
+
+    Only ``checkpoint.json`` is read; :func:`read_checkpoint` and
+    :func:`read_style_checkpoint` check the rest.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_checkpoint`, for the folder and its JSON.
+    """
+    return str(_read_meta(folder, verify=False)[1]["kind"])
+
+
+def read_checkpoint(folder: PathLike) -> Checkpoint:
+    """Read and check a synthesize checkpoint folder.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or incomplete folder, another format or a newer version, a
+        stylize checkpoint, files that changed since the JSON was written,
+        hostile arrays. The message starts with the folder (or the file).
+    """
+    from .lbfgs import load_state
+
+    folder, meta = _read_meta(folder, kind="synthesize")
+    try:
+        config = SynthesisConfig.from_dict(meta["config"])
+        output = str(meta["output"])
+        sources = list(meta.get("sources", []))
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
+    d = config.descriptor
+    expected = {f"gram/{k}/{layer}": _gram_shape(layer) for k in range(d.octaves) for layer in d.layers}
+    expected["mean_color"] = (3,)
+    arrays = _read_arrays(folder / "targets.npz", expected, fit="the run's layers")
     return Checkpoint(
-        folder=folder, config=config, output=output, grams=grams, mean_color=mean_color,
-        sources=sources, state=load_state(folder / "state.npz"),
+        folder=folder, config=config, output=output, grams=_grams(arrays, ""),
+        mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
+        state=load_state(folder / "state.npz"),
     )  # fmt: skip
 
 
-def _read_targets(
-    path: Path, config: SynthesisConfig
-) -> tuple[dict[tuple[int, str], np.ndarray], np.ndarray]:
+def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
+    """Read and check a stylize checkpoint folder.
+
+    Every field of the JSON is checked for type and consistency (stage
+    index within the plan, iterations matching the history), and every array
+    against the shape the config and stage sizes give it.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_checkpoint`; the message starts with the folder or
+        names the file at fault.
+    """
+    folder, meta = _read_meta(folder, kind="stylize")
+    try:
+        config = StyleConfig.from_dict(meta["config"])
+        output = str(meta["output"])
+        content = dict(meta["content"])
+        styles = [dict(s) for s in meta["styles"]]
+        blend = [float(w) for w in meta["style_blend"]]
+        sizes = [(_count(h, "stage_sizes", 1), _count(w, "stage_sizes", 1)) for h, w in meta["stage_sizes"]]
+        stage = _count(meta["stage"], "stage", 1) - 1
+        stage_iterations = _count(meta["stage_iterations"], "stage_iterations")
+        stage_evaluations = _count(meta["stage_evaluations"], "stage_evaluations")
+        stage_elapsed_s = float(meta["stage_elapsed_s"])
+        best_loss = None if meta["best_loss"] is None else float(meta["best_loss"])
+        stages = [dict(s) for s in meta["stages"]]
+        done = sum(_count(s["iterations"], "stages") for s in stages)
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
+    if not sizes or stage >= len(sizes) or len(stages) != stage or len(blend) != len(styles):
+        raise CheckpointError(
+            f"{folder}: checkpoint.json is inconsistent: stage {stage + 1} of {len(sizes)} with "
+            f"{len(stages)} finished, {len(blend)} weights for {len(styles)} styles"
+        )
+    if meta.get("iteration") != done + stage_iterations:
+        raise CheckpointError(
+            f"{folder}: checkpoint.json is inconsistent: iteration {meta.get('iteration')!r}, "
+            f"but its stages add up to {done + stage_iterations}"
+        )
     d = config.descriptor
-    expected = {
-        f"gram/{k}/{layer}": (layer_channels(layer),) * 2 for k in range(d.octaves) for layer in d.layers
-    }
-    expected["mean_color"] = (3,)
+    expected = {f"stage{s + 1}/content": (h, w, 3) for s, (h, w) in enumerate(sizes)}
+    if config.style_weight > 0:
+        for s in range(len(sizes)):
+            expected.update(
+                {
+                    f"stage{s + 1}/gram/{k}/{layer}": _gram_shape(layer)
+                    for k in range(d.octaves)
+                    for layer in d.layers
+                }
+            )
+    targets = _read_arrays(folder / "targets.npz", expected, fit="the run's stages and layers")
+    channels = 1 if config.preserve_color == "luminance" else 3
+    state = _read_arrays(
+        folder / "state.npz",
+        {"image": (*sizes[stage], channels), "history": (done + stage_iterations,)},
+        fit="a stylize checkpoint",
+    )
+    position = StylePosition(
+        stage=stage, stage_iterations=stage_iterations, stage_evaluations=stage_evaluations,
+        stage_elapsed_s=stage_elapsed_s, best_loss=best_loss, stages=stages,
+        image=np.clip(state["image"], 0.0, 1.0).astype(np.float32), history=state["history"].astype(np.float64),
+    )  # fmt: skip
+    return StyleCheckpoint(
+        folder=folder, config=config, output=output, content=content, styles=styles, style_blend=blend,
+        stage_sizes=sizes, contents=[targets[f"stage{s + 1}/content"].astype(np.float32) for s in range(len(sizes))],
+        grams=[_grams(targets, f"stage{s + 1}/") for s in range(len(sizes))] if config.style_weight > 0 else None,
+        position=position,
+    )  # fmt: skip
+
+
+def _count(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name!r} must hold integers ≥ {minimum}, got {value!r}")
+    return value
+
+
+def _gram_shape(layer: str) -> tuple[int, int]:
+    c = layer_channels(layer)
+    return (c, c)
+
+
+def _grams(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[tuple[int, str], np.ndarray]:
+    """The ``{prefix}gram/{octave}/{layer}`` members, keyed by (octave, layer), float64."""
+    grams = {}
+    for name, a in arrays.items():
+        if name.startswith(prefix + "gram/"):
+            k, layer = name[len(prefix) + len("gram/") :].split("/")
+            grams[(int(k), layer)] = a.astype(np.float64)
+    return grams
+
+
+def _read_arrays(path: Path, expected: Mapping[str, tuple[int, ...]], *, fit: str) -> dict[str, np.ndarray]:
+    """Load the float arrays of an ``.npz`` after checking its members' names and total size.
+
+    ``expected`` maps every member name to its shape; ``fit`` says what the
+    members must fit, for the error message.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             names = {n.removesuffix(".npy") for n in zf.namelist()}
             if names != set(expected):
-                raise CheckpointError(
-                    f"{path}: members {sorted(names ^ set(expected))} do not fit the run's layers"
-                )
+                raise CheckpointError(f"{path}: members {sorted(names ^ set(expected))[:6]} do not fit {fit}")
             if sum(i.file_size for i in zf.infolist()) > _MAX_MEMBER_BYTES:
-                raise CheckpointError(f"{path}: larger than any run's targets can be")
+                raise CheckpointError(f"{path}: larger than any run's checkpoint can be")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in expected}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: unreadable targets file: {exc}") from exc
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint file: {exc}") from exc
     for name, shape in expected.items():
         a = arrays[name]
         if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {name} has shape {a.shape} {a.dtype}, expected finite {shape}")
-    grams = {}
-    for name, a in arrays.items():
-        if name.startswith("gram/"):
-            _, k, layer = name.split("/")
-            grams[(int(k), layer)] = a.astype(np.float64)
-    return grams, arrays["mean_color"].astype(np.float32)
+    return arrays
+
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Checkpoint",
+    "StyleCheckpoint",
+    "StylePosition",
+    "checkpoint_kind",
+    "default_folder",
+    "read_checkpoint",
+    "read_style_checkpoint",
+    "write_checkpoint",
+    "write_style_checkpoint",
+]

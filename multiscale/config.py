@@ -327,6 +327,36 @@ FIRST_STAGE_MAX_SIDE = 512
 MAX_STAGES = 8
 
 
+def _config_from_dict(cls: Any, data: Any, *, name: str = "config") -> Any:
+    """Rebuild a frozen config dataclass from its ``to_dict()`` form.
+
+    JSON lists become tuples and nested configs (fields whose default
+    factory is a config class, such as ``descriptor``) are rebuilt the same
+    way; the constructor then validates every value.
+
+    Raises
+    ------
+    ConfigError
+        For a field this version does not know, a nested config that is not
+        a mapping, or an invalid value.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(name, f"expected a mapping of settings, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(unknown[0], "is not a known setting")
+    values = {}
+    for key, value in data.items():
+        factory = fields[key].default_factory
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            value = _config_from_dict(factory, value, name=key)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     """Every option of a style transfer run, with its default.
@@ -380,6 +410,11 @@ class StyleConfig:
     time_limit : float or None
         Seconds for all stages together, shared out in proportion to each
         stage's pixel count; the best image so far is the result.
+    checkpoint_every : int or None
+        Write a resumable checkpoint every N iterations, counted over all
+        stages (see :mod:`multiscale.checkpoint`; needs a checkpoint folder).
+        scipy's L-BFGS-B cannot hand out its state, so a resumed run restarts
+        it from the best image of the stage reached.
     """
 
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
@@ -414,9 +449,21 @@ class StyleConfig:
     bit_depth: int = 8
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     max_memory: int | None = None
+    checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StyleConfig:
+        """Rebuild a config from :meth:`to_dict` output (lists become tuples).
+
+        Raises
+        ------
+        ConfigError
+            For unknown fields or invalid values.
+        """
+        return _config_from_dict(cls, data)  # type: ignore[no-any-return]
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
@@ -461,6 +508,8 @@ class StyleConfig:
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError("init", "must be content, noise, mean or an image path")
         _validate_run(self)
+        if self.checkpoint_every is not None:
+            _positive_int("checkpoint_every", self.checkpoint_every)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists)."""

@@ -52,6 +52,9 @@ class Progress:
     image : np.ndarray or None
         The current iterate, float64, reshaped to the ``shape`` given to
         :func:`minimize` (a view: copy it to keep it).
+    best_image : np.ndarray or None
+        The point of ``best_loss`` in the same shape (a view), from
+        :func:`minimize`; other drivers leave it ``None``.
     """
 
     iteration: int
@@ -62,6 +65,7 @@ class Progress:
     elapsed_s: float
     octave_losses: tuple[float, ...] = ()
     image: np.ndarray | None = field(default=None, repr=False)
+    best_image: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -187,6 +191,7 @@ def minimize(
                 elapsed_s=time.perf_counter() - start,
                 octave_losses=tuple(float(v) for v in per_octave) if per_octave is not None else (),
                 image=np.reshape(intermediate_result.x, shape) if shape is not None else None,
+                best_image=np.reshape(best["x"], shape) if shape is not None else None,
             )
             if callback(progress):
                 raise _Stop("callback", "stopped by the progress callback")

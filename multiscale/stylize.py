@@ -15,6 +15,13 @@ targets at its own size. Styles are resized at every stage to
 ``style_scale`` × the stage's width, so their features keep the same size
 relative to the picture throughout.
 
+Given a checkpoint folder, a run writes a resumable checkpoint
+(:mod:`multiscale.checkpoint`) on Ctrl-C and every ``checkpoint_every``
+iterations: the content at every stage's size, the styles' blended Grams,
+the stage reached and its best image. :func:`resume_stylize` continues it
+to the end of the plan; scipy's L-BFGS-B keeps no state that could be
+saved, so the stage reached restarts the optimiser from its best image.
+
 The job is a function of (config, images) → result; it loads nothing from
 the command line and prints nothing. Progress goes to ``callback``.
 """
@@ -32,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import StylePosition, read_style_checkpoint, write_style_checkpoint
 from .color import grey_rgb, luminance, match_color, match_luminance, recombine
 from .config import (
     DESCRIPTOR_DEFAULTS,
@@ -43,7 +51,7 @@ from .config import (
     DescriptorConfig,
     StyleConfig,
 )
-from .errors import ConfigError, ImageError, ImageTooSmallError
+from .errors import CheckpointError, ConfigError, ImageError, ImageTooSmallError
 from .io import file_sha256, load_image, resize_image
 from .memory import MemoryEstimate, check_memory, default_max_memory, estimate_synthesis_memory
 from .optimize import Progress
@@ -128,6 +136,10 @@ class StylizeReport:
         The styles' weights, normalised to sum to 1.
     backbone, weights_path, weights_sha256 : str
     versions : dict of str → str
+    checkpoint : str or None
+        The checkpoint folder this run wrote (``None``: none was written).
+    resumed_from : str or None
+        The checkpoint this run continued (:func:`resume_stylize`).
     """
 
     loss: float | None
@@ -153,6 +165,8 @@ class StylizeReport:
     weights_path: str
     weights_sha256: str
     versions: dict[str, str] = field(default_factory=dict)
+    checkpoint: str | None = None
+    resumed_from: str | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -524,6 +538,40 @@ def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[An
     return total
 
 
+@dataclass(frozen=True)
+class StageTargets:
+    """What one stage is matched against.
+
+    Attributes
+    ----------
+    content : np.ndarray
+        float32 (h, w, 3) RGB in [0, 1]: the content resized to the stage.
+    grams : dict of (octave, layer) → np.ndarray float64 (C, C), or None
+        The styles' blended Gram matrices, the styles resized to
+        ``style_scale`` × the stage's width; ``None`` when ``style_weight``
+        is 0 (not computed).
+    """
+
+    content: np.ndarray
+    grams: dict[tuple[int, str], np.ndarray] | None
+
+
+def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
+    """Every stage's :class:`StageTargets`, smallest stage first, computed with ``network``.
+
+    :func:`run_plan` computes them all before the first stage, so that a
+    checkpoint can hold them and a resume needs neither the source files nor
+    their network passes (one forward pass per style and stage).
+    """
+    grams = plan.config.style_weight > 0
+    return [
+        StageTargets(
+            content=_resize(plan.content, h, w), grams=_blended_grams(plan, network, w) if grams else None
+        )
+        for h, w in plan.stage_sizes
+    ]
+
+
 def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
     """The :class:`~multiscale.content.StylizeObjective` of ``plan`` at one size.
 
@@ -532,15 +580,19 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     With ``preserve_color="luminance"`` the objective's variables are one
     luminance channel and the content's targets are those of its grey version.
     """
+    grams = _blended_grams(plan, network, width) if plan.config.style_weight > 0 else None
+    targets = StageTargets(content=_resize(plan.content, height, width), grams=grams)
+    return _objective(plan.config, network, targets)
+
+
+def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
     from .content import StylizeObjective, content_features
 
-    config = plan.config
     lum = config.preserve_color == "luminance"
-    content_s = _resize(plan.content, height, width)
-    if lum:
-        content_s = grey_rgb(luminance(content_s))
+    content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
+    height, width = content_s.shape[:2]
     return StylizeObjective(
-        style_targets=_blended_grams(plan, network, width) if config.style_weight > 0 else None,
+        style_targets=targets.grams,
         content_targets=(
             content_features(content_s, network=network, layers=config.content_layers)
             if config.content_weight > 0
@@ -561,90 +613,270 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def run_plan(plan: StylizePlan, *, callback: Callable[[Any], bool | None] | None = None) -> StylizeResult:
+def _to_variable(rgb: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """RGB (h, w, 3) → the optimiser's variables: (h, w, 1) luminance or (h, w, 3), float32."""
+    if config.preserve_color == "luminance":
+        return luminance(rgb)[..., None]
+    return np.asarray(rgb, dtype=np.float32)
+
+
+def _to_rgb(var: np.ndarray, content: np.ndarray, config: StyleConfig) -> np.ndarray:
+    """The optimiser's variables → RGB in [0, 1] (luminance recombined with ``content``'s chroma)."""
+    if config.preserve_color == "luminance":
+        return recombine(var[..., 0], content)
+    return np.clip(var, 0.0, 1.0)
+
+
+@dataclass
+class _Job:
+    """What the stages of a run need, from a plan or from a checkpoint."""
+
+    config: StyleConfig
+    targets: list[StageTargets]
+    content_info: SourceInfo
+    style_infos: list[SourceInfo]
+    blend: tuple[float, ...]
+
+    @property
+    def stage_sizes(self) -> list[tuple[int, int]]:
+        return [(t.content.shape[0], t.content.shape[1]) for t in self.targets]
+
+
+class _StyleCheckpointer:
+    """Writes a run's checkpoints into one folder; the targets only the first time."""
+
+    def __init__(
+        self, folder: str | os.PathLike[str], *, job: _Job, output: Any, targets_written: bool
+    ) -> None:
+        self.folder, self.job, self.output = folder, job, output
+        self.write_targets = not targets_written
+        self.written = False
+
+    def __call__(self, position: StylePosition, *, current: np.ndarray) -> None:
+        """Write ``position``; ``current`` is the stage's current iterate (optimiser variables)."""
+        job, config = self.job, self.job.config
+        content = job.targets[position.stage].content
+        write_style_checkpoint(
+            self.folder, config=config, output=self.output, content=dataclasses.asdict(job.content_info),
+            styles=[dataclasses.asdict(s) for s in job.style_infos], style_blend=job.blend,
+            contents=[t.content for t in job.targets],
+            grams=None if config.style_weight == 0 else [t.grams or {} for t in job.targets],
+            position=position, current=_to_rgb(current, content, config),
+            best=_to_rgb(position.image, content, config), write_targets=self.write_targets,
+        )  # fmt: skip
+        self.write_targets, self.written = False, True
+        log.info(
+            "checkpoint written to %s (stage %d, %d iterations in all)",
+            self.folder, position.stage + 1, position.iterations,
+        )  # fmt: skip
+
+
+def _worth_a_checkpoint(reason: str, *, last: bool, periodic: bool) -> bool:
+    """Whether a stage that ended for ``reason`` leaves a checkpoint behind.
+
+    A run stopped early (Ctrl-C, the callback, the time limit of the last
+    stage) can be continued; so can, with periodic checkpoints, a finished
+    one (with more iterations). A time limit in an earlier stage hands over
+    to the next; a non-finite loss is not worth continuing.
+    """
+    if reason in ("interrupted", "callback"):
+        return True
+    return last and reason != "non_finite" and (periodic or reason == "time_limit")
+
+
+def _network(config: StyleConfig) -> tuple[Any, Any]:
+    from .backbone import VGG16, load_weights
+
+    d = config.descriptor
+    weights = load_weights(d.weights)
+    return weights, VGG16(weights, pooling=d.pooling, padding=d.padding)
+
+
+def run_plan(
+    plan: StylizePlan,
+    *,
+    callback: Callable[[Any], bool | None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> StylizeResult:
     """Carry out a :class:`StylizePlan`: optimise every stage, return the final image.
 
     A stage stopped by Ctrl-C, a non-finite loss or the callback ends the
     run; its best image, upsampled to the output size, is the result. A
     stage that reaches its share of the time limit hands over to the next.
-    """
-    from .backbone import VGG16, load_weights
-    from .content import StylizeObjective
-    from .optimize import minimize
 
+    With ``checkpoint`` (a folder), a resumable checkpoint
+    (:mod:`multiscale.checkpoint`) is written every ``config.checkpoint_every``
+    iterations (counted over all stages) and whenever the run stops early
+    (Ctrl-C, the callback, the time limit at the last stage); ``output`` is
+    recorded in it as where the final image goes. :func:`resume_stylize`
+    continues it.
+
+    Raises
+    ------
+    ConfigError
+        If ``checkpoint`` is given without ``output``.
+    """
+    if checkpoint is not None and output is None:
+        raise ConfigError("output", "a checkpoint must record the output it is for; give output=")
     started = time.perf_counter()
     config = plan.config
-    d = config.descriptor
-    lum = config.preserve_color == "luminance"
-    channels = 1 if lum else 3
+    weights, network = _network(config)
+    job = _Job(
+        config=config, targets=stage_targets(plan, network), content_info=plan.content_info,
+        style_infos=plan.style_infos, blend=plan.blend,
+    )  # fmt: skip
+    h, w = plan.stage_sizes[0]
+    start = StylePosition(
+        stage=0, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None, stages=[],
+        image=_to_variable(_start_image(plan, h, w), config), history=np.zeros(0),
+    )  # fmt: skip
+    checkpointer = (
+        None
+        if checkpoint is None
+        else _StyleCheckpointer(checkpoint, job=job, output=output, targets_written=False)
+    )
+    return _run_stages(
+        job, start=start, finished=[], weights=weights, network=network, started=started, callback=callback,
+        checkpointer=checkpointer,
+    )  # fmt: skip
 
-    def to_variable(rgb: np.ndarray) -> np.ndarray:
-        return luminance(rgb)[..., None] if lum else np.asarray(rgb, dtype=np.float32)
 
-    def to_rgb(var: np.ndarray, content_rgb: np.ndarray) -> np.ndarray:
-        if lum:
-            return recombine(var[..., 0], content_rgb)
-        return np.clip(var, 0.0, 1.0)
+def _run_stages(
+    job: _Job,
+    *,
+    start: StylePosition,
+    finished: list[StageInfo],
+    weights: Any,
+    network: Any,
+    started: float,
+    callback: Callable[[Any], bool | None] | None,
+    checkpointer: _StyleCheckpointer | None,
+    resumed_from: str | None = None,
+) -> StylizeResult:
+    """Optimise the stages from ``start`` (a :class:`~multiscale.checkpoint.StylePosition`) to the last.
 
-    weights = load_weights(d.weights)
-    network = VGG16(weights, pooling=d.pooling, padding=d.padding)
-    n = plan.stages
-    pixels = [h * w for h, w in plan.stage_sizes]
-    stage_records: list[StageInfo] = []
-    history: list[float] = []
+    ``finished`` are the records of the stages before ``start.stage``. A
+    stage with iterations already done goes on for the rest of its
+    ``max_iter``, from ``start.image``, with a fresh L-BFGS-B.
+    """
+    from .optimize import minimize
+
+    config = job.config
+    channels = 1 if config.preserve_color == "luminance" else 3
+    sizes = job.stage_sizes
+    n = len(sizes)
+    height, width = sizes[-1]
+    pixels = [h * w for h, w in sizes]
+    total_iterations = n * config.max_iter
+    records = list(finished)
+    history = [float(v) for v in start.history]
     current: np.ndarray | None = None
-    objective: StylizeObjective | None = None
+    objective: Any = None
     reason, message, best_loss = "max_iter", "", None
     optimise_start: float | None = None
+    note = ""
+    if resumed_from is not None:
+        s, k = start.stage + 1, start.stage_iterations
+        if k == 0:
+            note = f"resumed at the start of stage {s} of {n}"
+        elif k >= config.max_iter:
+            note = f"resumed after stage {s} of {n}, which had done its {k} iterations"
+        else:
+            note = (
+                f"resumed stage {s} of {n} from its best image after {k} iteration(s); "
+                "L-BFGS-B restarted, as scipy's optimiser state cannot be saved"
+            )
+        log.info("%s: %s", resumed_from, note)
 
-    for i, (h, w) in enumerate(plan.stage_sizes):
+    for i in range(start.stage, n):
+        h, w = sizes[i]
+        content_s = job.targets[i].content
+        first = i == start.stage
+        done_iters, done_evals, done_s = (
+            (start.stage_iterations, start.stage_evaluations, start.stage_elapsed_s) if first else (0, 0, 0.0)
+        )
         try:
-            content_s = _resize(plan.content, h, w)
-            objective = build_objective(plan, network, h, w)
-            x0 = to_variable(_start_image(plan, h, w)) if current is None else _resize(current, h, w)
+            objective = _objective(config, network, job.targets[i])
+            x0 = start.image if first else _resize(current, h, w)
         except KeyboardInterrupt:
             if current is None:
                 raise
             objective = None
             reason, message = "interrupted", f"interrupted (Ctrl-C) while preparing stage {i + 1} of {n}"
+            if checkpointer is not None:
+                x0 = _resize(current, h, w)
+                checkpointer(
+                    StylePosition(
+                        stage=i, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None,
+                        stages=[dataclasses.asdict(r) for r in records], image=x0, history=np.array(history),
+                    ),
+                    current=x0,
+                )  # fmt: skip
             break
+
+        if done_iters >= config.max_iter:
+            # A checkpoint written at the stage's last iteration: the stage is done.
+            current = x0
+            records.append(
+                StageInfo(
+                    stage=i + 1, height=h, width=w, iterations=done_iters, evaluations=done_evals,
+                    loss=start.best_loss, stop_reason="max_iter", message=f"reached {done_iters} iterations",
+                    elapsed_s=done_s, time_limit_s=None,
+                )
+            )  # fmt: skip
+            continue
 
         budget = None
         if config.time_limit is not None:
             optimise_start = optimise_start or time.perf_counter()
             remaining = config.time_limit - (time.perf_counter() - optimise_start)
             budget = max(remaining, 0.0) * pixels[i] / sum(pixels[i:])
-        offset = i * config.max_iter
+        offset = i * config.max_iter + done_iters
+        before = sum(r.iterations for r in records) + done_iters
+        stage_losses: list[float] = []
+        latest: dict[str, np.ndarray] = {}
 
         def on_iteration(
-            p: Progress, stage: int = i, offset: int = offset, content_s: np.ndarray = content_s
-        ) -> bool | None:
-            if callback is None:
-                return None
-            image = None if p.image is None else to_rgb(p.image, content_s)
-            progress = StageProgress(
-                iteration=offset + p.iteration,
-                max_iter=plan.total_iterations,
-                evaluations=p.evaluations,
-                loss=p.loss,
-                best_loss=p.best_loss,
-                elapsed_s=time.perf_counter() - started,
-                octave_losses=p.octave_losses,
-                image=image,
-                stage=stage + 1,
-                stages=n,
-                stage_iteration=p.iteration,
-                height=image.shape[0] if image is not None else 0,
-                width=image.shape[1] if image is not None else 0,
-            )
-            return callback(progress)
+            p: Progress, stage: int = i, offset: int = offset, content_s: np.ndarray = content_s,
+            before: int = before, done: tuple[int, int, float] = (done_iters, done_evals, done_s),
+            losses: list[float] = stage_losses, latest: dict[str, np.ndarray] = latest,
+            past: list[float] = history,
+        ) -> bool | None:  # fmt: skip
+            stop = None
+            if callback is not None:
+                image = None if p.image is None else _to_rgb(p.image, content_s, config)
+                stop = callback(
+                    StageProgress(
+                        iteration=offset + p.iteration, max_iter=total_iterations, evaluations=p.evaluations,
+                        loss=p.loss, best_loss=p.best_loss, elapsed_s=time.perf_counter() - started,
+                        octave_losses=p.octave_losses, image=image, stage=stage + 1, stages=n,
+                        stage_iteration=done[0] + p.iteration, height=content_s.shape[0],
+                        width=content_s.shape[1],
+                    )
+                )  # fmt: skip
+            if checkpointer is None:
+                return stop
+            losses.append(p.loss)
+            latest["x"] = np.array(p.image, dtype=np.float32)
+            if config.checkpoint_every and (before + p.iteration) % config.checkpoint_every == 0:
+                checkpointer(
+                    StylePosition(
+                        stage=stage, stage_iterations=done[0] + p.iteration,
+                        stage_evaluations=done[1] + p.evaluations, stage_elapsed_s=done[2] + p.elapsed_s,
+                        best_loss=_finite_or_none(p.best_loss), stages=[dataclasses.asdict(r) for r in records],
+                        image=np.array(p.best_image, dtype=np.float32), history=np.array(past + losses),
+                    ),
+                    current=latest["x"],
+                )  # fmt: skip
+            return stop
 
         stage_obj = objective
         result = minimize(
             stage_obj,
             x0.reshape(-1),
             bounds=(0.0, 1.0),
-            max_iter=config.max_iter,
+            max_iter=config.max_iter - done_iters,
             tol=config.tol,
             history=config.history,
             time_limit=budget,
@@ -657,28 +889,39 @@ def run_plan(plan: StylizePlan, *, callback: Callable[[Any], bool | None] | None
         best_loss = _finite_or_none(result.loss)
         reason = result.stop_reason
         message = f"stage {i + 1} of {n}: {result.message}"
-        stage_records.append(
-            StageInfo(
-                stage=i + 1, height=h, width=w, iterations=result.iterations,
-                evaluations=result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
-                message=result.message, elapsed_s=result.elapsed_s, time_limit_s=budget,
-            )
+        record = StageInfo(
+            stage=i + 1, height=h, width=w, iterations=done_iters + result.iterations,
+            evaluations=done_evals + result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
+            message=result.message, elapsed_s=done_s + result.elapsed_s, time_limit_s=budget,
         )  # fmt: skip
         log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
+        if checkpointer is not None and _worth_a_checkpoint(
+            reason, last=i == n - 1, periodic=config.checkpoint_every is not None
+        ):
+            checkpointer(
+                StylePosition(
+                    stage=i, stage_iterations=record.iterations, stage_evaluations=record.evaluations,
+                    stage_elapsed_s=record.elapsed_s, best_loss=best_loss,
+                    stages=[dataclasses.asdict(r) for r in records], image=current, history=np.array(history),
+                ),
+                current=latest.get("x", current),
+            )  # fmt: skip
+        records.append(record)
         if reason in ("interrupted", "non_finite", "callback"):
             break
 
     assert current is not None
-    finished = len(stage_records) == n and reason not in ("interrupted", "non_finite", "callback")
-    if current.shape[:2] != (plan.height, plan.width):
-        current = _resize(current, plan.height, plan.width)
-        message += f"; the image is stage {len(stage_records)}'s result upsampled to the output size"
-    content_out = _resize(plan.content, plan.height, plan.width)
-    image = quantize(to_rgb(current, content_out), bit_depth=config.bit_depth)
+    finished_all = len(records) == n and reason not in ("interrupted", "non_finite", "callback")
+    if current.shape[:2] != (height, width):
+        current = _resize(current, height, width)
+        message += f"; the image is stage {len(records)}'s result upsampled to the output size"
+    if note:
+        message += f" ({note})"
+    image = quantize(_to_rgb(current, job.targets[-1].content, config), bit_depth=config.bit_depth)
     loss = content_loss = style_loss = tv_loss = None
     octave_losses: list[float] = []
-    if finished and objective is not None:
-        total, terms, per_octave = objective.loss(to_variable(image))
+    if finished_all and objective is not None:
+        total, terms, per_octave = objective.loss(_to_variable(image, config))
         loss, tv_loss = total, terms["tv"]
         content_loss = terms["content"] if config.content_weight > 0 else None
         style_loss = terms["style"] if config.style_weight > 0 else None
@@ -691,25 +934,80 @@ def run_plan(plan: StylizePlan, *, callback: Callable[[Any], bool | None] | None
         tv_loss=tv_loss,
         octave_losses=octave_losses,
         best_loss=best_loss,
-        iterations=sum(s.iterations for s in stage_records),
-        evaluations=sum(s.evaluations for s in stage_records),
+        iterations=sum(s.iterations for s in records),
+        evaluations=sum(s.evaluations for s in records),
         stop_reason=reason,
         message=message,
         elapsed_s=time.perf_counter() - started,
         history=history,
-        stages=stage_records,
+        stages=records,
         config=config,
-        height=plan.height,
-        width=plan.width,
-        content=plan.content_info,
-        styles=plan.style_infos,
-        style_blend=list(plan.blend),
+        height=height,
+        width=width,
+        content=job.content_info,
+        styles=job.style_infos,
+        style_blend=list(job.blend),
         backbone=weights.backbone_id,
         weights_path=os.fspath(weights.path),
         weights_sha256=weights.sha256,
         versions=versions(),
+        checkpoint=os.fspath(checkpointer.folder)
+        if checkpointer is not None and checkpointer.written
+        else None,
+        resumed_from=resumed_from,
     )
     return StylizeResult(image=image, report=report)
+
+
+def resume_stylize(
+    checkpoint: str | os.PathLike[str],
+    *,
+    max_iter: int | None = None,
+    time_limit: float | None = None,
+    callback: Callable[[Any], bool | None] | None = None,
+) -> tuple[StylizeResult, str]:
+    """Continue a checkpointed stylize run to the end of its plan; return the result and its output path.
+
+    The run goes on from the stage it reached with its own settings and
+    targets (the checkpoint holds the content at every stage's size and the
+    styles' Grams, so no source file is read). scipy's L-BFGS-B cannot hand
+    out its state, so a stage stopped part-way restarts the optimiser from
+    that stage's best image, for the rest of its ``max_iter``: the result is
+    close to, not the same as, an uninterrupted run's. The log, the report's
+    ``message`` and ``resumed_from`` say so. ``max_iter`` (per stage) and
+    ``time_limit`` (for this session, shared among the remaining stages) may
+    be changed. The continued run checkpoints into the same folder.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, incomplete, altered or foreign checkpoint (names the
+        folder or the file).
+    """
+    started = time.perf_counter()
+    ck = read_style_checkpoint(checkpoint)
+    changes: dict[str, Any] = {"time_limit": time_limit}
+    if max_iter is not None:
+        changes["max_iter"] = max_iter
+    config = dataclasses.replace(ck.config, **changes)
+    try:
+        content_info = SourceInfo(**ck.content)
+        style_infos = [SourceInfo(**s) for s in ck.styles]
+        finished = [StageInfo(**s) for s in ck.position.stages]
+    except TypeError as exc:
+        raise CheckpointError(f"{ck.folder}: checkpoint.json has a malformed record: {exc}") from exc
+    grams = ck.grams or [None] * len(ck.contents)
+    job = _Job(
+        config=config, targets=[StageTargets(content=c, grams=g) for c, g in zip(ck.contents, grams, strict=True)],
+        content_info=content_info, style_infos=style_infos, blend=tuple(ck.style_blend),
+    )  # fmt: skip
+    weights, network = _network(config)
+    result = _run_stages(
+        job, start=ck.position, finished=finished, weights=weights, network=network, started=started,
+        callback=callback, checkpointer=_StyleCheckpointer(ck.folder, job=job, output=ck.output, targets_written=True),
+        resumed_from=os.fspath(ck.folder),
+    )  # fmt: skip
+    return result, ck.output
 
 
 def run_stylize(
@@ -718,9 +1016,12 @@ def run_stylize(
     *,
     config: StyleConfig,
     callback: Callable[[Any], bool | None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> StylizeResult:
-    """:func:`stylize` for a ready :class:`StyleConfig`."""
-    return run_plan(prepare_stylize(content, styles, config=config), callback=callback)
+    """:func:`stylize` for a ready :class:`StyleConfig`; ``checkpoint`` and ``output`` as in :func:`run_plan`."""
+    plan = prepare_stylize(content, styles, config=config)
+    return run_plan(plan, callback=callback, checkpoint=checkpoint, output=output)
 
 
 def stylize(
@@ -803,6 +1104,7 @@ def stylize(
 __all__ = [
     "StageInfo",
     "StageProgress",
+    "StageTargets",
     "StylizePlan",
     "StylizeReport",
     "StylizeResult",
@@ -811,8 +1113,10 @@ __all__ = [
     "estimate_memory",
     "make_config",
     "prepare_stylize",
+    "resume_stylize",
     "run_plan",
     "run_stylize",
     "stage_sizes",
+    "stage_targets",
     "stylize",
 ]

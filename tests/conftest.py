@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -91,3 +96,40 @@ def bad_image_files(tmp_path: Path) -> dict[str, Path]:
 def samples_dir() -> Path:
     """The repository's sample source photos (see samples/PROVENANCE.md)."""
     return Path(__file__).resolve().parent.parent / "samples" / "sources"
+
+
+def _interrupt_cli(args: list[str], *, cwd: Path, wait_for: Path, timeout: float = 60) -> tuple[int, str]:
+    """Run ``multiscale ARGS`` in a real subprocess and press Ctrl-C once ``wait_for`` exists.
+
+    Returns the exit status and stderr. A shell started in the background
+    may leave SIGINT ignored in its children; a terminal user's Python has
+    the default handler, so the child sets it.
+    """
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from multiscale_cli.main import cli; cli()"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while not wait_for.exists():  # e.g. the first intermediate: the optimiser is iterating
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, f"no {wait_for.name} within {timeout} s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, stderr
+
+
+@pytest.fixture(scope="session")
+def interrupt_cli() -> Callable[..., tuple[int, str]]:
+    """:func:`_interrupt_cli`: a real CLI subprocess, interrupted mid-run."""
+    return _interrupt_cli

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from multiscale.checkpoint import default_folder, read_checkpoint, write_checkpoint
+from multiscale.checkpoint import checkpoint_kind, default_folder, read_checkpoint, write_checkpoint
 from multiscale.config import DescriptorConfig, SynthesisConfig
 from multiscale.errors import CheckpointError
 from multiscale.lbfgs import minimize
@@ -76,3 +76,12 @@ def test_targets_that_do_not_fit_the_config_are_refused(folder, tmp_path):
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not fit the run's layers"):
         read_checkpoint(folder)
+
+
+def test_a_version_1_folder_without_a_kind_reads_as_synthesize(folder):
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert (meta["version"], meta["kind"]) == (2, "synthesize")
+    del meta["kind"]
+    (folder / "checkpoint.json").write_text(json.dumps({**meta, "version": 1}))
+    assert checkpoint_kind(folder) == "synthesize"
+    assert read_checkpoint(folder).config == CONFIG

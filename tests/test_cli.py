@@ -18,7 +18,6 @@ import json
 import math
 import os
 import re
-import signal
 import stat
 import struct
 import subprocess
@@ -641,40 +640,15 @@ def test_ctrl_c_before_the_optimisation_exits_130_and_writes_nothing(runner, sou
 
 
 @pytest.mark.slow
-def test_a_real_sigint_mid_run_exits_130_with_the_best_image_and_json(tmp_path, samples_dir):
+def test_a_real_sigint_mid_run_exits_130_with_the_best_image_and_json(tmp_path, samples_dir, interrupt_cli):
     src = write_gravel(tmp_path / "gravel96.png", 96, samples_dir)
     target = tmp_path / "run.png"
-    # A shell started in the background may leave SIGINT ignored in its
-    # children; a terminal user's Python has the default handler.
-    code = (
-        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "from multiscale_cli.main import cli; cli()"
-    )
     args = ["-s", str(src), "--octaves", "2", "-W", "96", "-H", "96", "--max-iter", "5000", "--tol", "0"]
     args += ["--save-every", "1", "-q", "-o", str(target)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "synthesize", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, stderr = interrupt_cli(
+        ["synthesize", *args], cwd=tmp_path, wait_for=tmp_path / "run.iter00001.png"
     )
-    try:
-        first_step = tmp_path / "run.iter00001.png"
-        deadline = time.monotonic() + 60
-        while not first_step.exists():  # the optimiser is iterating
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "no iteration within 60 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("Error: interrupted") and str(target) in last and "run.png.json" in last, stderr
