@@ -17,6 +17,7 @@ from multiscale.config import (
     DESCRIPTOR_DEFAULTS as D,
 )
 from multiscale.config import (
+    MIN_TILE_SIZE,
     OPTIMIZERS,
     PADDINGS,
     POOLINGS,
@@ -262,5 +263,9 @@ texture_options = compose(
     click.option("--max-memory", callback=_memory, default=None, metavar="SIZE",
                  help="Refuse a run whose estimated peak memory is larger: 8G, 512MiB, 75% "
                  "(default: 80% of the memory available)."),
+    click.option("--tile-size", type=click.IntRange(min=MIN_TILE_SIZE), default=S.tile_size, metavar="PX",
+                 help="Evaluate the loss in tiles of PX pixels (plus a halo): the same result in far less "
+                 "memory, about 1.5× slower (default: tiles only when the untiled run would not fit "
+                 "--max-memory)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and memory estimate, then exit without running."),
 )  # fmt: skip

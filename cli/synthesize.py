@@ -205,9 +205,9 @@ def finish(out: OutputPlan, result: Any, *, quiet: bool) -> None:
 
 def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
-    from multiscale.layers import octave_sizes
-    from multiscale.memory import default_max_memory, human_bytes
-    from multiscale.synthesize import estimate_memory
+    from multiscale.memory import human_bytes
+    from multiscale.synthesize import plan_run_memory
+    from multiscale.tiles import plan_octaves
 
     height, width = config.height, config.width
     if (height is None or width is None) and len(sources) == 1 and os.path.isfile(sources[0]):
@@ -219,24 +219,29 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
     if height is None or width is None:
         raise click.UsageError("--dry-run needs the output size here: give -W and -H")
     d = config.descriptor
-    estimate = estimate_memory(config, height=height, width=width)
-    limit = config.max_memory if config.max_memory is not None else default_max_memory()
-    sizes = ", ".join(
-        f"{w}×{h}" for h, w in octave_sizes(height, width, octaves=d.octaves, padding=d.padding)
-    )
+    tile, estimate, limit = plan_run_memory(config, height=height, width=width)
+    plans = plan_octaves(height, width, config=d, tile=tile)
+    sizes = ", ".join(f"{w}×{h}" for h, w in (p.size for p in plans))
+    if tile is None:
+        tiling = "none (the whole image at once)"
+    else:
+        counts = ", ".join(str(p.tiles) for p in plans)
+        th, tw = plans[0].largest_tile
+        tiling = f"{tile} px tiles, largest read {tw}×{th} with its halo; tiles per octave: {counts}"
     lines = [
         f"output      {width}×{height}"
         + (f" × {config.frames} frames" if config.frames > 1 else "")
         + (f", {count} variations" if count > 1 else ""),
         f"octaves     {sizes}",
         f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
+        f"tiling      {tiling}",
         f"optimizer   {config.optimizer}, history {config.history}, at most {config.max_iter} iterations",
         f"memory      {estimate.describe()}",
         f"limit       {human_bytes(limit) if limit else 'none'} (--max-memory): "
         + (
             "fits"
             if limit is None or estimate.total <= limit
-            else "REFUSED — lower the size, --octaves or --history"
+            else "REFUSED — lower the size, --octaves, --history or --tile-size"
         ),
     ]
     click.echo("\n".join(lines))

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 from ._tf import tf
 from .errors import WeightsError
 from .layers import LAYER_NAMES, VGG16_BLOCKS, layer_channels, layer_index
-from .pyramid import pad2d
+from .pyramid import pad2d, pad_sides
 
 #: Identifier recorded in outputs and descriptor files for the embedded default.
 DEFAULT_BACKBONE_ID = "vgg16-hed-bsds500"
@@ -189,7 +190,17 @@ class VGG16:
         :mod:`multiscale.pyramid`).
 
     dtype : tf.DType
-        float32 normally; float64 for gradient checks.
+        float32 normally; float64 for gradient checks. The dtype of the
+        input and of every activation :meth:`features` returns.
+    compute_dtype : tf.DType or None
+        Precision of the convolutions, biases, ReLUs and poolings
+        (``None``: ``dtype``). With ``tf.bfloat16`` the input is cast once
+        on entry, the whole chain runs in bfloat16 (8-bit mantissa:
+        activations within about 1 % of float32's) and each returned
+        activation is cast back to ``dtype``, so Grams and losses
+        accumulate in float32 as before; the casts are differentiable, so
+        gradients reach the input in ``dtype``. Worth it only where the CPU
+        has native bfloat16 (see :mod:`multiscale.precision`).
     """
 
     def __init__(
@@ -199,15 +210,25 @@ class VGG16:
         pooling: str = "avg",
         padding: str = "reflect",
         dtype: tf.DType = tf.float32,
+        compute_dtype: tf.DType | None = None,
     ) -> None:
         self.weights = weights
         self.pooling = pooling
         self.padding = padding
         self.dtype = dtype
-        self._kernels = {n: tf.constant(k, dtype=dtype) for n, k in weights.kernels.items()}
-        self._biases = {n: tf.constant(b, dtype=dtype) for n, b in weights.biases.items()}
+        self.compute_dtype = dtype if compute_dtype is None else tf.as_dtype(compute_dtype)
+        self._per_layer = False
+        compute = self.compute_dtype
+        self._kernels = {n: tf.constant(k, dtype=compute) for n, k in weights.kernels.items()}
+        self._biases = {n: tf.constant(b, dtype=compute) for n, b in weights.biases.items()}
 
-    def features(self, x: tf.Tensor, layers: tuple[str, ...]) -> dict[str, tf.Tensor]:
+    def features(
+        self,
+        x: tf.Tensor,
+        layers: tuple[str, ...],
+        *,
+        edges: Mapping[str, tuple[int, int, int, int]] | None = None,
+    ) -> dict[str, tf.Tensor]:
         """Run the stack up to the deepest of ``layers``.
 
         Parameters
@@ -216,6 +237,14 @@ class VGG16:
             Preprocessed input (see :func:`preprocess`).
         layers : tuple of str
             Layer names to return.
+        edges : dict of layer name → (top, bottom, left, right), optional
+            For evaluating one tile of a larger image (:mod:`multiscale.tiling`).
+            For a convolution: which sides get the border padding (1) and
+            which are trimmed as ``valid`` (0), because the tile's halo
+            stands there. For a pooling: rows/columns dropped on each side
+            first, so the 2×2 windows line up with the whole image's. ``wrap``
+            padding pads both sides of an axis or neither. ``None``: the
+            whole image, every side padded.
 
         Returns
         -------
@@ -226,19 +255,30 @@ class VGG16:
         wanted = set(layers)
         last = max(layer_index(n) for n in layers)
         out: dict[str, tf.Tensor] = {}
+        mixed = self.compute_dtype != self.dtype
+        if mixed and not self._per_layer:
+            x = tf.cast(x, self.compute_dtype)
         for name in LAYER_NAMES[: last + 1]:
+            sides = None if edges is None else edges[name]
             if name.startswith("conv"):
-                if self.padding == "same":
+                if mixed and self._per_layer:
+                    x = tf.cast(x, self.compute_dtype)
+                if sides is None and self.padding == "same":
                     x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="SAME")
                 else:
-                    x = tf.nn.conv2d(
-                        pad2d(x, 1, self.padding), self._kernels[name], strides=1, padding="VALID"
-                    )
+                    x = pad2d(x, 1, self.padding) if sides is None else pad_sides(x, sides, self.padding)
+                    x = tf.nn.conv2d(x, self._kernels[name], strides=1, padding="VALID")
                 x = tf.nn.relu(tf.nn.bias_add(x, self._biases[name]))
-            elif self.pooling == "avg":
-                x = tf.nn.avg_pool2d(x, ksize=2, strides=2, padding="VALID")
+                if mixed and self._per_layer:
+                    x = tf.cast(x, self.dtype)
             else:
-                x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+                if sides is not None and any(sides):
+                    top, bottom, left, right = sides
+                    x = x[:, top : x.shape[1] - bottom, left : x.shape[2] - right]
+                if self.pooling == "avg":
+                    x = tf.nn.avg_pool2d(x, ksize=2, strides=2, padding="VALID")
+                else:
+                    x = tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
             if name in wanted:
-                out[name] = x
+                out[name] = tf.cast(x, self.dtype) if mixed else x
         return out

@@ -89,6 +89,14 @@ ACTIVATION_FACTOR = 1.55
 #: Grappler's rewrites (intercept of evaluation peak against A at 256²–512²).
 GRAPH_BYTES = 24 * MIB
 
+#: Tiled evaluation: bytes per output pixel of what stays whole — the
+#: pyramid's levels, each octave's gradient accumulator and the gradient
+#: handed back through the pyramid (float32, 3 channels, 4/3 for the octaves).
+TILED_BYTES_PER_PIXEL = 64
+
+#: Tiled evaluation: its traced functions (one per kind of tile and octave).
+TILED_GRAPH_BYTES = 64 * MIB
+
 #: Peak bytes of the eager forward pass over one source per byte of A(h, w).
 #: Measured 0.97–1.17 at 512²–1024² (eager frees each intermediate as soon as
 #: the next op has run, but keeps the selected layers' outputs and the
@@ -179,24 +187,45 @@ class MemoryEstimate:
         return f"about {human_bytes(self.total)} ({parts})"
 
 
+def network_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
+    """float32 bytes of every layer output for one H×W input (one octave or one tile).
+
+    Sums, over every layer from ``conv1_1`` to the deepest selected one
+    (poolings included), ``h · w · channels · 4``.
+    """
+    deepest = max(layer_index(n) for n in config.layers)
+    return sum(
+        feature_size(name, height, config.padding)
+        * feature_size(name, width, config.padding)
+        * layer_channels(name)
+        * 4
+        for name in LAYER_NAMES[: deepest + 1]
+    )
+
+
 def layer_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
     """A(H, W): float32 bytes of every layer output the network computes.
 
-    Sums, over every octave of an H×W image and every layer from
-    ``conv1_1`` to the deepest selected one (poolings included),
-    ``h · w · channels · 4``.
+    :func:`network_output_bytes` summed over every octave of an H×W image.
     """
-    deepest = max(layer_index(n) for n in config.layers)
-    total = 0
-    for h, w in octave_sizes(height, width, octaves=config.octaves, padding=config.padding):
-        for name in LAYER_NAMES[: deepest + 1]:
-            total += (
-                feature_size(name, h, config.padding)
-                * feature_size(name, w, config.padding)
-                * layer_channels(name)
-                * 4
-            )
-    return total
+    return sum(
+        network_output_bytes(h, w, config=config)
+        for h, w in octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
+    )
+
+
+def tiled_output_bytes(height: int, width: int, *, config: DescriptorConfig, tile: int) -> int:
+    """Layer-output bytes of the largest tile (halo included) of any octave.
+
+    Tiles are evaluated one at a time (:mod:`multiscale.tiling`), so this,
+    not A(H, W), is what one evaluation holds.
+    """
+    from .tiles import plan_octaves
+
+    return max(
+        network_output_bytes(*plan.largest_tile, config=config)
+        for plan in plan_octaves(height, width, config=config, tile=tile)
+    )
 
 
 def vgg16_parameter_bytes() -> int:
@@ -238,6 +267,7 @@ def estimate_synthesis_memory(
     baseline: int = TF_BASELINE_BYTES,
     optimizer: str = "lbfgsb",
     frames: int = 1,
+    tile: int | None = None,
 ) -> MemoryEstimate:
     """Estimate the peak resident memory of a synthesis run.
 
@@ -260,6 +290,11 @@ def estimate_synthesis_memory(
     frames : int
         Frames optimised together (animation): the optimiser's vectors grow
         with them, the network's activations do not (frames go one at a time).
+    tile : int or None
+        Tile size of the exact tiled evaluation; ``None``: untiled. Tiled,
+        the activations are those of the largest tile plus
+        :data:`TILED_BYTES_PER_PIXEL` per output pixel (the pyramid and the
+        octaves' gradients, kept whole).
     baseline : int
         Bytes of the process before any work; default
         :data:`TF_BASELINE_BYTES`.
@@ -278,7 +313,13 @@ def estimate_synthesis_memory(
         baseline=int(baseline),
         weights=int(WEIGHT_COPIES * vgg16_parameter_bytes()),
         sources=int(SOURCE_FACTOR * source_peak),
-        activations=int(ACTIVATION_FACTOR * layer_output_bytes(height, width, config=config)) + GRAPH_BYTES,
+        activations=(
+            int(ACTIVATION_FACTOR * layer_output_bytes(height, width, config=config)) + GRAPH_BYTES
+            if tile is None
+            else int(ACTIVATION_FACTOR * tiled_output_bytes(height, width, config=config, tile=tile))
+            + TILED_GRAPH_BYTES
+            + TILED_BYTES_PER_PIXEL * height * width
+        ),
         lbfgs=projected_lbfgs_bytes(n, history) if optimizer == "projected" else lbfgs_bytes(n, history),
         bounds=BOUNDS_BYTES_PER_VALUE * n if bounded and optimizer != "projected" else 0,
         images=IMAGE_BYTES_PER_VALUE * n,

@@ -24,7 +24,7 @@ import numpy as np
 from ._tf import tf
 from .layers import octave_sizes
 
-__all__ = ["blur", "downsample", "gaussian_pyramid", "octave_sizes", "pad2d"]
+__all__ = ["blur", "downsample", "gaussian_pyramid", "octave_sizes", "pad2d", "pad_sides"]
 
 _BINOMIAL_5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 
@@ -44,15 +44,40 @@ def pad2d(x: tf.Tensor, amount: int, mode: str) -> tf.Tensor:
     -------
     tf.Tensor, shape (N, H + 2·amount, W + 2·amount, C) (or ``x`` for valid).
     """
-    if amount == 0 or mode == "valid":
+    return pad_sides(x, (amount, amount, amount, amount), mode)
+
+
+def pad_sides(x: tf.Tensor, sides: tuple[int, int, int, int], mode: str) -> tf.Tensor:
+    """Pad each side of an NHWC tensor's spatial axes by its own amount.
+
+    Parameters
+    ----------
+    x : tf.Tensor, shape (N, H, W, C)
+    sides : (top, bottom, left, right) int ≥ 0
+    mode : {"reflect", "wrap", "same", "valid"}
+        As :func:`pad2d`. ``wrap`` needs equal amounts on both sides of an
+        axis (the axis is whole, so its two ends meet).
+
+    Returns
+    -------
+    tf.Tensor, shape (N, H + top + bottom, W + left + right, C) (``x`` for valid).
+    """
+    top, bottom, left, right = sides
+    if mode == "valid" or not any(sides):
         return x
-    if mode == "reflect":
-        return tf.pad(x, [[0, 0], [amount, amount], [amount, amount], [0, 0]], mode="REFLECT")
-    if mode == "same":
-        return tf.pad(x, [[0, 0], [amount, amount], [amount, amount], [0, 0]])
     if mode == "wrap":
-        x = tf.concat([x[:, -amount:], x, x[:, :amount]], axis=1)
-        return tf.concat([x[:, :, -amount:], x, x[:, :, :amount]], axis=2)
+        if top != bottom or left != right:
+            raise ValueError(f"wrap padding needs both sides of an axis alike, got {sides}")
+        if top:
+            x = tf.concat([x[:, -top:], x, x[:, :top]], axis=1)
+        if left:
+            x = tf.concat([x[:, :, -left:], x, x[:, :, :left]], axis=2)
+        return x
+    paddings = [[0, 0], [top, bottom], [left, right], [0, 0]]
+    if mode == "reflect":
+        return tf.pad(x, paddings, mode="REFLECT")
+    if mode == "same":
+        return tf.pad(x, paddings)
     raise ValueError(f"unknown padding mode {mode!r}")
 
 

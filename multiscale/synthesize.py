@@ -76,6 +76,11 @@ class SynthesisReport:
         ``total_weight``, ``weight``: the file's share of the target).
     skipped : list of dict
         Source files skipped by a streaming build (``name``, ``reason``).
+    checkpoint : str or None
+        The checkpoint folder last written, if any.
+    tile_size : int or None
+        Tile size of the exact tiled evaluation (``None``: untiled), as
+        chosen from the memory estimate or given.
     """
 
     loss: float
@@ -97,6 +102,7 @@ class SynthesisReport:
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     checkpoint: str | None = None
+    tile_size: int | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -261,6 +267,7 @@ def synthesize(
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
+    tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> SynthesisResult:
     """Synthesize a texture whose multiscale Gram descriptor matches the sources'.
@@ -276,7 +283,7 @@ def synthesize(
     source_scale, source_width, weights
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, max_memory
+    optimizer, frames, frame_weight, loop, max_memory, tile_size
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optimize.Progress` after every
@@ -303,7 +310,7 @@ def synthesize(
         source_width=source_width, weights=None if weights is None else os.fspath(weights), init=init,
         seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
-        frame_weight=frame_weight, loop=loop, max_memory=max_memory,
+        frame_weight=frame_weight, loop=loop, max_memory=max_memory, tile_size=tile_size,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -624,32 +631,84 @@ def output_size(config: SynthesisConfig, targets: Targets) -> tuple[int, int]:
 
 
 def estimate_memory(
-    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+    config: SynthesisConfig,
+    *,
+    height: int,
+    width: int,
+    sources: Sequence[tuple[int, int]] = (),
+    tile: int | None = None,
 ) -> Any:
-    """Estimated peak memory of a run (:class:`multiscale.memory.MemoryEstimate`)."""
+    """Estimated peak memory of a run (:class:`multiscale.memory.MemoryEstimate`), untiled or with ``tile``."""
     from .memory import estimate_synthesis_memory
 
     return estimate_synthesis_memory(
         height=height, width=width, config=config.descriptor, history=config.history, sources=list(sources),
-        optimizer=config.optimizer, frames=config.frames,
+        optimizer=config.optimizer, frames=config.frames, tile=tile,
     )  # fmt: skip
+
+
+#: Tile sizes the automatic choice tries, largest (fastest) first.
+AUTO_TILE_SIZES = (2048, 1024, 512, 256, 128)
+
+
+def plan_run_memory(
+    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+) -> tuple[int | None, Any, int | None]:
+    """Choose how the loss is evaluated, from the memory estimate, without allocating.
+
+    ``config.tile_size`` is taken as given. Otherwise the run is untiled if
+    its estimate fits the limit (``config.max_memory``, default: a share of
+    the available memory), else it takes the largest of
+    :data:`AUTO_TILE_SIZES` that fits.
+
+    Returns
+    -------
+    tile : int or None
+        Tile size for :class:`multiscale.tiling.TiledStyleObjective`; ``None``: untiled.
+    estimate : multiscale.memory.MemoryEstimate
+        The estimate of that choice (the smallest tile's if nothing fits).
+    limit : int or None
+        The limit applied, in bytes.
+    """
+    from .memory import default_max_memory
+    from .tiles import plan_octaves
+
+    limit = config.max_memory if config.max_memory is not None else default_max_memory()
+    if config.tile_size is not None:
+        plan_octaves(height, width, config=config.descriptor, tile=config.tile_size)  # refuses odd wrap sizes
+        tile = config.tile_size if config.tile_size < max(height, width) else None
+        return tile, estimate_memory(config, height=height, width=width, sources=sources, tile=tile), limit
+    estimate = estimate_memory(config, height=height, width=width, sources=sources)
+    if limit is None or estimate.total <= limit:
+        return None, estimate, limit
+    for tile in (t for t in AUTO_TILE_SIZES if t < max(height, width)):
+        plan_octaves(height, width, config=config.descriptor, tile=tile)
+        estimate = estimate_memory(config, height=height, width=width, sources=sources, tile=tile)
+        if estimate.total <= limit:
+            return tile, estimate, limit
+    return None if max(height, width) <= AUTO_TILE_SIZES[-1] else AUTO_TILE_SIZES[-1], estimate, limit
 
 
 def check_run_memory(
     config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
-) -> None:
-    """Refuse, before allocating, a run whose estimate exceeds ``config.max_memory``.
+) -> int | None:
+    """Choose the tiling (:func:`plan_run_memory`) and refuse, before allocating, a run that will not fit.
+
+    Returns
+    -------
+    int or None
+        The tile size to use (``None``: untiled).
 
     Raises
     ------
     ResourceError
         With the estimate, the limit and which options bring it down.
     """
-    from .memory import check_memory, default_max_memory
+    from .memory import check_memory
 
-    limit = config.max_memory if config.max_memory is not None else default_max_memory()
-    estimate = estimate_memory(config, height=height, width=width, sources=sources)
+    tile, estimate, limit = plan_run_memory(config, height=height, width=width, sources=sources)
     check_memory(estimate, max_memory=limit, what=f"a {width}×{height} run")
+    return tile
 
 
 def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, width: int) -> np.ndarray:
@@ -703,7 +762,6 @@ def run_synthesis(
     With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
     from .backbone import VGG16, load_weights
-    from .losses import StyleObjective
 
     started = time.perf_counter()
     d = config.descriptor
@@ -715,7 +773,7 @@ def run_synthesis(
             grams_weights=grams_weights,
         )  # fmt: skip
     height, width = output_size(config, targets)
-    check_run_memory(config, height=height, width=width)
+    tile = check_run_memory(config, height=height, width=width)
 
     shape = (config.frames, height, width, 3) if config.frames > 1 else (height, width, 3)
     x0 = (
@@ -723,7 +781,7 @@ def run_synthesis(
         if resume_state is not None
         else _initial_frames(config, targets, height, width).reshape(-1)
     )
-    style = StyleObjective(targets=targets.grams, network=network, config=d, height=height, width=width)
+    style = make_objective(targets.grams, network=network, config=d, height=height, width=width, tile=tile)
     objective: Any = style
     if config.frames > 1:
         from .animate import FramesObjective
@@ -764,8 +822,31 @@ def run_synthesis(
         descriptors=targets.descriptors,
         skipped=targets.skipped,
         checkpoint=None if checkpoint is None or checkpointed is None else os.fspath(checkpoint),
+        tile_size=tile,
     )
     return SynthesisResult(image=image, report=report)
+
+
+def make_objective(
+    grams: Mapping[Any, np.ndarray],
+    *,
+    network: Any,
+    config: DescriptorConfig,
+    height: int,
+    width: int,
+    tile: int | None,
+) -> Any:
+    """The style objective for an H×W output: untiled, or tiled with ``tile`` (same values)."""
+    if tile is None:
+        from .losses import StyleObjective
+
+        return StyleObjective(targets=grams, network=network, config=config, height=height, width=width)
+    from .tiling import TiledStyleObjective
+
+    log.info("evaluating the loss in tiles of %d px (plus halo)", tile)
+    return TiledStyleObjective(
+        targets=grams, network=network, config=config, height=height, width=width, tile=tile
+    )
 
 
 def _optimize(

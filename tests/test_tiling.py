@@ -1,0 +1,165 @@
+"""Exact tiled evaluation: the same loss and gradient as the untiled objective, in less memory."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from multiscale._tf import tf
+from multiscale.backbone import VGG16, load_weights
+from multiscale.config import DescriptorConfig, SynthesisConfig
+from multiscale.errors import ConfigError
+from multiscale.gram import image_grams
+from multiscale.layers import LAYER_NAMES, feature_size, layer_index, octave_sizes
+from multiscale.losses import StyleObjective
+from multiscale.memory import GIB
+from multiscale.synthesize import estimate_memory, plan_run_memory, synthesize
+from multiscale.tiles import plan_axis, plan_octaves
+from multiscale.tiling import TiledStyleObjective
+from multiscale_cli.main import cli
+
+LAYERS = ("conv1_1", "pool1", "conv3_2")
+
+
+def _pair(padding, octaves, *, pooling="avg", size=(64, 48), dtype=tf.float64, tile=16, layers=LAYERS):
+    """(untiled, tiled) objectives on the same random targets, and a start point."""
+    config = DescriptorConfig(octaves=octaves, layers=layers, padding=padding, pooling=pooling)
+    h, w = size
+    rng = np.random.default_rng(octaves)
+    net = VGG16(load_weights(), pooling=pooling, padding=padding, dtype=dtype)
+    source = rng.uniform(size=(h, w, 3)).astype(np.float32)
+    targets = image_grams(source, network=VGG16(load_weights(), padding=padding, pooling=pooling), config=config)
+    whole = StyleObjective(targets=targets, network=net, config=config, height=h, width=w)
+    tiled = TiledStyleObjective(targets=targets, network=net, config=config, height=h, width=w, tile=tile)
+    return whole, tiled, rng.uniform(0.05, 0.95, size=h * w * 3)
+
+
+# Tiles of 16 px: smaller than the halo, cut at every octave; valid
+# padding needs a larger image for its shrinking maps.
+CASES = [
+    ("reflect", 3, (64, 48)),
+    ("same", 1, (64, 48)),
+    ("wrap", 1, (64, 48)),
+    ("wrap", 3, (64, 48)),
+    ("valid", 2, (112, 96)),
+]
+
+
+@pytest.mark.parametrize(("padding", "octaves", "size"), CASES)
+def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_float64(padding, octaves, size):
+    whole, tiled, x = _pair(padding, octaves, size=size)
+    assert max(p.tiles for p in tiled.plans) > 4  # really tiled
+    loss, grad = whole(x)
+    tloss, tgrad = tiled(x)
+    assert tloss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
+    np.testing.assert_allclose(tiled.last_octave_losses, whole.last_octave_losses, rtol=1e-12)
+
+
+def test_tiled_equals_untiled_at_float32_tolerance_with_max_pooling():
+    whole, tiled, x = _pair("reflect", 2, pooling="max", dtype=tf.float32, tile=24)
+    loss, grad = whole(x)
+    tloss, tgrad = tiled(x)
+    assert tloss == pytest.approx(loss, rel=1e-5)
+    assert np.abs(tgrad - grad).max() <= 1e-4 * np.abs(grad).max()
+    assert tiled.loss(x.reshape(64, 48, 3))[0] == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "same", "valid", "wrap"])
+@pytest.mark.parametrize("n", [64, 97, 130, 256])
+@pytest.mark.parametrize("tile", [8, 21, 40, 1000])
+def test_interiors_partition_every_layers_map(mode, n, tile):
+    layers = ("conv1_2", "pool2", "conv3_3")
+    if mode == "wrap" and n % 4 and tile < n:  # a split periodic axis must halve even sizes
+        with pytest.raises(ConfigError, match="tile_size"):
+            plan_axis(n, layers=layers, mode=mode, tile=tile)
+        return
+    segments, sizes = plan_axis(n, layers=layers, mode=mode, tile=tile)
+    assert len(segments) == (1 if tile >= n else -(-n // tile))
+    for name in layers:
+        assert sizes[name] == feature_size(name, n, mode)
+        covered = sum(s.interiors[name][1] - s.interiors[name][0] for s in segments)
+        assert covered == sizes[name]  # no position counted twice or missed
+    for s in segments:
+        assert len(s.edges) == layer_index("conv3_3") + 1
+        if mode != "wrap":
+            assert 0 <= s.start < s.stop <= n  # reads inside the image
+    if len(segments) > 1:
+        assert segments[1].start < segments[0].stop  # neighbours overlap: the halo
+
+
+def test_one_tile_reads_the_whole_axis_and_pads_like_the_untiled_network():
+    (segment,), _ = plan_axis(50, layers=LAYERS, mode="reflect", tile=None)
+    assert (segment.start, segment.stop) == (0, 50)
+    convs = [e for e, name in zip(segment.edges, LAYER_NAMES, strict=False) if name.startswith("conv")]
+    assert all(e == (1, 1) for e in convs)
+
+
+def test_wrap_tiling_refuses_an_odd_size_at_a_pooling():
+    config = DescriptorConfig(octaves=2, layers=LAYERS, padding="wrap")
+    with pytest.raises(ConfigError, match="tile_size"):
+        plan_octaves(68, 68, config=config, tile=16)  # octave 1: 34 → pool1 17 → pool2 halves 17
+    plan_octaves(72, 72, config=config, tile=16)  # 36 → 18 → 9: every pooling halves an even size
+
+
+def test_octaves_no_larger_than_the_tile_are_one_tile():
+    config = DescriptorConfig(octaves=4)
+    plans = plan_octaves(1024, 768, config=config, tile=256)
+    assert [p.tiles for p in plans] == [4 * 3, 2 * 2, 1, 1]
+    assert [p.size for p in plans] == octave_sizes(1024, 768, octaves=4, padding="reflect")
+
+
+def test_tiled_estimate_is_far_below_the_untiled_one_at_4096():
+    config = SynthesisConfig(width=4096, height=4096)
+    untiled = estimate_memory(config, height=4096, width=4096)
+    tiled = estimate_memory(config, height=4096, width=4096, tile=512)
+    assert untiled.activations > 25 * GIB
+    assert tiled.activations < 2 * GIB
+    assert tiled.lbfgs == untiled.lbfgs  # tiling does not touch the optimiser's vectors
+
+
+def test_automatic_tiling_only_when_the_untiled_run_does_not_fit():
+    roomy = SynthesisConfig(width=1024, height=1024, max_memory=64 * GIB)
+    assert plan_run_memory(roomy, height=1024, width=1024)[0] is None
+    tight = SynthesisConfig(width=1024, height=1024, max_memory=2 * GIB)
+    tile, estimate, limit = plan_run_memory(tight, height=1024, width=1024)
+    assert tile in (512, 256, 128) and estimate.total <= limit == 2 * GIB
+    given = SynthesisConfig(width=1024, height=1024, tile_size=300, max_memory=64 * GIB)
+    assert plan_run_memory(given, height=1024, width=1024)[0] == 300
+    # a tile at least the image is no tiling
+    whole = SynthesisConfig(width=256, height=256, tile_size=256)
+    assert plan_run_memory(whole, height=256, width=256)[0] is None
+
+
+def test_tile_size_below_the_minimum_is_a_config_error():
+    with pytest.raises(ConfigError, match="tile_size"):
+        SynthesisConfig(tile_size=16)
+
+
+def test_tiled_synthesis_follows_the_untiled_one_and_records_the_tile(tmp_path):
+    rng = np.random.default_rng(3)
+    source = rng.uniform(size=(64, 64, 3)).astype(np.float32)
+    common = dict(width=64, height=64, octaves=2, max_iter=4)
+    whole = synthesize(source, **common)
+    tiled = synthesize(source, tile_size=32, **common)
+    assert whole.report.tile_size is None and tiled.report.tile_size == 32
+    # float32 sums in another order: the runs drift apart only by rounding
+    assert tiled.report.best_loss == pytest.approx(whole.report.best_loss, rel=2e-2)
+    assert json.loads(json.dumps(tiled.report.to_dict()))["tile_size"] == 32
+
+
+def test_dry_run_shows_the_tiling_plan():
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["synthesize", "-s", "x.png", "-W", "4096", "-H", "4096", "--tile-size", "512", "--dry-run"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "512 px tiles" in res.output and "tiles per octave: 64, 16, 4, 1" in res.output
+    res = runner.invoke(cli, ["synthesize", "-s", "x.png", "-W", "256", "-H", "256", "--dry-run"])
+    assert "tiling      none" in res.output
+
+
+def test_tile_size_option_is_checked_by_the_cli():
+    res = CliRunner().invoke(cli, ["synthesize", "-s", "x.png", "--tile-size", "8", "--dry-run"])
+    assert res.exit_code == 2 and "--tile-size" in res.output
