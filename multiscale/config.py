@@ -84,6 +84,10 @@ def _validate_run(config: Any) -> None:
     _positive_int("max_input_pixels", config.max_input_pixels, minimum=64)
     if config.max_memory is not None:
         _positive_int("max_memory", config.max_memory, minimum=1 << 20)
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+    if config.tile_size is not None:
+        _positive_int("tile_size", config.tile_size, minimum=MIN_TILE_SIZE)
 
 
 def parse_float_list(text: str | None) -> tuple[float, ...] | None:
@@ -295,12 +299,8 @@ class SynthesisConfig:
         if self.init not in INITS and not os.fspath(self.init):
             raise ConfigError("init", "must be noise, mean or an image path")
         _validate_run(self)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _positive_int("frames", self.frames)
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
-        if self.tile_size is not None:
-            _positive_int("tile_size", self.tile_size, minimum=MIN_TILE_SIZE)
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
             if self.optimizer != "projected":
@@ -426,8 +426,14 @@ class StyleConfig:
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations, counted over all
         stages (see :mod:`multiscale.checkpoint`; needs a checkpoint folder).
-        scipy's L-BFGS-B cannot hand out its state, so a resumed run restarts
-        it from the best image of the stage reached.
+        The optimiser restarts from the best image of the stage reached
+        (scipy's L-BFGS-B cannot hand out its state).
+    optimizer : {"projected", "lbfgsb"}
+        As in :class:`SynthesisConfig`: the float32 projected L-BFGS
+        (default; its own cost stays small at print sizes) or scipy's.
+    tile_size : int or None
+        As in :class:`SynthesisConfig`: tiled exact evaluation, chosen from
+        the memory estimate of the last stage when ``None``.
     """
 
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
@@ -463,6 +469,8 @@ class StyleConfig:
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     max_memory: int | None = None
     checkpoint_every: int | None = None
+    optimizer: str = "projected"
+    tile_size: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -80,7 +80,19 @@ def total_variation(x: tf.Tensor) -> tf.Tensor:
 
 
 def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]) -> dict[str, np.ndarray]:
-    """Activations of ``layers`` for an (H, W, 3) RGB image in [0, 1], as numpy arrays."""
+    """Activations of ``layers`` for an (H, W, 3) RGB image in [0, 1], as numpy arrays (1, h, w, C).
+
+    Images of more than :data:`multiscale.tiles.SOURCE_TILE_ABOVE` pixels are
+    measured tile by tile (:func:`multiscale.tiling.tiled_features`; the same
+    values in bounded memory).
+    """
+    from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
+
+    if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
+        from .tiling import tiled_features
+
+        config = DescriptorConfig(padding=network.padding, pooling=network.pooling)
+        return tiled_features(image, network=network, config=config, layers=layers, tile=SOURCE_TILE)
     x = tf.constant(np.asarray(image)[None], dtype=network.dtype)
     return {k: v.numpy() for k, v in network.features(preprocess(x), tuple(layers)).items()}
 

@@ -78,7 +78,17 @@ def image_grams(image: np.ndarray, *, network: VGG16, config: DescriptorConfig) 
     Returns
     -------
     dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
+
+    Images of more than :data:`multiscale.tiles.SOURCE_TILE_ABOVE` pixels are
+    measured tile by tile (:func:`multiscale.tiling.tiled_grams`): the same
+    Grams in bounded memory.
     """
+    from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
+
+    if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
+        from .tiling import tiled_grams
+
+        return tiled_grams(np.asarray(image, np.float32), network=network, config=config, tile=SOURCE_TILE)
     x = tf.constant(image[None], dtype=tf.float32)
     out = {}
     for key, g in pyramid_grams(x, network=network, config=config).items():

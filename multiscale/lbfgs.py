@@ -790,6 +790,11 @@ def _iterate(
                 elapsed_s=time.perf_counter() - driver.start,
                 octave_losses=tuple(float(v) for v in per_octave) if per_octave is not None else (),
                 image=np.reshape(new.x, shape) if shape is not None else None,
+                best_image=(
+                    np.reshape(new.x if new.best_x is None else new.best_x, shape)
+                    if shape is not None
+                    else None
+                ),
             )
             if callback(progress):
                 return "callback", "stopped by the progress callback"

@@ -58,7 +58,7 @@ cost nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .config import DescriptorConfig
@@ -228,6 +228,65 @@ def tiled_output_bytes(height: int, width: int, *, config: DescriptorConfig, til
     )
 
 
+def source_pass_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
+    """Layer-output bytes of measuring one H×W image (tiled above :data:`~multiscale.tiles.SOURCE_TILE_ABOVE`)."""
+    from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
+
+    if height * width > SOURCE_TILE_ABOVE:
+        return tiled_output_bytes(height, width, config=config, tile=SOURCE_TILE)
+    return layer_output_bytes(height, width, config=config)
+
+
+#: Tile sizes the automatic choice tries, largest (fastest) first.
+AUTO_TILE_SIZES = (2048, 1024, 512, 256, 128)
+
+
+def choose_tile(
+    estimate: Callable[[int | None], MemoryEstimate],
+    *,
+    height: int,
+    width: int,
+    limit: int | None,
+    tile_size: int | None,
+) -> tuple[int | None, MemoryEstimate]:
+    """How to evaluate the loss so that the run fits ``limit``, decided before allocating.
+
+    Parameters
+    ----------
+    estimate : callable
+        ``estimate(tile)`` → the run's :class:`MemoryEstimate` untiled
+        (``None``) or with that tile size.
+    height, width : int
+        The (largest) image optimised.
+    limit : int or None
+        Bytes allowed; ``None``: no limit.
+    tile_size : int or None
+        Given by the user: taken as is (no tiling if it is at least the
+        image). ``None``: untiled if that fits, else the largest of
+        :data:`AUTO_TILE_SIZES` that fits (the smallest if none does, so
+        that the refusal quotes the least the run could need).
+
+    Returns
+    -------
+    tile : int or None
+    estimate : MemoryEstimate
+        The estimate for that choice.
+    """
+    side = max(height, width)
+    if tile_size is not None:
+        tile = tile_size if tile_size < side else None
+        return tile, estimate(tile)
+    untiled = estimate(None)
+    if limit is None or untiled.total <= limit:
+        return None, untiled
+    chosen: tuple[int | None, MemoryEstimate] = (None, untiled)
+    for tile in (t for t in AUTO_TILE_SIZES if t < side):
+        chosen = (tile, estimate(tile))
+        if chosen[1].total <= limit:
+            break
+    return chosen
+
+
 def vgg16_parameter_bytes() -> int:
     """float32 bytes of all 13 VGG16 kernels (3×3×C_in×C_out) and biases."""
     total, c_in = 0, 3
@@ -305,10 +364,7 @@ def estimate_synthesis_memory(
         Bytes per component; ``.total`` is the estimated peak RSS.
     """
     n = height * width * 3 * frames
-    source_peak = max(
-        (layer_output_bytes(h, w, config=config) for h, w in sources),
-        default=0,
-    )
+    source_peak = max((source_pass_bytes(h, w, config=config) for h, w in sources), default=0)
     return MemoryEstimate(
         baseline=int(baseline),
         weights=int(WEIGHT_COPIES * vgg16_parameter_bytes()),

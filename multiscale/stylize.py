@@ -53,7 +53,7 @@ from .config import (
 )
 from .errors import CheckpointError, ConfigError, ImageError, ImageTooSmallError
 from .io import file_sha256, load_image, resize_image
-from .memory import MemoryEstimate, check_memory, default_max_memory, estimate_synthesis_memory
+from .memory import MemoryEstimate, check_memory, choose_tile, default_max_memory, estimate_synthesis_memory
 from .optimize import Progress
 from .synthesize import SourceInfo, initial_image, quantize, versions
 
@@ -67,7 +67,8 @@ class StageInfo:
     """What happened at one stage (recorded in the report).
 
     ``loss`` is the stage's best optimiser loss (``None`` if no evaluation
-    finished); ``time_limit_s`` the share of ``--time-limit`` it was given.
+    finished); ``time_limit_s`` the share of ``--time-limit`` it was given;
+    ``tile_size`` the tiles of its exact tiled evaluation (``None``: untiled).
     """
 
     stage: int
@@ -80,6 +81,7 @@ class StageInfo:
     message: str
     elapsed_s: float
     time_limit_s: float | None
+    tile_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -308,8 +310,30 @@ def style_size(
     return max(1, round(w * style_height / style_width)), w
 
 
-def estimate_memory(
+def stage_tiling(
     height: int, width: int, *, config: StyleConfig, style_sizes: Sequence[tuple[int, int]] = ()
+) -> tuple[int | None, MemoryEstimate, int | None]:
+    """Tile size for a stage of ``height`` × ``width`` (``None``: untiled), its estimate and the limit.
+
+    As for synthesis (:func:`multiscale.memory.choose_tile`): ``tile_size``
+    if given, else untiled when the estimate fits ``max_memory`` (default: a
+    share of the available memory), else the largest tile that fits.
+    """
+    limit = config.max_memory if config.max_memory is not None else default_max_memory()
+    tile, estimate = choose_tile(
+        lambda t: estimate_memory(height, width, config=config, style_sizes=style_sizes, tile=t),
+        height=height, width=width, limit=limit, tile_size=config.tile_size,
+    )  # fmt: skip
+    return tile, estimate, limit
+
+
+def estimate_memory(
+    height: int,
+    width: int,
+    *,
+    config: StyleConfig,
+    style_sizes: Sequence[tuple[int, int]] = (),
+    tile: int | None = None,
 ) -> MemoryEstimate:
     """Estimated peak memory of a run whose last stage is ``height`` × ``width``.
 
@@ -325,7 +349,7 @@ def estimate_memory(
     channels = 1 if config.preserve_color == "luminance" else 3
     estimate = estimate_synthesis_memory(
         height=height, width=width, config=measured, history=config.history,
-        sources=[*style_sizes, (height, width)],
+        sources=[*style_sizes, (height, width)], optimizer=config.optimizer, tile=tile,
     )  # fmt: skip
     if channels == 1:
         # The optimiser's vectors hold one channel instead of three.
@@ -470,12 +494,8 @@ def prepare_stylize(
     final_style_sizes = [
         style_size(*im.shape[:2], stage_width=width, style_scale=config.style_scale) for im in style_images
     ]
-    limit = config.max_memory if config.max_memory is not None else default_max_memory()
-    check_memory(
-        estimate_memory(height, width, config=config, style_sizes=final_style_sizes),
-        max_memory=limit,
-        what=f"a {width}×{height} stylize run",
-    )
+    _, estimate, limit = stage_tiling(height, width, config=config, style_sizes=final_style_sizes)
+    check_memory(estimate, max_memory=limit, what=f"a {width}×{height} stylize run")
 
     raw = config.style_weights or tuple(1.0 for _ in styles)
     blend = tuple(w / sum(raw) for w in raw)
@@ -586,12 +606,22 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
 
 
 def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
+    """The stage's objective: untiled, or tiled when the stage would not fit otherwise."""
     from .content import StylizeObjective, content_features
 
     lum = config.preserve_color == "luminance"
     content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
     height, width = content_s.shape[:2]
-    return StylizeObjective(
+    tile = stage_tiling(height, width, config=config)[0]
+    cls: Any = StylizeObjective
+    extra: dict[str, Any] = {}
+    if tile is not None:
+        from .tiling import TiledStylizeObjective
+
+        log.info("stage %d×%d: evaluating the loss in tiles of %d px (plus halo)", width, height, tile)
+        cls, extra = TiledStylizeObjective, {"tile": tile}
+    return cls(
+        **extra,
         style_targets=targets.grams,
         content_targets=(
             content_features(content_s, network=network, layers=config.content_layers)
@@ -760,9 +790,11 @@ def _run_stages(
     stage with iterations already done goes on for the rest of its
     ``max_iter``, from ``start.image``, with a fresh L-BFGS-B.
     """
-    from .optimize import minimize
-
     config = job.config
+    if config.optimizer == "projected":
+        from .lbfgs import minimize
+    else:
+        from .optimize import minimize
     channels = 1 if config.preserve_color == "luminance" else 3
     sizes = job.stage_sizes
     n = len(sizes)
@@ -785,7 +817,7 @@ def _run_stages(
         else:
             note = (
                 f"resumed stage {s} of {n} from its best image after {k} iteration(s); "
-                "L-BFGS-B restarted, as scipy's optimiser state cannot be saved"
+                "L-BFGS restarted from it (its correction pairs are not saved)"
             )
         log.info("%s: %s", resumed_from, note)
 
@@ -893,6 +925,7 @@ def _run_stages(
             stage=i + 1, height=h, width=w, iterations=done_iters + result.iterations,
             evaluations=done_evals + result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
             message=result.message, elapsed_s=done_s + result.elapsed_s, time_limit_s=budget,
+            tile_size=getattr(stage_obj, "tile", None),
         )  # fmt: skip
         log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
         if checkpointer is not None and _worth_a_checkpoint(

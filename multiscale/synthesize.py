@@ -647,46 +647,41 @@ def estimate_memory(
     )  # fmt: skip
 
 
-#: Tile sizes the automatic choice tries, largest (fastest) first.
-AUTO_TILE_SIZES = (2048, 1024, 512, 256, 128)
-
-
 def plan_run_memory(
     config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
 ) -> tuple[int | None, Any, int | None]:
     """Choose how the loss is evaluated, from the memory estimate, without allocating.
 
-    ``config.tile_size`` is taken as given. Otherwise the run is untiled if
-    its estimate fits the limit (``config.max_memory``, default: a share of
-    the available memory), else it takes the largest of
-    :data:`AUTO_TILE_SIZES` that fits.
+    See :func:`multiscale.memory.choose_tile`: ``config.tile_size`` if
+    given, else untiled when the estimate fits the limit
+    (``config.max_memory``, default: a share of the available memory),
+    else the largest tile that fits.
 
     Returns
     -------
     tile : int or None
         Tile size for :class:`multiscale.tiling.TiledStyleObjective`; ``None``: untiled.
     estimate : multiscale.memory.MemoryEstimate
-        The estimate of that choice (the smallest tile's if nothing fits).
+        The estimate of that choice.
     limit : int or None
         The limit applied, in bytes.
+
+    Raises
+    ------
+    ConfigError
+        A tileable (wrap) output whose sizes cannot be cut exactly.
     """
-    from .memory import default_max_memory
+    from .memory import choose_tile, default_max_memory
     from .tiles import plan_octaves
 
+    def estimate(tile: int | None) -> Any:
+        if tile is not None:
+            plan_octaves(height, width, config=config.descriptor, tile=tile)  # refuses odd wrap sizes
+        return estimate_memory(config, height=height, width=width, sources=sources, tile=tile)
+
     limit = config.max_memory if config.max_memory is not None else default_max_memory()
-    if config.tile_size is not None:
-        plan_octaves(height, width, config=config.descriptor, tile=config.tile_size)  # refuses odd wrap sizes
-        tile = config.tile_size if config.tile_size < max(height, width) else None
-        return tile, estimate_memory(config, height=height, width=width, sources=sources, tile=tile), limit
-    estimate = estimate_memory(config, height=height, width=width, sources=sources)
-    if limit is None or estimate.total <= limit:
-        return None, estimate, limit
-    for tile in (t for t in AUTO_TILE_SIZES if t < max(height, width)):
-        plan_octaves(height, width, config=config.descriptor, tile=tile)
-        estimate = estimate_memory(config, height=height, width=width, sources=sources, tile=tile)
-        if estimate.total <= limit:
-            return tile, estimate, limit
-    return None if max(height, width) <= AUTO_TILE_SIZES[-1] else AUTO_TILE_SIZES[-1], estimate, limit
+    tile, chosen = choose_tile(estimate, height=height, width=width, limit=limit, tile_size=config.tile_size)
+    return tile, chosen, limit
 
 
 def check_run_memory(

@@ -20,6 +20,12 @@ from .config import DescriptorConfig
 from .errors import ConfigError
 from .layers import LAYER_NAMES, layer_index, octave_sizes
 
+#: Images (sources, styles, content) with more pixels than this are measured
+#: tile by tile, in tiles of :data:`SOURCE_TILE` pixels: the same Grams and
+#: features, in bounded memory.
+SOURCE_TILE_ABOVE = 1536 * 1536
+SOURCE_TILE = 1024
+
 __all__ = ["AxisSegment", "OctavePlan", "plan_axis", "plan_octaves", "present_layers", "tiles_of"]
 
 
@@ -40,12 +46,15 @@ class AxisSegment:
     interiors : dict of layer name → (int, int)
         The slice of the tile's feature map (at that layer) that is this
         tile's share of the image's map.
+    placed : dict of layer name → (int, int)
+        The same share as a slice of the whole image's feature map.
     """
 
     start: int
     stop: int
     edges: tuple[tuple[int, int], ...]
     interiors: dict[str, tuple[int, int]]
+    placed: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -58,15 +67,23 @@ class OctavePlan:
         The octave's (height, width).
     rows, cols : tuple of AxisSegment
         The tiles are every (row segment, column segment) pair.
-    positions : dict of layer name → int
-        Positions (h · w) of each selected layer's whole feature map: the
-        Gram's divisor.
+    layers : tuple of str
+        The layers evaluated at this octave.
+    map_sizes : dict of layer name → (int, int)
+        (h, w) of each layer's whole feature map; ``h · w`` positions are
+        the Gram's divisor.
     """
 
     size: tuple[int, int]
     rows: tuple[AxisSegment, ...]
     cols: tuple[AxisSegment, ...]
-    positions: dict[str, int]
+    layers: tuple[str, ...]
+    map_sizes: dict[str, tuple[int, int]]
+
+    def positions(self, layer: str) -> int:
+        """Positions of ``layer``'s whole feature map at this octave."""
+        h, w = self.map_sizes[layer]
+        return h * w
 
     @property
     def tiles(self) -> int:
@@ -200,6 +217,7 @@ def _walk(
     a, e = lo, hi
     edges: list[tuple[int, int]] = []
     interiors: dict[str, tuple[int, int]] = {}
+    placed: dict[str, tuple[int, int]] = {}
     for i, name in enumerate(chain):
         fa, fe = frames[i]
         if name.startswith("conv"):
@@ -219,18 +237,35 @@ def _walk(
             if i1 > i0 and not (a <= i0 and i1 <= e):
                 raise AssertionError(f"tile plan: {name} interior [{i0}, {i1}) outside the tile's [{a}, {e})")
             interiors[name] = (max(i0 - a, 0), max(i1 - a, 0)) if i1 > i0 else (0, 0)
-    return AxisSegment(start=lo, stop=hi, edges=tuple(edges), interiors=interiors)
+            origin = frames[i + 1][0]
+            placed[name] = (i0 - origin, i1 - origin) if i1 > i0 else (0, 0)
+    return AxisSegment(start=lo, stop=hi, edges=tuple(edges), interiors=interiors, placed=placed)
 
 
-def plan_octaves(height: int, width: int, *, config: DescriptorConfig, tile: int | None) -> list[OctavePlan]:
-    """Tile plans of every octave of an H×W image (``tile=None``: one tile each)."""
+def plan_octaves(
+    height: int,
+    width: int,
+    *,
+    config: DescriptorConfig,
+    tile: int | None,
+    octave0_layers: Sequence[str] = (),
+) -> list[OctavePlan]:
+    """Tile plans of every octave of an H×W image (``tile=None``: one tile each).
+
+    ``octave0_layers`` are needed at full resolution only (style transfer's
+    content layers): octave 0 serves them too.
+    """
     plans = []
-    for h, w in octave_sizes(height, width, octaves=config.octaves, padding=config.padding):
-        rows, hs = plan_axis(h, layers=config.layers, mode=config.padding, tile=tile)
-        cols, ws = plan_axis(w, layers=config.layers, mode=config.padding, tile=tile)
+    for k, (h, w) in enumerate(octave_sizes(height, width, octaves=config.octaves, padding=config.padding)):
+        layers = tuple(dict.fromkeys(config.layers + (tuple(octave0_layers) if k == 0 else ())))
+        rows, hs = plan_axis(h, layers=layers, mode=config.padding, tile=tile)
+        cols, ws = plan_axis(w, layers=layers, mode=config.padding, tile=tile)
         plans.append(
-            OctavePlan(size=(h, w), rows=rows, cols=cols, positions={n: hs[n] * ws[n] for n in config.layers})
-        )
+            OctavePlan(
+                size=(h, w), rows=rows, cols=cols, layers=layers,
+                map_sizes={n: (hs[n], ws[n]) for n in layers},
+            )
+        )  # fmt: skip
     return plans
 
 

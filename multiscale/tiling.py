@@ -39,23 +39,25 @@ evaluation) plus the halos' share of the area.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ._tf import tf
 from .backbone import VGG16, preprocess
 from .config import DescriptorConfig
+from .content import TERMS, total_variation
 from .gram import GramKey
-from .layers import LAYER_NAMES, layer_index
+from .layers import LAYER_NAMES, layer_channels, layer_index
 from .losses import style_loss
 from .pyramid import gaussian_pyramid
-from .tiles import AxisSegment, OctavePlan, plan_octaves, present_layers, tiles_of
+from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TiledStyleObjective"]
+__all__ = ["TiledStyleObjective", "TiledStylizeObjective", "tiled_features", "tiled_grams"]
 
 
 def _crop(level: tf.Tensor, rows: AxisSegment, cols: AxisSegment) -> tf.Tensor:
@@ -80,6 +82,200 @@ def _add_wrapped(acc: np.ndarray, grad: np.ndarray, rows: AxisSegment, cols: Axi
             acc[a - r0 : b - r0, c - c0 : d - c0] += grad[
                 a - rows.start : b - rows.start, c - cols.start : d - cols.start
             ]
+
+
+#: Floor of mean(F(c)²), as in :mod:`multiscale.content`.
+_NORM_FLOOR = 1e-8
+
+
+class _TiledPasses:
+    """The two passes over the tiles, for any mix of Gram (style) and content terms.
+
+    Parameters
+    ----------
+    network : VGG16
+    config : DescriptorConfig
+        Octaves, style layers and padding.
+    height, width : int
+        Image size in pixels.
+    tile : int or None
+        Interior size of a tile (``None``: one tile per octave).
+    style : bool
+        Whether the Grams of ``config.layers`` are measured at every octave.
+    content_layers : tuple of str
+        Layers whose activations at octave 0 enter a content term.
+    channels : {3, 1}
+        1: the image is a luminance image, repeated into R, G and B.
+    """
+
+    def __init__(
+        self,
+        *,
+        network: VGG16,
+        config: DescriptorConfig,
+        height: int,
+        width: int,
+        tile: int | None,
+        style: bool = True,
+        content_layers: Sequence[str] = (),
+        channels: int = 3,
+    ) -> None:
+        self.network = network
+        self.dtype = network.dtype
+        self.style_layers = tuple(config.layers) if style else ()
+        self.content_layers = tuple(content_layers)
+        if not style:
+            config = dataclasses.replace(
+                config, octaves=1, layers=self.content_layers, layer_weights=None, octave_weights=None
+            )
+        self.config = config
+        self.shape = (1, height, width, channels)
+        self.plans = plan_octaves(height, width, config=config, tile=tile, octave0_layers=self.content_layers)
+        all_layers = {n for plan in self.plans for n in plan.layers}
+        self._chain = LAYER_NAMES[: max(layer_index(n) for n in all_layers) + 1]
+        image_spec = tf.TensorSpec(self.shape, self.dtype)
+        level_specs = [tf.TensorSpec([1, h, w, 3], self.dtype) for h, w in (p.size for p in self.plans)]
+
+        def pyramid(x: tf.Tensor) -> list[tf.Tensor]:
+            rgb = tf.tile(x, [1, 1, 1, 3]) if channels == 1 else x
+            return gaussian_pyramid(preprocess(rgb), octaves=config.octaves, padding=config.padding)
+
+        @tf.function(input_signature=[image_spec, level_specs, tf.TensorSpec([], self.dtype)])
+        def pyramid_vjp(x: tf.Tensor, level_grads: list[tf.Tensor], tv_weight: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                levels = pyramid(x)
+                pulled = tf.add_n([tf.reduce_sum(lv * g) for lv, g in zip(levels, level_grads, strict=True)])
+                pulled += tv_weight * total_variation(x)
+            return tape.gradient(pulled, x)
+
+        @tf.function(reduce_retracing=True)
+        def tile_parts(
+            crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], key: tuple
+        ) -> list[tf.Tensor]:
+            return self._parts(crop, bounds, fc, key)
+
+        @tf.function(reduce_retracing=True)
+        def tile_grad(
+            crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], seeds: list[tf.Tensor], key: tuple
+        ) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(crop)
+                parts = self._parts(crop, bounds, fc, key)
+            return tape.gradient(parts, crop, output_gradients=seeds)
+
+        @tf.function(reduce_retracing=True)
+        def tile_maps(crop: tf.Tensor, bounds: tf.Tensor, key: tuple) -> list[tf.Tensor]:
+            edges, layers, _, _ = key
+            feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
+            return [_interior(feats[n], bounds[i]) for i, n in enumerate(layers)]
+
+        self.pyramid = tf.function(pyramid, input_signature=[image_spec])
+        self.pyramid_vjp = pyramid_vjp
+        self._tile_parts = tile_parts
+        self._tile_grad = tile_grad
+        self._tile_maps = tile_maps
+
+    def _parts(self, crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], key: tuple) -> list[tf.Tensor]:
+        """``Fᵀ F`` of each style layer's interior, then ``Σ (F − F_c)²`` of each content layer's."""
+        edges, layers, style, content = key
+        feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
+        inner = {n: _interior(feats[n], bounds[i]) for i, n in enumerate(layers)}
+        out = []
+        for name in style:
+            flat = tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]])
+            out.append(tf.matmul(flat, flat, transpose_a=True))
+        for name, target in zip(content, fc, strict=True):
+            out.append(tf.reduce_sum(tf.square(inner[name] - target)))
+        return out
+
+    def tiles(self, k: int) -> list[tuple[AxisSegment, AxisSegment, tf.Tensor, tuple]]:
+        """Octave k's tiles: (rows, cols, interior bounds, static key of the compiled function)."""
+        plan = self.plans[k]
+        out = []
+        for rows, cols in tiles_of(plan, plan.layers):
+            layers = present_layers(rows, cols, plan.layers)
+            bounds = tf.constant([[*rows.interiors[n], *cols.interiors[n]] for n in layers], dtype=tf.int32)
+            edges = tuple((*r, *c) for r, c in zip(rows.edges, cols.edges, strict=True))
+            style = tuple(n for n in layers if n in self.style_layers)
+            content = tuple(n for n in layers if k == 0 and n in self.content_layers)
+            out.append((rows, cols, bounds, (edges, layers, style, content)))
+        return out
+
+    def first_pass(
+        self, levels: Sequence[tf.Tensor], content: Mapping[str, np.ndarray]
+    ) -> tuple[dict[GramKey, tf.Tensor], dict[str, tf.Tensor]]:
+        """Gram sums per (octave, style layer) and squared content errors per content layer."""
+        grams: dict[GramKey, tf.Tensor] = {}
+        errors: dict[str, tf.Tensor] = {}
+        for k, level in enumerate(levels):
+            for rows, cols, bounds, key in self.tiles(k):
+                parts = self._tile_parts(_crop(level, rows, cols), bounds, _fc(content, rows, cols, key), key)
+                style = key[2]
+                for i, value in enumerate(parts):  # the style layers' Gram sums, then the content errors
+                    store, index = (
+                        (grams, (k, style[i])) if i < len(style) else (errors, key[3][i - len(style)])
+                    )
+                    store[index] = store[index] + value if index in store else value
+        return grams, errors
+
+    def second_pass(
+        self,
+        x: tf.Tensor,
+        levels: Sequence[tf.Tensor],
+        content: Mapping[str, np.ndarray],
+        gram_seeds: Mapping[GramKey, tf.Tensor],
+        error_seeds: Mapping[str, tf.Tensor],
+        tv_weight: float,
+    ) -> np.ndarray:
+        """Gradient of ``Σ seed · part`` (plus ``tv_weight · L_tv``) with respect to the image."""
+        level_grads = []
+        for k, level in enumerate(levels):
+            acc = np.zeros(level.shape[1:], dtype=level.dtype.as_numpy_dtype)
+            for rows, cols, bounds, key in self.tiles(k):
+                seeds = [gram_seeds[(k, n)] for n in key[2]] + [error_seeds[n] for n in key[3]]
+                fc = _fc(content, rows, cols, key)
+                grad = self._tile_grad(_crop(level, rows, cols), bounds, fc, seeds, key)
+                _add_wrapped(acc, grad.numpy()[0], rows, cols)
+            level_grads.append(tf.constant(acc[None]))
+            del acc
+        return self.pyramid_vjp(x, level_grads, tf.constant(tv_weight, self.dtype)).numpy()
+
+    def maps(self, image: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """Whole feature maps of ``layers`` (octave-0 layers of the plan), pasted from the tiles."""
+        level = self.pyramid(tf.constant(np.reshape(image, self.shape), dtype=self.dtype))[0]
+        plan = self.plans[0]
+        out = {
+            n: np.zeros((1, *plan.map_sizes[n], layer_channels(n)), self.dtype.as_numpy_dtype) for n in layers
+        }
+        for rows, cols, bounds, key in self.tiles(0):
+            for name, value in zip(
+                key[1], self._tile_maps(_crop(level, rows, cols), bounds, key), strict=True
+            ):
+                if name in out:
+                    (r0, r1), (c0, c1) = rows.placed[name], cols.placed[name]
+                    out[name][0, r0:r1, c0:c1] = value.numpy()
+        return out
+
+
+def _interior(feats: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
+    """The (h, w, C) interior of a (1, H, W, C) tile map; ``bounds`` = r0, r1, c0, c1."""
+    return feats[0, bounds[0] : bounds[1], bounds[2] : bounds[3]]
+
+
+def _fc(
+    content: Mapping[str, np.ndarray], rows: AxisSegment, cols: AxisSegment, key: tuple
+) -> list[tf.Tensor]:
+    """The content image's features over the tile's interior, per content layer of the tile."""
+    out = []
+    for name in key[3]:
+        (r0, r1), (c0, c1) = rows.placed[name], cols.placed[name]
+        out.append(tf.constant(content[name][0, r0:r1, c0:c1]))
+    return out
+
+
+def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
+    return tf.constant(float(value), dtype=dtype)
 
 
 class TiledStyleObjective:
@@ -115,94 +311,28 @@ class TiledStyleObjective:
         self.shape = (1, height, width, 3)
         self.size = height * width * 3
         self.config = config
-        self.network = network
         self.tile = tile
-        dtype = network.dtype
-        self._dtype = dtype
-        self._targets = {key: tf.constant(g, dtype=dtype) for key, g in targets.items()}
-        self._chain = LAYER_NAMES[: max(layer_index(n) for n in config.layers) + 1]
-        self.plans = plan_octaves(height, width, config=config, tile=tile)
+        self._passes = _TiledPasses(network=network, config=config, height=height, width=width, tile=tile)
+        self.plans = self._passes.plans
+        self._targets = {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()}
         self.last_octave_losses: np.ndarray | None = None
-        image_spec = tf.TensorSpec(self.shape, dtype)
-
-        def pyramid(x: tf.Tensor) -> list[tf.Tensor]:
-            return gaussian_pyramid(preprocess(x), octaves=config.octaves, padding=config.padding)
-
-        @tf.function(
-            input_signature=[image_spec, [tf.TensorSpec([1, h, w, 3], dtype) for h, w in self._sizes()]]
-        )
-        def pyramid_vjp(x: tf.Tensor, level_grads: list[tf.Tensor]) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                levels = pyramid(x)
-            return tape.gradient(levels, x, output_gradients=level_grads)
-
-        @tf.function(reduce_retracing=True)
-        def tile_sums(crop: tf.Tensor, bounds: tf.Tensor, edges: tuple, layers: tuple) -> list[tf.Tensor]:
-            return self._sums(crop, bounds, edges, layers)
-
-        @tf.function(reduce_retracing=True)
-        def tile_grad(
-            crop: tf.Tensor, bounds: tf.Tensor, seeds: list[tf.Tensor], edges: tuple, layers: tuple
-        ) -> tf.Tensor:
-            with tf.GradientTape() as tape:
-                tape.watch(crop)
-                sums = self._sums(crop, bounds, edges, layers)
-            return tape.gradient(sums, crop, output_gradients=seeds)
-
-        self._pyramid = tf.function(pyramid, input_signature=[image_spec])
-        self._pyramid_vjp = pyramid_vjp
-        self._tile_sums = tile_sums
-        self._tile_grad = tile_grad
-
-    def _sizes(self) -> list[tuple[int, int]]:
-        return [plan.size for plan in self.plans]
-
-    def _sums(self, crop: tf.Tensor, bounds: tf.Tensor, edges: tuple, layers: tuple) -> list[tf.Tensor]:
-        """``Fᵀ F`` over each layer's interior (bounds[i] = r0, r1, c0, c1 of ``layers[i]``)."""
-        feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
-        out = []
-        for i, name in enumerate(layers):
-            f = feats[name][0, bounds[i, 0] : bounds[i, 1], bounds[i, 2] : bounds[i, 3]]
-            flat = tf.reshape(f, [-1, tf.shape(f)[-1]])
-            out.append(tf.matmul(flat, flat, transpose_a=True))
-        return out
-
-    def _tile_args(self, rows: AxisSegment, cols: AxisSegment) -> tuple[tf.Tensor, tuple, tuple]:
-        layers = present_layers(rows, cols, self.config.layers)
-        bounds = tf.constant([[*rows.interiors[n], *cols.interiors[n]] for n in layers], dtype=tf.int32)
-        edges = tuple((*rows.edges[i], *cols.edges[i]) for i in range(len(self._chain)))
-        return bounds, edges, layers
 
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
-        x = tf.constant(np.reshape(image, self.shape), dtype=self._dtype)
-        levels = self._pyramid(x)
-        sums: dict[GramKey, tf.Tensor] = {}
-        for k, (level, plan) in enumerate(zip(levels, self.plans, strict=True)):
-            for rows, cols in tiles_of(plan, self.config.layers):
-                bounds, edges, layers = self._tile_args(rows, cols)
-                part = self._tile_sums(_crop(level, rows, cols), bounds, edges, layers)
-                for name, value in zip(layers, part, strict=True):
-                    sums[(k, name)] = sums[(k, name)] + value if (k, name) in sums else value
-        grams = {(k, n): s / _positions(self.plans[k], n, s.dtype) for (k, n), s in sums.items()}
-        with tf.GradientTape(watch_accessed_variables=False) as loss_tape:
-            loss_tape.watch(grams)
+        passes = self._passes
+        x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
+        levels = passes.pyramid(x)
+        sums, _ = passes.first_pass(levels, {})
+        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), passes.dtype) for key in sums}
+        grams = {key: s / positions[key] for key, s in sums.items()}
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(grams)
             total, per_octave = style_loss(grams, self._targets, config=self.config)
-        if not gradient:
-            return float(total.numpy()), None, per_octave.numpy().astype(np.float64)
-        d_grams = loss_tape.gradient(total, grams)
-        level_grads = []
-        for k, (level, plan) in enumerate(zip(levels, self.plans, strict=True)):
-            acc = np.zeros(level.shape[1:], dtype=level.dtype.as_numpy_dtype)
-            for rows, cols in tiles_of(plan, self.config.layers):
-                bounds, edges, layers = self._tile_args(rows, cols)
-                seeds = [d_grams[(k, n)] / _positions(plan, n, level.dtype) for n in layers]
-                grad = self._tile_grad(_crop(level, rows, cols), bounds, seeds, edges, layers)
-                _add_wrapped(acc, grad.numpy()[0], rows, cols)
-            level_grads.append(tf.constant(acc[None]))
-            del acc
-        grad_x = self._pyramid_vjp(x, level_grads)
-        return float(total.numpy()), grad_x.numpy(), per_octave.numpy().astype(np.float64)
+        grad = None
+        if gradient:
+            d_grams = tape.gradient(total, grams)
+            seeds = {key: d / positions[key] for key, d in d_grams.items()}
+            grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0)
+        return float(total.numpy()), grad, per_octave.numpy().astype(np.float64)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (RGB in [0, 1]).
@@ -223,6 +353,152 @@ class TiledStyleObjective:
         return total, per_octave
 
 
-def _positions(plan: OctavePlan, layer: str, dtype: tf.DType) -> tf.Tensor:
-    """The Gram divisor of ``layer`` at this octave, as a scalar tensor."""
-    return tf.constant(float(plan.positions[layer]), dtype=dtype)
+class TiledStylizeObjective:
+    """:class:`multiscale.content.StylizeObjective`, evaluated tile by tile.
+
+    The content term is a sum over positions too, so each tile adds its
+    interior's squared error to it in the first pass and back-propagates a
+    constant seed in the second; total variation is taken on the whole image
+    (it needs no network). Parameters as :class:`~multiscale.content.StylizeObjective`,
+    plus ``tile``.
+    """
+
+    def __init__(
+        self,
+        *,
+        style_targets: Mapping[GramKey, np.ndarray] | None,
+        content_targets: Mapping[str, np.ndarray] | None,
+        network: VGG16,
+        config: DescriptorConfig,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        height: int,
+        width: int,
+        channels: int = 3,
+        tile: int | None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        self.shape = (1, height, width, channels)
+        self.size = height * width * channels
+        self.config = config
+        self.tile = tile
+        dtype = network.dtype
+        self._weights = (float(content_weight), float(style_weight), float(tv_weight))
+        self._use_style = style_weight > 0
+        content = dict(content_targets or {}) if content_weight > 0 else {}
+        self._content = {n: np.asarray(f, dtype=dtype.as_numpy_dtype) for n, f in content.items()}
+        # mean(F_c²) · (number of values): the divisor of Σ (F − F_c)² in the content loss.
+        self._norms = {
+            n: max(float(np.mean(np.square(f, dtype=np.float64))), _NORM_FLOOR) * f.size
+            for n, f in self._content.items()
+        }
+        self._passes = _TiledPasses(
+            network=network, config=config, height=height, width=width, tile=tile,
+            style=self._use_style, content_layers=tuple(self._content), channels=channels,
+        )  # fmt: skip
+        self.plans = self._passes.plans
+        self._targets = (
+            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_style else {}
+        )
+        self.last_octave_losses: np.ndarray | None = None
+        self.last_terms: np.ndarray | None = None
+
+    def _evaluate(
+        self, image: np.ndarray, *, gradient: bool
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
+        passes, dtype = self._passes, self._passes.dtype
+        wc, ws, wt = self._weights
+        x = tf.constant(np.reshape(image, self.shape), dtype=dtype)
+        levels = passes.pyramid(x)
+        sums, errors = passes.first_pass(levels, self._content)
+        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), dtype) for key in sums}
+        grams = {key: s / positions[key] for key, s in sums.items()}
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(grams)
+            if self._use_style:
+                style, per_octave = style_loss(grams, self._targets, config=self.config)
+            else:
+                style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
+        # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
+        n_content = max(len(self._content), 1)
+        content = sum(
+            (errors[n] / _divisor(self._norms[n], dtype) for n in self._content), tf.zeros([], dtype)
+        )
+        content = content / n_content
+        tv = total_variation(x)
+        stacked = np.array([float(content.numpy()), float(style.numpy()), float(tv.numpy())])
+        total = float(np.dot(self._weights, stacked))
+        grad = None
+        if gradient:
+            gram_seeds = {}
+            if self._use_style:
+                d_grams = tape.gradient(style, grams)
+                gram_seeds = {key: ws * d / positions[key] for key, d in d_grams.items()}
+            error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
+            grad = passes.second_pass(x, levels, self._content, gram_seeds, error_seeds, wt)
+        return total, stacked, per_octave.numpy().astype(np.float64), grad
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
+        total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
+        self.last_terms, self.last_octave_losses = stacked, per_octave
+        assert grad is not None
+        return total, grad.reshape(-1).astype(np.float64)
+
+    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        """Loss of an (H, W, channels) image, its unweighted terms and the style loss per octave."""
+        total, stacked, per_octave, _ = self._evaluate(image, gradient=False)
+        return total, {name: float(v) for name, v in zip(TERMS, stacked, strict=True)}, per_octave
+
+
+def tiled_grams(
+    image: np.ndarray, *, network: VGG16, config: DescriptorConfig, tile: int
+) -> dict[GramKey, np.ndarray]:
+    """:func:`multiscale.gram.image_grams` of a large image, one tile at a time (same values).
+
+    Parameters
+    ----------
+    image : np.ndarray float32 (H, W, 3), RGB in [0, 1]
+
+    Returns
+    -------
+    dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
+    """
+    h, w = image.shape[:2]
+    passes = _TiledPasses(network=network, config=config, height=h, width=w, tile=tile)
+    sums, _ = passes.first_pass(passes.pyramid(tf.constant(image[None], dtype=network.dtype)), {})
+    out = {}
+    for (k, name), s in sums.items():
+        g = s.numpy().astype(np.float64) / passes.plans[k].positions(name)
+        out[(k, name)] = (g + g.T) / 2.0
+    return out
+
+
+def tiled_features(
+    image: np.ndarray, *, network: VGG16, config: DescriptorConfig, layers: Sequence[str], tile: int
+) -> dict[str, np.ndarray]:
+    """:func:`multiscale.content.content_features` of a large image, one tile at a time.
+
+    Parameters
+    ----------
+    image : np.ndarray float32 (H, W, 3), RGB in [0, 1]
+    config : DescriptorConfig
+        Only its padding counts (the network's own).
+
+    Returns
+    -------
+    dict of layer → np.ndarray (1, h, w, C) in the network's dtype.
+    """
+    h, w = image.shape[:2]
+    passes = _TiledPasses(
+        network=network,
+        config=config,
+        height=h,
+        width=w,
+        tile=tile,
+        style=False,
+        content_layers=tuple(layers),
+    )
+    return passes.maps(image, layers)

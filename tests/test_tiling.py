@@ -163,3 +163,53 @@ def test_dry_run_shows_the_tiling_plan():
 def test_tile_size_option_is_checked_by_the_cli():
     res = CliRunner().invoke(cli, ["synthesize", "-s", "x.png", "--tile-size", "8", "--dry-run"])
     assert res.exit_code == 2 and "--tile-size" in res.output
+
+
+@pytest.mark.parametrize(
+    ("weights", "channels", "padding"),
+    [((1.0, 1.0, 0.5), 3, "reflect"), ((1.0, 0.0, 0.1), 1, "reflect"), ((0.5, 2.0, 0.0), 3, "wrap")],
+)
+def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels, padding):
+    from multiscale.content import StylizeObjective, content_features
+    from multiscale.tiling import TiledStylizeObjective
+
+    config = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1", "conv2_1"), padding=padding)
+    h, w = 64, 48
+    rng = np.random.default_rng(5)
+    net = VGG16(load_weights(), padding=padding, dtype=tf.float64)
+    net32 = VGG16(load_weights(), padding=padding)
+    style = image_grams(rng.uniform(size=(h, w, 3)).astype(np.float32), network=net32, config=config)
+    content = content_features(rng.uniform(size=(h, w, 3)), network=net, layers=("conv2_2",))
+    kwargs = dict(
+        style_targets=style, content_targets=content, network=net, config=config, content_weight=weights[0],
+        style_weight=weights[1], tv_weight=weights[2], height=h, width=w, channels=channels,
+    )  # fmt: skip
+    whole = StylizeObjective(**kwargs)
+    tiled = TiledStylizeObjective(tile=16, **kwargs)
+    x = rng.uniform(0.05, 0.95, size=h * w * channels)
+    loss, grad = whole(x)
+    tloss, tgrad = tiled(x)
+    assert tloss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
+    np.testing.assert_allclose(tiled.last_terms, whole.last_terms, rtol=1e-12, atol=1e-300)
+    total, terms, _ = tiled.loss(x.reshape(h, w, channels))
+    assert total == pytest.approx(loss, rel=1e-12) and set(terms) == {"content", "style", "tv"}
+
+
+def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
+    from multiscale.content import content_features
+    from multiscale.tiling import tiled_features, tiled_grams
+
+    config = DescriptorConfig(octaves=2, layers=("pool1", "conv2_1"))
+    net = VGG16(load_weights())  # float32, as sources are measured
+    image = np.random.default_rng(6).uniform(size=(72, 56, 3)).astype(np.float32)
+    whole = image_grams(image, network=net, config=config)
+    tiled = tiled_grams(image, network=net, config=config, tile=20)
+    assert set(tiled) == set(whole)
+    for key in whole:
+        np.testing.assert_allclose(tiled[key], whole[key], rtol=0, atol=1e-5 * np.abs(whole[key]).max())
+    feats = content_features(image, network=net, layers=("conv2_2", "conv3_1"))
+    tfeats = tiled_features(image, network=net, config=config, layers=("conv2_2", "conv3_1"), tile=20)
+    for name in feats:
+        assert tfeats[name].shape == feats[name].shape
+        np.testing.assert_allclose(tfeats[name], feats[name], rtol=0, atol=1e-5 * np.abs(feats[name]).max())
