@@ -44,7 +44,8 @@ float64 (its ``ws`` and ``wy``). Beside it: the iterate, the trial point and
 two gradients in float64, the masked gradient, the newest ``y`` and the
 direction in float32, three boolean masks, and up to two float64 copies of
 a best point that was not kept as the iterate (rare) — about 6 n-vectors of
-float64 in all. At 1024² with ``m = 10``: 277 MB of pairs and about 150 MB
+float64 in all. A float32 start point (:func:`start_point` chooses one above
+:data:`FLOAT32_ITERATE_ABOVE` variables) keeps those vectors in float32. At 1024² with ``m = 10``: 277 MB of pairs and about 150 MB
 of vectors, against scipy's 503 MB of pairs. Per iteration the memory is
 read twice (one product with ``[g_F, y]``, one linear combination for
 ``d``); the rest is about 30 passes over n-vectors. Products with
@@ -108,7 +109,7 @@ _CURVATURE_COS = 1e-6
 
 _EMPTY = np.zeros((0, 0))
 
-__all__ = ["STOP_REASONS", "LBFGSResult", "LBFGSState", "load_state", "minimize", "save_state"]
+__all__ = ["STOP_REASONS", "LBFGSResult", "LBFGSState", "load_state", "minimize", "save_state", "start_point"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,6 +229,22 @@ class _Core:
     best_x: np.ndarray | None  # None: ``x`` is the best point
 
 
+#: Above this many variables (about 2365² RGB pixels) :func:`start_point`
+#: keeps the iterate in float32: at 4096² each float64 n-vector is 400 MB.
+FLOAT32_ITERATE_ABOVE = 1 << 24
+
+
+def start_point(x0: np.ndarray) -> np.ndarray:
+    """``x0`` flattened, in the iterate dtype :func:`minimize` should use for its size.
+
+    float64 up to :data:`FLOAT32_ITERATE_ABOVE` variables, float32 above:
+    pixel values in [0, 1] need no more than float32's 6·10⁻⁸ resolution,
+    and the optimiser's vectors are most of a large run's memory.
+    """
+    x0 = np.asarray(x0).reshape(-1)
+    return x0.astype(np.float32 if x0.size > FLOAT32_ITERATE_ABOVE else np.float64, copy=False)
+
+
 # --------------------------------------------------------------------------- numerics
 
 
@@ -301,8 +318,10 @@ class _Driver:
         bounds: tuple[float, float] | None,
         time_limit: float | None,
         start: float,
+        dtype: type | np.dtype = np.float64,
     ) -> None:
         self.fun = fun
+        self.dtype = dtype
         self.n, self.m = n, m
         self.bounded = bounds is not None
         self.lo, self.hi = (
@@ -320,8 +339,8 @@ class _Driver:
         self.flat = self.block[:rows]
         self.v = self.block[rows:]  # [g_F, newest y]
         self.d = np.empty(n, np.float32)
-        self.xt = np.empty(n, np.float64)
-        self.grad_buffers = (np.empty(n, np.float64), np.empty(n, np.float64))
+        self.xt = np.empty(n, dtype)
+        self.grad_buffers = (np.empty(n, dtype), np.empty(n, dtype))
         self.free = np.empty(n, bool)
         self.mask_a = np.empty(n, bool)
         self.mask_b = np.empty(n, bool)
@@ -357,10 +376,10 @@ class _Driver:
         return loss, grad
 
     def keep(self, grad: np.ndarray) -> np.ndarray:
-        """``grad`` copied (as float64) into a buffer the committed core does not use."""
+        """``grad`` copied (in the iterate's dtype) into a buffer the committed core does not use."""
         current = self.core.grad if self.core is not None else None
         buf = self.grad_buffers[0] if self.grad_buffers[0] is not current else self.grad_buffers[1]
-        np.copyto(buf, grad)
+        np.copyto(buf, grad, casting="same_kind")
         return buf
 
     def best_buffer(self, core: _Core) -> np.ndarray:
@@ -368,7 +387,7 @@ class _Driver:
         for buf in self.best_buffers:
             if buf is not core.best_x:
                 return buf
-        buf = np.empty(self.n, np.float64)
+        buf = np.empty(self.n, self.dtype)
         self.best_buffers.append(buf)
         return buf
 
@@ -448,7 +467,7 @@ class _Driver:
             if alpha == 1.0:  # the usual first trial: one pass fewer
                 np.add(x, d, out=xt)
             else:
-                np.multiply(d, np.float64(alpha), out=xt)
+                np.multiply(d, alpha, out=xt, casting="same_kind")
                 xt += x
             if self.bounded:
                 np.clip(xt, self.lo, self.hi, out=xt)
@@ -535,11 +554,11 @@ class _Driver:
             self.ring[0, slot] = state.S[first + j]
             self.ring[1, slot] = state.Y[first + j]
         np.copyto(self.xt, state.x)
-        x, self.xt = self.xt, np.empty(self.n, np.float64)
+        x, self.xt = self.xt, np.empty(self.n, self.dtype)
         at_x = state.best_loss == state.loss and np.array_equal(state.best_x, state.x)
         best_x = None
         if not at_x:
-            best_x = np.array(state.best_x, dtype=np.float64)
+            best_x = np.array(state.best_x, dtype=self.dtype)
             self.best_buffers.append(best_x)
         self.evaluations = state.evaluations
         return _Core(
@@ -634,11 +653,14 @@ def minimize(
     Parameters
     ----------
     fun : callable
-        ``fun(x) -> (loss, grad)``, ``x`` and ``grad`` float64 of shape (n,).
+        ``fun(x) -> (loss, grad)``, ``x`` and ``grad`` of shape (n,).
         ``x`` is a read-only view of a buffer that is reused: copy it to keep it.
     x0 : np.ndarray
         Start point, shape (n,); clipped into ``bounds``. Ignored when
-        ``state`` is given, except that its size must match.
+        ``state`` is given, except that its size must match. Its dtype sets
+        the iterate's: float32 keeps the iterate, the gradients and the best
+        point in float32 (half the memory of those vectors, for very large
+        images), anything else float64.
     bounds : (low, high) or None
         Box applied to every variable; ``None`` for an unbounded run.
     max_iter : int
@@ -675,13 +697,15 @@ def minimize(
         If ``state`` does not fit this problem (size, bounds) or is malformed.
     """
     start = time.perf_counter()
-    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
+    x0 = np.asarray(x0)
+    dtype = np.dtype(np.float32 if (state.x if state is not None else x0).dtype == np.float32 else np.float64)
+    x0 = x0.astype(dtype, copy=False).reshape(-1)
     n = x0.size
     if isinstance(history, bool) or not isinstance(history, int | np.integer) or history < 1:
         raise ConfigError("history", f"must be an integer ≥ 1, got {history!r}")
     if bounds is not None and not (bounds[0] < bounds[1]):
         raise ConfigError("bounds", f"low must be below high, got {bounds!r}")
-    driver = _Driver(fun, n, int(history), bounds, time_limit, start)
+    driver = _Driver(fun, n, int(history), bounds, time_limit, start, dtype)
     losses: list[float] = []
     if state is not None:
         _check_state(state, "state")
@@ -829,6 +853,10 @@ _MEMBERS: dict[str, tuple[np.dtype, int]] = {
 }
 
 
+#: Members stored in the iterate's dtype: float64, or float32 for a run started in float32.
+_ITERATE_MEMBERS = ("x", "grad", "best_x")
+
+
 def save_state(path: PathLike, state: LBFGSState, *, overwrite: bool = False) -> Path:
     """Write ``state`` to ``path`` as an uncompressed ``.npz``, atomically.
 
@@ -941,6 +969,8 @@ def _read_members(zf: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
                 shape, fortran, got = np.lib.format.read_array_header_2_0(fh)
             else:
                 raise CheckpointError(f"{label}: member {name} has npy format {version}")
+            if name in _ITERATE_MEMBERS and got == np.dtype(np.float32):
+                dtype = got  # a run kept in float32 (see minimize's x0)
             if got != dtype or len(shape) != ndim or fortran:
                 raise CheckpointError(
                     f"{label}: member {name} is {got} with shape {shape}, expected {ndim}-d {dtype}"
@@ -986,9 +1016,10 @@ def _check_state(state: LBFGSState, label: str) -> None:
     n, k = state.x.shape[0], state.S.shape[0] if state.S.ndim == 2 else -1
     if k < 0:
         raise fail(f"S has shape {state.S.shape}")
-    array("x", np.float64, (n,))
-    array("grad", np.float64, (n,))
-    array("best_x", np.float64, (n,))
+    dtype = np.float32 if state.x.dtype == np.float32 else np.float64
+    array("x", dtype, (n,))
+    array("grad", dtype, (n,))
+    array("best_x", dtype, (n,))
     array("S", np.float32, (k, n))
     array("Y", np.float32, (k, n))
     sty = array("sty", np.float64, (k, k))

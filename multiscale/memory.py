@@ -36,7 +36,8 @@ selected layer (pooling layers included) at every octave:
     (low, high) pairs it is given into arrays through Python lists; the
     peak of that conversion stays in the process's high-water mark.
 ``images``
-    ``IMAGE_BYTES_PER_VALUE · n``: float64 and float32 copies of the image
+    ``IMAGE_BYTES_PER_VALUE · n`` (``PROJECTED_IMAGE_BYTES_PER_VALUE`` with
+    the projected driver): float64 and float32 copies of the image
     and its gradient (start point, best point, scipy's own x and g, the
     float32 tensor handed to TF and the gradient cast back to float64).
 
@@ -64,6 +65,10 @@ from dataclasses import dataclass
 from .config import DescriptorConfig
 from .errors import ResourceError
 from .layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
+
+#: Mirrors :data:`multiscale.lbfgs.FLOAT32_ITERATE_ABOVE` (that module imports
+#: scipy; this one must stay light). A test checks they agree.
+FLOAT32_ITERATE_ABOVE = 1 << 24
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -112,6 +117,11 @@ BOUNDS_BYTES_PER_VALUE = 185
 #: float64 vectors; measured with a cheap objective: unbounded peak minus the
 #: L-BFGS-B arrays, 78 B per variable).
 IMAGE_BYTES_PER_VALUE = 80
+
+#: The same with the projected driver, which reads the objective's gradient
+#: in place and keeps no bounds arrays: fitted on tiled 1024² and 2048² runs
+#: (history 2; estimate ÷ peak RSS 1.06 and 1.01).
+PROJECTED_IMAGE_BYTES_PER_VALUE = 40
 
 #: Share of the available memory that :func:`default_max_memory` allows.
 DEFAULT_MEMORY_SHARE = 0.8
@@ -299,10 +309,13 @@ def vgg16_parameter_bytes() -> int:
 
 def projected_lbfgs_bytes(n: int, history: int) -> int:
     """Bytes of :mod:`multiscale.lbfgs` for n variables: a float32 ring of
-    ``2(m+1)`` pairs plus about 8 float64 n-vectors (iterate, trial point,
-    gradients, direction, masks, best point). A model from the module's
-    layout, checked once against tracemalloc (501 MiB at 1024², m = 10)."""
-    return 4 * 2 * (history + 1) * n + 8 * 8 * n
+    ``2(m+1)`` pairs plus about 8 n-vectors (iterate, trial point,
+    gradients, direction, masks, best point), float64 — or float32 above
+    :data:`multiscale.lbfgs.FLOAT32_ITERATE_ABOVE` variables, where the
+    driver keeps its iterate in float32. A model from the module's layout,
+    checked once against tracemalloc (501 MiB at 1024², m = 10)."""
+    vector = 4 if n > FLOAT32_ITERATE_ABOVE else 8
+    return 4 * 2 * (history + 1) * n + 8 * vector * n
 
 
 def lbfgs_bytes(n: int, history: int) -> int:
@@ -378,7 +391,7 @@ def estimate_synthesis_memory(
         ),
         lbfgs=projected_lbfgs_bytes(n, history) if optimizer == "projected" else lbfgs_bytes(n, history),
         bounds=BOUNDS_BYTES_PER_VALUE * n if bounded and optimizer != "projected" else 0,
-        images=IMAGE_BYTES_PER_VALUE * n,
+        images=(PROJECTED_IMAGE_BYTES_PER_VALUE if optimizer == "projected" else IMAGE_BYTES_PER_VALUE) * n,
     )
 
 

@@ -791,6 +791,8 @@ def _run_stages(
     ``max_iter``, from ``start.image``, with a fresh L-BFGS-B.
     """
     config = job.config
+    from .lbfgs import start_point
+
     if config.optimizer == "projected":
         from .lbfgs import minimize
     else:
@@ -906,7 +908,7 @@ def _run_stages(
         stage_obj = objective
         result = minimize(
             stage_obj,
-            x0.reshape(-1),
+            start_point(x0) if config.optimizer == "projected" else x0.reshape(-1),
             bounds=(0.0, 1.0),
             max_iter=config.max_iter - done_iters,
             tol=config.tol,

@@ -871,6 +871,9 @@ def _optimize(
         return res, None
 
     from .lbfgs import minimize as projected
+    from .lbfgs import start_point
+
+    x0 = start_point(x0)
 
     started = time.perf_counter()
     state, checkpointed = resume_state, None

@@ -455,3 +455,44 @@ def test_on_the_style_objective_it_keeps_up_with_scipy():
     assert ours.iterations == ref.iterations == 30
     assert ours.loss <= 1.5 * ref.loss
     assert ours.x.min() >= 0.0 and ours.x.max() <= 1.0
+
+
+# --------------------------------------------------------------------------- float32 iterate
+
+
+def test_a_float32_start_keeps_the_iterate_in_float32_and_reaches_the_float64_minimum(tmp_path):
+    fun = Coupled(seed=2)
+    x64 = np.full(fun.target.size, 0.5)
+    ref = minimize(fun, x64, bounds=(0.0, 1.0), max_iter=60, tol=0.0)
+    res = minimize(fun, x64.astype(np.float32), bounds=(0.0, 1.0), max_iter=60, tol=0.0)
+    assert res.x.dtype == np.float32 and res.state.x.dtype == np.float32
+    assert ref.x.dtype == np.float64
+    assert res.loss == pytest.approx(ref.loss, rel=1e-4)
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-3)
+    # its state saves, reloads and resumes in float32
+    save_state(tmp_path / "f32.npz", res.state)
+    state = load_state(tmp_path / "f32.npz")
+    assert state.x.dtype == state.grad.dtype == state.best_x.dtype == np.float32
+    more = minimize(fun, x64, bounds=(0.0, 1.0), max_iter=70, tol=0.0, state=state)
+    assert more.x.dtype == np.float32 and more.iterations == 70 and more.loss <= res.loss
+
+
+def test_float32_resume_repeats_the_uninterrupted_float32_run_exactly():
+    fun = Coupled(seed=3)
+    x0 = np.full(fun.target.size, 0.5, dtype=np.float32)
+    kwargs = dict(max_iter=20, tol=0.0, history=3, bounds=(0.0, 1.0))
+    full, full_iterates = run_with_iterates(fun, x0, **kwargs)
+    first, _ = run_with_iterates(fun, x0, **{**kwargs, "max_iter": 8})
+    rest, rest_iterates = run_with_iterates(fun, x0, state=first.state, **kwargs)
+    for a, b in zip(rest_iterates, full_iterates[8:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(rest.x, full.x)
+
+
+def test_start_point_switches_to_float32_only_for_very_large_problems():
+    from multiscale import memory
+
+    assert lbfgs.start_point(np.zeros((4, 4, 3), np.float32)).dtype == np.float64
+    big = np.zeros(lbfgs.FLOAT32_ITERATE_ABOVE + 1, np.float64)
+    assert lbfgs.start_point(big).dtype == np.float32
+    assert memory.FLOAT32_ITERATE_ABOVE == lbfgs.FLOAT32_ITERATE_ABOVE  # the estimate knows the switch
