@@ -1088,6 +1088,8 @@ def stylize(
     bit_depth: int = STYLE_DEFAULTS.bit_depth,
     max_input_pixels: int = STYLE_DEFAULTS.max_input_pixels,
     max_memory: int | None = STYLE_DEFAULTS.max_memory,
+    optimizer: str = STYLE_DEFAULTS.optimizer,
+    tile_size: int | None = STYLE_DEFAULTS.tile_size,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> StylizeResult:
     """Repaint ``content`` with the multiscale texture statistics of ``styles``.
@@ -1103,7 +1105,7 @@ def stylize(
         Output width (≤ 4096); the height follows the content's aspect.
     content_layers, content_weight, style_weight, tv_weight, style_weights,
     style_scale, preserve_color, stages, init, seed, max_iter, tol,
-    time_limit, history, bit_depth, max_input_pixels, max_memory
+    time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size
         See :class:`multiscale.config.StyleConfig`.
     octaves, layers, layer_weights, octave_weights, pooling, padding, weights
         How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
@@ -1131,7 +1133,7 @@ def stylize(
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
         padding=padding, weights=weights, init=init, seed=seed, max_iter=max_iter, tol=tol,
         time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
-        max_memory=max_memory,
+        max_memory=max_memory, optimizer=optimizer, tile_size=tile_size,
     )  # fmt: skip
     return run_stylize(content, styles, config=config, callback=callback)
 
@@ -1147,6 +1149,7 @@ __all__ = [
     "build_objective",
     "estimate_memory",
     "make_config",
+    "stage_tiling",
     "prepare_stylize",
     "resume_stylize",
     "run_plan",

@@ -29,7 +29,9 @@ def _pair(padding, octaves, *, pooling="avg", size=(64, 48), dtype=tf.float64, t
     rng = np.random.default_rng(octaves)
     net = VGG16(load_weights(), pooling=pooling, padding=padding, dtype=dtype)
     source = rng.uniform(size=(h, w, 3)).astype(np.float32)
-    targets = image_grams(source, network=VGG16(load_weights(), padding=padding, pooling=pooling), config=config)
+    targets = image_grams(
+        source, network=VGG16(load_weights(), padding=padding, pooling=pooling), config=config
+    )
     whole = StyleObjective(targets=targets, network=net, config=config, height=h, width=w)
     tiled = TiledStyleObjective(targets=targets, network=net, config=config, height=h, width=w, tile=tile)
     return whole, tiled, rng.uniform(0.05, 0.95, size=h * w * 3)
@@ -213,3 +215,27 @@ def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
     for name in feats:
         assert tfeats[name].shape == feats[name].shape
         np.testing.assert_allclose(tfeats[name], feats[name], rtol=0, atol=1e-5 * np.abs(feats[name]).max())
+
+
+def test_stylize_tiles_a_stage_when_asked_and_follows_the_untiled_run():
+    from multiscale.stylize import stylize
+
+    rng = np.random.default_rng(7)
+    content = rng.uniform(size=(60, 80, 3)).astype(np.float32)
+    style = rng.uniform(size=(64, 64, 3)).astype(np.float32)
+    common = dict(width=80, stages=1, max_iter=3, octaves=2)
+    whole = stylize(content, style, **common)
+    tiled = stylize(content, style, tile_size=32, **common)
+    assert whole.report.stages[-1].tile_size is None and tiled.report.stages[-1].tile_size == 32
+    assert tiled.report.loss == pytest.approx(whole.report.loss, rel=2e-2)
+
+
+def test_stylize_chooses_tiles_when_the_last_stage_would_not_fit():
+    from multiscale.config import StyleConfig
+    from multiscale.stylize import stage_tiling
+
+    roomy = StyleConfig(max_memory=64 * GIB)
+    assert stage_tiling(2048, 2730, config=roomy)[0] is None
+    tight = StyleConfig(max_memory=6 * GIB)
+    tile, estimate, limit = stage_tiling(2048, 2730, config=tight)
+    assert tile is not None and estimate.total <= limit
