@@ -34,7 +34,7 @@ from ._tf import tf
 from .backbone import VGG16, preprocess
 from .config import DescriptorConfig
 from .gram import GramKey, gram_matrix
-from .losses import style_loss
+from .losses import gradient_like, style_loss
 from .pyramid import gaussian_pyramid
 
 #: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
@@ -206,13 +206,13 @@ class StylizeObjective:
         Returns
         -------
         loss : float
-        grad : np.ndarray float64, same shape as ``x``
+        grad : np.ndarray, same shape as ``x``; float64, or float32 for a float32 ``x``
         """
         t = tf.constant(np.reshape(x, self.shape), dtype=self._dtype)
         total, grad, stacked, per_octave = self._loss_and_grad(t)
         self.last_terms = stacked.numpy().astype(np.float64)
         self.last_octave_losses = per_octave.numpy().astype(np.float64)
-        return float(total.numpy()), grad.numpy().reshape(-1).astype(np.float64)
+        return float(total.numpy()), gradient_like(x, grad.numpy())
 
     def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         """Loss of an (H, W, channels) image in [0, 1], without gradient.

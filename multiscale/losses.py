@@ -63,6 +63,13 @@ def style_loss(
     return tf.reduce_sum(stacked), stacked
 
 
+def gradient_like(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """A gradient from TF, flattened, in the driver's dtype: float32 for a float32 iterate
+    (the projected driver on very large images, no copy), float64 otherwise (scipy)."""
+    flat = np.reshape(grad, -1)
+    return flat.astype(np.float32 if np.asarray(x).dtype == np.float32 else np.float64, copy=False)
+
+
 class StyleObjective:
     """Loss and gradient of the style loss over the pixels of one image.
 
@@ -120,12 +127,12 @@ class StyleObjective:
         Returns
         -------
         loss : float
-        grad : np.ndarray float64, same shape as ``x``
+        grad : np.ndarray, same shape as ``x``; float64, or float32 for a float32 ``x``
         """
         t = tf.constant(np.reshape(x, self.shape), dtype=self._dtype)
         total, grad, per_octave = self._loss_and_grad(t)
         self.last_octave_losses = per_octave.numpy().astype(np.float64)
-        return float(total.numpy()), grad.numpy().reshape(-1).astype(np.float64)
+        return float(total.numpy()), gradient_like(x, grad.numpy())
 
     def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss (and per-octave losses) of an (H, W, 3) image in [0, 1], no gradient."""

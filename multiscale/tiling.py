@@ -51,7 +51,7 @@ from .config import DescriptorConfig
 from .content import TERMS, total_variation
 from .gram import GramKey
 from .layers import LAYER_NAMES, layer_channels, layer_index
-from .losses import style_loss
+from .losses import gradient_like, style_loss
 from .pyramid import gaussian_pyramid
 from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
 
@@ -340,12 +340,12 @@ class TiledStyleObjective:
         Returns
         -------
         loss : float
-        grad : np.ndarray float64, same shape as ``x``
+        grad : np.ndarray, same shape as ``x``; float64, or float32 for a float32 ``x``
         """
         total, grad, per_octave = self._evaluate(x, gradient=True)
         self.last_octave_losses = per_octave
         assert grad is not None
-        return total, grad.reshape(-1).astype(np.float64)
+        return total, gradient_like(x, grad)
 
     def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss (and per-octave losses) of an (H, W, 3) image in [0, 1], no gradient."""
@@ -445,7 +445,7 @@ class TiledStylizeObjective:
         total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
         self.last_terms, self.last_octave_losses = stacked, per_octave
         assert grad is not None
-        return total, grad.reshape(-1).astype(np.float64)
+        return total, gradient_like(x, grad)
 
     def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
         """Loss of an (H, W, channels) image, its unweighted terms and the style loss per octave."""
