@@ -245,8 +245,8 @@ def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> in
 
 texture_options = compose(
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=S.optimizer, show_default=True,
-                 help="projected: float32 projected L-BFGS, fast and exactly resumable; "
-                 "lbfgsb: scipy's L-BFGS-B, the reference."),
+                 help="projected: float32 projected L-BFGS, little cost of its own even at print sizes "
+                 "(synthesize resumes it exactly); lbfgsb: scipy's L-BFGS-B, the reference."),
     click.option("--frames", type=click.IntRange(min=1), default=S.frames, show_default=True,
                  help="Make an animation of N frames, each matching the source."),
     click.option("--frame-weight", type=click.FloatRange(min=0), default=S.frame_weight, show_default=True,
@@ -265,7 +265,7 @@ texture_options = compose(
                  "(default: 80% of the memory available)."),
     click.option("--tile-size", type=click.IntRange(min=MIN_TILE_SIZE), default=S.tile_size, metavar="PX",
                  help="Evaluate the loss in tiles of PX pixels (plus a halo): the same result in far less "
-                 "memory, about 1.5× slower (default: tiles only when the untiled run would not fit "
+                 "memory, about 1.6× slower (default: tiles only when the untiled run would not fit "
                  "--max-memory)."),
     click.option("--dry-run", is_flag=True, help="Print the plan and memory estimate, then exit without running."),
 )  # fmt: skip

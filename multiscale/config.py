@@ -240,7 +240,7 @@ class SynthesisConfig:
     tile_size : int or None
         Evaluate the loss tile by tile, tiles of this many pixels (of the
         octave they cut) plus a halo: the same loss and gradient in far less
-        memory, about 1.5× the time (:mod:`multiscale.tiling`). ``None``:
+        memory, about 1.6× the time (:mod:`multiscale.tiling`). ``None``:
         untiled when the memory estimate fits ``max_memory``, else the
         largest tile that fits.
     """

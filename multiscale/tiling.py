@@ -33,8 +33,9 @@ around), which is exact when every pooling halves an even size; whole axes
 pad as usual. An octave smaller than the tile is one tile, evaluated in a
 single pass.
 
-The cost is one more forward pass per split octave (about 1.4× the untiled
-evaluation) plus the halos' share of the area.
+The cost is one more forward pass per split octave plus the halos' share of
+the area: 1.6× the untiled evaluation at 512² with 256-pixel tiles (2.17 s
+against 1.33 s on 2 cores), 2.3× with 128-pixel tiles.
 """
 
 from __future__ import annotations
