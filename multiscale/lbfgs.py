@@ -467,7 +467,7 @@ class _Driver:
             if alpha == 1.0:  # the usual first trial: one pass fewer
                 np.add(x, d, out=xt)
             else:
-                np.multiply(d, alpha, out=xt, casting="same_kind")
+                np.multiply(d, xt.dtype.type(alpha), out=xt)
                 xt += x
             if self.bounded:
                 np.clip(xt, self.lo, self.hi, out=xt)
