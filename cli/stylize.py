@@ -84,7 +84,7 @@ stylize_run_options = compose(
                  show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
     click.option("--checkpoint-every", type=click.IntRange(min=1), default=S.checkpoint_every, metavar="N",
                  help="Write a resumable checkpoint every N iterations (counted over all stages)."),
-    pick(texture_options, "checkpoint", "max_memory", "optimizer", "tile_size"),
+    pick(texture_options, "checkpoint", "max_memory", "optimizer", "tile_size", "precision"),
 )  # fmt: skip
 
 

@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DescriptorConfig
+from .config import PRECISIONS, DescriptorConfig
 
 if TYPE_CHECKING:
     from .backbone import VGGWeights
@@ -76,7 +76,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Values of the ``precision`` setting.
-PRECISIONS = ("auto", "float32", "bfloat16")
 #: CPU flags (Linux ``/proc/cpuinfo`` names) that mean native bfloat16 arithmetic.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: Flags worth recording beside a choice.

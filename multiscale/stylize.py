@@ -613,6 +613,12 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
     content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
     height, width = content_s.shape[:2]
     tile = stage_tiling(height, width, config=config)[0]
+    if config.precision != "float32":
+        from .synthesize import precision_network, resolve_precision
+
+        choice = resolve_precision(config, height=height, width=width, weights=network.weights)
+        if choice.compute_dtype is not None:
+            network = precision_network(network, choice)
     cls: Any = StylizeObjective
     extra: dict[str, Any] = {}
     if tile is not None:

@@ -81,6 +81,10 @@ class SynthesisReport:
     tile_size : int or None
         Tile size of the exact tiled evaluation (``None``: untiled), as
         chosen from the memory estimate or given.
+    precision : dict or None
+        What the convolutions ran in and why
+        (:meth:`multiscale.precision.PrecisionChoice.to_dict`: CPU flags,
+        and for ``auto`` the measured seconds and accuracy check).
     """
 
     loss: float
@@ -103,6 +107,7 @@ class SynthesisReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
     checkpoint: str | None = None
     tile_size: int | None = None
+    precision: dict[str, Any] | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -268,6 +273,7 @@ def synthesize(
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
+    precision: str = SYNTHESIS_DEFAULTS.precision,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> SynthesisResult:
     """Synthesize a texture whose multiscale Gram descriptor matches the sources'.
@@ -283,7 +289,7 @@ def synthesize(
     source_scale, source_width, weights
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, max_memory, tile_size
+    optimizer, frames, frame_weight, loop, max_memory, tile_size, precision
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optimize.Progress` after every
@@ -311,6 +317,7 @@ def synthesize(
         seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, max_memory=max_memory, tile_size=tile_size,
+        precision=precision,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -776,7 +783,11 @@ def run_synthesis(
         if resume_state is not None
         else _initial_frames(config, targets, height, width).reshape(-1)
     )
-    style = make_objective(targets.grams, network=network, config=d, height=height, width=width, tile=tile)
+    choice = resolve_precision(config, height=height, width=width, weights=weights)
+    run_network = network if choice.compute_dtype is None else precision_network(network, choice)
+    style = make_objective(
+        targets.grams, network=run_network, config=d, height=height, width=width, tile=tile
+    )
     objective: Any = style
     if config.frames > 1:
         from .animate import FramesObjective
@@ -794,6 +805,10 @@ def run_synthesis(
     )  # fmt: skip
     image = quantize(result.x.reshape(shape), bit_depth=config.bit_depth)
     frames = image if config.frames > 1 else image[None]
+    if run_network is not network:  # the saved image is scored in float32, like any other
+        style = make_objective(
+            targets.grams, network=network, config=d, height=height, width=width, tile=tile
+        )
     losses = [style.loss(f) for f in frames]
     loss = float(np.mean([total for total, _ in losses]))
     per_octave = np.mean([octaves for _, octaves in losses], axis=0)
@@ -818,8 +833,30 @@ def run_synthesis(
         skipped=targets.skipped,
         checkpoint=None if checkpoint is None or checkpointed is None else os.fspath(checkpoint),
         tile_size=tile,
+        precision=choice.to_dict(),
     )
     return SynthesisResult(image=image, report=report)
+
+
+def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> Any:
+    """The run's :class:`~multiscale.precision.PrecisionChoice` (``auto`` measures), logged."""
+    from .precision import choose_precision
+
+    choice = choose_precision(
+        config=config.descriptor, height=height, width=width, requested=config.precision, weights=weights
+    )
+    if config.precision != "float32":
+        log.info("precision: %s", choice.reason)
+    return choice
+
+
+def precision_network(network: Any, choice: Any) -> Any:
+    """``network``'s twin whose convolutions run in the chosen precision (activations float32)."""
+    from .backbone import VGG16
+
+    return VGG16(
+        network.weights, pooling=network.pooling, padding=network.padding, compute_dtype=choice.compute_dtype
+    )
 
 
 def make_objective(

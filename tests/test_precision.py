@@ -190,3 +190,25 @@ def test_auto_measures_both_precisions_and_caches(monkeypatch, weights):
     record = choice.to_dict()
     assert json.loads(json.dumps(record))["accuracy"]["passed"] is True
     assert dataclasses.replace(choice, precision="float32").compute_dtype is None
+
+
+def test_a_bfloat16_synthesis_records_its_precision_and_scores_its_image_in_float32():
+    from multiscale.synthesize import synthesize
+
+    source = np.random.default_rng(4).uniform(size=(48, 48, 3)).astype(np.float32)
+    common = dict(width=48, height=48, octaves=2, max_iter=5, seed=1)
+    f32 = synthesize(source, **common)
+    bf16 = synthesize(source, precision="bfloat16", **common)
+    assert f32.report.precision["precision"] == "float32"
+    assert bf16.report.precision["precision"] == "bfloat16" and bf16.report.precision["requested"] == "bfloat16"
+    # the saved image is scored by the float32 objective: comparable with a float32 run's
+    assert bf16.report.loss == pytest.approx(f32.report.loss, rel=0.5)
+    assert bf16.report.config.precision == "bfloat16"
+
+
+def test_precision_setting_is_validated():
+    from multiscale.config import SynthesisConfig
+    from multiscale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision"):
+        SynthesisConfig(precision="float16")
