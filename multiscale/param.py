@@ -42,6 +42,11 @@ expanded (:func:`upsample`), starts the next stage with those octaves' loss
 unchanged: a schedule of stages optimises one image, in growing subspaces.
 A box on ``y`` keeps ``X`` in the box (``U`` and ``D`` average with weights
 ≥ 0), so a stage runs with the ordinary bounded driver.
+
+Neither is the synthesis default: at 512² the Laplacian variables took more
+evaluations than plain pixels to reach the reference's loss, and a coarse
+stage saved about 5 % of the work (``benchmarks/time_to_loss.py``; figures in
+``benchmarks/RESULTS.md``, "Convergence at 512²").
 """
 
 from __future__ import annotations
