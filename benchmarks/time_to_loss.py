@@ -20,7 +20,14 @@ T_ref / T_candidate. Candidates (``--candidate``, repeatable):
     ``U^S y`` with ``y`` at 1/2^S of the size, ``N`` iterations
     (:func:`multiscale.param.coarse_stage`, :func:`multiscale.param.subspace_map`);
     the result is expanded and the next stage starts from it; the last
-    stage is the full problem with the projected driver.
+    stage is the full problem with the projected driver;
+``bf16``
+    the library's bfloat16 schedule: the projected driver on the objective
+    whose convolutions run in bfloat16, with the library's default ``tol``,
+    until it stops on its own; then, from its best point, the float32
+    objective with fresh memory (:func:`multiscale.lbfgs.switch_objective`)
+    until L_ref. Its bfloat16 evaluations count at their measured cost.
+    Needs a CPU with native bfloat16 to mean anything.
 
 The clock runs from each candidate's first evaluation and includes
 everything the candidate does (its coarse stages, the parameterisation's
@@ -55,6 +62,7 @@ from multiscale.config import DescriptorConfig
 from multiscale.gram import image_grams
 from multiscale.io import load_image
 from multiscale.lbfgs import minimize as projected
+from multiscale.lbfgs import switch_objective
 from multiscale.losses import StyleObjective
 from multiscale.optimize import minimize as lbfgsb
 from multiscale.param import (
@@ -65,7 +73,7 @@ from multiscale.param import (
     subspace_map,
     upsample,
 )
-from multiscale.synthesize import initial_image, quantize
+from multiscale.synthesize import SynthesisConfig, initial_image, quantize
 
 SOURCE = Path(__file__).resolve().parent.parent / "samples" / "sources" / "gravel.png"
 CHECKPOINTS_S = (15, 30, 60, 90, 120, 180, 240, 360, 480, 600, 900)
@@ -117,6 +125,17 @@ class Problem:
         ).astype(np.float64)
         self._stages: dict[int, ParameterizedObjective] = {}
         self.costs: dict[str, float] = {}
+        self.bf16: StyleObjective | None = None
+
+    def use_bf16(self) -> None:
+        """Build and trace the objective whose convolutions run in bfloat16."""
+        from multiscale._tf import tf
+
+        net = VGG16(self.network.weights, pooling=self.config.pooling, padding=self.config.padding,
+                    compute_dtype=tf.bfloat16)  # fmt: skip
+        self.bf16 = StyleObjective(targets=self.grams, network=net, config=self.config, height=self.size,
+                                   width=self.size)  # fmt: skip
+        self.bf16(np.full(self.size * self.size * 3, 0.5))
 
     def objective(self, skip: int) -> StyleObjective:
         grams, config = coarse_stage(self.grams, config=self.config, skip=skip)
@@ -154,6 +173,8 @@ class Problem:
         load of a shared machine does not change, as wall time does.
         """
         self.costs["full"] = self.probe()
+        if self.bf16 is not None:
+            self.costs["bf16"] = self.probe(self.bf16)
         if laplacian is not None:
             self.costs["laplacian"] = self.probe(laplacian, laplacian.transform.from_pixels(self.x0))
         for skip, fun in sorted(self._stages.items()):
@@ -229,6 +250,30 @@ def run_candidate(problem: Problem, spec: str, *, l_ref: float, cap: float, args
         final, evals = fun.pixels(res.x), str(res.evaluations)
         equivalent = res.evaluations * problem.costs["laplacian"] / problem.costs["full"]
         notes.append(f"{pyramid.size} variables, level scales {[round(s, 3) for s in pyramid.scales]}")
+    elif spec == "bf16":
+        target = Target(problem, clock, l_ref, lambda im: im, marks)
+        res = projected(
+            problem.bf16, problem.x0.reshape(-1), max_iter=100_000, tol=SynthesisConfig().tol, time_limit=cap,
+            callback=target, shape=(n * n * 3,),
+        )  # fmt: skip
+        fast = res.evaluations
+        equivalent = fast * problem.costs["bf16"] / problem.costs["full"]
+        notes.append(
+            f"bfloat16 phase: {res.iterations} it, {fast} evaluations, {res.message}, ends at {clock():.1f} s"
+        )
+        evals = f"{fast} bf16"
+        if target.reached is None and res.stop_reason in ("converged", "abnormal"):
+            loss, grad = problem.full(res.state.best_x)
+            state = switch_objective(res.state, loss=loss, grad=grad)
+            res = projected(
+                problem.full, problem.x0.reshape(-1), max_iter=100_000, tol=0.0,
+                time_limit=max(cap - clock(), 1e-9), callback=target, shape=(n * n * 3,), state=state,
+            )  # fmt: skip
+            exact = res.evaluations - fast
+            equivalent += exact
+            evals += f" + {exact} f32"
+            notes.append(f"float32 from iteration {state.iteration} (loss {loss:.4g})")
+        final = res.x
     elif spec.startswith("staged:"):
         plan = [(int(a), int(b)) for a, b in (item.split("=") for item in spec[len("staged:") :].split(","))]
         if [s for s, _ in plan] != sorted({s for s, _ in plan}, reverse=True) or plan[-1][0] < 1:
@@ -304,6 +349,8 @@ def main() -> None:
         int(s.split("=")[0]) for c in candidates if c.startswith("staged:") for s in c[7:].split(",")
     }:
         problem.stage(skip)
+    if "bf16" in candidates:
+        problem.use_bf16()
     args.laplacian_objective = None
     if "laplacian" in candidates:
         pyramid = LaplacianPyramid(

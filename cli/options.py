@@ -141,7 +141,8 @@ run_options = compose(
     click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
                  help="Stop after this many seconds and keep the best image so far."),
     click.option("--history", type=click.IntRange(min=1), default=S.history, show_default=True,
-                 help="L-BFGS memory (correction pairs kept); each costs 2 float64 copies of the image."),
+                 help="L-BFGS memory (correction pairs kept); each costs 2 float32 copies of the image "
+                 "(float64 with --optimizer lbfgsb)."),
     click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
                  show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
 )  # fmt: skip
@@ -270,8 +271,8 @@ texture_options = compose(
                  "--max-memory)."),
     click.option("--precision", type=click.Choice(PRECISIONS), default=S.precision, show_default=True,
                  help="What the convolutions run in (Grams and losses stay float32). bfloat16: 1.5-2x "
-                 "faster per step on CPUs with native bf16 (AVX512-BF16, AMX), but long runs stop at "
-                 "a higher loss; auto: measure both here and check bf16's accuracy first. The choice "
-                 "is recorded in the output's JSON."),
+                 "faster per step on CPUs with native bf16 (AVX512-BF16, AMX); when its rounding noise "
+                 "stops the run early, it finishes in float32 (synthesize). auto: measure both here and "
+                 "check bf16's accuracy first. The choice is recorded in the output's JSON."),
     click.option("--dry-run", is_flag=True, help="Print the plan and memory estimate, then exit without running."),
 )  # fmt: skip

@@ -68,6 +68,10 @@ class Checkpoint:
     sources : list of dict
         Provenance of the targets, as in the run's report.
     state : multiscale.lbfgs.LBFGSState
+    float32_from_iteration : int or None
+        Set for a bfloat16 run that had switched to its float32 finish (at
+        this iteration): the state's loss and gradient are float32 ones, and
+        the run goes on in float32.
     """
 
     folder: Path
@@ -77,6 +81,7 @@ class Checkpoint:
     mean_color: np.ndarray
     sources: list[dict[str, Any]]
     state: Any
+    float32_from_iteration: int | None = None
 
 
 @dataclass(frozen=True)
@@ -222,13 +227,14 @@ def write_checkpoint(
     state: Any,
     shape: tuple[int, ...],
     write_targets: bool = True,
+    float32_from_iteration: int | None = None,
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
     ``shape`` is the image shape ((H, W, 3), or (N, H, W, 3) for frames) in
     which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
     targets never change during a run: later checkpoints of the same run
-    pass ``write_targets=False``.
+    pass ``write_targets=False``. ``float32_from_iteration``: see :class:`Checkpoint`.
     """
     from .lbfgs import save_state
 
@@ -248,6 +254,7 @@ def write_checkpoint(
             "best_loss": float(state.best_loss),
             "config": config.to_dict(),
             "sources": sources,
+            "float32_from_iteration": float32_from_iteration,
         },
     )
     return folder
@@ -402,7 +409,10 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         config = SynthesisConfig.from_dict(meta["config"])
         output = str(meta["output"])
         sources = list(meta.get("sources", []))
-    except (KeyError, TypeError, ConfigError) as exc:
+        switched = meta.get("float32_from_iteration")
+        if switched is not None:
+            switched = _count(switched, "float32_from_iteration")
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
     d = config.descriptor
     expected = {f"gram/{k}/{layer}": _gram_shape(layer) for k in range(d.octaves) for layer in d.layers}
@@ -411,7 +421,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     return Checkpoint(
         folder=folder, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
-        state=load_state(folder / "state.npz"),
+        state=load_state(folder / "state.npz"), float32_from_iteration=switched,
     )  # fmt: skip
 
 

@@ -251,8 +251,10 @@ class SynthesisConfig:
         What the network's convolutions run in (Grams and losses stay
         float32). ``bfloat16`` was measured 1.5–2× faster per evaluation on
         a CPU with native bf16, with the same loss after 100 iterations at
-        256², but it stops at a higher loss on long runs (its rounding noise
-        meets ``tol``), so float32 stays the default. ``auto`` measures both
+        256². On long runs its rounding noise stops the driver early (it
+        meets ``tol`` or finds no decrease): a synthesis then finishes in
+        float32 from that point (:func:`multiscale.synthesize.run_synthesis`).
+        float32 stays the default. ``auto`` measures both
         on a small probe and checks bf16's accuracy (:mod:`multiscale.precision`);
         the choice and its figures go into the output's JSON.
     """
@@ -448,7 +450,8 @@ class StyleConfig:
         As in :class:`SynthesisConfig`: tiled exact evaluation, chosen from
         the memory estimate of the last stage when ``None``.
     precision : {"float32", "bfloat16", "auto"}
-        As in :class:`SynthesisConfig`.
+        As in :class:`SynthesisConfig`, except that stylize has no float32
+        finish: its stages run wholly in the chosen precision.
     """
 
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)

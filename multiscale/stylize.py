@@ -68,7 +68,10 @@ class StageInfo:
 
     ``loss`` is the stage's best optimiser loss (``None`` if no evaluation
     finished); ``time_limit_s`` the share of ``--time-limit`` it was given;
-    ``tile_size`` the tiles of its exact tiled evaluation (``None``: untiled).
+    ``tile_size`` the tiles of its exact tiled evaluation (``None``: untiled);
+    ``precision`` what its convolutions ran in and why
+    (:meth:`multiscale.precision.PrecisionChoice.to_dict`; ``None``: float32,
+    not asked for otherwise).
     """
 
     stage: int
@@ -82,6 +85,7 @@ class StageInfo:
     elapsed_s: float
     time_limit_s: float | None
     tile_size: int | None = None
+    precision: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -613,6 +617,7 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
     content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
     height, width = content_s.shape[:2]
     tile = stage_tiling(height, width, config=config)[0]
+    choice = None
     if config.precision != "float32":
         from .synthesize import precision_network, resolve_precision
 
@@ -626,7 +631,7 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
 
         log.info("stage %d×%d: evaluating the loss in tiles of %d px (plus halo)", width, height, tile)
         cls, extra = TiledStylizeObjective, {"tile": tile}
-    return cls(
+    objective = cls(
         **extra,
         style_targets=targets.grams,
         content_targets=(
@@ -643,6 +648,8 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
         width=width,
         channels=1 if lum else 3,
     )
+    objective.precision = None if choice is None else choice.to_dict()  # for the stage's record
+    return objective
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -933,7 +940,7 @@ def _run_stages(
             stage=i + 1, height=h, width=w, iterations=done_iters + result.iterations,
             evaluations=done_evals + result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
             message=result.message, elapsed_s=done_s + result.elapsed_s, time_limit_s=budget,
-            tile_size=getattr(stage_obj, "tile", None),
+            tile_size=getattr(stage_obj, "tile", None), precision=getattr(stage_obj, "precision", None),
         )  # fmt: skip
         log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
         if checkpointer is not None and _worth_a_checkpoint(
@@ -1096,6 +1103,7 @@ def stylize(
     max_memory: int | None = STYLE_DEFAULTS.max_memory,
     optimizer: str = STYLE_DEFAULTS.optimizer,
     tile_size: int | None = STYLE_DEFAULTS.tile_size,
+    precision: str = STYLE_DEFAULTS.precision,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> StylizeResult:
     """Repaint ``content`` with the multiscale texture statistics of ``styles``.
@@ -1111,7 +1119,8 @@ def stylize(
         Output width (≤ 4096); the height follows the content's aspect.
     content_layers, content_weight, style_weight, tv_weight, style_weights,
     style_scale, preserve_color, stages, init, seed, max_iter, tol,
-    time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size
+    time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size,
+    precision
         See :class:`multiscale.config.StyleConfig`.
     octaves, layers, layer_weights, octave_weights, pooling, padding, weights
         How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
@@ -1139,7 +1148,7 @@ def stylize(
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
         padding=padding, weights=weights, init=init, seed=seed, max_iter=max_iter, tol=tol,
         time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
-        max_memory=max_memory, optimizer=optimizer, tile_size=tile_size,
+        max_memory=max_memory, optimizer=optimizer, tile_size=tile_size, precision=precision,
     )  # fmt: skip
     return run_stylize(content, styles, config=config, callback=callback)
 

@@ -745,6 +745,7 @@ def run_synthesis(
     checkpoint: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
     resume_state: Any = None,
+    resume_float32_from: int | None = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
 
@@ -759,7 +760,17 @@ def run_synthesis(
     resumable checkpoint (:mod:`multiscale.checkpoint`) is written every
     ``config.checkpoint_every`` iterations and whenever the run stops early
     (Ctrl-C, time limit, callback); ``output`` is recorded in it as where the
-    final image goes. ``resume_state`` continues a checkpointed run exactly.
+    final image goes. ``resume_state`` continues a checkpointed run exactly
+    (``resume_float32_from``: in its float32 finish, which began at that
+    iteration; see below).
+
+    A bfloat16 run (``config.precision``, or ``auto`` choosing it) with the
+    projected optimizer finishes in float32: when the bfloat16 driver stops
+    on its own (``tol`` met, or no decrease found: bf16 rounding noise ends
+    runs early) before ``max_iter``, the run goes on from its best point with
+    the float32 objective and fresh L-BFGS memory
+    (:func:`multiscale.lbfgs.switch_objective`). The report's ``precision``
+    says at which iteration (``float32_from_iteration``).
 
     With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
@@ -785,30 +796,40 @@ def run_synthesis(
     )
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
-    style = make_objective(
-        targets.grams, network=run_network, config=d, height=height, width=width, tile=tile
-    )
-    objective: Any = style
-    if config.frames > 1:
+
+    def objective_for(net: Any) -> tuple[Any, Any]:
+        """(what L-BFGS minimises, the style objective inside it) with ``net``."""
+        style = make_objective(targets.grams, network=net, config=d, height=height, width=width, tile=tile)
+        if config.frames == 1:
+            return style, style
         from .animate import FramesObjective
 
-        objective = FramesObjective(
+        frames_objective = FramesObjective(
             style, frames=config.frames, frame_weight=config.frame_weight, loop=config.loop,
             frame_size=height * width * 3,
         )  # fmt: skip
+        return frames_objective, style
+
+    objective, style = objective_for(run_network)
+    finish = exact = None
+    if run_network is not network:  # float32 finishes the run and scores the saved image
+        finish, exact = objective_for(network)
+    finishing = resume_float32_from is not None and exact is not None
+    phase = {"style": exact if finishing else style, "finish_style": exact, "switched": resume_float32_from}
     result, checkpointed = _optimize(
         objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
-        octave_losses=(lambda: style.last_octave_losses) if config.frames == 1 else None,
+        octave_losses=(lambda: phase["style"].last_octave_losses) if config.frames == 1 else None,
         on_checkpoint=None if checkpoint is None else _Checkpointer(
             checkpoint, config=config, output=output, targets=targets, shape=shape
         ),
+        finish=finish if config.optimizer == "projected" else None, finishing=finishing, phase=phase,
     )  # fmt: skip
+    if getattr(result, "state", None) is not None:
+        result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) before scoring
     image = quantize(result.x.reshape(shape), bit_depth=config.bit_depth)
     frames = image if config.frames > 1 else image[None]
-    if run_network is not network:  # the saved image is scored in float32, like any other
-        style = make_objective(
-            targets.grams, network=network, config=d, height=height, width=width, tile=tile
-        )
+    if exact is not None:  # the saved image is scored in float32, like any other
+        style = exact
     losses = [style.loss(f) for f in frames]
     loss = float(np.mean([total for total, _ in losses]))
     per_octave = np.mean([octaves for _, octaves in losses], axis=0)
@@ -833,7 +854,7 @@ def run_synthesis(
         skipped=targets.skipped,
         checkpoint=None if checkpoint is None or checkpointed is None else os.fspath(checkpoint),
         tile_size=tile,
-        precision=choice.to_dict(),
+        precision={**choice.to_dict(), "float32_from_iteration": phase["switched"]},
     )
     return SynthesisResult(image=image, report=report)
 
@@ -890,9 +911,18 @@ def _optimize(
     shape: tuple[int, ...],
     octave_losses: Callable[[], np.ndarray | None] | None,
     resume_state: Any,
-    on_checkpoint: Callable[[Any], None] | None,
+    on_checkpoint: Callable[..., None] | None,
+    finish: Any = None,
+    finishing: bool = False,
+    phase: dict[str, Any] | None = None,
 ) -> tuple[Any, int | None]:
     """Run the chosen driver; with the projected one, in checkpointed segments.
+
+    ``finish``: the float32 objective a bfloat16 run switches to when its
+    driver stops on its own before ``max_iter`` (``finishing``: it already
+    has; the resumed state is a float32 one). ``phase`` is told the style
+    objective in use (``"style"``, set to ``"finish_style"`` at the switch)
+    and the iteration of the switch (``"switched"``).
 
     Returns the driver's :class:`~multiscale.optimize.OptimizeResult` and the
     iteration of the last checkpoint written (``None``: none).
@@ -908,9 +938,10 @@ def _optimize(
         return res, None
 
     from .lbfgs import minimize as projected
-    from .lbfgs import start_point
+    from .lbfgs import start_point, switch_objective
 
     x0 = start_point(x0)
+    current = finish if finishing and finish is not None else objective
 
     started = time.perf_counter()
     state, checkpointed = resume_state, None
@@ -923,7 +954,10 @@ def _optimize(
             if config.time_limit is None
             else max(config.time_limit - (time.perf_counter() - started), 1e-9)
         )
-        res = projected(objective, x0, max_iter=cap, time_limit=remaining, state=state, **common)
+        # take_state: the segment continues in the previous one's memory (no second copy)
+        res = projected(
+            current, x0, max_iter=cap, time_limit=remaining, state=state, take_state=True, **common
+        )
         state = res.state if res.state is not None else state
         segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter
         stopped_early = res.stop_reason in _STOPPED_EARLY
@@ -932,10 +966,37 @@ def _optimize(
             and state is not None
             and (stopped_early or (every and res.stop_reason == "max_iter"))
         ):
-            on_checkpoint(state)
+            on_checkpoint(state, float32_from_iteration=phase["switched"] if phase else None)
             checkpointed = state.iteration
-        if not segment_end:
+        if segment_end:
+            continue
+        if (
+            finish is None
+            or current is finish
+            or res.stop_reason not in ("converged", "abnormal")
+            or state is None
+            or state.iteration >= config.max_iter
+        ):
             return res, checkpointed
+        # The bfloat16 driver stopped on its own: go on in float32 from its best point.
+        if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+            return res, checkpointed
+        try:
+            loss, grad = finish(state.best_x)
+        except KeyboardInterrupt:
+            return res, checkpointed
+        if not (np.isfinite(loss) and np.isfinite(grad).all()):
+            log.warning("float32 finish skipped: the loss at the bfloat16 result is not finite")
+            return res, checkpointed
+        log.info(
+            "bfloat16 stopped at iteration %d (%s); finishing in float32 from loss %.4g",
+            state.iteration, res.message, loss,
+        )  # fmt: skip
+        state = switch_objective(state, loss=loss, grad=grad)
+        res, current = None, finish
+        if phase is not None:
+            phase["switched"] = state.iteration
+            phase["style"] = phase["finish_style"]
 
 
 class _Checkpointer:
@@ -959,7 +1020,7 @@ class _Checkpointer:
         )
         self.first = True
 
-    def __call__(self, state: Any) -> None:
+    def __call__(self, state: Any, *, float32_from_iteration: int | None = None) -> None:
         from .checkpoint import write_checkpoint
 
         write_checkpoint(
@@ -967,6 +1028,7 @@ class _Checkpointer:
             mean_color=self.targets.mean_color,
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
+            float32_from_iteration=float32_from_iteration,
         )  # fmt: skip
         self.first = False
 
@@ -999,7 +1061,7 @@ def resume_synthesis(
     targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size)
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
-        resume_state=ck.state,
+        resume_state=ck.state, resume_float32_from=ck.float32_from_iteration,
     )  # fmt: skip
     return result, ck.output
 

@@ -264,6 +264,60 @@ def test_resuming_after_k_iterations_repeats_the_uninterrupted_run_exactly(cut):
     assert rest.evaluations == full.evaluations
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_segments_that_take_over_the_state_repeat_the_run_in_the_same_memory(dtype):
+    fun = Coupled(seed=2)
+    x0 = np.full(fun.target.size, 0.5, dtype=dtype)
+    kwargs = dict(tol=0.0, history=3, bounds=(0.0, 1.0))
+    full, full_iterates = run_with_iterates(fun, x0, max_iter=24, **kwargs)
+    seen, res, blocks = [], None, []
+    for cap in (5, 6, 13, 24):  # the ring wraps around between the cuts
+        res, iterates = run_with_iterates(
+            fun, x0, max_iter=cap, state=None if res is None else res.state, take_state=True, **kwargs
+        )
+        seen += iterates
+        blocks.append(res.state.S.base)
+    assert len(seen) == len(full_iterates) == 24
+    for a, b in zip(seen, full_iterates, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(res.x, full.x)
+    assert res.history == full.history and res.evaluations == full.evaluations
+    assert all(b is blocks[0] for b in blocks), "each segment must reuse the first one's pairs"
+
+
+def test_switching_objective_goes_on_from_the_best_point_with_fresh_memory():
+    first_target = np.linspace(0.2, 0.8, 50)
+    second_target = first_target[::-1].copy()
+
+    def towards(target):
+        return lambda x: (float(((x - target) ** 2).sum()), 2 * (x - target))
+
+    first = minimize(towards(first_target), np.full(50, 0.5), max_iter=3, tol=0.0, history=4)
+    loss, grad = towards(second_target)(first.state.best_x)
+    switched = lbfgs.switch_objective(first.state, loss=loss, grad=grad)
+    assert switched.pairs == 0 and switched.loss == loss == switched.best_loss
+    assert switched.iteration == first.state.iteration == 3
+    assert switched.evaluations == first.state.evaluations + 1
+    np.testing.assert_array_equal(switched.x, first.x)
+    rest = minimize(
+        towards(second_target), np.full(50, 0.5), max_iter=40, tol=1e-14, history=4, state=switched
+    )
+    np.testing.assert_allclose(rest.x, second_target, atol=1e-6)
+    assert rest.history[:3] == first.history and rest.iterations > 3
+
+
+def test_a_state_read_from_a_file_is_copied_even_when_taken(tmp_path):
+    fun = Coupled(seed=4)
+    x0 = np.full(fun.target.size, 0.5)
+    full = minimize(fun, x0, max_iter=12, tol=0.0, history=3)
+    first = minimize(fun, x0, max_iter=5, tol=0.0, history=3)
+    save_state(tmp_path / "s.npz", first.state)
+    rest = minimize(
+        fun, x0, max_iter=12, tol=0.0, history=3, state=load_state(tmp_path / "s.npz"), take_state=True
+    )
+    np.testing.assert_array_equal(rest.x, full.x)
+
+
 def test_resuming_after_ctrl_c_through_a_file_repeats_the_run_exactly(tmp_path):
     fun = Coupled(seed=1)
     x0 = np.full(fun.target.size, 0.5)

@@ -200,15 +200,49 @@ def test_a_bfloat16_synthesis_records_its_precision_and_scores_its_image_in_floa
     f32 = synthesize(source, **common)
     bf16 = synthesize(source, precision="bfloat16", **common)
     assert f32.report.precision["precision"] == "float32"
-    assert bf16.report.precision["precision"] == "bfloat16" and bf16.report.precision["requested"] == "bfloat16"
+    assert (
+        bf16.report.precision["precision"] == "bfloat16" and bf16.report.precision["requested"] == "bfloat16"
+    )
     # the saved image is scored by the float32 objective: comparable with a float32 run's
     assert bf16.report.loss == pytest.approx(f32.report.loss, rel=0.5)
     assert bf16.report.config.precision == "bfloat16"
+    assert bf16.report.precision["float32_from_iteration"] is None  # it ran to max_iter in bfloat16
 
 
-def test_precision_setting_is_validated():
-    from multiscale.config import SynthesisConfig
-    from multiscale.errors import ConfigError
+SWITCH_SOURCE = np.random.default_rng(4).uniform(size=(48, 48, 3)).astype(np.float32)
+#: tol 0.03 is met by the bfloat16 driver after a few iterations of this problem
+SWITCH_RUN = dict(width=48, height=48, octaves=2, max_iter=12, seed=1, tol=0.03)
 
-    with pytest.raises(ConfigError, match="precision"):
-        SynthesisConfig(precision="float16")
+
+def test_a_bfloat16_run_that_stops_on_its_own_finishes_in_float32():
+    from multiscale.synthesize import synthesize
+
+    bf16 = synthesize(SWITCH_SOURCE, precision="bfloat16", **SWITCH_RUN)
+    k = bf16.report.precision["float32_from_iteration"]
+    assert k is not None and 1 <= k < bf16.report.iterations <= SWITCH_RUN["max_iter"]
+    assert len(bf16.report.history) == bf16.report.iterations
+    # the float32 phase went on from the bfloat16 result and lowered the loss
+    assert bf16.report.history[k] < bf16.report.history[k - 1]
+    assert synthesize(SWITCH_SOURCE, **SWITCH_RUN).report.precision["float32_from_iteration"] is None
+
+
+def test_a_checkpoint_taken_in_the_float32_finish_resumes_in_float32(tmp_path):
+    from multiscale.checkpoint import read_checkpoint
+    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+
+    config = make_config(precision="bfloat16", **SWITCH_RUN)
+    whole = run_synthesis(SWITCH_SOURCE, config=config)
+    k = whole.report.precision["float32_from_iteration"]
+    assert k is not None
+    stopped = run_synthesis(
+        SWITCH_SOURCE, config=config, callback=lambda p: p.iteration > k, checkpoint=tmp_path / "ck",
+        output=tmp_path / "out.png",
+    )  # fmt: skip
+    assert stopped.report.stop_reason == "callback"
+    ck = read_checkpoint(tmp_path / "ck")
+    assert ck.float32_from_iteration == k and ck.state.iteration == k + 1
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    assert resumed.report.precision["float32_from_iteration"] == k
+    # the same iterations as the uninterrupted run up to the stop, then on in float32
+    assert resumed.report.history[: k + 1] == whole.report.history[: k + 1]
+    assert resumed.report.iterations > k + 1

@@ -246,6 +246,13 @@ def test_two_stages_upsample_and_refine(content, styles):
     assert json.dumps(r.to_dict(), allow_nan=False)
 
 
+def test_each_stage_records_the_precision_it_ran_in(content, styles):
+    bf16 = stylize(content, styles[0], stages=2, max_iter=2, precision="bfloat16", **SMALL)
+    assert [s.precision["precision"] for s in bf16.report.stages] == ["bfloat16", "bfloat16"]
+    f32 = stylize(content, styles[0], max_iter=2, **SMALL)
+    assert [s.precision for s in f32.report.stages] == [None]
+
+
 @pytest.mark.parametrize("fault", ["ctrl_c", "nan"])
 def test_a_fault_in_a_later_stage_keeps_the_best_image_at_the_output_size(
     content, styles, monkeypatch, fault
