@@ -931,6 +931,8 @@ def _run_stages(
             octave_losses=lambda obj=stage_obj: obj.last_octave_losses,
             shape=(h, w, channels),
         )
+        if getattr(result, "state", None) is not None:
+            result.state = None  # no resume from a stage's L-BFGS state: free its pairs now
         current = result.x.reshape(h, w, channels).astype(np.float32)
         history += result.history
         best_loss = _finite_or_none(result.loss)
