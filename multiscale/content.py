@@ -186,14 +186,14 @@ class StylizeObjective:
 
         spec = [tf.TensorSpec(self.shape, dtype)]
 
-        @tf.function(input_signature=spec, reduce_retracing=True)
+        @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
         def loss_and_grad(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 total, stacked, per_octave = terms(x)
             return total, tape.gradient(total, x), stacked, per_octave
 
-        @tf.function(input_signature=spec, reduce_retracing=True)
+        @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
         def loss_only(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
             return terms(x)
 

@@ -141,7 +141,9 @@ class _TiledPasses:
             rgb = tf.tile(x, [1, 1, 1, 3]) if channels == 1 else x
             return gaussian_pyramid(preprocess(rgb), octaves=config.octaves, padding=config.padding)
 
-        @tf.function(input_signature=[image_spec, level_specs, tf.TensorSpec([], self.dtype)])
+        @tf.function(
+            input_signature=[image_spec, level_specs, tf.TensorSpec([], self.dtype)], autograph=False
+        )
         def pyramid_vjp(x: tf.Tensor, level_grads: list[tf.Tensor], tv_weight: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -150,13 +152,13 @@ class _TiledPasses:
                 pulled += tv_weight * total_variation(x)
             return tape.gradient(pulled, x)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def tile_parts(
             crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], key: tuple
         ) -> list[tf.Tensor]:
             return self._parts(crop, bounds, fc, key)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def tile_grad(
             crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], seeds: list[tf.Tensor], key: tuple
         ) -> tf.Tensor:
@@ -165,13 +167,13 @@ class _TiledPasses:
                 parts = self._parts(crop, bounds, fc, key)
             return tape.gradient(parts, crop, output_gradients=seeds)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def tile_maps(crop: tf.Tensor, bounds: tf.Tensor, key: tuple) -> list[tf.Tensor]:
             edges, layers, _, _ = key
             feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
             return [_interior(feats[n], bounds[i]) for i, n in enumerate(layers)]
 
-        self.pyramid = tf.function(pyramid, input_signature=[image_spec])
+        self.pyramid = tf.function(pyramid, input_signature=[image_spec], autograph=False)
         self.pyramid_vjp = pyramid_vjp
         self._tile_parts = tile_parts
         self._tile_grad = tile_grad
