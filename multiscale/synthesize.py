@@ -218,7 +218,11 @@ def initial_image(
 def quantize(image: np.ndarray, *, bit_depth: int) -> np.ndarray:
     """Round an image in [0, 1] to the levels an integer file of ``bit_depth`` holds."""
     levels = (1 << bit_depth) - 1
-    return (np.round(np.clip(image, 0.0, 1.0) * levels) / levels).astype(np.float32)
+    out = np.clip(image, 0.0, 1.0)  # one new array, then in place: at 8192² each is 805 MB
+    out *= levels
+    np.round(out, out=out)
+    out /= levels
+    return out.astype(np.float32, copy=False)
 
 
 def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
@@ -954,9 +958,9 @@ def _optimize(
             if config.time_limit is None
             else max(config.time_limit - (time.perf_counter() - started), 1e-9)
         )
-        # take_state: the segment continues in the previous one's memory (no second copy)
+        # overwrite_inputs: the run starts in x0's buffer, a segment in the previous one's memory
         res = projected(
-            current, x0, max_iter=cap, time_limit=remaining, state=state, take_state=True, **common
+            current, x0, max_iter=cap, time_limit=remaining, state=state, overwrite_inputs=True, **common
         )
         state = res.state if res.state is not None else state
         segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter

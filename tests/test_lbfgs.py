@@ -273,7 +273,7 @@ def test_segments_that_take_over_the_state_repeat_the_run_in_the_same_memory(dty
     seen, res, blocks = [], None, []
     for cap in (5, 6, 13, 24):  # the ring wraps around between the cuts
         res, iterates = run_with_iterates(
-            fun, x0, max_iter=cap, state=None if res is None else res.state, take_state=True, **kwargs
+            fun, x0, max_iter=cap, state=None if res is None else res.state, overwrite_inputs=True, **kwargs
         )
         seen += iterates
         blocks.append(res.state.S.base)
@@ -306,6 +306,17 @@ def test_switching_objective_goes_on_from_the_best_point_with_fresh_memory():
     assert rest.history[:3] == first.history and rest.iterations > 3
 
 
+def test_a_run_that_may_overwrite_x0_works_in_its_buffer_and_gives_the_same_run():
+    fun = Coupled(seed=5)
+    x0 = np.full(fun.target.size, 0.5, dtype=np.float32)
+    kept = minimize(fun, x0, max_iter=10, tol=0.0, history=3)
+    np.testing.assert_array_equal(x0, 0.5)  # by default the caller's start point is left alone
+    owned = minimize(fun, x0, max_iter=10, tol=0.0, history=3, overwrite_inputs=True)
+    np.testing.assert_array_equal(owned.x, kept.x)
+    assert owned.history == kept.history
+    assert not np.all(x0 == 0.5), "the run's iterates should have gone through x0's buffer"
+
+
 def test_a_state_read_from_a_file_is_copied_even_when_taken(tmp_path):
     fun = Coupled(seed=4)
     x0 = np.full(fun.target.size, 0.5)
@@ -313,7 +324,7 @@ def test_a_state_read_from_a_file_is_copied_even_when_taken(tmp_path):
     first = minimize(fun, x0, max_iter=5, tol=0.0, history=3)
     save_state(tmp_path / "s.npz", first.state)
     rest = minimize(
-        fun, x0, max_iter=12, tol=0.0, history=3, state=load_state(tmp_path / "s.npz"), take_state=True
+        fun, x0, max_iter=12, tol=0.0, history=3, state=load_state(tmp_path / "s.npz"), overwrite_inputs=True
     )
     np.testing.assert_array_equal(rest.x, full.x)
 
