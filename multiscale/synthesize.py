@@ -824,7 +824,9 @@ def run_synthesis(
         objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
         octave_losses=(lambda: phase["style"].last_octave_losses) if config.frames == 1 else None,
         on_checkpoint=None if checkpoint is None else _Checkpointer(
-            checkpoint, config=config, output=output, targets=targets, shape=shape
+            # the resolved precision: a resume must not measure again and choose otherwise
+            checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
+            targets=targets, shape=shape,
         ),
         finish=finish if config.optimizer == "projected" else None, finishing=finishing, phase=phase,
     )  # fmt: skip

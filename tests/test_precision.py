@@ -246,3 +246,21 @@ def test_a_checkpoint_taken_in_the_float32_finish_resumes_in_float32(tmp_path):
     # the same iterations as the uninterrupted run up to the stop, then on in float32
     assert resumed.report.history[: k + 1] == whole.report.history[: k + 1]
     assert resumed.report.iterations > k + 1
+
+
+def test_a_checkpoint_of_an_auto_run_keeps_the_precision_it_chose(tmp_path):
+    from multiscale.checkpoint import read_checkpoint
+    from multiscale.synthesize import make_config, run_synthesis
+
+    config = make_config(precision="auto", **{**SWITCH_RUN, "max_iter": 2})
+    result = run_synthesis(
+        SWITCH_SOURCE,
+        config=config,
+        callback=lambda p: True,
+        checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )
+    chosen = result.report.precision["precision"]
+    assert chosen in ("float32", "bfloat16") and result.report.config.precision == "auto"
+    # a resume runs in what was chosen, without measuring again
+    assert read_checkpoint(tmp_path / "ck").config.precision == chosen
