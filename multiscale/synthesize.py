@@ -818,17 +818,21 @@ def run_synthesis(
     finish = exact = None
     if run_network is not network:  # float32 finishes the run and scores the saved image
         finish, exact = objective_for(network)
-    finishing = resume_float32_from is not None and exact is not None
-    phase = {"style": exact if finishing else style, "finish_style": exact, "switched": resume_float32_from}
+    # the iteration where float32 took over (None: not yet); _optimize sets it at the switch
+    phase: dict[str, int | None] = {"switched": resume_float32_from if exact is not None else None}
+
+    def octave_losses() -> np.ndarray | None:
+        return (style if phase["switched"] is None else exact).last_octave_losses
+
     result, checkpointed = _optimize(
         objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
-        octave_losses=(lambda: phase["style"].last_octave_losses) if config.frames == 1 else None,
+        octave_losses=octave_losses if config.frames == 1 else None,
         on_checkpoint=None if checkpoint is None else _Checkpointer(
             # the resolved precision: a resume must not measure again and choose otherwise
             checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
             targets=targets, shape=shape,
         ),
-        finish=finish if config.optimizer == "projected" else None, finishing=finishing, phase=phase,
+        finish=finish if config.optimizer == "projected" else None, phase=phase,
     )  # fmt: skip
     if getattr(result, "state", None) is not None:
         result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) before scoring
@@ -919,16 +923,14 @@ def _optimize(
     resume_state: Any,
     on_checkpoint: Callable[..., None] | None,
     finish: Any = None,
-    finishing: bool = False,
-    phase: dict[str, Any] | None = None,
+    phase: dict[str, int | None] | None = None,
 ) -> tuple[Any, int | None]:
     """Run the chosen driver; with the projected one, in checkpointed segments.
 
     ``finish``: the float32 objective a bfloat16 run switches to when its
-    driver stops on its own before ``max_iter`` (``finishing``: it already
-    has; the resumed state is a float32 one). ``phase`` is told the style
-    objective in use (``"style"``, set to ``"finish_style"`` at the switch)
-    and the iteration of the switch (``"switched"``).
+    driver stops on its own before ``max_iter``. ``phase["switched"]`` is the
+    iteration of that switch: set here when it happens, or already set for a
+    resumed state that is a float32 one.
 
     Returns the driver's :class:`~multiscale.optimize.OptimizeResult` and the
     iteration of the last checkpoint written (``None``: none).
@@ -947,7 +949,8 @@ def _optimize(
     from .lbfgs import start_point, switch_objective
 
     x0 = start_point(x0)
-    current = finish if finishing and finish is not None else objective
+    phase = {"switched": None} if phase is None else phase
+    current = finish if finish is not None and phase["switched"] is not None else objective
 
     started = time.perf_counter()
     state, checkpointed = resume_state, None
@@ -972,7 +975,7 @@ def _optimize(
             and state is not None
             and (stopped_early or (every and res.stop_reason == "max_iter"))
         ):
-            on_checkpoint(state, float32_from_iteration=phase["switched"] if phase else None)
+            on_checkpoint(state, float32_from_iteration=phase["switched"])
             checkpointed = state.iteration
         if segment_end:
             continue
@@ -1000,9 +1003,7 @@ def _optimize(
         )  # fmt: skip
         state = switch_objective(state, loss=loss, grad=grad)
         res, current = None, finish
-        if phase is not None:
-            phase["switched"] = state.iteration
-            phase["style"] = phase["finish_style"]
+        phase["switched"] = state.iteration
 
 
 class _Checkpointer:
