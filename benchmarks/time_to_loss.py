@@ -11,14 +11,14 @@ T_ref / T_candidate. Candidates (``--candidate``, repeatable):
 ``projected``
     plain pixels, the default float32 projected L-BFGS (box [0, 1]);
 ``laplacian``
-    pixels parameterised as a Laplacian pyramid (:mod:`multiscale.param`,
+    pixels parameterised as a Laplacian pyramid (:mod:`param`, beside this script,
     ``--levels``, ``--level-scale``), projected driver unbounded, the loss
     evaluated on the clipped image plus the out-of-box penalty;
 ``staged:S=N,…``
     coarse stages, then the full problem: for each ``S=N`` (coarsest
     first) the finest ``S`` octaves are skipped and the image is
     ``U^S y`` with ``y`` at 1/2^S of the size, ``N`` iterations
-    (:func:`multiscale.param.coarse_stage`, :func:`multiscale.param.subspace_map`);
+    (:func:`param.coarse_stage`, :func:`param.subspace_map`);
     the result is expanded and the next stage starts from it; the last
     stage is the full problem with the projected driver;
 ``bf16``
@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,10 @@ from multiscale.lbfgs import minimize as projected
 from multiscale.lbfgs import switch_objective
 from multiscale.losses import StyleObjective
 from multiscale.optimize import minimize as lbfgsb
-from multiscale.param import (
+from multiscale.synthesize import SynthesisConfig, initial_image, quantize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from param import (  # noqa: E402  (benchmarks/param.py: research code, not the library's)
     DEFAULT_PENALTY,
     LaplacianPyramid,
     ParameterizedObjective,
@@ -73,7 +77,6 @@ from multiscale.param import (
     subspace_map,
     upsample,
 )
-from multiscale.synthesize import SynthesisConfig, initial_image, quantize
 
 SOURCE = Path(__file__).resolve().parent.parent / "samples" / "sources" / "gravel.png"
 CHECKPOINTS_S = (15, 30, 60, 90, 120, 180, 240, 360, 480, 600, 900)

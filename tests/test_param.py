@@ -1,6 +1,8 @@
-"""Parameterisations: exact maps and adjoints, the wrapped gradient, coarse stages, honest saved loss."""
+"""Parameterisations (benchmarks/param.py): exact maps and adjoints, the wrapped gradient, coarse stages, honest saved loss."""
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,12 @@ from multiscale.config import DescriptorConfig
 from multiscale.gram import image_grams
 from multiscale.lbfgs import minimize as projected
 from multiscale.losses import StyleObjective
-from multiscale.param import (
+from multiscale.pyramid import downsample, gaussian_pyramid
+from multiscale.synthesize import quantize
+
+# Research code used by benchmarks/time_to_loss.py, kept out of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from param import (  # noqa: E402
     LaplacianPyramid,
     ParameterizedObjective,
     coarse_stage,
@@ -20,8 +27,6 @@ from multiscale.param import (
     subspace_map,
     upsample,
 )
-from multiscale.pyramid import downsample, gaussian_pyramid
-from multiscale.synthesize import quantize
 
 CFG = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1", "conv2_1"), octave_weights=(1.0, 0.5))
 

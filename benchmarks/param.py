@@ -61,7 +61,7 @@ import numpy as np
 import scipy.sparse
 
 if TYPE_CHECKING:
-    from .config import DescriptorConfig
+    from multiscale.config import DescriptorConfig
 
 log = logging.getLogger(__name__)
 
