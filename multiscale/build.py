@@ -38,7 +38,7 @@ import numpy as np
 from .config import DEFAULT_MAX_INPUT_PIXELS, DescriptorConfig
 from .descriptor import GramDescriptor, keep_all_nbytes
 from .errors import ConfigError, ImageError, MultiscaleError, ResourceError
-from .io import PathLike, file_sha256, list_images, load_image
+from .io import PathLike, file_sha256, list_images, load_image, scale_source
 from .layers import layer_channels
 from .memory import available_memory_bytes
 
@@ -333,7 +333,6 @@ def _measure_into(
 ) -> UsedImage:
     """Read, scale and measure one image and add it; raises a MultiscaleError or OSError."""
     from .gram import check_image_size, image_grams
-    from .synthesize import scale_source
 
     image = scale_source(load_image(item.path, max_pixels=max_pixels), config=config)
     height, width = image.shape[:2]

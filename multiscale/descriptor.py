@@ -54,6 +54,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import ArrayLike, NDArray
 
+from ._version import __version__
 from .config import DescriptorConfig
 from .errors import ConfigError, DescriptorError
 from .io import PathLike, atomic_output
@@ -1282,9 +1283,6 @@ class _Loader:
 
 
 def _created_info() -> dict[str, str]:
-    # Imported here: the package __init__ may import this module.
-    from . import __version__
-
     return {"multiscale": __version__, "numpy": np.__version__}
 
 

@@ -29,13 +29,16 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .config import DEFAULT_MAX_INPUT_PIXELS
 from .errors import ConfigError, ImageError, OutputError, ResourceError
+
+if TYPE_CHECKING:
+    from .config import DescriptorConfig
 
 PathLike = str | os.PathLike[str]
 
@@ -934,3 +937,28 @@ def resize_image(image: np.ndarray, *, width: int, height: int) -> np.ndarray:
         for c in range(3)
     ]
     return np.ascontiguousarray(np.clip(np.stack(channels, axis=-1), 0.0, 1.0), dtype=np.float32)
+
+
+def scaled_size(width: int, height: int, *, config: DescriptorConfig) -> tuple[int, int]:
+    """(width, height) of a ``width`` × ``height`` source once :func:`scale_source` has resized it.
+
+    ``source_width`` (if set) fixes the width and scales the height with it;
+    otherwise both sides are multiplied by ``source_scale``; each side is
+    rounded and at least 1 px.
+    """
+    scale = config.source_width / width if config.source_width is not None else config.source_scale
+    if scale == 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def scale_source(image: np.ndarray, *, config: DescriptorConfig) -> np.ndarray:
+    """Resize a source (float32 (H, W, 3) in [0, 1]) by ``source_width`` (if set) or ``source_scale``.
+
+    The size is :func:`scaled_size`'s; an unchanged size returns ``image`` itself.
+    """
+    h, w = image.shape[:2]
+    new_w, new_h = scaled_size(w, h, config=config)
+    if (new_w, new_h) == (w, h):
+        return image
+    return resize_image(image, width=new_w, height=new_h)

@@ -20,7 +20,7 @@ import numpy as np
 from ._version import __version__
 from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
 from .errors import ConfigError, DescriptorError, ImageError
-from .io import file_sha256, load_image, resize_image
+from .io import file_sha256, load_image, resize_image, scale_source
 
 if TYPE_CHECKING:
     from .build import BuildResult
@@ -183,16 +183,6 @@ def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
     if image.min() < 0 or image.max() > 1:
         raise ImageError(f"{name}: values must lie in [0, 1], got {image.min():g}…{image.max():g}")
     return np.ascontiguousarray(image)
-
-
-def scale_source(image: np.ndarray, *, config: DescriptorConfig) -> np.ndarray:
-    """Resize a source by ``source_width`` (if set) or ``source_scale``."""
-    h, w = image.shape[:2]
-    scale = config.source_width / w if config.source_width is not None else config.source_scale
-    if scale == 1.0:
-        return image
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    return resize_image(image, width=new_w, height=new_h)
 
 
 def initial_image(

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 import multiscale.io as mio
-from multiscale.config import DEFAULT_MAX_INPUT_PIXELS
+from multiscale.config import DEFAULT_MAX_INPUT_PIXELS, DescriptorConfig
 from multiscale.errors import ConfigError, ImageError, OutputError
 from multiscale.io import (
     atomic_output,
@@ -29,6 +29,8 @@ from multiscale.io import (
     load_image,
     resize_image,
     save_image,
+    scale_source,
+    scaled_size,
 )
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -628,6 +630,26 @@ def test_resize_rejects_bad_sizes():
         resize_image(rgb_noise(), width=0, height=4)
     with pytest.raises(ValueError, match="shape"):
         resize_image(np.zeros((4, 4)), width=2, height=2)
+
+
+@pytest.mark.parametrize(
+    "scale,source_width,expected",
+    [
+        (1.0, None, (24, 16)),
+        (0.5, None, (12, 8)),
+        (0.1, None, (2, 2)),
+        (0.01, None, (1, 1)),
+        (1.0, 12, (12, 8)),
+    ],
+)
+def test_scale_source_sizes(scale, source_width, expected):
+    config = DescriptorConfig(source_scale=scale, source_width=source_width)
+    assert scaled_size(24, 16, config=config) == expected
+    image = rgb_noise(16, 24)
+    out = scale_source(image, config=config)
+    assert out.shape == (expected[1], expected[0], 3)
+    if expected == (24, 16):
+        assert out is image  # unchanged: no copy
 
 
 # ---------------------------------------------------------------------------
