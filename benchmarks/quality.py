@@ -1,0 +1,517 @@
+"""Texture quality against published results, by measures no objective in the project optimises.
+
+Runs ``multiscale synthesize`` on every example of a measuring set (one subprocess per texture and seed,
+wall seconds recorded), then scores each output against its example with the measures of
+``benchmarks/quality_measures.py`` (wavelet-subband GGD KL, sliced-Wasserstein colour distance, chroma
+fine-band energy, radial power spectrum, gradient-magnitude distribution). Ours is scored as saved and
+after the same JPEG round trip as the peers' published files (quality 75, 4:2:0); the peers' files are
+scored beside. Prints one per-texture table per measure, geometric-mean ratios ours/peer, wins and
+seconds per texture; writes ``scores.json``, ``contact_sheet.png`` and ``contact_zoom.png`` to --out.
+
+The measuring set is a folder of ``ID/`` folders holding ``example.jpg``, ``heitz_sw.jpg`` (Heitz et al.,
+CVPR 2021) and ``gonthier_mr.jpg`` (Gonthier et al., 2020); it is read in place, never copied.
+
+    python benchmarks/quality.py --label baseline --out /tmp/quality/baseline
+    python benchmarks/quality.py --label mean-init --out /tmp/quality/mean -- --init mean
+    python benchmarks/quality.py --score-only --out /tmp/quality/baseline --results
+    python benchmarks/quality.py --compare /tmp/quality/baseline/scores.json /tmp/quality/mean/scores.json
+
+Everything after ``--`` is passed to ``multiscale synthesize`` unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "texbench"
+PEERS = {"heitz": "heitz_sw.jpg", "gonthier": "gonthier_mr.jpg"}
+VARIANTS = ("ours", "ours_jpeg", "heitz", "gonthier")
+RESULTS_TITLE = "## Texture quality — "
+
+
+def _multiscale_command(tree: Path | None, out: Path) -> tuple[list[str], dict | None]:
+    """The command that starts the CLI, and its environment.
+
+    Without ``tree``: the ``multiscale`` installed beside this Python. With ``tree`` (a checkout or a
+    ``git archive`` of the project): its ``multiscale/`` and ``cli/`` go first on PYTHONPATH, so a long run
+    is not disturbed by edits in the working tree.
+    """
+    if tree is None:
+        exe = Path(sys.executable).parent / "multiscale"
+        return [str(exe) if exe.exists() else "multiscale"], None
+    links = out / ".tree"
+    links.mkdir(parents=True, exist_ok=True)
+    for name, target in (("multiscale", tree / "multiscale"), ("multiscale_cli", tree / "cli")):
+        link = links / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target.resolve(), target_is_directory=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(links), os.environ.get("PYTHONPATH", "")]))
+    return [sys.executable, "-c", "from multiscale_cli.main import cli; cli()"], env
+
+
+def _output_name(tex_id: str, seed: int, first_seed: int) -> str:
+    return f"{tex_id}.png" if seed == first_seed else f"{tex_id}_seed{seed}.png"
+
+
+def _git_state(tree: Path | None) -> dict:
+    """Commit of the code that runs, and whether its library or CLI differ from it."""
+    if tree is not None and not (tree / ".git").exists():
+        return {"tree": str(tree)}
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=tree or ROOT, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "multiscale", "cli")),
+    }
+
+
+def run_synthesis(args: argparse.Namespace, ids: list[str]) -> dict:
+    """Synthesize every (texture, seed) in its own process; return and save ``runs.json``."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs_path = args.out / "runs.json"
+    runs = {
+        "label": args.label,
+        "command": args.command,
+        "size": args.size,
+        "seeds": args.seeds,
+        "extra": args.extra,
+        "git": _git_state(args.tree),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": {},
+        "failed": {},
+    }
+    launcher, env = _multiscale_command(args.tree, args.out)
+    for tex_id in ids:
+        for seed in args.seeds:
+            out = args.out / _output_name(tex_id, seed, args.seeds[0])
+            cmd = [
+                *launcher,
+                "synthesize",
+                "-s",
+                str(args.data / tex_id / "example.jpg"),
+                "-W",
+                str(args.size),
+                "-H",
+                str(args.size),
+                "-o",
+                str(out),
+                "--seed",
+                str(seed),
+                "--overwrite",
+                "-q",
+                *args.extra,
+            ]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                runs["failed"][f"{tex_id}/{seed}"] = proc.stderr.strip().splitlines()[-5:]
+                print(f"{tex_id} seed {seed}: FAILED (exit {proc.returncode}) {proc.stderr.strip()[-300:]}")
+            else:
+                runs["seconds"].setdefault(tex_id, {})[str(seed)] = seconds
+                print(f"{tex_id} seed {seed}: {seconds:.1f} s", flush=True)
+            runs_path.write_text(json.dumps(runs, indent=1))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int = 75) -> np.ndarray:
+    """The peers' published encoding: JPEG ``quality`` with 4:2:0 chroma subsampling, decoded again."""
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)).save(
+        buf, format="JPEG", quality=quality, subsampling=2
+    )
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
+    """Score every output in --out (and the peers' files) against its example."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality_measures as qm
+
+    runs_path = args.out / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.exists() else {}
+    seconds = runs.get("seconds", {})
+    result = {
+        "label": args.label or runs.get("label") or args.out.name,
+        "command": runs.get("command") or args.command,
+        "size": runs.get("size", args.size),
+        "extra": runs.get("extra", args.extra),
+        "git": runs.get("git", {}),
+        "scored": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measures": list(qm.MEASURES),
+        "crops": args.crops,
+        "textures": {},
+    }
+    for tex_id in ids:
+        folder = args.data / tex_id
+        example = _load_rgb(folder / "example.jpg")
+        outputs = sorted(args.out.glob(f"{tex_id}.png")) + sorted(args.out.glob(f"{tex_id}_seed*.png"))
+        if not outputs:
+            print(f"{tex_id}: no output in {args.out}, skipped")
+            continue
+        ours = [_load_rgb(p) for p in outputs]
+        per_seed = {"ours": [], "ours_jpeg": []}
+        for image in ours:
+            per_seed["ours"].append(qm.score_all(example, image, crops=args.crops))
+            per_seed["ours_jpeg"].append(qm.score_all(example, jpeg_round_trip(image), crops=args.crops))
+        entry = {
+            variant: {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+            for variant, scores in per_seed.items()
+        }
+        for peer, name in PEERS.items():
+            entry[peer] = qm.score_all(example, _load_rgb(folder / name), crops=args.crops)
+        entry["speckle_example"] = qm.chroma_fine_rms(example)
+        entry["speckle_values"] = {
+            "ours": float(np.mean([qm.chroma_fine_rms(im) for im in ours])),
+            "ours_jpeg": float(np.mean([qm.chroma_fine_rms(jpeg_round_trip(im)) for im in ours])),
+            **{peer: qm.chroma_fine_rms(_load_rgb(folder / name)) for peer, name in PEERS.items()},
+        }
+        if len(ours) > 1:
+            entry["diversity"] = qm.diversity(ours, example)
+        tex_seconds = seconds.get(tex_id, {})
+        if tex_seconds:
+            entry["seconds"] = float(np.mean(list(tex_seconds.values())))
+        entry["outputs"] = [p.name for p in outputs]
+        result["textures"][tex_id] = entry
+        print(f"scored {tex_id}", flush=True)
+    (args.out / "scores.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- reports
+
+
+def geomean_ratio(a: list[float], b: list[float], floor: float) -> float:
+    """exp(mean(log(a/b))) with both sides floored at ``floor`` (a difference below it is not a ratio)."""
+    logs = [math.log(max(x, floor) / max(y, floor)) for x, y in zip(a, b, strict=True)]
+    return math.exp(sum(logs) / len(logs)) if logs else float("nan")
+
+
+def summary_rows(result: dict) -> list[tuple[str, str, float, int, int]]:
+    """(measure, ours variant/peer, geometric-mean ratio, wins, n) for every measure and pairing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality_measures as qm
+
+    textures = result["textures"]
+    rows = []
+    for m in result["measures"]:
+        for variant, peer in itertools.product(("ours", "ours_jpeg"), PEERS):
+            ours = [t[variant][m] for t in textures.values()]
+            theirs = [t[peer][m] for t in textures.values()]
+            wins = sum(o < p for o, p in zip(ours, theirs, strict=True))
+            rows.append((m, f"{variant}/{peer}", geomean_ratio(ours, theirs, qm.FLOORS[m]), wins, len(ours)))
+    return rows
+
+
+def format_report(result: dict, markdown: bool = False) -> str:
+    """Per-texture tables per measure, speckle values, ratios and seconds, as text or markdown."""
+    textures = result["textures"]
+    lines = []
+
+    def table(header: list[str], rows: list[list[str]]) -> None:
+        if markdown:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+            lines.extend("| " + " | ".join(r) + " |" for r in rows)
+        else:
+            widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+            lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+            lines.extend("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+        lines.append("")
+
+    rows = summary_rows(result)
+    lines.append(
+        f"Geometric-mean ratio ours/peer over {len(textures)} textures (< 1: ours closer to the example); "
+        "wins: textures where ours is closer."
+    )
+    lines.append("")
+    header = ["measure"] + [f"{v}/{p}" for v, p in itertools.product(("png", "jpeg"), PEERS)]
+    body = []
+    for m in result["measures"]:
+        cells = [m]
+        for r in rows:
+            if r[0] == m:
+                cells.append(f"{r[2]:.3g} ({r[3]}/{r[4]})")
+        body.append(cells)
+    table(header, body)
+
+    if not markdown:
+        for m in result["measures"]:
+            lines.append(f"{m} per texture")
+            table(
+                ["id", *VARIANTS],
+                [[tid, *(f"{t[v][m]:.4g}" for v in VARIANTS)] for tid, t in textures.items()],
+            )
+    else:
+        for m in ("wavelet_kl", "color_sw1"):
+            lines.append(f"{m} per texture:")
+            lines.append("")
+            table(
+                ["id", *VARIANTS],
+                [[tid, *(f"{t[v][m]:.4g}" for v in VARIANTS)] for tid, t in textures.items()],
+            )
+    lines.append("Chroma fine-band RMS (speckle, grey levels) of each image; the score is |image − example|:")
+    lines.append("")
+    table(
+        ["id", "example", *VARIANTS],
+        [
+            [tid, f"{t['speckle_example']:.2f}", *(f"{t['speckle_values'][v]:.2f}" for v in VARIANTS)]
+            for tid, t in textures.items()
+        ],
+    )
+    secs = [t["seconds"] for t in textures.values() if "seconds" in t]
+    if secs:
+        lines.append(f"Mean wall seconds per texture (process start to saved PNG): {np.mean(secs):.1f}")
+    div = [t["diversity"] for t in textures.values() if "diversity" in t]
+    if div:
+        lines.append(
+            f"Diversity between seeds (RMS luminance difference / (√2·σ of the example), 1 = independent): "
+            f"{np.mean(div):.2f}"
+        )
+    return "\n".join(lines)
+
+
+def compare(path_a: Path, path_b: Path) -> str:
+    """Per-measure geometric-mean ratios B/A (ours and ours_jpeg) over the textures both runs scored."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality_measures as qm
+
+    a, b = json.loads(path_a.read_text()), json.loads(path_b.read_text())
+    ids = [i for i in a["textures"] if i in b["textures"]]
+    lines = [
+        f"B = {b['label']} ({path_b}) against A = {a['label']} ({path_a}), {len(ids)} textures; "
+        "ratio < 1: B closer to the example; wins: textures where B is closer"
+    ]
+    lines.append(f"{'measure':14s} {'png B/A':>10s} {'wins':>6s} {'jpeg B/A':>10s} {'wins':>6s}")
+    for m in a["measures"]:
+        if m not in b["measures"]:
+            continue
+        cells = []
+        for v in ("ours", "ours_jpeg"):
+            xa = [a["textures"][i][v][m] for i in ids]
+            xb = [b["textures"][i][v][m] for i in ids]
+            wins = sum(y < x for x, y in zip(xa, xb, strict=True))
+            cells.append(f"{geomean_ratio(xb, xa, qm.FLOORS[m]):10.3g} {wins:3d}/{len(ids):<2d}")
+        lines.append(f"{m:14s} " + " ".join(cells))
+    for name, r in (("A", a), ("B", b)):
+        secs = [r["textures"][i].get("seconds") for i in ids]
+        secs = [s for s in secs if s is not None]
+        if secs:
+            lines.append(f"mean seconds per texture {name}: {np.mean(secs):.1f}")
+    speck = {
+        n: np.mean([r["textures"][i]["speckle_values"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))
+    }
+    lines.append(f"mean speckle (grey levels RMS) A: {speck['A']:.2f}  B: {speck['B']:.2f}")
+    return "\n".join(lines)
+
+
+def _code_description(git: dict) -> str:
+    if "tree" in git:
+        return f"code from {git['tree']}"
+    return f"commit {git.get('commit', '?')[:10]}" + (", library modified" if git.get("dirty") else "")
+
+
+def write_results(result: dict, path: Path) -> None:
+    """Append or replace this benchmark's section of RESULTS.md."""
+    git = result.get("git", {})
+    described = textwrap.fill(
+        f"Run `{result['label']}` at {result['size']}² "
+        f"({_code_description(git)}; "
+        f"extra synthesize options: `{' '.join(result.get('extra') or []) or 'none'}`; scored {result['scored']}). "
+        "Ours is the saved PNG (png) and the same after the peers' JPEG round trip (jpeg, quality 75, 4:2:0). "
+        "Measures (benchmarks/quality_measures.py): wavelet_kl — symmetric KL between generalised-Gaussian "
+        "fits of db4 wavelet subbands (3 levels × 3 orientations of the luminance and of R, G, B), mean over "
+        "subbands, nats; color_sw1 — sliced Wasserstein-1 of RGB pixels, 0–255; speckle — |chroma fine-band "
+        "RMS − the example's|, grey levels; spectrum — mean |Δ log10| of radially averaged luminance power "
+        "spectra; gradient — W1 of luminance gradient magnitudes, 0–255.",
+        width=100,
+    )
+    section = [
+        f"{RESULTS_TITLE}`{result['command']}`",
+        "",
+        described,
+        "",
+        format_report(result, markdown=True),
+        "",
+    ]
+    text = path.read_text() if path.exists() else "# Results\n"
+    pattern = re.compile(rf"^{re.escape(RESULTS_TITLE)}.*?(?=^## |\Z)", re.S | re.M)
+    new = "\n".join(section) + "\n"
+    text = (
+        pattern.sub(lambda _m: new, text, count=1)
+        if pattern.search(text)
+        else text.rstrip("\n") + "\n\n" + new
+    )
+    path.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------- sheets
+
+
+def _tile(image: np.ndarray, size: int) -> Image.Image:
+    """The top-left size² crop at 1× (a larger output is cropped, never resized: scale is texture)."""
+    crop = np.clip(np.rint(image[:size, :size]), 0, 255).astype(np.uint8)
+    tile = Image.new("RGB", (size, size), (255, 255, 255))
+    tile.paste(Image.fromarray(crop))
+    return tile
+
+
+def _zoom(image: np.ndarray, crop: int, factor: int) -> Image.Image:
+    """The central crop² patch enlarged ``factor``× by nearest neighbour, so single-pixel speckle shows."""
+    h, w = image.shape[:2]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    patch = np.clip(np.rint(image[top : top + crop, left : left + crop]), 0, 255).astype(np.uint8)
+    return Image.fromarray(patch).resize((crop * factor, crop * factor), Image.NEAREST)
+
+
+def contact_sheets(args: argparse.Namespace, ids: list[str], size: int = 256) -> list[Path]:
+    """contact_sheet.png (1×) and contact_zoom.png (64² at 4×): example | ours | Heitz | Gonthier rows."""
+    font = ImageFont.load_default()
+    columns = ["example", "ours", "Heitz (SW)", "Gonthier (MR)"]
+    paths = []
+    for filename, render, note in (
+        ("contact_sheet.png", lambda im: _tile(im, size), " (top-left 256x256, 1x)"),
+        ("contact_zoom.png", lambda im: _zoom(im, size // 4, 4), " (centre 64x64, 4x)"),
+    ):
+        names = [columns[0] + note, *columns[1:]]
+        rows = []
+        for tex_id in ids:
+            ours = args.out / f"{tex_id}.png"
+            if not ours.exists():
+                continue
+            folder = args.data / tex_id
+            rows.append(
+                (
+                    tex_id,
+                    [
+                        render(_load_rgb(p))
+                        for p in (
+                            folder / "example.jpg",
+                            ours,
+                            folder / PEERS["heitz"],
+                            folder / PEERS["gonthier"],
+                        )
+                    ],
+                )
+            )
+        if not rows:
+            continue
+        label_w, head_h, gap = 36, 18, 4
+        sheet = Image.new(
+            "RGB",
+            (label_w + len(names) * (size + gap), head_h + len(rows) * (size + gap)),
+            (255, 255, 255),
+        )
+        draw = ImageDraw.Draw(sheet)
+        for j, name in enumerate(names):
+            draw.text((label_w + j * (size + gap) + 4, 3), name, fill=(0, 0, 0), font=font)
+        for i, (tex_id, tiles) in enumerate(rows):
+            y = head_h + i * (size + gap)
+            draw.text((4, y + size // 2 - 6), tex_id, fill=(0, 0, 0), font=font)
+            for j, tile in enumerate(tiles):
+                sheet.paste(tile, (label_w + j * (size + gap), y))
+        path = args.out / filename
+        sheet.save(path)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="measuring set: ID/example.jpg, peers"
+    )
+    parser.add_argument("--ids", default=None, help="comma-separated texture IDs (default: every folder)")
+    parser.add_argument("--size", type=int, default=256, help="output width and height in pixels")
+    parser.add_argument(
+        "--out", type=Path, default=Path("/tmp/quality"), help="folder for outputs and scores"
+    )
+    parser.add_argument("--label", default=None, help="name of this run in reports and comparisons")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; several measure diversity")
+    parser.add_argument("--tree", type=Path, default=None, help="run the CLI from this source tree")
+    parser.add_argument("--crops", type=int, default=4, help="example-sized crops scored per larger output")
+    parser.add_argument("--score-only", action="store_true", help="score the outputs already in --out")
+    parser.add_argument("--results", action="store_true", help="write the section in benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="compare two runs"
+    )
+    args = parser.parse_args(argv)
+    args.extra = extra
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.compare:
+        print(compare(*args.compare))
+        return
+    if not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such folder")
+    ids = (
+        args.ids.split(",")
+        if args.ids
+        else sorted(
+            (p.name for p in args.data.iterdir() if (p / "example.jpg").exists()), key=lambda s: (len(s), s)
+        )
+    )
+    missing = [i for i in ids if not (args.data / i / "example.jpg").exists()]
+    if missing:
+        parser.error(f"--ids: no example.jpg for {', '.join(missing)} in {args.data}")
+    if not args.score_only:
+        run_synthesis(args, ids)
+    result = score_folder(args, ids)
+    print()
+    print(f"{result['label']}: {result['command']}")
+    print(format_report(result))
+    for path in contact_sheets(args, ids):
+        print(f"wrote {path}")
+    print(f"wrote {args.out / 'scores.json'}")
+    if args.results:
+        write_results(result, ROOT / "benchmarks" / "RESULTS.md")
+        print("updated benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

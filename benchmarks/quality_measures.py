@@ -1,0 +1,246 @@
+"""Texture-quality measures that no objective in the project optimises (used by ``quality.py``).
+
+Every image is a float array of shape (H, W, 3), RGB in 0–255 (not clipped or rounded here). Each
+distance is 0 for identical images and grows as the output departs from the example. Sizes may differ
+only through :func:`score_all`, which scores example-sized crops of the larger image.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pywt
+from scipy import ndimage, special
+from scipy.optimize import brentq
+
+MEASURES = ("wavelet_kl", "color_sw1", "speckle", "spectrum", "gradient")
+# Below these a difference is not a meaningful ratio (speckle: a tenth of a grey level is invisible).
+FLOORS = {"wavelet_kl": 1e-6, "color_sw1": 1e-3, "speckle": 0.1, "spectrum": 1e-4, "gradient": 1e-3}
+
+_LUMA = np.array([0.299, 0.587, 0.114])
+# JPEG (BT.601 full-range) chroma, without the +128 offset, which a fine band removes anyway.
+_CB = np.array([-0.168736, -0.331264, 0.5])
+_CR = np.array([0.5, -0.418688, -0.081312])
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """BT.601 luma Y of an (H, W, 3) RGB image, same units, shape (H, W)."""
+    return image @ _LUMA
+
+
+def chroma(image: np.ndarray) -> np.ndarray:
+    """JPEG Cb and Cr of an (H, W, 3) RGB image without the 128 offset, shape (H, W, 2)."""
+    return np.stack([image @ _CB, image @ _CR], axis=-1)
+
+
+# ------------------------------------------------------------------------------- generalised Gaussian
+
+
+def ggd_moment_ratio(beta: float | np.ndarray) -> float | np.ndarray:
+    """(E|x|)² / E[x²] of a zero-mean generalised Gaussian of shape ``beta`` (2/π at β = 2)."""
+    return np.exp(2 * special.gammaln(2 / beta) - special.gammaln(1 / beta) - special.gammaln(3 / beta))
+
+
+_BETA_MIN, _BETA_MAX = 0.05, 20.0
+
+
+def fit_ggd(x: np.ndarray) -> tuple[float, float]:
+    """Scale α and shape β of the zero-mean GGD p(x) = β/(2αΓ(1/β)) exp(−(|x|/α)^β) fitted to ``x``.
+
+    Moment matching: β solves (E|x|)²/E[x²] = Γ(2/β)²/(Γ(1/β)Γ(3/β)) (clamped to [0.05, 20]), then
+    α = E|x| Γ(1/β)/Γ(2/β). An all-zero ``x`` gets α = 1e-12.
+    """
+    x = np.abs(np.ravel(x).astype(np.float64))
+    m1, m2 = x.mean(), np.mean(x * x)
+    if m2 <= 0:
+        return 1e-12, 2.0
+    ratio = np.clip(
+        m1 * m1 / m2, ggd_moment_ratio(_BETA_MIN) * (1 + 1e-9), ggd_moment_ratio(_BETA_MAX) * (1 - 1e-9)
+    )
+    beta = brentq(lambda b: ggd_moment_ratio(b) - ratio, _BETA_MIN, _BETA_MAX, xtol=1e-10)
+    alpha = m1 * np.exp(special.gammaln(1 / beta) - special.gammaln(2 / beta))
+    return float(max(alpha, 1e-12)), float(beta)
+
+
+def ggd_kl(alpha1: float, beta1: float, alpha2: float, beta2: float) -> float:
+    """KL(p1 ‖ p2) between two zero-mean GGDs, closed form (Do & Vetterli 2002, eq. 11), in nats."""
+    return float(
+        np.log((beta1 * alpha2) / (beta2 * alpha1))
+        + special.gammaln(1 / beta2)
+        - special.gammaln(1 / beta1)
+        + np.exp(
+            beta2 * np.log(alpha1 / alpha2)
+            + special.gammaln((beta2 + 1) / beta1)
+            - special.gammaln(1 / beta1)
+        )
+        - 1 / beta1
+    )
+
+
+def wavelet_subbands(channel: np.ndarray, levels: int = 3, wavelet: str = "db4") -> list[np.ndarray]:
+    """The 3·levels detail subbands (horizontal, vertical, diagonal per level) of an (H, W) array.
+
+    Periodised transform: no border extension, so the subbands hold only the image's own coefficients.
+    """
+    coeffs = pywt.wavedec2(channel, wavelet, mode="periodization", level=levels)
+    return [band for detail in coeffs[1:] for band in detail]
+
+
+def wavelet_kl(example: np.ndarray, output: np.ndarray, levels: int = 3, wavelet: str = "db4") -> float:
+    """Gonthier et al.'s wavelet measure: symmetric KL between GGD fits of matching wavelet subbands.
+
+    Subbands of the luminance and of R, G and B (3·levels each); each pair's KL is symmetrised
+    (½(KL(e‖o) + KL(o‖e))) and the mean over all subbands is returned, in nats.
+    """
+    kls = []
+    for a, b in zip(_wavelet_channels(example), _wavelet_channels(output), strict=True):
+        for sa, sb in zip(
+            wavelet_subbands(a, levels, wavelet), wavelet_subbands(b, levels, wavelet), strict=True
+        ):
+            pa, pb = fit_ggd(sa), fit_ggd(sb)
+            kls.append(0.5 * (ggd_kl(*pa, *pb) + ggd_kl(*pb, *pa)))
+    return float(np.mean(kls))
+
+
+def _wavelet_channels(image: np.ndarray) -> list[np.ndarray]:
+    return [luminance(image), image[..., 0], image[..., 1], image[..., 2]]
+
+
+# ------------------------------------------------------------------------------- distributions
+
+
+def w1_1d(a: np.ndarray, b: np.ndarray, quantiles: int = 4096) -> float:
+    """Wasserstein-1 distance between the empirical distributions of two 1-D samples (same units).
+
+    Equal sizes: mean |sorted(a) − sorted(b)| (exact). Otherwise the quantile functions are compared at
+    ``quantiles`` midpoints.
+    """
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    if a.size != b.size:
+        q = (np.arange(quantiles) + 0.5) / quantiles
+        a, b = np.quantile(a, q), np.quantile(b, q)
+    return float(np.mean(np.abs(a - b)))
+
+
+def color_w1_per_channel(example: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """W1 between the R, G and B value distributions, shape (3,), 0–255 units."""
+    return np.array([w1_1d(example[..., c], output[..., c]) for c in range(3)])
+
+
+def sliced_directions(count: int = 128, seed: int = 0) -> np.ndarray:
+    """``count`` fixed random unit vectors of R³ (rows), the same for every call with the same seed."""
+    d = np.random.default_rng(seed).standard_normal((count, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def color_sw1(example: np.ndarray, output: np.ndarray, directions: int = 128) -> float:
+    """Sliced Wasserstein-1 of the RGB pixel distributions: mean W1 of the projections on fixed random
+    unit directions, 0–255 units."""
+    dirs = sliced_directions(directions)
+    pe, po = example.reshape(-1, 3) @ dirs.T, output.reshape(-1, 3) @ dirs.T
+    return float(np.mean([w1_1d(pe[:, k], po[:, k]) for k in range(len(dirs))]))
+
+
+def gradient_magnitude(channel: np.ndarray) -> np.ndarray:
+    """|∇| by forward differences of an (H, W) array, shape (H−1, W−1); no border extension."""
+    gx = channel[:-1, 1:] - channel[:-1, :-1]
+    gy = channel[1:, :-1] - channel[:-1, :-1]
+    return np.hypot(gx, gy)
+
+
+def gradient_w1(example: np.ndarray, output: np.ndarray) -> float:
+    """W1 between the luminance gradient-magnitude distributions, 0–255 units."""
+    return w1_1d(gradient_magnitude(luminance(example)), gradient_magnitude(luminance(output)))
+
+
+# ------------------------------------------------------------------------------- speckle and spectrum
+
+
+def chroma_fine_rms(image: np.ndarray, sigma: float = 1.0) -> float:
+    """RMS of the finest band (channel minus its Gaussian blur of ``sigma`` px, reflected borders) of the
+    Cb and Cr channels together, grey levels. 0 for a grey image; ≈ 0.87·σ for white chroma noise of σ."""
+    c = chroma(image)
+    fine = c - ndimage.gaussian_filter(c, sigma=(sigma, sigma, 0), mode="reflect")
+    return float(np.sqrt(np.mean(fine * fine)))
+
+
+def speckle(example: np.ndarray, output: np.ndarray) -> float:
+    """|chroma fine-band RMS of the output − the example's|, grey levels."""
+    return abs(chroma_fine_rms(output) - chroma_fine_rms(example))
+
+
+def radial_power_spectrum(channel: np.ndarray) -> np.ndarray:
+    """Radially averaged power spectrum of an (H, W) array (mean removed, treated as periodic).
+
+    Bin k holds the mean |FFT|²/(H·W) over frequencies of radius in [k, k+1) cycles per min(H, W)
+    pixels, for k = 1 … min(H, W)/2 − 1 (DC and the corners beyond Nyquist left out).
+    """
+    h, w = channel.shape
+    power = np.abs(np.fft.fft2(channel - channel.mean())) ** 2 / (h * w)
+    n = min(h, w)
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    radius = np.floor(np.hypot(fy, fx) * n).astype(int)
+    nbins = n // 2
+    sums = np.bincount(radius.ravel(), weights=power.ravel(), minlength=nbins + 1)[:nbins]
+    counts = np.bincount(radius.ravel(), minlength=nbins + 1)[:nbins]
+    return sums[1:] / counts[1:]
+
+
+def spectrum_distance(example: np.ndarray, output: np.ndarray) -> float:
+    """Mean |log10 P_example(f) − log10 P_output(f)| over radial frequency bins of the luminance."""
+    pe = radial_power_spectrum(luminance(example))
+    po = radial_power_spectrum(luminance(output))
+    tiny = 1e-12
+    return float(np.mean(np.abs(np.log10(pe + tiny) - np.log10(po + tiny))))
+
+
+# ------------------------------------------------------------------------------- all together
+
+
+def random_crops(image: np.ndarray, height: int, width: int, count: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` fixed (seeded) crops of height×width; the image itself when it has that size."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return [image]
+    if h < height or w < width:
+        raise ValueError(f"image {w}×{h} is smaller than the {width}×{height} crop")
+    rng = np.random.default_rng(seed)
+    return [
+        image[y0 : y0 + height, x0 : x0 + width]
+        for y0, x0 in zip(
+            rng.integers(0, h - height + 1, count), rng.integers(0, w - width + 1, count), strict=True
+        )
+    ]
+
+
+_FUNCTIONS = {
+    "wavelet_kl": wavelet_kl,
+    "color_sw1": color_sw1,
+    "speckle": speckle,
+    "spectrum": spectrum_distance,
+    "gradient": gradient_w1,
+}
+
+
+def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
+    """Every measure of ``MEASURES`` for one output. When the sizes differ, the larger image is scored
+    as ``crops`` fixed crops of the smaller one's size and the scores are averaged."""
+    h = min(example.shape[0], output.shape[0])
+    w = min(example.shape[1], output.shape[1])
+    ex, out = random_crops(example, h, w, crops), random_crops(output, h, w, crops)
+    # At most one side is cropped unless the two differ in aspect; then crop i pairs with crop i.
+    pairs = list(zip(ex, out, strict=True)) if len(ex) == len(out) else list(itertools.product(ex, out))
+    return {m: float(np.mean([f(e, o) for e, o in pairs])) for m, f in _FUNCTIONS.items()}
+
+
+def diversity(outputs: list[np.ndarray], example: np.ndarray) -> float:
+    """Mean RMS luminance difference between pairs of outputs over √2·σ(example luminance).
+
+    Two independent samples of a stationary texture give ≈ 1; identical outputs give 0.
+    """
+    ref = np.sqrt(2) * luminance(example).std()
+    diffs = [
+        np.sqrt(np.mean((luminance(a) - luminance(b)) ** 2)) for a, b in itertools.combinations(outputs, 2)
+    ]
+    return float(np.mean(diffs) / ref)

@@ -1,0 +1,158 @@
+"""Known answers for the texture-quality measures of benchmarks/quality_measures.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate, ndimage, special, stats
+
+pytest.importorskip("pywt", reason="the quality benchmark needs PyWavelets (pip install -e .[bench])")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import quality  # noqa: E402
+import quality_measures as qm  # noqa: E402
+
+
+def _texture(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth random colour texture in 0–255 (float, unclipped), periodic."""
+    noise = np.random.default_rng(seed).standard_normal((size, size, 3))
+    smooth = ndimage.gaussian_filter(noise, sigma=(1.5, 1.5, 0), mode="wrap")
+    return 128 + 40 * smooth / smooth.std()
+
+
+def test_identical_images_score_zero():
+    image = _texture()
+    scores = qm.score_all(image, image.copy())
+    assert set(scores) == set(qm.MEASURES)
+    for name, value in scores.items():
+        assert abs(value) < 1e-12, name
+
+
+def test_different_images_score_positive():
+    a, b = _texture(seed=0), _texture(seed=1)
+    b = 0.5 * b + 40 + np.random.default_rng(2).normal(0, 10, b.shape)
+    for name, value in qm.score_all(a, b).items():
+        assert value > 1e-3, name
+
+
+def _ggd_logpdf(x, alpha, beta):
+    return np.log(beta / (2 * alpha)) - special.gammaln(1 / beta) - (np.abs(x) / alpha) ** beta
+
+
+@pytest.mark.parametrize(
+    ("p1", "p2"),
+    [((1.0, 2.0), (1.0, 2.0)), ((1.0, 2.0), (2.0, 1.0)), ((0.5, 0.7), (1.5, 3.0)), ((3.0, 1.2), (1.0, 0.8))],
+)
+def test_ggd_kl_matches_numeric_integration(p1, p2):
+    def integrand(x):
+        log_f1 = _ggd_logpdf(x, *p1)
+        return np.exp(log_f1) * (log_f1 - _ggd_logpdf(x, *p2))
+
+    numeric = 2 * integrate.quad(integrand, 0, np.inf, limit=200)[0]
+    closed = qm.ggd_kl(*p1, *p2)
+    assert closed == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+    if p1 == p2:
+        assert abs(closed) < 1e-12
+    else:
+        assert closed > 0
+
+
+def test_ggd_kl_of_gaussians_is_the_gaussian_formula():
+    # GGD with β = 2 is N(0, α²/2); KL(N(0,s1²)‖N(0,s2²)) = log(s2/s1) + s1²/(2 s2²) − 1/2.
+    s1, s2 = 1.3, 0.6
+    expected = np.log(s2 / s1) + s1**2 / (2 * s2**2) - 0.5
+    assert qm.ggd_kl(s1 * np.sqrt(2), 2.0, s2 * np.sqrt(2), 2.0) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(2.0, 0.8), (5.0, 2.0), (1.0, 1.4)])
+def test_fit_ggd_recovers_parameters(alpha, beta):
+    x = stats.gennorm.rvs(beta, scale=alpha, size=200_000, random_state=np.random.default_rng(0))
+    a, b = qm.fit_ggd(x)
+    assert a == pytest.approx(alpha, rel=0.03)
+    assert b == pytest.approx(beta, rel=0.03)
+
+
+def test_wavelet_kl_ignores_a_constant_offset_and_sees_noise():
+    image = _texture()
+    assert qm.wavelet_kl(image, image + 17.0) < 1e-10
+    noisy = image + np.random.default_rng(1).normal(0, 8, image.shape)
+    assert qm.wavelet_kl(image, noisy) > 0.05
+
+
+def _from_ycbcr(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    matrix = np.stack([qm._LUMA, qm._CB, qm._CR])
+    return np.stack([y, cb, cr], axis=-1) @ np.linalg.inv(matrix).T
+
+
+def test_chroma_fine_band_of_grey_image_is_zero():
+    grey = _texture()[..., :1].repeat(3, axis=-1)
+    assert qm.chroma_fine_rms(grey) < 1e-9
+
+
+def test_chroma_fine_band_of_white_chroma_noise():
+    size, sigma = 128, 6.0
+    rng = np.random.default_rng(0)
+    y = qm.luminance(_texture(size))
+    image = _from_ycbcr(y, rng.normal(0, sigma, (size, size)), rng.normal(0, sigma, (size, size)))
+    # The fine band of white noise keeps ‖δ − G*δ‖₂ of its σ: the norm of the residual kernel (≈ 0.87).
+    delta = np.zeros((33, 33))
+    delta[16, 16] = 1
+    factor = np.linalg.norm(delta - ndimage.gaussian_filter(delta, 1.0))
+    assert 0.85 < factor < 0.89
+    assert qm.chroma_fine_rms(image) == pytest.approx(sigma * factor, rel=0.03)
+    # Luminance detail alone carries no chroma.
+    assert qm.chroma_fine_rms(_from_ycbcr(y, 0 * y, 0 * y)) < 1e-9
+
+
+def test_radial_spectrum_unchanged_by_circular_shift_and_peaks_at_the_frequency():
+    image = _texture()
+    shifted = np.roll(image, (13, -21), axis=(0, 1))
+    assert qm.spectrum_distance(image, shifted) < 1e-12
+    yy, xx = np.mgrid[:64, :64]
+    wave = np.cos(2 * np.pi * (6 * xx + 8 * yy) / 64)  # radius 10 cycles per 64 px
+    spectrum = qm.radial_power_spectrum(wave)
+    assert np.argmax(spectrum) + 1 == 10
+
+
+def test_colour_shift_gives_w1_equal_to_the_shift():
+    image = _texture()
+    shift = np.array([5.0, -3.0, 12.0])
+    np.testing.assert_allclose(qm.color_w1_per_channel(image, image + shift), np.abs(shift), rtol=1e-12)
+    expected = np.mean(np.abs(qm.sliced_directions() @ shift))
+    assert qm.color_sw1(image, image + shift) == pytest.approx(expected, rel=1e-12)
+
+
+def test_w1_between_different_sample_sizes():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 40_000), rng.normal(3, 1, 10_000)
+    assert qm.w1_1d(a, b) == pytest.approx(3.0, abs=0.05)
+
+
+def test_gradient_w1_of_contrast_doubling_is_the_mean_gradient():
+    image = _texture()
+    grey = qm.luminance(image)
+    mean_gradient = qm.gradient_magnitude(grey).mean()
+    assert qm.gradient_w1(image, image + 30) < 1e-12
+    assert qm.gradient_w1(image, 2 * image) == pytest.approx(mean_gradient, rel=1e-12)
+
+
+def test_crops_of_a_tiled_example_keep_its_distribution_and_spectrum():
+    example = _texture()
+    tiled = np.tile(example, (3, 3, 1))  # every 64² crop is a circular shift of the example
+    scores = qm.score_all(example, tiled, crops=3)
+    assert scores["color_sw1"] < 1e-9
+    assert scores["spectrum"] < 1e-9
+
+
+def test_jpeg_round_trip_halves_chroma_resolution_and_geomean_ratio():
+    rng = np.random.default_rng(0)
+    y = qm.luminance(_texture())
+    image = np.clip(_from_ycbcr(y, rng.normal(0, 10, y.shape), rng.normal(0, 10, y.shape)), 0, 255)
+    back = quality.jpeg_round_trip(image)
+    assert back.shape == image.shape
+    assert qm.chroma_fine_rms(back) < 0.5 * qm.chroma_fine_rms(image)
+    assert quality.geomean_ratio([2.0, 8.0], [1.0, 2.0], floor=1e-6) == pytest.approx(np.sqrt(8))
+    assert quality.geomean_ratio([0.0], [0.05], floor=0.1) == pytest.approx(1.0)
