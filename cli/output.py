@@ -14,6 +14,8 @@ from multiscale.config import StyleConfig, SynthesisConfig
 from multiscale.errors import OutputError
 from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
 
+from .errors import Interrupted
+
 
 @dataclass
 class OutputPlan:
@@ -33,6 +35,8 @@ class OutputPlan:
     frames: int = 1
     animation: Path | None = None
     checkpoint: Path | None = None
+    #: What :meth:`save_result` wrote (None: not yet).
+    written: list[Path] | None = None
 
     @classmethod
     def for_run(
@@ -121,6 +125,23 @@ class OutputPlan:
                 )
         elif checkpoint:
             raise OutputError(f"{checkpoint}: checkpoints need --optimizer projected")
+
+    def save_result(self, result: Any) -> list[Path]:
+        """Save a run's result (its ``image`` and ``report``) once; the library's ``on_result`` hook.
+
+        A run hands its result here before it writes the checkpoint of a
+        stop, so the best image is on disk first. A second Ctrl-C or signal
+        during the write ends the command (the file being written is not
+        replaced, the others are complete).
+        """
+        if self.written is None:
+            try:
+                self.written = self.save(result.image, result.report.to_dict())
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted while writing {self.image}; files already there are complete"
+                ) from None
+        return self.written
 
     def save(self, image: np.ndarray, metadata: dict[str, Any]) -> list[Path]:
         """Write the image (or frames and animation), then the JSON, all atomically.

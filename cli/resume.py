@@ -76,5 +76,8 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result, _ = run(Path(checkpoint), max_iter=max_iter, time_limit=time_limit, callback=on_progress)
+        result, _ = run(
+            Path(checkpoint), max_iter=max_iter, time_limit=time_limit, callback=on_progress,
+            on_result=out.save_result,
+        )  # fmt: skip
     done(out, result, quiet=quiet)

@@ -161,7 +161,9 @@ def stylize(
             bar(progress)
             out.maybe_save_intermediate(progress)
 
-        result = run_plan(plan, callback=on_progress, checkpoint=out.checkpoint, output=out.image)
+        result = run_plan(
+            plan, callback=on_progress, checkpoint=out.checkpoint, output=out.image, on_result=out.save_result
+        )
     finish_stylize(out, result, quiet=quiet)
 
 

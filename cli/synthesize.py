@@ -170,19 +170,18 @@ def _run_one(
             out.maybe_save_intermediate(progress)
 
         result = run_synthesis(
-            config=config, callback=on_progress, checkpoint=out.checkpoint, output=out.image, **run
-        )
+            config=config, callback=on_progress, checkpoint=out.checkpoint, output=out.image,
+            on_result=out.save_result, **run,
+        )  # fmt: skip
     finish(out, result, quiet=quiet)
 
 
 def finish(out: OutputPlan, result: Any, *, quiet: bool) -> None:
-    """Save a result, then say how the run ended (exit 130 on Ctrl-C, 1 on NaN)."""
-    try:
-        written = out.save(result.image, result.report.to_dict())
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted while writing {out.image}; files already there are complete"
-        ) from None
+    """Save a result (unless the run did, through ``on_result``), then say how the run ended.
+
+    Exit status 128 + signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129); 1 on NaN.
+    """
+    written = out.save_result(result)
     report = result.report
     where = f"{written[0]}" if len(written) == 1 else f"{len(written)} files ({written[0]} …)"
     kept = (

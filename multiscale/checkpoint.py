@@ -22,17 +22,37 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
 ``current.png``, ``best.png``
     the current and the best image, for looking at (16-bit PNG).
 
-Every file is written atomically; a crash mid-checkpoint leaves the previous
-complete checkpoint readable (the JSON still names the old hashes, so a
-half-replaced folder is refused rather than silently mixed). Version 1
-folders have no ``kind`` and are synthesize checkpoints.
+A checkpoint is replaced as a whole, so that at every instant one complete,
+loadable checkpoint exists (``kill -9``, power loss, a full disk):
+
+1. the new one is written into ``FOLDER.tmp-XXXX/`` beside the old, every
+   file flushed to disk (fsync) and ``checkpoint.json`` last;
+2. the old folder is renamed ``FOLDER.old-XXXX``, the new one ``FOLDER``,
+   and the parent folder is flushed;
+3. the old one is deleted, with any ``.tmp-``/``.old-`` leftovers of
+   earlier crashes.
+
+A crash before step 2 leaves the old ``FOLDER`` (and an incomplete
+``.tmp-`` folder that is ignored); a crash between its two renames leaves
+only ``FOLDER.old-XXXX``, which the readers here use when ``FOLDER`` is
+missing. Two renames rather than one: POSIX renames a folder only onto an
+empty one, and an atomic exchange (Linux ``renameat2``) or a symlink
+swapped in by ``os.replace`` would not work on every platform and file
+system, or would make ``FOLDER`` a link. The hashes in ``checkpoint.json``
+still guard against files altered afterwards. Version 1 folders have no
+``kind`` and are synthesize checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
+import os
+import shutil
+import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +60,8 @@ from typing import Any
 import numpy as np
 
 from .config import StyleConfig, SynthesisConfig
-from .errors import CheckpointError, ConfigError
-from .io import PathLike, atomic_output, file_sha256, save_image, write_json_atomic
+from .errors import CheckpointError, ConfigError, MultiscaleError, OutputError
+from .io import PathLike, atomic_output, file_sha256, fsync_dir, save_image, write_json_atomic
 from .layers import layer_channels
 
 #: Version 2 added ``kind`` and stylize checkpoints.
@@ -49,6 +69,10 @@ CHECKPOINT_VERSION = 2
 KINDS = ("synthesize", "stylize")
 _FORMAT = "multiscale-checkpoint"
 _DATA_FILES = ("targets.npz", "state.npz")
+#: Every file a checkpoint folder holds: only a folder of these is ever replaced.
+_FILES = (*_DATA_FILES, "checkpoint.json", "current.png", "best.png")
+#: Name parts of a new checkpoint being written and of the old one being swapped out.
+_TMP, _OLD = ".tmp-", ".old-"
 _MAX_MEMBER_BYTES = 1 << 30
 
 
@@ -176,15 +200,135 @@ def default_folder(output: PathLike) -> Path:
 # --------------------------------------------------------------------------
 
 
-def _make_folder(folder: PathLike) -> Path:
+def find_checkpoint(folder: PathLike) -> Path | None:
+    """Where the checkpoint named ``folder`` lies on disk; ``None`` if there is none.
+
+    That is ``folder`` itself, or, after a crash between the two renames
+    that swap a new checkpoint in, the previous one set aside as
+    ``FOLDER.old-XXXX`` (the newest, if several).
+    """
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    if folder.exists():
+        return folder
+    parent = folder.parent if str(folder.parent) else Path(".")
+    olds = [p for p in parent.glob(glob.escape(folder.name) + _OLD + "*") if p.is_dir()]
+    if not olds:
+        return None
+    return max(olds, key=lambda p: p.stat().st_mtime_ns)
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace anything but a checkpoint folder (a user's folder given as --checkpoint)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: exists and is not a checkpoint folder; give another --checkpoint")
+    own = set(_FILES)
+    foreign = sorted(
+        p.name
+        for p in folder.iterdir()
+        # .NAME.XXXX.tmp.EXT: atomic_output's temporary files, left by a crash of an older version
+        if p.name not in own and not any(p.name.startswith(f".{f}.") for f in own)
+    )
+    if foreign:
         raise CheckpointError(
-            f"{folder}: cannot create the checkpoint folder: {exc.strerror or exc}"
-        ) from exc
-    return folder
+            f"{folder}: holds files that are not a checkpoint's ({', '.join(foreign[:3])}); "
+            "not replacing it — give another --checkpoint"
+        )
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Delete ``FOLDER.tmp-*`` and ``FOLDER.old-*``: swapped out, or left by a crash."""
+    for tag in (_OLD, _TMP):
+        for p in folder.parent.glob(glob.escape(folder.name) + tag + "*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _failure(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, OutputError) and exc.__cause__ is not None else exc
+    return getattr(cause, "strerror", None) or str(cause)
+
+
+@contextlib.contextmanager
+def _replacing(folder: Path) -> Iterator[tuple[Path, Path | None]]:
+    """Yield (a new empty folder beside ``folder``, the current checkpoint or None); swap it in on success.
+
+    See the module's docstring for the steps. On any failure or interrupt
+    the new folder is deleted and the previous checkpoint is left as it was
+    (renamed back into place if the interrupt fell between the renames).
+
+    Raises
+    ------
+    OutputError
+        If a file cannot be written (a full disk, a read-only folder): names
+        ``folder`` and says the previous checkpoint is kept.
+    CheckpointError
+        If ``folder`` exists and is not a checkpoint folder.
+    """
+    _check_replaceable(folder)
+    parent = folder.parent if str(folder.parent) else Path(".")
+    tmp = parent / f"{folder.name}{_TMP}{uuid.uuid4().hex[:8]}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the checkpoint folder: {exc.strerror or exc}") from exc
+    old = None
+    try:
+        yield tmp, find_checkpoint(folder)
+        fsync_dir(tmp)
+        if folder.exists():
+            old = parent / f"{folder.name}{_OLD}{uuid.uuid4().hex[:8]}"
+            os.rename(folder, old)
+        os.rename(tmp, folder)
+        fsync_dir(parent)
+    except BaseException as exc:
+        if old is not None and old.exists() and not folder.exists():
+            with contextlib.suppress(OSError):
+                os.rename(old, folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"{folder}: cannot write the checkpoint ({_failure(exc)}); the previous one, if any, is kept"
+            ) from exc
+        raise
+    _remove_leftovers(folder)
+
+
+def _write_targets(folder: Path, previous: Path | None, reuse: bool, members: Callable[[], dict]) -> None:
+    """``targets.npz``: hard-linked from the previous checkpoint when ``reuse`` (they never change during
+    a run, and files are only ever replaced, never rewritten in place), else written."""
+    source = None if previous is None else previous / "targets.npz"
+    if reuse and source is not None and source.is_file():
+        try:
+            os.link(source, folder / "targets.npz")
+            return
+        except OSError:  # a file system without hard links
+            pass
+    _write_npz(folder / "targets.npz", members())
+
+
+def save_then_checkpoint(
+    result: Any, on_result: Callable[[Any], Any] | None, write_checkpoint: Callable[[], Any] | None
+) -> None:
+    """Hand a run's ``result`` to ``on_result`` (the CLI saves the image there), then write its checkpoint.
+
+    The image comes first: after a stop signal a scheduler's grace period
+    may end before a large checkpoint is written. If saving the result fails
+    with a :class:`MultiscaleError` (a full disk), the checkpoint is still
+    tried and the error then raised; anything else (a second interrupt)
+    ends at once.
+    """
+    error = None
+    if on_result is not None:
+        try:
+            on_result(result)
+        except MultiscaleError as exc:
+            error = exc
+    if write_checkpoint is not None:
+        write_checkpoint()
+    if error is not None:
+        raise error
 
 
 def _write_npz(path: Path, members: Mapping[str, np.ndarray]) -> None:
@@ -238,25 +382,27 @@ def write_checkpoint(
     """
     from .lbfgs import save_state
 
-    folder = _make_folder(folder)
-    targets = folder / "targets.npz"
-    if write_targets or not targets.exists():
-        _write_npz(targets, {**_gram_members("", grams), "mean_color": np.asarray(mean_color, np.float32)})
-    save_state(folder / "state.npz", state, overwrite=True)
-    current, best = (np.reshape(x, shape) for x in (state.x, state.best_x))
-    _write_previews(folder, *(x if x.ndim == 3 else x[0] for x in (current, best)))
-    _write_meta(
-        folder,
-        "synthesize",
-        {
-            "output": str(output),
-            "iteration": int(state.iteration),
-            "best_loss": float(state.best_loss),
-            "config": config.to_dict(),
-            "sources": sources,
-            "float32_from_iteration": float32_from_iteration,
-        },
-    )
+    folder = Path(folder)
+    with _replacing(folder) as (tmp, previous):
+        _write_targets(
+            tmp, previous, not write_targets,
+            lambda: {**_gram_members("", grams), "mean_color": np.asarray(mean_color, np.float32)},
+        )  # fmt: skip
+        save_state(tmp / "state.npz", state, overwrite=True)
+        current, best = (np.reshape(x, shape) for x in (state.x, state.best_x))
+        _write_previews(tmp, *(x if x.ndim == 3 else x[0] for x in (current, best)))
+        _write_meta(
+            tmp,
+            "synthesize",
+            {
+                "output": str(output),
+                "iteration": int(state.iteration),
+                "best_loss": float(state.best_loss),
+                "config": config.to_dict(),
+                "sources": sources,
+                "float32_from_iteration": float32_from_iteration,
+            },
+        )
     return folder
 
 
@@ -288,21 +434,40 @@ def write_style_checkpoint(
         float (h, w, 3) RGB in [0, 1]: the stage's current and best image,
         saved as 16-bit PNGs for looking at.
     """
-    folder = _make_folder(folder)
-    targets = folder / "targets.npz"
-    if write_targets or not targets.exists():
+
+    def target_members() -> dict[str, np.ndarray]:
         members = {f"stage{s + 1}/content": np.asarray(c, np.float32) for s, c in enumerate(contents)}
         for s, g in enumerate(grams or ()):
             members.update(_gram_members(f"stage{s + 1}/", g))
-        _write_npz(targets, members)
-    _write_npz(
-        folder / "state.npz",
-        {
-            "image": np.asarray(position.image, np.float32),
-            "history": np.asarray(position.history, np.float64),
-        },
-    )
-    _write_previews(folder, current, best)
+        return members
+
+    folder = Path(folder)
+    with _replacing(folder) as (tmp, previous):
+        _write_targets(tmp, previous, not write_targets, target_members)
+        _write_npz(
+            tmp / "state.npz",
+            {
+                "image": np.asarray(position.image, np.float32),
+                "history": np.asarray(position.history, np.float64),
+            },
+        )
+        _write_previews(tmp, current, best)
+        _write_style_meta(tmp, config=config, output=output, content=content, styles=styles,
+                          style_blend=style_blend, contents=contents, position=position)  # fmt: skip
+    return folder
+
+
+def _write_style_meta(
+    folder: Path,
+    *,
+    config: StyleConfig,
+    output: PathLike,
+    content: dict[str, Any],
+    styles: list[dict[str, Any]],
+    style_blend: Sequence[float],
+    contents: Sequence[np.ndarray],
+    position: StylePosition,
+) -> None:
     _write_meta(
         folder,
         "stylize",
@@ -322,7 +487,6 @@ def write_style_checkpoint(
             "stages": position.stages,
         },
     )
-    return folder
 
 
 # --------------------------------------------------------------------------
@@ -335,7 +499,7 @@ def _read_meta(
 ) -> tuple[Path, dict[str, Any]]:
     """Read ``checkpoint.json``; check the format, version, kind (``kind``, if given) and
     (``verify``) the data files' hashes."""
-    folder = Path(folder)
+    folder = find_checkpoint(folder) or Path(folder)
     meta_path = folder / "checkpoint.json"
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder")
@@ -395,6 +559,10 @@ def checkpoint_kind(folder: PathLike) -> str:
 def read_checkpoint(folder: PathLike) -> Checkpoint:
     """Read and check a synthesize checkpoint folder.
 
+    After a crash between the two renames of a checkpoint swap, ``folder``
+    is missing and the previous checkpoint (``FOLDER.old-XXXX``) is read; the
+    returned ``folder`` is still ``folder``, where a resumed run writes.
+
     Raises
     ------
     CheckpointError
@@ -404,6 +572,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     """
     from .lbfgs import load_state
 
+    name = Path(folder)  # where later checkpoints go, even if this one is read from FOLDER.old-XXXX
     folder, meta = _read_meta(folder, kind="synthesize")
     try:
         config = SynthesisConfig.from_dict(meta["config"])
@@ -419,7 +588,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     expected["mean_color"] = (3,)
     arrays = _read_arrays(folder / "targets.npz", expected, fit="the run's layers")
     return Checkpoint(
-        folder=folder, config=config, output=output, grams=_grams(arrays, ""),
+        folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
         state=load_state(folder / "state.npz"), float32_from_iteration=switched,
     )  # fmt: skip
@@ -438,6 +607,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         As :func:`read_checkpoint`; the message starts with the folder or
         names the file at fault.
     """
+    name = Path(folder)
     folder, meta = _read_meta(folder, kind="stylize")
     try:
         config = StyleConfig.from_dict(meta["config"])
@@ -489,7 +659,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         image=np.clip(state["image"], 0.0, 1.0).astype(np.float32), history=state["history"].astype(np.float64),
     )  # fmt: skip
     return StyleCheckpoint(
-        folder=folder, config=config, output=output, content=content, styles=styles, style_blend=blend,
+        folder=name, config=config, output=output, content=content, styles=styles, style_blend=blend,
         stage_sizes=sizes, contents=[targets[f"stage{s + 1}/content"].astype(np.float32) for s in range(len(sizes))],
         grams=[_grams(targets, f"stage{s + 1}/") for s in range(len(sizes))] if config.style_weight > 0 else None,
         position=position,
@@ -550,8 +720,10 @@ __all__ = [
     "StylePosition",
     "checkpoint_kind",
     "default_folder",
+    "find_checkpoint",
     "read_checkpoint",
     "read_style_checkpoint",
+    "save_then_checkpoint",
     "write_checkpoint",
     "write_style_checkpoint",
 ]

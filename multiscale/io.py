@@ -99,9 +99,11 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform
-    # (Windows cannot open a directory), so best effort.
+def fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk, which makes a rename inside it durable.
+
+    Best effort: not possible on every platform (Windows cannot open a directory).
+    """
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -146,7 +148,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp, p)
         else:
             _link_no_clobber(tmp, p)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OutputError):

@@ -847,7 +847,7 @@ def minimize(
     except _Stop as stop:
         reason, message = stop.reason, stop.message
     except KeyboardInterrupt:
-        reason, message = "interrupted", "interrupted (Ctrl-C)"
+        reason, message = "interrupted", "interrupted (Ctrl-C or a stop signal)"
     elapsed = time.perf_counter() - start
     core = driver.core
     iterations = core.iteration if core is not None else 0

@@ -230,7 +230,7 @@ def minimize(
     except _Stop as stop:
         reason, message = stop.reason, stop.message
     except KeyboardInterrupt:
-        reason, message = "interrupted", "interrupted (Ctrl-C)"
+        reason, message = "interrupted", "interrupted (Ctrl-C or a stop signal)"
     elapsed = time.perf_counter() - start
     log.info("optimisation ended after %d iterations: %s", state["iters"], message)
     return OptimizeResult(

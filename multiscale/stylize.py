@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import StylePosition, read_style_checkpoint, write_style_checkpoint
+from .checkpoint import StylePosition, read_style_checkpoint, save_then_checkpoint, write_style_checkpoint
 from .color import grey_rgb, luminance, match_color, match_luminance, recombine
 from .config import (
     DESCRIPTOR_DEFAULTS,
@@ -741,6 +741,7 @@ def run_plan(
     callback: Callable[[Any], bool | None] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
+    on_result: Callable[[StylizeResult], Any] | None = None,
 ) -> StylizeResult:
     """Carry out a :class:`StylizePlan`: optimise every stage, return the final image.
 
@@ -753,7 +754,9 @@ def run_plan(
     iterations (counted over all stages) and whenever the run stops early
     (Ctrl-C, the callback, the time limit at the last stage); ``output`` is
     recorded in it as where the final image goes. :func:`resume_stylize`
-    continues it.
+    continues it. ``on_result`` is called with the result before the
+    checkpoint of the run's end is written (the image first), as in
+    :func:`multiscale.synthesize.run_synthesis`.
 
     Raises
     ------
@@ -781,7 +784,7 @@ def run_plan(
     )
     return _run_stages(
         job, start=start, finished=[], weights=weights, network=network, started=started, callback=callback,
-        checkpointer=checkpointer,
+        checkpointer=checkpointer, on_result=on_result,
     )  # fmt: skip
 
 
@@ -796,12 +799,14 @@ def _run_stages(
     callback: Callable[[Any], bool | None] | None,
     checkpointer: _StyleCheckpointer | None,
     resumed_from: str | None = None,
+    on_result: Callable[[StylizeResult], Any] | None = None,
 ) -> StylizeResult:
     """Optimise the stages from ``start`` (a :class:`~multiscale.checkpoint.StylePosition`) to the last.
 
     ``finished`` are the records of the stages before ``start.stage``. A
     stage with iterations already done goes on for the rest of its
-    ``max_iter``, from ``start.image``, with a fresh L-BFGS-B.
+    ``max_iter``, from ``start.image``, with a fresh L-BFGS-B. The
+    checkpoint of the run's end is written after ``on_result`` has the image.
     """
     config = job.config
     from .lbfgs import start_point
@@ -823,6 +828,7 @@ def _run_stages(
     reason, message, best_loss = "max_iter", "", None
     optimise_start: float | None = None
     note = ""
+    final_checkpoint: tuple[StylePosition, np.ndarray] | None = None  # written after the image
     if resumed_from is not None:
         s, k = start.stage + 1, start.stage_iterations
         if k == 0:
@@ -853,12 +859,12 @@ def _run_stages(
             reason, message = "interrupted", f"interrupted (Ctrl-C) while preparing stage {i + 1} of {n}"
             if checkpointer is not None:
                 x0 = _resize(current, h, w)
-                checkpointer(
+                final_checkpoint = (
                     StylePosition(
                         stage=i, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None,
                         stages=[dataclasses.asdict(r) for r in records], image=x0, history=np.array(history),
                     ),
-                    current=x0,
+                    x0,
                 )  # fmt: skip
             break
 
@@ -948,13 +954,14 @@ def _run_stages(
         if checkpointer is not None and _worth_a_checkpoint(
             reason, last=i == n - 1, periodic=config.checkpoint_every is not None
         ):
-            checkpointer(
+            # only ever at the run's last stage (see _worth_a_checkpoint): written after the image
+            final_checkpoint = (
                 StylePosition(
                     stage=i, stage_iterations=record.iterations, stage_evaluations=record.evaluations,
                     stage_elapsed_s=record.elapsed_s, best_loss=best_loss,
                     stages=[dataclasses.asdict(r) for r in records], image=current, history=np.array(history),
                 ),
-                current=latest.get("x", current),
+                latest.get("x", current),
             )  # fmt: skip
         records.append(record)
         if reason in ("interrupted", "non_finite", "callback"):
@@ -971,11 +978,14 @@ def _run_stages(
     loss = content_loss = style_loss = tv_loss = None
     octave_losses: list[float] = []
     if finished_all and objective is not None:
-        total, terms, per_octave = objective.loss(_to_variable(image, config))
-        loss, tv_loss = total, terms["tv"]
-        content_loss = terms["content"] if config.content_weight > 0 else None
-        style_loss = terms["style"] if config.style_weight > 0 else None
-        octave_losses = [float(v) for v in per_octave]
+        try:
+            total, terms, per_octave = objective.loss(_to_variable(image, config))
+            loss, tv_loss = total, terms["tv"]
+            content_loss = terms["content"] if config.content_weight > 0 else None
+            style_loss = terms["style"] if config.style_weight > 0 else None
+            octave_losses = [float(v) for v in per_octave]
+        except KeyboardInterrupt:
+            reason, message = "interrupted", f"{message}; interrupted while scoring the result"
 
     report = StylizeReport(
         loss=loss,
@@ -1002,11 +1012,17 @@ def _run_stages(
         weights_sha256=weights.sha256,
         versions=versions(),
         checkpoint=os.fspath(checkpointer.folder)
-        if checkpointer is not None and checkpointer.written
+        if checkpointer is not None and (checkpointer.written or final_checkpoint is not None)
         else None,
         resumed_from=resumed_from,
     )
-    return StylizeResult(image=image, report=report)
+    result = StylizeResult(image=image, report=report)
+    pending = final_checkpoint
+    save_then_checkpoint(
+        result, on_result,
+        None if checkpointer is None or pending is None else lambda: checkpointer(pending[0], current=pending[1]),
+    )  # fmt: skip
+    return result
 
 
 def resume_stylize(
@@ -1015,6 +1031,7 @@ def resume_stylize(
     max_iter: int | None = None,
     time_limit: float | None = None,
     callback: Callable[[Any], bool | None] | None = None,
+    on_result: Callable[[StylizeResult], Any] | None = None,
 ) -> tuple[StylizeResult, str]:
     """Continue a checkpointed stylize run to the end of its plan; return the result and its output path.
 
@@ -1026,7 +1043,8 @@ def resume_stylize(
     close to, not the same as, an uninterrupted run's. The log, the report's
     ``message`` and ``resumed_from`` say so. ``max_iter`` (per stage) and
     ``time_limit`` (for this session, shared among the remaining stages) may
-    be changed. The continued run checkpoints into the same folder.
+    be changed. The continued run checkpoints into the same folder;
+    ``on_result`` as in :func:`run_plan`.
 
     Raises
     ------
@@ -1055,7 +1073,7 @@ def resume_stylize(
     result = _run_stages(
         job, start=ck.position, finished=finished, weights=weights, network=network, started=started,
         callback=callback, checkpointer=_StyleCheckpointer(ck.folder, job=job, output=ck.output, targets_written=True),
-        resumed_from=os.fspath(ck.folder),
+        resumed_from=os.fspath(ck.folder), on_result=on_result,
     )  # fmt: skip
     return result, ck.output
 

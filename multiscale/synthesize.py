@@ -740,6 +740,7 @@ def run_synthesis(
     output: str | os.PathLike[str] | None = None,
     resume_state: Any = None,
     resume_float32_from: int | None = None,
+    on_result: Callable[[SynthesisResult], Any] | None = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
 
@@ -757,6 +758,15 @@ def run_synthesis(
     final image goes. ``resume_state`` continues a checkpointed run exactly
     (``resume_float32_from``: in its float32 finish, which began at that
     iteration; see below).
+
+    ``on_result`` is called with the result before the checkpoint of a stop
+    is written, so that whoever saves the image (the CLI) has it on disk
+    first: a scheduler's grace period after SIGTERM may not last a large
+    checkpoint. A run stopped by Ctrl-C (KeyboardInterrupt) is not scored
+    again: the report's ``loss`` is then the optimiser's best (before
+    quantisation) and ``octave_losses`` is empty. Ctrl-C while a periodic
+    checkpoint is written stops the run the same way; the previous
+    checkpoint stays complete (see :mod:`multiscale.checkpoint`).
 
     A bfloat16 run (``config.precision``, or ``auto`` choosing it) with the
     projected optimizer finishes in float32: when the bfloat16 driver stops
@@ -814,33 +824,46 @@ def run_synthesis(
     def octave_losses() -> np.ndarray | None:
         return (style if phase["switched"] is None else exact).last_octave_losses
 
-    result, checkpointed = _optimize(
-        objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
-        octave_losses=octave_losses if config.frames == 1 else None,
-        on_checkpoint=None if checkpoint is None else _Checkpointer(
+    checkpointer = (
+        None
+        if checkpoint is None
+        else _Checkpointer(
             # the resolved precision: a resume must not measure again and choose otherwise
             checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
             targets=targets, shape=shape,
-        ),
+        )
+    )  # fmt: skip
+    result, checkpointed = _optimize(
+        objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
+        octave_losses=octave_losses if config.frames == 1 else None, on_checkpoint=checkpointer,
         finish=finish if config.optimizer == "projected" else None, phase=phase,
     )  # fmt: skip
+    stop_state = getattr(result, "state", None)
+    if checkpointer is None or result.stop_reason not in _STOPPED_EARLY or stop_state is None:
+        stop_state = None
     if getattr(result, "state", None) is not None:
-        result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) before scoring
+        result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) unless a checkpoint needs them
     image = quantize(result.x.reshape(shape), bit_depth=config.bit_depth)
     frames = image if config.frames > 1 else image[None]
     if exact is not None:  # the saved image is scored in float32, like any other
         style = exact
-    losses = [style.loss(f) for f in frames]
-    loss = float(np.mean([total for total, _ in losses]))
-    per_octave = np.mean([octaves for _, octaves in losses], axis=0)
+    stop_reason, message = result.stop_reason, result.message
+    loss, per_octave = float(result.loss), np.zeros(0)
+    if stop_reason != "interrupted":  # after Ctrl-C or SIGTERM, the image first
+        try:
+            losses = [style.loss(f) for f in frames]
+            loss = float(np.mean([total for total, _ in losses]))
+            per_octave = np.mean([octaves for _, octaves in losses], axis=0)
+        except KeyboardInterrupt:
+            stop_reason, message = "interrupted", f"{message}; interrupted while scoring the result"
     report = SynthesisReport(
         loss=loss,
         best_loss=result.loss,
         octave_losses=[float(v) for v in per_octave],
         iterations=result.iterations,
         evaluations=result.evaluations,
-        stop_reason=result.stop_reason,
-        message=result.message,
+        stop_reason=stop_reason,
+        message=message,
         elapsed_s=time.perf_counter() - started,
         history=result.history,
         config=config,
@@ -852,11 +875,22 @@ def run_synthesis(
         join=targets.join,
         descriptors=targets.descriptors,
         skipped=targets.skipped,
-        checkpoint=None if checkpoint is None or checkpointed is None else os.fspath(checkpoint),
+        checkpoint=(
+            os.fspath(checkpoint)
+            if checkpoint is not None and (checkpointed is not None or stop_state is not None)
+            else None
+        ),
         tile_size=tile,
         precision={**choice.to_dict(), "float32_from_iteration": phase["switched"]},
     )
-    return SynthesisResult(image=image, report=report)
+    from .checkpoint import save_then_checkpoint
+
+    done = SynthesisResult(image=image, report=report)
+    save_then_checkpoint(
+        done, on_result,
+        None if stop_state is None else lambda: checkpointer(stop_state, float32_from_iteration=phase["switched"]),
+    )  # fmt: skip
+    return done
 
 
 def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> Any:
@@ -922,6 +956,9 @@ def _optimize(
     iteration of that switch: set here when it happens, or already set for a
     resumed state that is a float32 one.
 
+    Writes the periodic checkpoints only; the caller writes the one of a
+    stop (:data:`_STOPPED_EARLY`) from ``result.state``, after the image.
+
     Returns the driver's :class:`~multiscale.optimize.OptimizeResult` and the
     iteration of the last checkpoint written (``None``: none).
     """
@@ -958,14 +995,15 @@ def _optimize(
             current, x0, max_iter=cap, time_limit=remaining, state=state, overwrite_inputs=True, **common
         )
         state = res.state if res.state is not None else state
+        res.state = state
         segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter
-        stopped_early = res.stop_reason in _STOPPED_EARLY
-        if (
-            on_checkpoint is not None
-            and state is not None
-            and (stopped_early or (every and res.stop_reason == "max_iter"))
-        ):
-            on_checkpoint(state, float32_from_iteration=phase["switched"])
+        if on_checkpoint is not None and state is not None and every and res.stop_reason == "max_iter":
+            try:
+                on_checkpoint(state, float32_from_iteration=phase["switched"])
+            except KeyboardInterrupt:
+                # The previous checkpoint is intact; run_synthesis writes this stop's after the image.
+                res.stop_reason, res.message = "interrupted", "interrupted while writing a checkpoint"
+                return res, checkpointed
             checkpointed = state.iteration
         if segment_end:
             continue
@@ -1036,12 +1074,14 @@ def resume_synthesis(
     max_iter: int | None = None,
     time_limit: float | None = None,
     callback: Callable[[Any], bool | None] | None = None,
+    on_result: Callable[[SynthesisResult], Any] | None = None,
 ) -> tuple[SynthesisResult, str]:
     """Continue a checkpointed run where it stopped; return the result and its output path.
 
     ``max_iter`` (total, counted from the run's start) and ``time_limit``
     (for this session) may be changed; everything else is the run's own.
-    The continued run checkpoints into the same folder.
+    The continued run checkpoints into the same folder; ``on_result`` as in
+    :func:`run_synthesis`.
     """
     from .checkpoint import read_checkpoint
 
@@ -1058,7 +1098,7 @@ def resume_synthesis(
     targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size)
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
-        resume_state=ck.state, resume_float32_from=ck.float32_from_iteration,
+        resume_state=ck.state, resume_float32_from=ck.float32_from_iteration, on_result=on_result,
     )  # fmt: skip
     return result, ck.output
 
