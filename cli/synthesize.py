@@ -210,10 +210,11 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
 
     height, width = config.height, config.width
     if (height is None or width is None) and len(sources) == 1 and os.path.isfile(sources[0]):
-        from PIL import Image
+        from multiscale.io import image_size, scaled_size
 
-        with Image.open(sources[0]) as im:
-            w0, h0 = im.size
+        # the size the run would take: displayed (EXIF), then --source-scale / --source-width
+        w0, h0 = image_size(sources[0], max_pixels=config.max_input_pixels)
+        w0, h0 = scaled_size(w0, h0, config=config.descriptor)
         width, height = width or w0, height or h0
     if height is None or width is None:
         raise click.UsageError("--dry-run needs the output size here: give -W and -H")

@@ -374,6 +374,8 @@ _ORIENT = {
     7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
     8: lambda a: np.rot90(a, 1),
 }
+#: The orientations that swap width and height.
+_TRANSPOSING = frozenset({5, 6, 7, 8})
 
 
 def _check_max_pixels(max_pixels: Any) -> None:
@@ -586,6 +588,75 @@ def _pixels(im: Image.Image, p: Path) -> tuple[np.ndarray, np.ndarray | None]:
     raise ImageError(f"{p}: unsupported image mode {mode!r}")
 
 
+@contextlib.contextmanager
+def _reading(p: Path) -> Iterator[BinaryIO]:
+    """Open image file ``p``; any failure, there or in the block, becomes an error naming it.
+
+    Raises :class:`ImageError` for what the file is or holds (missing,
+    unreadable, not an image, corrupt, too many pixels) and
+    :class:`ResourceError` if memory runs out while decoding.
+    """
+    _check_readable_file(p)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below; open() is patched in tests
+    except PermissionError:
+        raise ImageError(f"{p}: permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot open: {exc.strerror or exc}") from exc
+    with fh:
+        try:
+            yield fh
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(
+                f"{p}: not a recognised image file (Pillow cannot identify it); "
+                f"use PNG, JPEG, TIFF, WebP, BMP or GIF"
+            ) from None
+        except MemoryError:
+            raise ResourceError(f"{p}: not enough memory to decode this image") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageError(
+                f"{p}: refused as a possible decompression bomb ({exc}); the limit is the "
+                f"max_input_pixels option (--max-input-pixels)"
+            ) from None
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            EOFError,
+            IndexError,
+            KeyError,
+            struct.error,
+            zlib.error,
+        ) as exc:
+            raise ImageError(
+                f"{p}: cannot decode image ({exc}); the file is truncated, corrupt or unsupported"
+            ) from exc
+
+
+def image_size(path: PathLike, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> tuple[int, int]:
+    """(width, height) of the image :func:`load_image` would return, from the file's header.
+
+    The size is the displayed one: EXIF orientation is applied, so width and
+    height may swap. Only the header is read, except for PNG, whose EXIF
+    chunk may follow the pixel data (the file is then decoded to find it).
+
+    Raises
+    ------
+    ImageError, ResourceError, ConfigError
+        As :func:`load_image` does, for the same files.
+    """
+    p = Path(path)
+    _check_max_pixels(max_pixels)
+    with _reading(p) as fh:
+        im = _open_header(fh, p, max_pixels)
+        width, height = im.size
+        if _orientation(im) in _TRANSPOSING:
+            width, height = height, width
+    return width, height
+
+
 def load_image(
     path: PathLike,
     *,
@@ -648,43 +719,8 @@ def load_image(
     p = Path(path)
     _check_max_pixels(max_pixels)
     bg = _check_background(background)
-    _check_readable_file(p)
-    try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below; open() is patched in tests
-    except PermissionError:
-        raise ImageError(f"{p}: permission denied (cannot read the file)") from None
-    except OSError as exc:
-        raise ImageError(f"{p}: cannot open: {exc.strerror or exc}") from exc
-    with fh:
-        try:
-            values, alpha, orientation = _decode(fh, p, max_pixels)
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(
-                f"{p}: not a recognised image file (Pillow cannot identify it); "
-                f"use PNG, JPEG, TIFF, WebP, BMP or GIF"
-            ) from None
-        except MemoryError:
-            raise ResourceError(f"{p}: not enough memory to decode this image") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageError(
-                f"{p}: refused as a possible decompression bomb ({exc}); the limit is the "
-                f"max_input_pixels option (--max-input-pixels)"
-            ) from None
-        except (
-            OSError,
-            ValueError,
-            SyntaxError,
-            EOFError,
-            IndexError,
-            KeyError,
-            struct.error,
-            zlib.error,
-        ) as exc:
-            raise ImageError(
-                f"{p}: cannot decode image ({exc}); the file is truncated, corrupt or unsupported"
-            ) from exc
+    with _reading(p) as fh:
+        values, alpha, orientation = _decode(fh, p, max_pixels)
     if alpha is not None:
         a = alpha[..., None]
         values = values * a + bg * (np.float32(1) - a)

@@ -25,6 +25,7 @@ from multiscale.errors import ConfigError, ImageError, OutputError
 from multiscale.io import (
     atomic_output,
     file_sha256,
+    image_size,
     list_images,
     load_image,
     resize_image,
@@ -368,6 +369,29 @@ def test_every_exif_orientation_matches_pillows_exif_transpose(tmp_path, orienta
     path = save_pil(tmp_path / "o.png", pixels, exif=exif)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path))).astype(np.float32) / np.float32(255)
     np.testing.assert_array_equal(load_image(path), expected)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_size_is_load_images_size(tmp_path, orientation, suffix):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    pixels = np.zeros((5, 8, 3), dtype=np.uint8)
+    path = save_pil(tmp_path / f"o{suffix}", pixels, exif=exif)
+    height, width = load_image(path).shape[:2]
+    assert image_size(path) == (width, height)
+
+
+def test_image_size_refuses_what_load_image_refuses(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    with pytest.raises(ImageError, match="notes.txt: not a recognised image"):
+        image_size(text)
+    big = save_pil(tmp_path / "big.png", np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(ImageError, match="decompression bomb"):
+        image_size(big, max_pixels=100)
+    with pytest.raises(ImageError, match="no such file"):
+        image_size(tmp_path / "missing.png")
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])

@@ -211,3 +211,28 @@ def test_dry_run_prints_the_plan_and_writes_nothing(source_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "512×256" in result.output and "memory" in result.output and "fits" in result.output
     assert list(tmp_path.iterdir()) == [source_file]
+
+
+@pytest.mark.parametrize(
+    "scale_args,expected",
+    [([], "96×192"), (["--source-scale", "0.5"], "48×96"), (["--source-width", "64"], "64×128")],
+)
+def test_dry_run_sizes_the_output_as_the_run_would(tmp_path, scale_args, expected):
+    """The source's displayed size (EXIF orientation 6 swaps the sides), scaled as the run scales it."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = tmp_path / "rotated.jpg"
+    Image.new("RGB", (192, 96), (120, 80, 40)).save(stored, exif=exif)
+    result = CliRunner().invoke(cli, ["synthesize", "-s", str(stored), *scale_args, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert f"output      {expected}" in result.output
+
+
+def test_dry_run_on_a_file_that_is_no_image_is_one_clean_line(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image\n")
+    result = CliRunner().invoke(cli, ["synthesize", "-s", str(notes), "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert "notes.txt: not a recognised image" in result.output and "Traceback" not in result.output
