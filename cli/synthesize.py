@@ -135,12 +135,17 @@ def synthesize(
         return
     if count > 1 and config.frames > 1:
         raise click.UsageError("--count and --frames cannot be combined; make the variations one at a time")
+    if count > 1 and checkpoint:
+        raise click.UsageError(
+            f"--checkpoint names one folder but --count {count} makes {count} runs; leave it out: each "
+            "variation writes its own checkpoint beside its image (OUTPUT.001.png.ckpt, …)"
+        )
     out = OutputPlan.for_run(
         output=output, default_stem=f"{stem}_texture", config=config, overwrite=overwrite
     )
     plans = [out] if count == 1 else [out.variation(i, count) for i in range(count)]
     for plan in plans:
-        plan.check(frames=config.frames, animation=animation, checkpoint=checkpoint if count == 1 else None)
+        plan.check(frames=config.frames, animation=animation, checkpoint=checkpoint)
     if sources and (join is not None or recursive or any(_is_set_of_files(s) for s in sources)):
         run["targets"] = _streamed_targets(
             sources, config, join=join or "mean", recursive=recursive, quiet=quiet

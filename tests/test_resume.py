@@ -176,6 +176,11 @@ def test_cli_checkpoint_then_resume(source_file, tmp_path):
             "cannot be combined",
         ),
         (
+            ["synthesize", "-s", "{src}", "--count", "2", "--checkpoint", "{out}.ckpt", "-o", "{out}"],
+            2,
+            "--checkpoint names one folder but --count 2 makes 2 runs",
+        ),
+        (
             ["synthesize", "-s", "{src}", "--optimizer", "lbfgsb", "--checkpoint-every", "2", "-o", "{out}"],
             2,
             "--optimizer projected",
