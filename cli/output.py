@@ -55,9 +55,10 @@ class OutputPlan:
             bit_depth=config.bit_depth,
             overwrite=overwrite,
             save_every=config.save_every,
-            # stylize always checkpoints (a resume restarts its optimiser from
-            # the best image); synthesize only with the projected optimizer.
-            resumable=getattr(config, "optimizer", "projected") == "projected",
+            # stylize checkpoints with either optimizer (a resume restarts the
+            # stage's optimiser from its best image); synthesize resumes
+            # exactly, which needs the projected optimizer's state.
+            resumable=isinstance(config, StyleConfig) or config.optimizer == "projected",
         )
         check_output_format(image, bit_depth=config.bit_depth)
         check_writable(plan.image, overwrite=overwrite)

@@ -196,6 +196,27 @@ def test_cli_refuses_to_overwrite_an_earlier_checkpoint(folder, tmp_path):
     assert not out.exists()
 
 
+def test_cli_checkpoints_with_either_optimizer_and_resume_continues(images, tmp_path):
+    """--optimizer lbfgsb too: its checkpoint restarts the stage from its best image (once silently skipped)."""
+    content, style = images
+    c, s = _png(tmp_path / "cat.png", content), _png(tmp_path / "gravel.png", style)
+    out = tmp_path / "o.png"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        ["stylize", "-c", str(c), "-s", str(s), *CLI_SMALL, "--stages", "1", "--max-iter", "3",
+         "--optimizer", "lbfgsb", "--checkpoint-every", "2", "-q", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "o.png.ckpt"
+    ck = read_style_checkpoint(folder)
+    assert ck.config.optimizer == "lbfgsb" and ck.position.stage_iterations == 3
+    assert json.loads((tmp_path / "o.png.json").read_text())["checkpoint"] == str(folder)
+    resumed = runner.invoke(cli, ["resume", str(folder), "--max-iter", "5", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((tmp_path / "o.png.json").read_text())["iterations"] == 5
+
+
 # ---------------------------------------------------------------------------
 # Stopped and resumed runs (the network, tiny sizes)
 # ---------------------------------------------------------------------------
