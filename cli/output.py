@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.checkpoint import default_folder
+from multiscale.checkpoint import default_folder, find_checkpoint
 from multiscale.config import StyleConfig, SynthesisConfig
 from multiscale.errors import OutputError
 from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
@@ -119,7 +119,7 @@ class OutputPlan:
             raise OutputError(f"{animation}: --animation needs --frames 2 or more")
         if self.resumable:
             self.checkpoint = Path(checkpoint) if checkpoint else default_folder(self.image)
-            if self.checkpoint.exists() and not self.overwrite:
+            if find_checkpoint(self.checkpoint) is not None and not self.overwrite:
                 raise OutputError(
                     f"{self.checkpoint}: a checkpoint from an earlier run exists; continue it with "
                     f"`multiscale resume {self.checkpoint}`, or use --overwrite or another --checkpoint"

@@ -1,0 +1,364 @@
+"""Fault tolerance: stop signals, kill -9, interrupts during writes and a full disk.
+
+The slow tests drive a real CLI subprocess: SIGTERM, SIGHUP and SIGINT at
+seeded random moments, SIGKILL at seeded random moments of a run that
+checkpoints every iteration (each followed by a load and a resume), and a
+full disk made real with ``RLIMIT_FSIZE`` (a write past it fails with EFBIG,
+as on a full file system), never a mocked write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from multiscale_cli import errors as cli_errors
+from multiscale_cli.main import cli
+
+from multiscale.checkpoint import default_folder, find_checkpoint, read_checkpoint, write_checkpoint
+from multiscale.config import DescriptorConfig, SynthesisConfig
+from multiscale.errors import CheckpointError, OutputError
+from multiscale.io import load_image, save_image
+from multiscale.lbfgs import minimize
+
+CONFIG = SynthesisConfig(
+    descriptor=DescriptorConfig(octaves=2, layers=("conv1_1", "pool1")),
+    width=8, height=8, optimizer="projected", checkpoint_every=2,
+)  # fmt: skip
+GRAMS = {(k, layer): np.eye(64) * (k + 1) for k in range(2) for layer in ("conv1_1", "pool1")}
+#: A tiny run: 48 px, 2 octaves, shallow layers (≈ 50 ms an iteration with a checkpoint each).
+TINY = ["--octaves", "2", "--layers", "conv1_1,pool1", "-W", "48", "-H", "48"]
+_CODE = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from multiscale_cli.main import cli; cli()"
+)
+
+
+def _state(iterations: int):
+    """An optimiser state after ``iterations`` (a quartic: no early convergence)."""
+    target = np.linspace(0, 1, 8 * 8 * 3)
+    res = minimize(
+        lambda x: (float(((x - target) ** 4).sum()), 4 * (x - target) ** 3), np.full(target.size, 0.5),
+        max_iter=iterations, tol=0.0,
+    )  # fmt: skip
+    assert res.state.iteration == iterations
+    return res.state
+
+
+def _write(folder: Path, iterations: int, **kwargs) -> Path:
+    return write_checkpoint(
+        folder, config=CONFIG, output=folder.parent / "out.png", grams=GRAMS, mean_color=np.array([0.1, 0.2, 0.3]),
+        sources=[], state=_state(iterations), shape=(8, 8, 3), **kwargs,
+    )  # fmt: skip
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary files or folders beside or inside ``folder``: none may stay after a write."""
+    names = [p.name for p in folder.parent.iterdir() if p.name.startswith(".") or ".tmp-" in p.name]
+    names += [p.name for p in folder.parent.iterdir() if ".old-" in p.name]
+    if folder.is_dir():
+        names += [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    return names
+
+
+# --------------------------------------------------------------------------- checkpoints as a whole
+
+
+def test_a_new_checkpoint_replaces_the_old_as_a_whole_and_leaves_nothing_behind(tmp_path):
+    folder = _write(default_folder(tmp_path / "out.png"), 3)
+    inode = (folder / "targets.npz").stat().st_ino
+    _write(folder, 5, write_targets=False)
+    assert read_checkpoint(folder).state.iteration == 5
+    assert (folder / "targets.npz").stat().st_ino == inode  # linked, not written again
+    assert _leftovers(folder) == []
+
+
+def test_after_a_crash_between_the_two_renames_the_set_aside_checkpoint_is_read_and_replaced(tmp_path):
+    folder = _write(default_folder(tmp_path / "out.png"), 3)
+    # the state a crash leaves between "old → FOLDER.old-X" and "new → FOLDER"
+    os.rename(folder, folder.with_name(folder.name + ".old-1234abcd"))
+    (tmp_path / (folder.name + ".tmp-5678ef01")).mkdir()
+    assert find_checkpoint(folder) == folder.with_name(folder.name + ".old-1234abcd")
+    ck = read_checkpoint(folder)
+    assert ck.folder == folder and ck.state.iteration == 3  # a resume writes to FOLDER
+    _write(folder, 4, write_targets=False)
+    assert read_checkpoint(folder).state.iteration == 4 and _leftovers(folder) == []
+
+
+def test_an_interrupt_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    import multiscale.checkpoint as checkpoint
+
+    folder = _write(default_folder(tmp_path / "out.png"), 3)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "_write_previews", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _write(folder, 5, write_targets=False)
+    assert read_checkpoint(folder).state.iteration == 3 and _leftovers(folder) == []
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(CheckpointError, match="photos: holds files that are not a checkpoint's"):
+        _write(mine, 3)
+    assert (mine / "holiday.jpg").read_bytes() == b"precious" and _leftovers(mine) == []
+
+
+# --------------------------------------------------------------------------- signals in the CLI
+
+
+def test_stop_signals_take_ctrl_c_s_path_and_leave_ignored_signals_alone():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with cli_errors.stop_signals():
+            assert signal.getsignal(signal.SIGTERM) is cli_errors._on_stop_signal
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs at the next bytecode
+            error = cli_errors.Interrupted("interrupted; best image so far written to x.png")
+            assert error.exit_code == 143
+            assert error.message == "interrupted by SIGTERM; best image so far written to x.png"
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.fixture(scope="module")
+def source_file(samples_dir, tmp_path_factory):
+    return save_image(
+        tmp_path_factory.mktemp("src") / "src.png", load_image(samples_dir / "gravel.png")[:64, :64]
+    )
+
+
+def test_ctrl_c_during_a_periodic_checkpoint_keeps_the_best_image_and_a_checkpoint(
+    source_file, tmp_path, monkeypatch
+):
+    import multiscale.checkpoint as checkpoint
+
+    real, calls = checkpoint.write_checkpoint, []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(kwargs["state"].iteration)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", second_interrupted)
+    out = tmp_path / "run.png"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "synthesize",
+            "-s",
+            str(source_file),
+            *TINY,
+            "--max-iter",
+            "6",
+            "--checkpoint-every",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 130, result.output
+    assert "best image so far written to" in result.output and "Traceback" not in result.output
+    report = json.loads(out.with_name("run.png.json").read_text())
+    assert report["stop_reason"] == "interrupted" and report["iterations"] == 2
+    assert load_image(out).shape == (48, 48, 3)
+    assert calls == [1, 2, 2]  # the interrupted write, then the stop's, after the image
+    assert read_checkpoint(default_folder(out)).state.iteration == 2 and _leftovers(default_folder(out)) == []
+
+
+# --------------------------------------------------------------------------- real subprocesses
+
+
+def _start(args: list[str], cwd: Path, *, file_size_limit: int | None = None) -> subprocess.Popen:
+    """``multiscale ARGS`` in a subprocess with SIGINT's default handler (see conftest)."""
+
+    def limit() -> None:
+        # A write past the limit then fails with EFBIG, as on a full disk (not SIGXFSZ's core dump).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CODE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=None if file_size_limit is None else limit,
+    )  # fmt: skip
+
+
+def _iteration(folder: Path) -> int:
+    """The iteration of the checkpoint at ``folder`` (-1: none readable yet)."""
+    try:
+        found = find_checkpoint(folder)
+        return -1 if found is None else json.loads((found / "checkpoint.json").read_text())["iteration"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, folder: Path, *, after: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while _iteration(folder) <= after:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"no checkpoint after iteration {after} within {timeout} s"
+        time.sleep(0.02)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 60) -> str:
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "seed"), [("SIGTERM", 1), ("SIGHUP", 2), ("SIGINT", 3)])
+def test_a_stop_signal_at_a_random_moment_writes_the_best_image_then_a_checkpoint(
+    source_file, tmp_path, name, seed
+):
+    """The signal falls anywhere in an iteration, checkpoint writes included (one each iteration)."""
+    signum = getattr(signal, name)
+    out = tmp_path / "run.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "100000", "--tol", "0"]
+    proc = _start([*args, "--checkpoint-every", "1", "-q", "-o", str(out)], tmp_path)
+    _wait_for_checkpoint(proc, default_folder(out), after=0)
+    time.sleep(random.Random(seed).uniform(0.0, 0.5))
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    stderr = _finish(proc)
+    assert proc.returncode == 128 + signum, stderr
+    assert time.monotonic() - sent < 20, "a scheduler's grace period is often 10-30 s"
+    last = stderr.strip().splitlines()[-1]
+    by = "" if name == "SIGINT" else f" by {name}"
+    assert last.startswith(f"Error: interrupted{by}; best image so far written to {out}"), stderr
+    assert "multiscale resume" in last and "Traceback" not in stderr
+    report = json.loads(out.with_name("run.png.json").read_text())
+    assert report["stop_reason"] == "interrupted" and load_image(out).shape == (48, 48, 3)
+    ck = read_checkpoint(default_folder(out))
+    assert ck.state.iteration == report["iterations"] and ck.state.best_loss == report["best_loss"]
+    assert _leftovers(default_folder(out)) == [] and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_during_the_writes_ends_at_once_and_corrupts_nothing(source_file, tmp_path):
+    out = tmp_path / "run.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "100000", "--tol", "0"]
+    proc = _start([*args, "--checkpoint-every", "1", "-q", "-o", str(out)], tmp_path)
+    _wait_for_checkpoint(proc, default_folder(out), after=2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stderr = _finish(proc)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
+        "Error: interrupted by SIGTERM"
+    )
+    # whatever was written is whole: the image (if it got there) and a checkpoint (old or new)
+    if out.exists():
+        assert load_image(out).shape == (48, 48, 3)
+    assert read_checkpoint(default_folder(out)).state.iteration >= 3
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_always_leaves_a_checkpoint_that_resumes_to_the_uninterrupted_loss(
+    source_file, tmp_path
+):
+    """A chain of runs killed with SIGKILL (synthesize, then `resume` again and again); after every kill
+    the checkpoint loads and a resumed run ends at the uninterrupted run's loss, to the last bit."""
+    from multiscale.synthesize import resume_synthesis, run_synthesis
+
+    rng = random.Random(14)
+    max_iter, kills = 60, 5
+    out = tmp_path / "run.png"
+    folder = default_folder(out)
+    reached, during_write, results = 0, 0, []
+    for k in range(kills):
+        if k == 0:
+            args = ["synthesize", "-s", str(source_file), *TINY, "--tol", "0", "--checkpoint-every", "1"]
+            args += ["--max-iter", str(max_iter), "-q", "-o", str(out)]
+        else:
+            args = ["resume", str(folder), "-q"]
+        proc = _start(args, tmp_path)
+        _wait_for_checkpoint(proc, folder, after=reached)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        _finish(proc)
+        assert proc.returncode == -signal.SIGKILL, "the run ended before the kill: give it more iterations"
+        during_write += any(".tmp-" in p.name or ".old-" in p.name for p in tmp_path.iterdir())
+        ck = read_checkpoint(folder)  # never refused
+        assert ck.state.iteration >= reached
+        reached = ck.state.iteration
+        copy = tmp_path / f"copy{k}.ckpt"
+        shutil.copytree(find_checkpoint(folder), copy)
+        resumed, _ = resume_synthesis(copy)
+        results.append((reached, resumed.report.loss, resumed.image))
+    whole = run_synthesis([load_image(source_file)], config=ck.config)
+    print(
+        f"\nkill -9: {kills} kills, {kills} checkpoints loaded, {during_write} kill(s) during a checkpoint write"
+    )
+    for reached, loss, image in results:
+        assert loss == whole.report.loss, f"resumed from iteration {reached}"
+        np.testing.assert_array_equal(image, whole.image)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_the_output_write_keeps_the_previous_output(source_file, tmp_path):
+    out = tmp_path / "run.png"
+    save_image(out, np.full((48, 48, 3), 0.5, np.float32))
+    before = out.read_bytes()
+    assert len(before) < 2048
+    proc = _start(
+        ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "2", "--overwrite", "-q", "-o", str(out)],
+        tmp_path, file_size_limit=2048,
+    )  # fmt: skip
+    stderr = _finish(proc)
+    assert proc.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == f"Error: {out}: cannot write: File too large", stderr
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["run.png"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(source_file, tmp_path):
+    out = tmp_path / "run.png"
+    folder = default_folder(out)
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "3", "--checkpoint-every", "1"]
+    first = CliRunner().invoke(cli, [*args, "-q", "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    # state.npz (≈ 200 kB at 48²) no longer fits; the previews and the JSON would
+    proc = _start(["resume", str(folder), "--max-iter", "6", "-q"], tmp_path, file_size_limit=64 * 1024)
+    stderr = _finish(proc)
+    assert proc.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"Error: {folder}: cannot write the checkpoint (File too large); the previous one, if any, is kept"
+    ), stderr
+    assert read_checkpoint(folder).state.iteration == 3 and _leftovers(folder) == []
+
+
+def test_write_errors_name_the_checkpoint_folder(tmp_path):
+    """The message a full disk gives (the real thing is test_a_full_disk_during_a_checkpoint_write_…)."""
+    folder = _write(default_folder(tmp_path / "out.png"), 3)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot create the checkpoint folder"):
+        _write(tmp_path / "file" / "x.ckpt", 3)
+    assert read_checkpoint(folder).state.iteration == 3
