@@ -451,7 +451,9 @@ class StyleConfig:
         the memory estimate of the last stage when ``None``.
     precision : {"float32", "bfloat16", "auto"}
         As in :class:`SynthesisConfig`, except that stylize has no float32
-        finish: its stages run wholly in the chosen precision.
+        finish: its stages run wholly in the chosen precision (``auto``
+        chooses once, at the last stage's size, and a checkpoint keeps the
+        choice). The targets and the saved image's score are float32.
     """
 
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)

@@ -609,19 +609,30 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     return _objective(plan.config, network, targets)
 
 
-def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
-    """The stage's objective: untiled, or tiled when the stage would not fit otherwise."""
+def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choice: Any = None) -> Any:
+    """The stage's objective: untiled, or tiled when the stage would not fit otherwise.
+
+    ``network`` is the float32 network; the convolutions run in ``choice``'s
+    precision (a :class:`~multiscale.precision.PrecisionChoice`; ``None``:
+    resolve ``config.precision`` at the stage's size). The content targets
+    are float32 measurements whatever the precision, as the style targets are.
+    """
     from .content import StylizeObjective, content_features
 
     lum = config.preserve_color == "luminance"
     content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
     height, width = content_s.shape[:2]
     tile = stage_tiling(height, width, config=config)[0]
-    choice = None
+    content_targets = (
+        content_features(content_s, network=network, layers=config.content_layers)
+        if config.content_weight > 0
+        else None
+    )
     if config.precision != "float32":
         from .synthesize import precision_network, resolve_precision
 
-        choice = resolve_precision(config, height=height, width=width, weights=network.weights)
+        if choice is None:
+            choice = resolve_precision(config, height=height, width=width, weights=network.weights)
         if choice.compute_dtype is not None:
             network = precision_network(network, choice)
     cls: Any = StylizeObjective
@@ -634,11 +645,7 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets) -> Any:
     objective = cls(
         **extra,
         style_targets=targets.grams,
-        content_targets=(
-            content_features(content_s, network=network, layers=config.content_layers)
-            if config.content_weight > 0
-            else None
-        ),
+        content_targets=content_targets,
         network=network,
         config=config.descriptor,
         content_weight=config.content_weight,
@@ -679,6 +686,9 @@ class _Job:
     content_info: SourceInfo
     style_infos: list[SourceInfo]
     blend: tuple[float, ...]
+    #: ``precision="auto"`` resolved once for the run (at the last stage's size), so
+    #: that every stage, and a resume, runs in one precision; ``None``: not ``auto``.
+    precision: Any = None
 
     @property
     def stage_sizes(self) -> list[tuple[int, int]]:
@@ -699,8 +709,14 @@ class _StyleCheckpointer:
         """Write ``position``; ``current`` is the stage's current iterate (optimiser variables)."""
         job, config = self.job, self.job.config
         content = job.targets[position.stage].content
+        # the resolved precision: a resume must not measure again and choose otherwise
+        saved = (
+            config
+            if job.precision is None
+            else dataclasses.replace(config, precision=job.precision.precision)
+        )
         write_style_checkpoint(
-            self.folder, config=config, output=self.output, content=dataclasses.asdict(job.content_info),
+            self.folder, config=saved, output=self.output, content=dataclasses.asdict(job.content_info),
             styles=[dataclasses.asdict(s) for s in job.style_infos], style_blend=job.blend,
             contents=[t.content for t in job.targets],
             grams=None if config.style_weight == 0 else [t.grams or {} for t in job.targets],
@@ -772,6 +788,11 @@ def run_plan(
         config=config, targets=stage_targets(plan, network), content_info=plan.content_info,
         style_infos=plan.style_infos, blend=plan.blend,
     )  # fmt: skip
+    if config.precision == "auto":
+        from .synthesize import resolve_precision
+
+        height, width = plan.stage_sizes[-1]
+        job.precision = resolve_precision(config, height=height, width=width, weights=weights)
     h, w = plan.stage_sizes[0]
     start = StylePosition(
         stage=0, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None, stages=[],
@@ -850,7 +871,7 @@ def _run_stages(
             (start.stage_iterations, start.stage_evaluations, start.stage_elapsed_s) if first else (0, 0, 0.0)
         )
         try:
-            objective = _objective(config, network, job.targets[i])
+            objective = _objective(config, network, job.targets[i], choice=job.precision)
             x0 = start.image if first else _resize(current, h, w)
         except KeyboardInterrupt:
             if current is None:
@@ -979,6 +1000,11 @@ def _run_stages(
     octave_losses: list[float] = []
     if finished_all and objective is not None:
         try:
+            if objective.precision is not None and objective.precision["precision"] != "float32":
+                # the saved image is scored in float32, as a synthesis scores it
+                objective = None  # frees the bfloat16 one first
+                float32 = dataclasses.replace(config, precision="float32")
+                objective = _objective(float32, network, job.targets[-1])
             total, terms, per_octave = objective.loss(_to_variable(image, config))
             loss, tv_loss = total, terms["tv"]
             content_loss = terms["content"] if config.content_weight > 0 else None

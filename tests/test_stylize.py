@@ -253,6 +253,53 @@ def test_each_stage_records_the_precision_it_ran_in(content, styles):
     assert [s.precision for s in f32.report.stages] == [None]
 
 
+def test_auto_precision_is_chosen_once_and_the_checkpoint_keeps_the_choice(
+    content, styles, tmp_path, monkeypatch
+):
+    import multiscale.precision
+    from multiscale.checkpoint import read_style_checkpoint
+    from multiscale.precision import PrecisionChoice
+    from multiscale.stylize import run_plan
+
+    asked = []
+
+    def choose(*, config, height, width, requested, weights):
+        asked.append((height, width, requested))
+        return PrecisionChoice(
+            precision="bfloat16",
+            requested="auto",
+            reason="bfloat16: measured",
+            cpu_flags=(),
+            native_bf16=True,
+        )
+
+    monkeypatch.setattr(multiscale.precision, "choose_precision", choose)
+    plan = prepare_stylize(
+        content, styles[0], config=make_config(stages=2, max_iter=2, precision="auto", **SMALL)
+    )
+    result = run_plan(
+        plan, callback=lambda p: p.stage == 2, checkpoint=tmp_path / "ck", output=tmp_path / "o.png"
+    )
+    assert asked == [(43, 64, "auto")]  # once, at the last stage's size
+    assert [s.precision["reason"] for s in result.report.stages] == ["bfloat16: measured"] * 2
+    assert result.report.config.precision == "auto"
+    # a resume runs in what was chosen, without measuring again
+    assert read_style_checkpoint(tmp_path / "ck").config.precision == "bfloat16"
+
+
+def test_a_bfloat16_stylize_scores_its_image_in_float32(content, styles):
+    from multiscale.stylize import build_objective
+
+    bf16 = stylize(content, styles[0], max_iter=3, precision="bfloat16", **SMALL)
+    assert bf16.report.stages[0].precision["precision"] == "bfloat16"
+    # the targets and the score are float32 measurements: the float32 objective's value
+    plan = prepare_stylize(content, styles[0], config=make_config(max_iter=3, **SMALL))
+    weights = load_weights()
+    network = VGG16(weights, pooling=plan.config.descriptor.pooling, padding=plan.config.descriptor.padding)
+    total, _, _ = build_objective(plan, network, 43, 64).loss(bf16.image)
+    assert bf16.report.loss == pytest.approx(total, rel=1e-5)
+
+
 @pytest.mark.parametrize("fault", ["ctrl_c", "nan"])
 def test_a_fault_in_a_later_stage_keeps_the_best_image_at_the_output_size(
     content, styles, monkeypatch, fault
