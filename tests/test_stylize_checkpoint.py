@@ -261,10 +261,10 @@ def test_ctrl_c_between_stages_resumes_at_the_start_of_the_next(images, tmp_path
     plan = prepare_stylize(content, style, config=make_config(stages=2, max_iter=3, **SMALL))
     original = stylize_module._objective
 
-    def interrupted_at_stage_2(config, network, targets):
+    def interrupted_at_stage_2(config, network, targets, **kwargs):
         if targets.content.shape[0] == 43:
             raise KeyboardInterrupt
-        return original(config, network, targets)
+        return original(config, network, targets, **kwargs)
 
     monkeypatch.setattr(stylize_module, "_objective", interrupted_at_stage_2)
     first = run_plan(plan, checkpoint=tmp_path / "ck", output=tmp_path / "o.png")
