@@ -988,7 +988,8 @@ def _run_stages(
         if reason in ("interrupted", "non_finite", "callback"):
             break
 
-    assert current is not None
+    if current is None:  # a bug: the checkpoint reader refuses a start past the last stage
+        raise RuntimeError(f"no stage was run: the start, stage {start.stage + 1}, is past the last ({n})")
     finished_all = len(records) == n and reason not in ("interrupted", "non_finite", "callback")
     if current.shape[:2] != (height, width):
         current = _resize(current, height, width)
