@@ -30,8 +30,10 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 from pathlib import Path
@@ -46,16 +48,17 @@ VARIANTS = ("ours", "ours_jpeg", "heitz", "gonthier")
 RESULTS_TITLE = "## Texture quality — "
 
 
-def _multiscale_command(tree: Path | None, out: Path) -> tuple[list[str], dict | None]:
-    """The command that starts the CLI, and its environment.
+def _multiscale_command(tree: Path | None, out: Path) -> tuple[list[str], dict | None, Path | None]:
+    """The command that starts the CLI, its environment and working folder.
 
     Without ``tree``: the ``multiscale`` installed beside this Python. With ``tree`` (a checkout or a
     ``git archive`` of the project): its ``multiscale/`` and ``cli/`` go first on PYTHONPATH, so a long run
-    is not disturbed by edits in the working tree.
+    is not disturbed by edits in the working tree. It runs in the folder of links to them, since
+    ``python -c`` puts its working folder first on sys.path.
     """
     if tree is None:
         exe = Path(sys.executable).parent / "multiscale"
-        return [str(exe) if exe.exists() else "multiscale"], None
+        return [str(exe) if exe.exists() else "multiscale"], None, None
     links = out / ".tree"
     links.mkdir(parents=True, exist_ok=True)
     for name, target in (("multiscale", tree / "multiscale"), ("multiscale_cli", tree / "cli")):
@@ -64,15 +67,39 @@ def _multiscale_command(tree: Path | None, out: Path) -> tuple[list[str], dict |
             link.unlink()
         link.symlink_to(target.resolve(), target_is_directory=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(links), os.environ.get("PYTHONPATH", "")]))
-    return [sys.executable, "-c", "from multiscale_cli.main import cli; cli()"], env
+    return [sys.executable, "-c", "from multiscale_cli.main import cli; cli()"], env, links
 
 
 def _output_name(tex_id: str, seed: int, first_seed: int) -> str:
     return f"{tex_id}.png" if seed == first_seed else f"{tex_id}_seed{seed}.png"
 
 
+def _snapshot(revision: str, folder: Path) -> Path:
+    """``git archive`` of the library and CLI at ``revision`` into ``folder``; its commit in ``COMMIT``."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        sys.exit(f"--revision {revision}: not a commit of {ROOT}")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", commit.stdout.strip(), "multiscale", "cli"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "COMMIT").write_text(commit.stdout.strip() + "\n")
+    return folder
+
+
 def _git_state(tree: Path | None) -> dict:
     """Commit of the code that runs, and whether its library or CLI differ from it."""
+    if tree is not None and (tree / "COMMIT").exists():
+        return {"commit": (tree / "COMMIT").read_text().strip(), "dirty": False}
     if tree is not None and not (tree / ".git").exists():
         return {"tree": str(tree)}
 
@@ -105,7 +132,7 @@ def run_synthesis(args: argparse.Namespace, ids: list[str]) -> dict:
         "seconds": {},
         "failed": {},
     }
-    launcher, env = _multiscale_command(args.tree, args.out)
+    launcher, env, cwd = _multiscale_command(args.tree, args.out)
     for tex_id in ids:
         for seed in args.seeds:
             out = args.out / _output_name(tex_id, seed, args.seeds[0])
@@ -127,7 +154,7 @@ def run_synthesis(args: argparse.Namespace, ids: list[str]) -> dict:
                 *args.extra,
             ]
             start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
             seconds = time.perf_counter() - start
             if proc.returncode != 0:
                 runs["failed"][f"{tex_id}/{seed}"] = proc.stderr.strip().splitlines()[-5:]
@@ -474,6 +501,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default=None, help="name of this run in reports and comparisons")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; several measure diversity")
     parser.add_argument("--tree", type=Path, default=None, help="run the CLI from this source tree")
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="run the CLI from a snapshot of this git revision (git archive into OUT/.src), so edits of "
+        "the working tree do not disturb a long run",
+    )
     parser.add_argument("--crops", type=int, default=4, help="example-sized crops scored per larger output")
     parser.add_argument("--score-only", action="store_true", help="score the outputs already in --out")
     parser.add_argument("--results", action="store_true", help="write the section in benchmarks/RESULTS.md")
@@ -482,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     args.extra = extra
+    args.data, args.out = args.data.resolve(), args.out.resolve()
+    args.tree = args.tree.resolve() if args.tree else None
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.compare:
@@ -499,6 +534,8 @@ def main(argv: list[str] | None = None) -> None:
     missing = [i for i in ids if not (args.data / i / "example.jpg").exists()]
     if missing:
         parser.error(f"--ids: no example.jpg for {', '.join(missing)} in {args.data}")
+    if args.revision and not args.score_only:
+        args.tree = _snapshot(args.revision, args.out / ".src")
     if not args.score_only:
         run_synthesis(args, ids)
     result = score_folder(args, ids)
