@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -76,8 +75,8 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
             bar(progress)
             out.maybe_save_intermediate(progress)
 
+        # the checkpoint as read: the run takes over its arrays (one copy of the state in memory)
         result, _ = run(
-            Path(checkpoint), max_iter=max_iter, time_limit=time_limit, callback=on_progress,
-            on_result=out.save_result,
-        )  # fmt: skip
+            ck, max_iter=max_iter, time_limit=time_limit, callback=on_progress, on_result=out.save_result
+        )
     done(out, result, quiet=quiet)

@@ -563,6 +563,12 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     is missing and the previous checkpoint (``FOLDER.old-XXXX``) is read; the
     returned ``folder`` is still ``folder``, where a resumed run writes.
 
+    The optimiser state is read into the memory a resumed run takes over
+    (:func:`multiscale.lbfgs.load_state` with the run's ``history``): give
+    the :class:`Checkpoint` itself to
+    :func:`~multiscale.synthesize.resume_synthesis` and the run holds its
+    state once; the state's arrays are then the run's and change as it goes.
+
     Raises
     ------
     CheckpointError
@@ -590,7 +596,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     return Checkpoint(
         folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
-        state=load_state(folder / "state.npz"), float32_from_iteration=switched,
+        state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip
 
 

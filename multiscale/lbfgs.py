@@ -84,6 +84,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import scipy.linalg
@@ -1013,13 +1014,20 @@ def save_state(path: PathLike, state: LBFGSState, *, overwrite: bool = False) ->
     return Path(path)
 
 
-def load_state(path: PathLike) -> LBFGSState:
+def load_state(path: PathLike, *, history: int | None = None) -> LBFGSState:
     """Read a state written by :func:`save_state`, checking it before use.
 
     Every member's ``.npy`` header is read and its dtype and shape checked
     (and its size against the archive) before its data is; object arrays
     are refused without unpickling, as are compressed, missing or
     unexpected members. Then values must be finite and consistent.
+
+    The arrays are read straight into writable memory of their own (no
+    second copy, even for a moment), so that :func:`minimize` with
+    ``overwrite_inputs=True`` can take them over. With ``history`` (the
+    run's ``m``), the pairs are read into the memory block a driver of that
+    history uses, so a resumed run holds its state once: at 4096² with
+    ``history=10`` that block alone is 4.4 GB.
 
     Raises
     ------
@@ -1029,7 +1037,7 @@ def load_state(path: PathLike) -> LBFGSState:
     p = Path(path)
     try:
         with zipfile.ZipFile(p) as zf:
-            arrays = _read_members(zf, str(p))
+            arrays = _read_members(zf, str(p), history=history)
     except CheckpointError:
         raise
     except FileNotFoundError:
@@ -1058,7 +1066,11 @@ def load_state(path: PathLike) -> LBFGSState:
     return state
 
 
-def _read_members(zf: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
+#: Bytes read at a time into a member's array.
+_READ_CHUNK = 1 << 24
+
+
+def _read_members(zf: zipfile.ZipFile, label: str, *, history: int | None = None) -> dict[str, np.ndarray]:
     infos = zf.infolist()
     names = [info.filename for info in infos]
     stems = [name[:-4] for name in names if name.endswith(".npy")]
@@ -1069,6 +1081,7 @@ def _read_members(zf: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
     if missing:
         raise CheckpointError(f"{label}: not an optimiser checkpoint (missing {', '.join(missing)})")
     arrays: dict[str, np.ndarray] = {}
+    block: np.ndarray | None = None  # the driver's (2(m+1) + 2, n) float32 block, for S and Y
     for info in sorted(infos, key=lambda i: list(_MEMBERS).index(i.filename[:-4])):
         name = info.filename[:-4]
         dtype, ndim = _MEMBERS[name]
@@ -1096,15 +1109,34 @@ def _read_members(zf: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
                 raise CheckpointError(
                     f"{label}: member {name} declares {nbytes} bytes, the archive holds other"
                 )
-            data = fh.read(nbytes)
-        if len(data) != nbytes:
-            raise CheckpointError(f"{label}: member {name} is truncated")
-        arrays[name] = np.frombuffer(data, dtype=dtype).reshape(shape)
+            if name in ("S", "Y") and history is not None and shape[0] <= history:
+                if block is None:
+                    block = np.zeros((2 * (history + 1) + 2, shape[1]), np.float32)
+                start = 0 if name == "S" else history + 1
+                out = block[start : start + shape[0]]
+            else:
+                out = np.empty(shape, dtype)
+            if not _read_into(fh, out, nbytes):
+                raise CheckpointError(f"{label}: member {name} is truncated")
+        arrays[name] = out
     if arrays["format"].tobytes() != _FORMAT:
         raise CheckpointError(
             f"{label}: not an optimiser checkpoint of this version (format {_FORMAT.decode()})"
         )
     return arrays
+
+
+def _read_into(fh: IO[bytes], out: np.ndarray, nbytes: int) -> bool:
+    """Fill C-contiguous ``out`` (``nbytes`` bytes) from ``fh`` in chunks; False if the file ends first."""
+    view = memoryview(out.reshape(-1)).cast("B")
+    done = 0
+    while done < nbytes:
+        chunk = fh.read(min(_READ_CHUNK, nbytes - done))
+        if not chunk:
+            return False
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    return True
 
 
 def _check_state(state: LBFGSState, label: str) -> None:

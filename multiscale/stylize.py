@@ -39,7 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import StylePosition, read_style_checkpoint, save_then_checkpoint, write_style_checkpoint
+from .checkpoint import (
+    StyleCheckpoint,
+    StylePosition,
+    read_style_checkpoint,
+    save_then_checkpoint,
+    write_style_checkpoint,
+)
 from .color import grey_rgb, luminance, match_color, match_luminance, recombine
 from .config import (
     DESCRIPTOR_DEFAULTS,
@@ -1053,7 +1059,7 @@ def _run_stages(
 
 
 def resume_stylize(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | StyleCheckpoint,
     *,
     max_iter: int | None = None,
     time_limit: float | None = None,
@@ -1071,7 +1077,9 @@ def resume_stylize(
     ``message`` and ``resumed_from`` say so. ``max_iter`` (per stage) and
     ``time_limit`` (for this session, shared among the remaining stages) may
     be changed. The continued run checkpoints into the same folder;
-    ``on_result`` as in :func:`run_plan`.
+    ``on_result`` as in :func:`run_plan`. ``checkpoint`` is the folder or
+    the :class:`~multiscale.checkpoint.StyleCheckpoint` read from it (not
+    read twice).
 
     Raises
     ------
@@ -1080,7 +1088,7 @@ def resume_stylize(
         folder or the file).
     """
     started = time.perf_counter()
-    ck = read_style_checkpoint(checkpoint)
+    ck = checkpoint if isinstance(checkpoint, StyleCheckpoint) else read_style_checkpoint(checkpoint)
     changes: dict[str, Any] = {"time_limit": time_limit}
     if max_iter is not None:
         changes["max_iter"] = max_iter

@@ -24,6 +24,7 @@ from .io import file_sha256, load_image, resize_image, scale_source
 
 if TYPE_CHECKING:
     from .build import BuildResult
+    from .checkpoint import Checkpoint
     from .descriptor import GramDescriptor
 
 log = logging.getLogger(__name__)
@@ -1069,7 +1070,7 @@ class _Checkpointer:
 
 
 def resume_synthesis(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | Checkpoint,
     *,
     max_iter: int | None = None,
     time_limit: float | None = None,
@@ -1081,11 +1082,15 @@ def resume_synthesis(
     ``max_iter`` (total, counted from the run's start) and ``time_limit``
     (for this session) may be changed; everything else is the run's own.
     The continued run checkpoints into the same folder; ``on_result`` as in
-    :func:`run_synthesis`.
+    :func:`run_synthesis`. ``checkpoint`` is the folder, or the
+    :class:`~multiscale.checkpoint.Checkpoint` read from it, whose optimiser
+    state the run then takes over rather than copies (the resume holds its
+    state once, as the original run did; the object is spent afterwards).
     """
+    from .checkpoint import Checkpoint as Loaded
     from .checkpoint import read_checkpoint
 
-    ck = read_checkpoint(checkpoint)
+    ck = checkpoint if isinstance(checkpoint, Loaded) else read_checkpoint(checkpoint)
     changes: dict[str, Any] = {"time_limit": time_limit}
     if max_iter is not None:
         changes["max_iter"] = max_iter

@@ -362,3 +362,24 @@ def test_write_errors_name_the_checkpoint_folder(tmp_path):
     with pytest.raises(OutputError, match="cannot create the checkpoint folder"):
         _write(tmp_path / "file" / "x.ckpt", 3)
     assert read_checkpoint(folder).state.iteration == 3
+
+
+# --------------------------------------------------------------------------- resume within the estimate
+
+
+def test_a_loaded_state_is_laid_out_for_the_driver_to_take_over(tmp_path):
+    """A resume holds its optimiser state once: the pairs are read into the driver's block."""
+    from multiscale.lbfgs import _exported_block
+
+    folder = _write(default_folder(tmp_path / "out.png"), 5)
+    state = read_checkpoint(folder).state
+    block = _exported_block(state, CONFIG.history)
+    assert block is not None and block.shape == (2 * (CONFIG.history + 1) + 2, 8 * 8 * 3)
+    assert all(a.flags.writeable for a in (state.x, state.grad, state.best_x))
+    target = np.linspace(0, 1, 8 * 8 * 3)
+    quartic = lambda x: (float(((x - target) ** 4).sum()), 4 * (x - target) ** 3)  # noqa: E731
+    more = minimize(
+        quartic, state.x, max_iter=8, tol=0.0, history=CONFIG.history, state=state, overwrite_inputs=True
+    )
+    assert _exported_block(more.state, CONFIG.history) is block  # the same memory, not a copy
+    assert more.state.iteration == 8
