@@ -186,6 +186,35 @@ def test_ctrl_c_during_a_periodic_checkpoint_keeps_the_best_image_and_a_checkpoi
     assert read_checkpoint(default_folder(out)).state.iteration == 2 and _leftovers(default_folder(out)) == []
 
 
+def test_sigterm_during_grams_build_keeps_the_images_measured_so_far(tmp_path, monkeypatch):
+    import multiscale.build as build
+    from multiscale.descriptor import GramDescriptor
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        save_image(photos / f"p{i}.png", rng.uniform(0, 1, (40, 40, 3)).astype(np.float32))
+    original, calls = build._measure_into, []
+
+    def measure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled as the CLI installs it
+            time.sleep(5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_measure_into", measure)
+    out = tmp_path / "part.grams.npz"
+    result = CliRunner().invoke(
+        cli, ["grams", "build", str(photos), "-o", str(out), "--octaves", "2", "--layers", "conv1_1,pool1"]
+    )
+    assert result.exit_code == 143, result.output
+    assert "interrupted by SIGTERM after 2 image(s)" in result.output and "Traceback" not in result.output
+    assert GramDescriptor.load(out).count == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 # --------------------------------------------------------------------------- real subprocesses
 
 
