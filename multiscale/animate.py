@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import OutputError
-from .io import PathLike, atomic_output, save_image
+from .io import PathLike, atomic_outputs, save_image
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
@@ -121,21 +121,33 @@ def save_frames(
     -------
     list of Path
         Every file written (frames first, then the animation).
+
+    The files appear as a set (:func:`multiscale.io.atomic_outputs`): all
+    are written and flushed before any replaces an earlier one, so a full
+    disk or an interrupt leaves the previous set whole.
     """
     if animation is not None:
         ext = Path(animation).suffix.lower()
         if ext not in ANIMATION_FORMATS:
             raise OutputError(f"{animation}: animations are written as {', '.join(ANIMATION_FORMATS)}")
-    written = [
-        save_image(frame_path(output, i), frame, bit_depth=bit_depth, overwrite=overwrite)
-        for i, frame in enumerate(frames)
-    ]
+    written = [frame_path(output, i) for i in range(len(frames))]
     if animation is not None:
-        images = [Image.fromarray(np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)) for f in frames]
-        with atomic_output(animation, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            images[0].save(
-                fh, format=ANIMATION_FORMATS[ext], save_all=True, append_images=images[1:],
-                duration=duration_ms, loop=0, **({"lossless": True} if ext == ".webp" else {}),
-            )  # fmt: skip
         written.append(Path(animation))
+    with atomic_outputs(written, overwrite=overwrite) as tmps:
+        for target, tmp, frame in zip(written, tmps, frames, strict=False):
+            try:
+                save_image(tmp, frame, bit_depth=bit_depth, overwrite=True)
+            except OutputError as exc:
+                reason = getattr(exc.__cause__, "strerror", None) or exc
+                raise OutputError(f"{target}: cannot write: {reason}") from exc
+        if animation is not None:
+            images = [Image.fromarray(np.round(np.clip(f, 0, 1) * 255).astype(np.uint8)) for f in frames]
+            try:
+                with open(tmps[-1], "wb") as fh:
+                    images[0].save(
+                        fh, format=ANIMATION_FORMATS[ext], save_all=True, append_images=images[1:],
+                        duration=duration_ms, loop=0, **({"lossless": True} if ext == ".webp" else {}),
+                    )  # fmt: skip
+            except OSError as exc:
+                raise OutputError(f"{animation}: cannot write: {exc.strerror or exc}") from exc
     return written

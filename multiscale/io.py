@@ -159,6 +159,59 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_outputs(paths: Iterable[PathLike], *, overwrite: bool = False) -> Iterator[list[Path]]:
+    """Yield one temporary path beside each of ``paths``; on success they replace ``paths`` together.
+
+    For a set of files that belong together (animation frames and the
+    animation): every file is written and flushed to disk before the first
+    is renamed into place, so a failure, a full disk or an interrupt while
+    writing leaves the previous set whole and no temporary file behind. Only
+    a crash during the burst of renames at the end can leave old and new
+    files mixed. Each temporary path keeps its target's suffix.
+
+    Raises
+    ------
+    OutputError
+        As :func:`atomic_output`, naming the path at fault.
+    """
+    targets = [check_writable(p, overwrite=overwrite) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for p in targets:
+            parent = p.parent if str(p.parent) else Path(".")
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=parent)
+            except OSError as exc:
+                raise OutputError(f"{p}: cannot write in {parent}: {exc.strerror or exc}") from exc
+            os.close(fd)
+            tmps.append(Path(name))
+        yield tmps
+        for tmp, p in zip(tmps, targets, strict=True):
+            try:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise OutputError(f"{p}: cannot write: {exc.strerror or exc}") from exc
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, 0o666 & ~_umask())
+        for tmp, p in zip(tmps, targets, strict=True):
+            try:
+                if overwrite:
+                    os.replace(tmp, p)
+                else:
+                    _link_no_clobber(tmp, p)
+            except OutputError:
+                raise
+            except OSError as exc:
+                raise OutputError(f"{p}: cannot write: {exc.strerror or exc}") from exc
+        for parent in {p.parent if str(p.parent) else Path(".") for p in targets}:
+            fsync_dir(parent)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
 def _link_no_clobber(tmp: Path, dest: Path) -> None:
     try:
         os.link(tmp, dest)

@@ -119,6 +119,53 @@ def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path):
     assert (mine / "holiday.jpg").read_bytes() == b"precious" and _leftovers(mine) == []
 
 
+def _frame_set(folder: Path, seed: int) -> list[Path]:
+    from multiscale.animate import save_frames
+
+    frames = np.random.default_rng(seed).uniform(0, 1, (3, 48, 48, 3)).astype(np.float32)
+    return save_frames(folder / "out.png", frames, animation=folder / "out.webp", overwrite=True)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_animation_frames_appear_as_a_set_a_full_disk_keeps_the_previous_set(tmp_path):
+    written = _frame_set(tmp_path, 0)
+    before = _snapshot(tmp_path)
+    largest_frame = max(p.stat().st_size for p in written[:-1])
+    assert written[-1].stat().st_size > largest_frame + 4096  # the animation is what no longer fits
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (largest_frame + 4096, hard))
+    try:
+        with pytest.raises(OutputError, match=r"out\.webp: cannot write: File too large"):
+            _frame_set(tmp_path, 1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, xfsz)
+    assert _snapshot(tmp_path) == before  # old frames and animation intact, no temporary file
+
+
+def test_an_interrupt_while_writing_frames_keeps_the_previous_set(tmp_path, monkeypatch):
+    import multiscale.animate as animate
+
+    _frame_set(tmp_path, 0)
+    before = _snapshot(tmp_path)
+    real, calls = animate.save_image, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(animate, "save_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _frame_set(tmp_path, 1)
+    assert _snapshot(tmp_path) == before
+
+
 # --------------------------------------------------------------------------- signals in the CLI
 
 
