@@ -73,6 +73,17 @@ descriptor_options = compose(
         help=f"Comma-separated VGG16 layers whose Gram matrices are matched. Choose from {', '.join(LAYER_NAMES)}.",
     ),
     click.option(
+        "--statistics",
+        callback=name_list,
+        default=",".join(D.statistics),
+        show_default=True,
+        metavar="gram,sliced",
+        help="What is matched at every octave and layer: gram (Gram matrices: second moments of the "
+        "features) and/or sliced (sliced-Wasserstein distance of the whole feature distribution, "
+        "random directions redrawn every 25 iterations; needs source images, not --grams files). "
+        "Both listed: their losses add.",
+    ),
+    click.option(
         "--layer-weights",
         callback=float_list,
         default=None,
@@ -129,8 +140,10 @@ descriptor_options = compose(
 
 run_options = compose(
     click.option(
-        "--init", default=S.init, show_default=True, metavar="noise|mean|PATH",
-        help="Start image: the sources' mean colour plus noise, that colour flat, or an image file.",
+        "--init", default=S.init, show_default=True, metavar="spectrum|smooth|noise|mean|PATH",
+        help="Start image: random-phase noise with the sources' colours and power spectrum (no colour "
+        "speckle; with descriptor files, the mean colour plus smooth noise), that smooth start, the mean "
+        "colour plus per-channel noise (leaves speckle), that colour flat, or an image file.",
     ),
     click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
                  help="Random seed; the same seed on the same machine gives the same bytes."),

@@ -34,6 +34,7 @@ style_descriptor_options = pick(
     "pooling",
     "padding",
     "weights",
+    "statistics",
 )
 
 

@@ -239,6 +239,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         + (f", {count} variations" if count > 1 else ""),
         f"octaves     {sizes}",
         f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
+        f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
         f"optimizer   {config.optimizer}, history {config.history}, at most {config.max_iter} iterations",
         f"memory      {estimate.describe()}",
@@ -294,8 +295,9 @@ def _streamed_targets(
 ) -> Any:
     """Build a descriptor over the sources one image at a time and join it."""
     from multiscale.build import build_descriptor
-    from multiscale.synthesize import targets_from_build
+    from multiscale.synthesize import require_images_for_sliced, targets_from_build
 
+    require_images_for_sliced(config.descriptor, "folders of sources (streamed into a descriptor)")
     with ImageProgress(label="measure", quiet=quiet) as bar:
         result = build_descriptor(
             list(sources),

@@ -53,7 +53,7 @@ import shutil
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from .config import StyleConfig, SynthesisConfig
 from .errors import CheckpointError, ConfigError, MultiscaleError, OutputError
 from .io import PathLike, atomic_output, file_sha256, fsync_dir, save_image, write_json_atomic
 from .layers import layer_channels
+from .sliced import MAX_SOURCE_POSITIONS, SlicedTargets
 
 #: Version 2 added ``kind`` and stylize checkpoints.
 CHECKPOINT_VERSION = 2
@@ -96,6 +97,8 @@ class Checkpoint:
         Set for a bfloat16 run that had switched to its float32 finish (at
         this iteration): the state's loss and gradient are float32 ones, and
         the run goes on in float32.
+    sliced : SlicedTargets or None
+        The sources' features, for a run with the sliced statistic.
     """
 
     folder: Path
@@ -106,6 +109,7 @@ class Checkpoint:
     sources: list[dict[str, Any]]
     state: Any
     float32_from_iteration: int | None = None
+    sliced: SlicedTargets | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,9 @@ class StyleCheckpoint:
         Per stage, (octave, layer) → float64 (C, C): the blended style
         Grams; ``None`` when ``style_weight`` is 0.
     position : StylePosition
+    sliced : list of SlicedTargets
+        Per stage, the styles' features, for a run with the sliced
+        statistic (empty otherwise).
     """
 
     folder: Path
@@ -187,6 +194,7 @@ class StyleCheckpoint:
     contents: list[np.ndarray]
     grams: list[dict[tuple[int, str], np.ndarray]] | None
     position: StylePosition
+    sliced: list[SlicedTargets] = field(default_factory=list)
 
 
 def default_folder(output: PathLike) -> Path:
@@ -360,6 +368,63 @@ def _gram_members(prefix: str, grams: Mapping[tuple[int, str], np.ndarray]) -> d
     return {f"{prefix}gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
 
 
+def _sliced_members(prefix: str, sliced: SlicedTargets | None) -> dict[str, np.ndarray]:
+    """``{prefix}sliced/{source}/{octave}/{layer}``: each source's feature vectors (n, C), float32."""
+    if sliced is None:
+        return {}
+    return {
+        f"{prefix}sliced/{i}/{k}/{layer}": np.asarray(f, np.float32)
+        for (k, layer), feats in sliced.features.items()
+        for i, f in enumerate(feats)
+    }
+
+
+def _sliced_meta(sliced: SlicedTargets | None) -> dict[str, Any] | None:
+    """What a reader needs to check the sliced members before loading them: weights and row counts."""
+    if sliced is None:
+        return None
+    rows = {
+        f"{i}/{k}/{layer}": int(f.shape[0])
+        for (k, layer), feats in sliced.features.items()
+        for i, f in enumerate(feats)
+    }
+    return {"weights": [float(w) for w in sliced.weights], "rows": rows}
+
+
+def _sliced_expected(
+    prefix: str, meta: Any, *, octaves: int, layers: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Shapes of the sliced members that ``meta`` (from :func:`_sliced_meta`) announces, checked.
+
+    Raises ``ValueError`` for a meta that does not describe every source at
+    every (octave, layer) with a sane number of rows.
+    """
+    weights = meta["weights"]
+    if not isinstance(weights, list) or not weights or not all(isinstance(w, (int, float)) for w in weights):
+        raise ValueError("'sliced' weights must be a list of numbers")
+    wanted = {f"{i}/{k}/{layer}" for i in range(len(weights)) for k in range(octaves) for layer in layers}
+    rows = meta["rows"]
+    if not isinstance(rows, dict) or set(rows) != wanted:
+        raise ValueError("'sliced' rows do not cover every source, octave and layer")
+    out = {}
+    for key, n in rows.items():
+        layer = key.rsplit("/", 1)[1]
+        out[f"{prefix}sliced/{key}"] = (_count(n, "sliced rows", 1), layer_channels(layer))
+        if n > MAX_SOURCE_POSITIONS:
+            raise ValueError(f"'sliced' rows of {key} exceed {MAX_SOURCE_POSITIONS}")
+    return out
+
+
+def _sliced_from(arrays: Mapping[str, np.ndarray], prefix: str, meta: Any) -> SlicedTargets:
+    """The :class:`SlicedTargets` held by ``{prefix}sliced/…`` members (shapes already checked)."""
+    features: dict[tuple[int, str], list[np.ndarray]] = {}
+    count = len(meta["weights"])
+    for name in sorted(n for n in arrays if n.startswith(prefix + "sliced/")):
+        i, k, layer = name[len(prefix) + len("sliced/") :].split("/")
+        features.setdefault((int(k), layer), [None] * count)[int(i)] = arrays[name].astype(np.float32)
+    return SlicedTargets(features=features, weights=[float(w) for w in meta["weights"]])
+
+
 def write_checkpoint(
     folder: PathLike,
     *,
@@ -372,6 +437,7 @@ def write_checkpoint(
     shape: tuple[int, ...],
     write_targets: bool = True,
     float32_from_iteration: int | None = None,
+    sliced: SlicedTargets | None = None,
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
@@ -379,6 +445,7 @@ def write_checkpoint(
     which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
     targets never change during a run: later checkpoints of the same run
     pass ``write_targets=False``. ``float32_from_iteration``: see :class:`Checkpoint`.
+    ``sliced``: the sources' features when the run uses the sliced statistic.
     """
     from .lbfgs import save_state
 
@@ -386,7 +453,10 @@ def write_checkpoint(
     with _replacing(folder) as (tmp, previous):
         _write_targets(
             tmp, previous, not write_targets,
-            lambda: {**_gram_members("", grams), "mean_color": np.asarray(mean_color, np.float32)},
+            lambda: {
+                **_gram_members("", grams), **_sliced_members("", sliced),
+                "mean_color": np.asarray(mean_color, np.float32),
+            },
         )  # fmt: skip
         save_state(tmp / "state.npz", state, overwrite=True)
         current, best = (np.reshape(x, shape) for x in (state.x, state.best_x))
@@ -401,6 +471,7 @@ def write_checkpoint(
                 "config": config.to_dict(),
                 "sources": sources,
                 "float32_from_iteration": float32_from_iteration,
+                "sliced": _sliced_meta(sliced),
             },
         )
     return folder
@@ -420,6 +491,7 @@ def write_style_checkpoint(
     current: np.ndarray,
     best: np.ndarray,
     write_targets: bool = True,
+    sliced: Sequence[SlicedTargets | None] = (),
 ) -> Path:
     """Write (or refresh) a stylize checkpoint folder; return its path.
 
@@ -439,6 +511,8 @@ def write_style_checkpoint(
         members = {f"stage{s + 1}/content": np.asarray(c, np.float32) for s, c in enumerate(contents)}
         for s, g in enumerate(grams or ()):
             members.update(_gram_members(f"stage{s + 1}/", g))
+        for s, sl in enumerate(sliced):
+            members.update(_sliced_members(f"stage{s + 1}/", sl))
         return members
 
     folder = Path(folder)
@@ -453,7 +527,8 @@ def write_style_checkpoint(
         )
         _write_previews(tmp, current, best)
         _write_style_meta(tmp, config=config, output=output, content=content, styles=styles,
-                          style_blend=style_blend, contents=contents, position=position)  # fmt: skip
+                          style_blend=style_blend, contents=contents, position=position,
+                          sliced=[_sliced_meta(sl) for sl in sliced])  # fmt: skip
     return folder
 
 
@@ -467,6 +542,7 @@ def _write_style_meta(
     style_blend: Sequence[float],
     contents: Sequence[np.ndarray],
     position: StylePosition,
+    sliced: list[dict[str, Any] | None],
 ) -> None:
     _write_meta(
         folder,
@@ -485,6 +561,7 @@ def _write_style_meta(
             "stage_evaluations": position.stage_evaluations,
             "stage_elapsed_s": position.stage_elapsed_s,
             "stages": position.stages,
+            "sliced": sliced,
         },
     )
 
@@ -592,10 +669,19 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     d = config.descriptor
     expected = {f"gram/{k}/{layer}": _gram_shape(layer) for k in range(d.octaves) for layer in d.layers}
     expected["mean_color"] = (3,)
+    sliced_meta = meta.get("sliced") if "sliced" in d.statistics else None
+    try:
+        if "sliced" in d.statistics:
+            expected.update(_sliced_expected("", sliced_meta, octaves=d.octaves, layers=d.layers))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{folder}: checkpoint.json has a bad or missing 'sliced' field: {exc}"
+        ) from exc
     arrays = _read_arrays(folder / "targets.npz", expected, fit="the run's layers")
     return Checkpoint(
         folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
+        sliced=None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta),
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip
 
@@ -652,6 +738,18 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
                     for layer in d.layers
                 }
             )
+    sliced_meta: list[Any] = []
+    if config.style_weight > 0 and "sliced" in d.statistics:
+        try:
+            sliced_meta = list(meta["sliced"])
+            if len(sliced_meta) != len(sizes):
+                raise ValueError("one entry per stage is needed")
+            for s, m in enumerate(sliced_meta):
+                expected.update(_sliced_expected(f"stage{s + 1}/", m, octaves=d.octaves, layers=d.layers))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{folder}: checkpoint.json has a bad or missing 'sliced' field: {exc}"
+            ) from exc
     targets = _read_arrays(folder / "targets.npz", expected, fit="the run's stages and layers")
     channels = 1 if config.preserve_color == "luminance" else 3
     state = _read_arrays(
@@ -669,6 +767,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         stage_sizes=sizes, contents=[targets[f"stage{s + 1}/content"].astype(np.float32) for s in range(len(sizes))],
         grams=[_grams(targets, f"stage{s + 1}/") for s in range(len(sizes))] if config.style_weight > 0 else None,
         position=position,
+        sliced=[_sliced_from(targets, f"stage{s + 1}/", m) for s, m in enumerate(sliced_meta)],
     )  # fmt: skip
 
 

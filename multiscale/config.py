@@ -19,8 +19,11 @@ from .errors import ConfigError
 from .layers import LAYER_NAMES
 
 PADDINGS = ("reflect", "wrap", "same", "valid")
+#: Texture statistics a descriptor can match (:mod:`multiscale.losses`, :mod:`multiscale.sliced`).
+STATISTICS = ("gram", "sliced")
 POOLINGS = ("avg", "max")
-INITS = ("noise", "mean")
+#: Generated starts (:mod:`multiscale.starts`); an image path is accepted too.
+INITS = ("spectrum", "smooth", "noise", "mean")
 BIT_DEPTHS = (8, 16)
 OPTIMIZERS = ("projected", "lbfgsb")
 #: What the network's convolutions run in: ``auto`` measures (see :mod:`multiscale.precision`).
@@ -144,6 +147,11 @@ class DescriptorConfig:
         ``source_scale``).
     weights : str or None
         Path of a VGG16 h5 weights file; ``None`` uses the embedded default.
+    statistics : tuple of str
+        What is matched at every (octave, layer): ``gram`` (Gram matrices,
+        second moments) and/or ``sliced`` (sliced-Wasserstein distance of
+        the whole feature distribution, :mod:`multiscale.sliced`; needs
+        source images, not descriptor files). Several add up.
     """
 
     octaves: int = 4
@@ -155,12 +163,20 @@ class DescriptorConfig:
     source_scale: float = 1.0
     source_width: int | None = None
     weights: str | None = None
+    statistics: tuple[str, ...] = ("gram",)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
+        if not self.statistics or any(s not in STATISTICS for s in self.statistics):
+            raise ConfigError(
+                "statistics",
+                f"choose one or more of {', '.join(STATISTICS)}, got {', '.join(self.statistics)!r}",
+            )
+        if len(set(self.statistics)) != len(self.statistics):
+            raise ConfigError("statistics", "a statistic is listed twice")
         _positive_int("octaves", self.octaves)
         if self.octaves > 10:
             raise ConfigError("octaves", f"at most 10 are supported, got {self.octaves}")
@@ -206,8 +222,11 @@ class SynthesisConfig:
     width, height : int or None
         Output size in pixels; ``None`` takes the first source's (scaled) size.
     init : str
-        ``"noise"`` (the source's mean colour plus Gaussian noise), ``"mean"``
-        (flat mean colour with faint noise) or the path of an image.
+        Start image (:mod:`multiscale.starts`): ``"spectrum"`` (random-phase
+        noise with the sources' colours and power spectrum; the mean colour
+        plus smooth noise when there are no source images), ``"smooth"``,
+        ``"noise"`` (the mean colour plus independent noise per channel: it
+        leaves colour speckle), ``"mean"`` or the path of an image.
     seed : int
         Seed of every random choice; same seed and machine → same bytes.
     max_iter : int
@@ -262,7 +281,7 @@ class SynthesisConfig:
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
     width: int | None = None
     height: int | None = None
-    init: str = "noise"
+    init: str = "spectrum"
     seed: int = 0
     max_iter: int = 200
     tol: float = 1e-7
@@ -294,7 +313,7 @@ class SynthesisConfig:
         """
         data = dict(data)
         desc = dict(data.pop("descriptor", {}))
-        for key in ("layers", "layer_weights", "octave_weights"):
+        for key in ("layers", "layer_weights", "octave_weights", "statistics"):
             if desc.get(key) is not None:
                 desc[key] = tuple(desc[key])
         known = {f.name for f in dataclasses.fields(cls)}

@@ -19,8 +19,9 @@ The objective of :class:`StylizeObjective` is::
 
     content_weight · L_content + style_weight · L_style + tv_weight · L_tv
 
-with ``L_style`` the multiscale Gram loss of :func:`multiscale.losses.style_loss`
-over every octave of the output's Gaussian pyramid. The octave-0 pass of the
+with ``L_style`` the multiscale texture loss of :mod:`multiscale.losses` (Gram
+and/or sliced-Wasserstein terms, as ``config.statistics`` says) over every
+octave of the output's Gaussian pyramid. The octave-0 pass of the
 network serves both the style and the content terms.
 """
 
@@ -34,8 +35,9 @@ from ._tf import tf
 from .backbone import VGG16, preprocess
 from .config import DescriptorConfig
 from .gram import GramKey, gram_matrix
-from .losses import gradient_like, style_loss
+from .losses import SlicedDraws, gradient_like, style_loss
 from .pyramid import gaussian_pyramid
+from .sliced import SlicedTargets
 
 #: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
 _NORM_FLOOR = 1e-8
@@ -121,6 +123,10 @@ class StylizeObjective:
     channels : {3, 1}
         3: the variables are RGB. 1: they are a luminance image, repeated
         into R, G and B before the network (``--preserve-color luminance``).
+    sliced : SlicedTargets or None
+        The styles' features, when ``config.statistics`` has ``sliced``.
+    seed : int
+        Seeds the sliced directions (see :meth:`redraw`).
     """
 
     def __init__(
@@ -136,6 +142,8 @@ class StylizeObjective:
         height: int,
         width: int,
         channels: int = 3,
+        sliced: SlicedTargets | None = None,
+        seed: int = 0,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -146,8 +154,14 @@ class StylizeObjective:
         self._dtype = dtype
         use_style = style_weight > 0
         use_content = content_weight > 0
+        use_gram = use_style and "gram" in config.statistics
+        draws = SlicedDraws(
+            config=config, height=height, width=width, sliced=sliced if use_style else None, seed=seed,
+            dtype=dtype, active=use_style,
+        )  # fmt: skip
+        self._draws = draws
         self._style_targets = (
-            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if use_style else {}
+            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if use_gram else {}
         )
         self._content_targets = (
             {layer: tf.constant(f, dtype=dtype) for layer, f in content_targets.items()}
@@ -164,7 +178,7 @@ class StylizeObjective:
             zero = tf.zeros([], dtype)
             octaves = config.octaves if use_style else 1
             levels = gaussian_pyramid(preprocess(rgb), octaves=octaves, padding=config.padding)
-            grams: dict[GramKey, tf.Tensor] = {}
+            style_feats: dict[GramKey, tf.Tensor] = {}
             feats_c: dict[str, tf.Tensor] = {}
             for k, level in enumerate(levels):
                 wanted = (config.layers if use_style else ()) + (content_layers if k == 0 else ())
@@ -172,13 +186,16 @@ class StylizeObjective:
                     continue
                 feats = network.features(level, tuple(dict.fromkeys(wanted)))
                 if use_style:
-                    grams.update({(k, layer): gram_matrix(feats[layer]) for layer in config.layers})
+                    style_feats.update({(k, layer): feats[layer] for layer in config.layers})
                 if k == 0:
                     feats_c = {layer: feats[layer] for layer in content_layers}
-            if use_style:
+            style, per_octave = zero, tf.zeros([config.octaves], dtype)
+            if use_gram:
+                grams = {key: gram_matrix(f) for key, f in style_feats.items()}
                 style, per_octave = style_loss(grams, self._style_targets, config=config)
-            else:
-                style, per_octave = zero, tf.zeros([config.octaves], dtype)
+            if draws.active:
+                sliced_total, sliced_octaves = draws.loss(style_feats)
+                style, per_octave = style + sliced_total, per_octave + sliced_octaves
             content = content_loss(feats_c, self._content_targets) if use_content else zero
             tv = total_variation(x)
             stacked = tf.stack([content, style, tv])
@@ -199,6 +216,15 @@ class StylizeObjective:
 
         self._loss_and_grad = loss_and_grad
         self._loss_only = loss_only
+
+    @property
+    def draw(self) -> int | None:
+        """The sliced directions' current draw (``None``: no sliced term)."""
+        return self._draws.draw
+
+    def redraw(self, draw: int) -> None:
+        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
+        self._draws.set(draw)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1]).

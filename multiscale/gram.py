@@ -22,6 +22,7 @@ from .config import DescriptorConfig
 from .errors import ImageTooSmallError
 from .layers import feature_size, layer_index
 from .pyramid import gaussian_pyramid, octave_sizes
+from .sliced import sample_positions
 
 GramKey = tuple[int, str]
 
@@ -43,10 +44,10 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     return tf.matmul(flat, flat, transpose_a=True) / positions
 
 
-def pyramid_grams(
+def pyramid_features(
     pixels_01: tf.Tensor, *, network: VGG16, config: DescriptorConfig
 ) -> dict[GramKey, tf.Tensor]:
-    """Gram matrices of every selected layer at every octave, as TF tensors.
+    """Activations of every selected layer at every octave.
 
     Parameters
     ----------
@@ -58,14 +59,61 @@ def pyramid_grams(
 
     Returns
     -------
-    dict of (octave, layer) → tf.Tensor (C, C)
+    dict of (octave, layer) → tf.Tensor (1, h, w, C)
     """
-    grams: dict[GramKey, tf.Tensor] = {}
+    out: dict[GramKey, tf.Tensor] = {}
     levels = gaussian_pyramid(preprocess(pixels_01), octaves=config.octaves, padding=config.padding)
     for k, level in enumerate(levels):
         for layer, feats in network.features(level, config.layers).items():
-            grams[(k, layer)] = gram_matrix(feats)
-    return grams
+            out[(k, layer)] = feats
+    return out
+
+
+def pyramid_grams(
+    pixels_01: tf.Tensor, *, network: VGG16, config: DescriptorConfig
+) -> dict[GramKey, tf.Tensor]:
+    """Gram matrices of every selected layer at every octave, as TF tensors.
+
+    Parameters as :func:`pyramid_features`.
+
+    Returns
+    -------
+    dict of (octave, layer) → tf.Tensor (C, C)
+    """
+    return {
+        key: gram_matrix(f) for key, f in pyramid_features(pixels_01, network=network, config=config).items()
+    }
+
+
+def output_positions(height: int, width: int, *, config: DescriptorConfig) -> dict[GramKey, int]:
+    """Positions of every (octave, layer) feature map of an H×W image."""
+    out = {}
+    for k, (h, w) in enumerate(octave_sizes(height, width, octaves=config.octaves, padding=config.padding)):
+        for layer in config.layers:
+            out[(k, layer)] = feature_size(layer, h, config.padding) * feature_size(layer, w, config.padding)
+    return out
+
+
+def image_sliced_features(
+    image: np.ndarray, *, network: VGG16, config: DescriptorConfig, seed: int = 0
+) -> dict[GramKey, np.ndarray]:
+    """Feature vectors of one image per (octave, layer), for the sliced statistic.
+
+    Parameters
+    ----------
+    image : np.ndarray, float32, shape (H, W, 3), RGB in [0, 1]
+
+    Returns
+    -------
+    dict of (octave, layer) → np.ndarray float32 (n, C), n at most
+    :data:`multiscale.sliced.MAX_SOURCE_POSITIONS` (a fixed subset of larger maps).
+    """
+    x = tf.constant(image[None], dtype=tf.float32)
+    out = {}
+    for key, f in pyramid_features(x, network=network, config=config).items():
+        flat = f.numpy().reshape(-1, f.shape[-1])
+        out[key] = sample_positions(flat, seed=seed)
+    return out
 
 
 def image_grams(image: np.ndarray, *, network: VGG16, config: DescriptorConfig) -> dict[GramKey, np.ndarray]:

@@ -373,7 +373,9 @@ def estimate_memory(
 # Config
 # --------------------------------------------------------------------------
 
-_DESCRIPTOR_FIELDS = ("octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights")
+_DESCRIPTOR_FIELDS = (
+    "octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights", "statistics"
+)  # fmt: skip
 
 
 def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfig:
@@ -389,9 +391,9 @@ def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfi
     if unknown:
         raise ConfigError(sorted(unknown)[0], "is not an option of stylize")
     desc = {k: v for k, v in options.items() if k in _DESCRIPTOR_FIELDS}
-    for key in ("layers", "layer_weights", "octave_weights"):
+    for key in ("layers", "layer_weights", "octave_weights", "statistics"):
         if desc.get(key) is not None:
-            desc[key] = tuple(desc[key])
+            desc[key] = (desc[key],) if isinstance(desc[key], str) else tuple(desc[key])
     if desc.get("weights") is not None:
         desc["weights"] = os.fspath(desc["weights"])
     descriptor = dataclasses.replace(base.descriptor, **desc)
@@ -553,16 +555,35 @@ def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     )  # fmt: skip
 
 
-def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[Any, np.ndarray]:
-    from .gram import image_grams
-
+def _stage_styles(plan: StylizePlan, stage_width: int) -> tuple[list[np.ndarray], list[float]]:
+    """The styles with a weight, resized for a stage ``stage_width`` wide, and their weights."""
     config = plan.config
-    total: dict[Any, np.ndarray] = {}
+    images, weights = [], []
     for image, weight in zip(plan.styles, plan.blend, strict=True):
         if weight == 0:
             continue
         h, w = style_size(*image.shape[:2], stage_width=stage_width, style_scale=config.style_scale)
-        grams = image_grams(_resize(image, h, w), network=network, config=config.descriptor)
+        images.append(_resize(image, h, w))
+        weights.append(weight)
+    return images, weights
+
+
+def _blended_sliced(plan: StylizePlan, network: Any, stage_width: int) -> Any:
+    """The styles' features for the sliced statistic (quantile barycentre with the blend), or ``None``."""
+    from .synthesize import measure_sliced
+
+    if plan.config.style_weight <= 0:
+        return None
+    images, weights = _stage_styles(plan, stage_width)
+    return measure_sliced(images, network=network, config=plan.config.descriptor, weights=weights)
+
+
+def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[Any, np.ndarray]:
+    from .gram import image_grams
+
+    total: dict[Any, np.ndarray] = {}
+    for image, weight in zip(*_stage_styles(plan, stage_width), strict=True):
+        grams = image_grams(image, network=network, config=plan.config.descriptor)
         for key, g in grams.items():
             total[key] = total[key] + weight * g if key in total else weight * g
     return total
@@ -580,10 +601,14 @@ class StageTargets:
         The styles' blended Gram matrices, the styles resized to
         ``style_scale`` × the stage's width; ``None`` when ``style_weight``
         is 0 (not computed).
+    sliced : SlicedTargets or None
+        The styles' features for the sliced statistic, when the descriptor
+        config asks for it (and ``style_weight`` > 0).
     """
 
     content: np.ndarray
     grams: dict[tuple[int, str], np.ndarray] | None
+    sliced: Any = None
 
 
 def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
@@ -596,8 +621,10 @@ def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
     grams = plan.config.style_weight > 0
     return [
         StageTargets(
-            content=_resize(plan.content, h, w), grams=_blended_grams(plan, network, w) if grams else None
-        )
+            content=_resize(plan.content, h, w),
+            grams=_blended_grams(plan, network, w) if grams else None,
+            sliced=_blended_sliced(plan, network, w),
+        )  # fmt: skip
         for h, w in plan.stage_sizes
     ]
 
@@ -611,7 +638,11 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     luminance channel and the content's targets are those of its grey version.
     """
     grams = _blended_grams(plan, network, width) if plan.config.style_weight > 0 else None
-    targets = StageTargets(content=_resize(plan.content, height, width), grams=grams)
+    targets = StageTargets(
+        content=_resize(plan.content, height, width),
+        grams=grams,
+        sliced=_blended_sliced(plan, network, width),
+    )
     return _objective(plan.config, network, targets)
 
 
@@ -660,6 +691,8 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
         height=height,
         width=width,
         channels=1 if lum else 3,
+        sliced=targets.sliced,
+        seed=config.seed,
     )
     objective.precision = None if choice is None else choice.to_dict()  # for the stage's record
     return objective
@@ -728,6 +761,7 @@ class _StyleCheckpointer:
             grams=None if config.style_weight == 0 else [t.grams or {} for t in job.targets],
             position=position, current=_to_rgb(current, content, config),
             best=_to_rgb(position.image, content, config), write_targets=self.write_targets,
+            sliced=[t.sliced for t in job.targets if t.sliced is not None],
         )  # fmt: skip
         self.write_targets, self.written = False, True
         log.info(
@@ -878,6 +912,7 @@ def _run_stages(
         )
         try:
             objective = _objective(config, network, job.targets[i], choice=job.precision)
+            objective.redraw(i)  # sliced directions: one draw per stage (no-op without the sliced term)
             x0 = start.image if first else _resize(current, h, w)
         except KeyboardInterrupt:
             if current is None:
@@ -1100,8 +1135,13 @@ def resume_stylize(
     except TypeError as exc:
         raise CheckpointError(f"{ck.folder}: checkpoint.json has a malformed record: {exc}") from exc
     grams = ck.grams or [None] * len(ck.contents)
+    sliced = ck.sliced or [None] * len(ck.contents)
     job = _Job(
-        config=config, targets=[StageTargets(content=c, grams=g) for c, g in zip(ck.contents, grams, strict=True)],
+        config=config,
+        targets=[
+            StageTargets(content=c, grams=g, sliced=sl)
+            for c, g, sl in zip(ck.contents, grams, sliced, strict=True)
+        ],
         content_info=content_info, style_infos=style_infos, blend=tuple(ck.style_blend),
     )  # fmt: skip
     weights, network = _network(config)
@@ -1147,6 +1187,7 @@ def stylize(
     pooling: str = DESCRIPTOR_DEFAULTS.pooling,
     padding: str = DESCRIPTOR_DEFAULTS.padding,
     weights: str | os.PathLike[str] | None = DESCRIPTOR_DEFAULTS.weights,
+    statistics: Sequence[str] = DESCRIPTOR_DEFAULTS.statistics,
     init: str | os.PathLike[str] = STYLE_DEFAULTS.init,
     seed: int = STYLE_DEFAULTS.seed,
     max_iter: int = STYLE_DEFAULTS.max_iter,
@@ -1177,7 +1218,7 @@ def stylize(
     time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size,
     precision
         See :class:`multiscale.config.StyleConfig`.
-    octaves, layers, layer_weights, octave_weights, pooling, padding, weights
+    octaves, layers, layer_weights, octave_weights, pooling, padding, weights, statistics
         How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
     callback : callable or None
         Called with a :class:`StageProgress` after every iteration of every
@@ -1201,7 +1242,7 @@ def stylize(
         style_weight=style_weight, tv_weight=tv_weight, style_weights=style_weights,
         style_scale=style_scale, preserve_color=preserve_color, stages=stages, octaves=octaves,
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
-        padding=padding, weights=weights, init=init, seed=seed, max_iter=max_iter, tol=tol,
+        padding=padding, weights=weights, statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol,
         time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
         max_memory=max_memory, optimizer=optimizer, tile_size=tile_size, precision=precision,
     )  # fmt: skip

@@ -21,6 +21,8 @@ from ._version import __version__
 from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
 from .errors import ConfigError, DescriptorError, ImageError
 from .io import file_sha256, load_image, resize_image, scale_source
+from .sliced import SlicedTargets, join_sliced
+from .starts import GENERATED_STARTS, generated_start
 
 if TYPE_CHECKING:
     from .build import BuildResult
@@ -187,19 +189,26 @@ def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
 
 
 def initial_image(
-    init: str, *, height: int, width: int, mean_color: np.ndarray, seed: int, max_input_pixels: int
+    init: str,
+    *,
+    height: int,
+    width: int,
+    mean_color: np.ndarray,
+    seed: int,
+    max_input_pixels: int,
+    exemplars: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
     """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
 
-    ``noise``: the sources' mean colour plus Gaussian noise (σ = 0.1);
-    ``mean``: that colour plus faint noise (σ = 0.01) to break symmetry;
-    anything else is an image path, resized to the output size.
+    ``spectrum``, ``smooth``, ``noise`` and ``mean`` are made by
+    :func:`multiscale.starts.generated_start` (``exemplars``: the sources as
+    measured, for ``spectrum``); anything else is an image path, resized to
+    the output size.
     """
-    rng = np.random.default_rng(seed)
-    if init in ("noise", "mean"):
-        sigma = 0.1 if init == "noise" else 0.01
-        noise = rng.normal(0.0, sigma, size=(height, width, 3))
-        return np.clip(mean_color[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+    if init in GENERATED_STARTS:
+        return generated_start(
+            init, height=height, width=width, mean_color=mean_color, seed=seed, exemplars=exemplars
+        )
     image = load_image(init, max_pixels=max_input_pixels)
     if image.shape[:2] != (height, width):
         image = resize_image(image, width=width, height=height)
@@ -230,9 +239,9 @@ def make_config(config: SynthesisConfig | None = None, **options: Any) -> Synthe
     if unknown:
         raise ConfigError(sorted(unknown)[0], "is not an option of synthesize")
     desc = {k: v for k, v in options.items() if k in desc_fields}
-    for key in ("layers", "layer_weights", "octave_weights"):
+    for key in ("layers", "layer_weights", "octave_weights", "statistics"):
         if desc.get(key) is not None:
-            desc[key] = tuple(desc[key])
+            desc[key] = (desc[key],) if isinstance(desc[key], str) else tuple(desc[key])
     descriptor = dataclasses.replace(base.descriptor, **desc)
     run = {k: v for k, v in options.items() if k in run_fields}
     if "init" in run:
@@ -254,6 +263,7 @@ def synthesize(
     source_scale: float = DESCRIPTOR_DEFAULTS.source_scale,
     source_width: int | None = DESCRIPTOR_DEFAULTS.source_width,
     weights: str | os.PathLike[str] | None = DESCRIPTOR_DEFAULTS.weights,
+    statistics: Sequence[str] = DESCRIPTOR_DEFAULTS.statistics,
     init: str | os.PathLike[str] = SYNTHESIS_DEFAULTS.init,
     seed: int = SYNTHESIS_DEFAULTS.seed,
     max_iter: int = SYNTHESIS_DEFAULTS.max_iter,
@@ -281,7 +291,7 @@ def synthesize(
     width, height : int or None
         Output size; ``None`` takes the first source's (scaled) size.
     octaves, layers, layer_weights, octave_weights, pooling, padding,
-    source_scale, source_width, weights
+    source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
     optimizer, frames, frame_weight, loop, max_memory, tile_size, precision
@@ -308,8 +318,8 @@ def synthesize(
     config = make_config(
         width=width, height=height, octaves=octaves, layers=layers, layer_weights=layer_weights,
         octave_weights=octave_weights, pooling=pooling, padding=padding, source_scale=source_scale,
-        source_width=source_width, weights=None if weights is None else os.fspath(weights), init=init,
-        seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
+        source_width=source_width, weights=None if weights is None else os.fspath(weights),
+        statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, max_memory=max_memory, tile_size=tile_size,
         precision=precision,
@@ -338,6 +348,12 @@ class Targets:
         Descriptor files behind ``grams``, for the report.
     skipped : list of dict
         Source files a streaming build skipped, for the report.
+    exemplars : list of np.ndarray float32 (h, w, 3)
+        The source images as measured, for the ``spectrum`` start; empty
+        when the targets come from descriptor files or a checkpoint.
+    sliced : SlicedTargets or None
+        The sources' features for the sliced statistic (only when the
+        descriptor config asks for it).
     """
 
     grams: dict[Any, np.ndarray]
@@ -347,6 +363,8 @@ class Targets:
     join: str | None = None
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    exemplars: list[np.ndarray] = field(default_factory=list, repr=False)
+    sliced: SlicedTargets | None = field(default=None, repr=False)
 
 
 def targets_from_images(
@@ -370,7 +388,45 @@ def targets_from_images(
         check_image_size(image.shape[0], image.shape[1], config=config.descriptor, name=info.name)
     grams = average_grams([image_grams(im, network=network, config=config.descriptor) for im in images])
     mean_color = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0).astype(np.float32)
-    return Targets(grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2])
+    return Targets(
+        grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2], exemplars=images,
+        sliced=measure_sliced(images, network=network, config=config.descriptor),
+    )  # fmt: skip
+
+
+def measure_sliced(
+    images: Sequence[np.ndarray],
+    *,
+    network: Any,
+    config: DescriptorConfig,
+    weights: Sequence[float] | None = None,
+) -> SlicedTargets | None:
+    """The images' features for the sliced statistic, or ``None`` when ``config`` does not use it.
+
+    ``weights``: each image's share of the quantile barycentre (default equal).
+    """
+    if "sliced" not in config.statistics:
+        return None
+    from .gram import image_sliced_features
+
+    parts = [
+        SlicedTargets(
+            features={k: [f] for k, f in image_sliced_features(im, network=network, config=config).items()},
+            weights=[1.0],
+        )
+        for im in images
+    ]
+    return join_sliced(parts, weights)
+
+
+def require_images_for_sliced(config: DescriptorConfig, what: str) -> None:
+    """Raise :class:`ConfigError` when the sliced statistic is asked of ``what`` (descriptor files, a build)."""
+    if "sliced" in config.statistics:
+        raise ConfigError(
+            "statistics",
+            f"the sliced statistic needs source images, and {what} hold Gram matrices only: "
+            "give the images with -s, or use --statistics gram",
+        )
 
 
 def targets_from_build(result: BuildResult, *, join: str = "mean") -> Targets:
@@ -610,6 +666,7 @@ def prepare_targets(
     if descriptors is not None:
         if sources is not None:
             raise ConfigError("grams", "give source images or descriptors, not both")
+        require_images_for_sliced(d, "descriptor files")
         return targets_from_descriptors(
             descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
             join=join, grams_weights=grams_weights,
@@ -718,6 +775,7 @@ def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, widt
             mean_color=targets.mean_color,
             seed=config.seed + i,
             max_input_pixels=config.max_input_pixels,
+            exemplars=targets.exemplars,
         )  # fmt: skip
         for i in range(config.frames)
     ]
@@ -804,7 +862,10 @@ def run_synthesis(
 
     def objective_for(net: Any) -> tuple[Any, Any]:
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""
-        style = make_objective(targets.grams, network=net, config=d, height=height, width=width, tile=tile)
+        style = make_objective(
+            targets.grams, network=net, config=d, height=height, width=width, tile=tile,
+            sliced=targets.sliced, seed=config.seed,
+        )  # fmt: skip
         if config.frames == 1:
             return style, style
         from .animate import FramesObjective
@@ -825,6 +886,11 @@ def run_synthesis(
     def octave_losses() -> np.ndarray | None:
         return (style if phase["switched"] is None else exact).last_octave_losses
 
+    def redraw(draw: int) -> None:
+        for target in (style, exact):
+            if target is not None:
+                target.redraw(draw)
+
     checkpointer = (
         None
         if checkpoint is None
@@ -838,6 +904,7 @@ def run_synthesis(
         objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
         octave_losses=octave_losses if config.frames == 1 else None, on_checkpoint=checkpointer,
         finish=finish if config.optimizer == "projected" else None, phase=phase,
+        redraw=redraw, redraw_every=style.redraw_every,
     )  # fmt: skip
     stop_state = getattr(result, "state", None)
     if checkpointer is None or result.stop_reason not in _STOPPED_EARLY or stop_state is None:
@@ -923,18 +990,25 @@ def make_objective(
     height: int,
     width: int,
     tile: int | None,
+    sliced: SlicedTargets | None = None,
+    seed: int = 0,
 ) -> Any:
-    """The style objective for an H×W output: untiled, or tiled with ``tile`` (same values)."""
+    """The texture objective for an H×W output: untiled, or tiled with ``tile`` (same values).
+
+    ``sliced`` and ``seed``: the sliced statistic's source features and the
+    seed of its directions, when ``config.statistics`` has ``sliced``.
+    """
+    common = dict(
+        targets=grams, network=network, config=config, height=height, width=width, sliced=sliced, seed=seed
+    )  # fmt: skip
     if tile is None:
         from .losses import StyleObjective
 
-        return StyleObjective(targets=grams, network=network, config=config, height=height, width=width)
+        return StyleObjective(**common)
     from .tiling import TiledStyleObjective
 
     log.info("evaluating the loss in tiles of %d px (plus halo)", tile)
-    return TiledStyleObjective(
-        targets=grams, network=network, config=config, height=height, width=width, tile=tile
-    )
+    return TiledStyleObjective(tile=tile, **common)
 
 
 def _optimize(
@@ -949,8 +1023,17 @@ def _optimize(
     on_checkpoint: Callable[..., None] | None,
     finish: Any = None,
     phase: dict[str, int | None] | None = None,
+    redraw: Callable[[int], None] | None = None,
+    redraw_every: int | None = None,
 ) -> tuple[Any, int | None]:
     """Run the chosen driver; with the projected one, in checkpointed segments.
+
+    ``redraw`` (with ``redraw_every``): the sliced statistic's directions
+    change every ``redraw_every`` iterations — draw ``iteration //
+    redraw_every`` — and the driver goes on from its best point with fresh
+    L-BFGS memory (the objective changed). The draw follows from the
+    iteration alone, so a resumed run draws what the uninterrupted one did.
+    With scipy's driver the first draw serves the whole run.
 
     ``finish``: the float32 objective a bfloat16 run switches to when its
     driver stops on its own before ``max_iter``. ``phase["switched"]`` is the
@@ -983,9 +1066,21 @@ def _optimize(
     started = time.perf_counter()
     state, checkpointed = resume_state, None
     every = config.checkpoint_every
+    if redraw is not None and redraw_every:
+        redraw((state.iteration if state is not None else 0) // redraw_every)
     while True:
         done = state.iteration if state is not None else 0
+        if redraw is not None and redraw_every and state is not None and done and done % redraw_every == 0:
+            redraw(done // redraw_every)
+            if state.slots:  # not yet carried over to this draw (a resumed state may already be)
+                try:
+                    loss, grad = current(state.best_x)
+                except KeyboardInterrupt:
+                    return _interrupted_at(state), checkpointed
+                state = switch_objective(state, loss=loss, grad=grad)
         cap = min(config.max_iter, done + every) if every else config.max_iter
+        if redraw is not None and redraw_every:
+            cap = min(cap, (done // redraw_every + 1) * redraw_every)
         remaining = (
             None
             if config.time_limit is None
@@ -1035,6 +1130,17 @@ def _optimize(
         phase["switched"] = state.iteration
 
 
+def _interrupted_at(state: Any) -> Any:
+    """The result of a run interrupted between two segments: its best point so far."""
+    from .lbfgs import LBFGSResult
+
+    return LBFGSResult(
+        x=state.best_x, loss=state.best_loss, iterations=state.iteration, evaluations=state.evaluations,
+        stop_reason="interrupted", message="interrupted between two draws of the sliced directions",
+        elapsed_s=0.0, history=list(state.history), state=state,
+    )  # fmt: skip
+
+
 class _Checkpointer:
     """Writes a run's checkpoints; the targets only the first time."""
 
@@ -1064,7 +1170,7 @@ class _Checkpointer:
             mean_color=self.targets.mean_color,
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
-            float32_from_iteration=float32_from_iteration,
+            float32_from_iteration=float32_from_iteration, sliced=self.targets.sliced,
         )  # fmt: skip
         self.first = False
 
@@ -1100,7 +1206,7 @@ def resume_synthesis(
         SourceInfo(**s) if set(s) == {f.name for f in dataclasses.fields(SourceInfo)} else s
         for s in ck.sources
     ]
-    targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size)
+    targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size, sliced=ck.sliced)
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
         resume_state=ck.state, resume_float32_from=ck.float32_from_iteration, on_result=on_result,

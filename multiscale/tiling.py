@@ -52,8 +52,9 @@ from .config import DescriptorConfig
 from .content import TERMS, total_variation
 from .gram import GramKey
 from .layers import LAYER_NAMES, layer_channels, layer_index
-from .losses import gradient_like, style_loss
+from .losses import SlicedDraws, gradient_like, style_loss, term_shares
 from .pyramid import gaussian_pyramid
+from .sliced import SlicedTargets, sorted_cotangent
 from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,10 @@ class _TiledPasses:
     tile : int or None
         Interior size of a tile (``None``: one tile per octave).
     style : bool
-        Whether the Grams of ``config.layers`` are measured at every octave.
+        Whether ``config.layers`` are measured at every octave.
+    gram, sliced : bool
+        What is measured there (with ``style``): Gram sums, and/or the
+        projections of the interiors' feature vectors on given directions.
     content_layers : tuple of str
         Layers whose activations at octave 0 enter a content term.
     channels : {3, 1}
@@ -120,10 +124,13 @@ class _TiledPasses:
         style: bool = True,
         content_layers: Sequence[str] = (),
         channels: int = 3,
+        gram: bool = True,
+        sliced: bool = False,
     ) -> None:
         self.network = network
         self.dtype = network.dtype
-        self.style_layers = tuple(config.layers) if style else ()
+        self.style_layers = tuple(config.layers) if style and gram else ()
+        self.sliced_layers = tuple(config.layers) if style and sliced else ()
         self.content_layers = tuple(content_layers)
         if not style:
             config = dataclasses.replace(
@@ -154,22 +161,27 @@ class _TiledPasses:
 
         @tf.function(reduce_retracing=True, autograph=False)
         def tile_parts(
-            crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], key: tuple
+            crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], dirs: list[tf.Tensor], key: tuple
         ) -> list[tf.Tensor]:
-            return self._parts(crop, bounds, fc, key)
+            return self._parts(crop, bounds, fc, dirs, key)
 
         @tf.function(reduce_retracing=True, autograph=False)
         def tile_grad(
-            crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], seeds: list[tf.Tensor], key: tuple
+            crop: tf.Tensor,
+            bounds: tf.Tensor,
+            fc: list[tf.Tensor],
+            dirs: list[tf.Tensor],
+            seeds: list[tf.Tensor],
+            key: tuple,
         ) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 tape.watch(crop)
-                parts = self._parts(crop, bounds, fc, key)
+                parts = self._parts(crop, bounds, fc, dirs, key)
             return tape.gradient(parts, crop, output_gradients=seeds)
 
         @tf.function(reduce_retracing=True, autograph=False)
         def tile_maps(crop: tf.Tensor, bounds: tf.Tensor, key: tuple) -> list[tf.Tensor]:
-            edges, layers, _, _ = key
+            edges, layers = key[0], key[1]
             feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
             return [_interior(feats[n], bounds[i]) for i, n in enumerate(layers)]
 
@@ -179,15 +191,20 @@ class _TiledPasses:
         self._tile_grad = tile_grad
         self._tile_maps = tile_maps
 
-    def _parts(self, crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], key: tuple) -> list[tf.Tensor]:
-        """``Fᵀ F`` of each style layer's interior, then ``Σ (F − F_c)²`` of each content layer's."""
-        edges, layers, style, content = key
+    def _parts(
+        self, crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], dirs: list[tf.Tensor], key: tuple
+    ) -> list[tf.Tensor]:
+        """``Fᵀ F`` of each Gram layer's interior, ``F D`` of each sliced layer's (rows in
+        row-major order of the interior), then ``Σ (F − F_c)²`` of each content layer's."""
+        edges, layers, style, content, sliced = key
         feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
         inner = {n: _interior(feats[n], bounds[i]) for i, n in enumerate(layers)}
         out = []
         for name in style:
             flat = tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]])
             out.append(tf.matmul(flat, flat, transpose_a=True))
+        for name, d in zip(sliced, dirs, strict=True):
+            out.append(tf.matmul(tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]]), d))
         for name, target in zip(content, fc, strict=True):
             out.append(tf.reduce_sum(tf.square(inner[name] - target)))
         return out
@@ -202,25 +219,36 @@ class _TiledPasses:
             edges = tuple((*r, *c) for r, c in zip(rows.edges, cols.edges, strict=True))
             style = tuple(n for n in layers if n in self.style_layers)
             content = tuple(n for n in layers if k == 0 and n in self.content_layers)
-            out.append((rows, cols, bounds, (edges, layers, style, content)))
+            sliced = tuple(n for n in layers if n in self.sliced_layers)
+            out.append((rows, cols, bounds, (edges, layers, style, content, sliced)))
         return out
 
     def first_pass(
-        self, levels: Sequence[tf.Tensor], content: Mapping[str, np.ndarray]
-    ) -> tuple[dict[GramKey, tf.Tensor], dict[str, tf.Tensor]]:
-        """Gram sums per (octave, style layer) and squared content errors per content layer."""
+        self,
+        levels: Sequence[tf.Tensor],
+        content: Mapping[str, np.ndarray],
+        dirs: Mapping[GramKey, tf.Tensor] | None = None,
+    ) -> tuple[dict[GramKey, tf.Tensor], dict[str, tf.Tensor], dict[GramKey, list[np.ndarray]]]:
+        """Gram sums per (octave, Gram layer), squared content errors per content layer, and
+        the projections ``F D`` of every tile's interior per (octave, sliced layer), in tile order
+        (``dirs``: the directions D of each sliced key)."""
         grams: dict[GramKey, tf.Tensor] = {}
         errors: dict[str, tf.Tensor] = {}
+        projections: dict[GramKey, list[np.ndarray]] = {}
         for k, level in enumerate(levels):
             for rows, cols, bounds, key in self.tiles(k):
-                parts = self._tile_parts(_crop(level, rows, cols), bounds, _fc(content, rows, cols, key), key)
-                style = key[2]
-                for i, value in enumerate(parts):  # the style layers' Gram sums, then the content errors
-                    store, index = (
-                        (grams, (k, style[i])) if i < len(style) else (errors, key[3][i - len(style)])
-                    )
-                    store[index] = store[index] + value if index in store else value
-        return grams, errors
+                style, content_layers, sliced = key[2], key[3], key[4]
+                tile_dirs = [dirs[(k, n)] for n in sliced] if sliced and dirs is not None else []
+                parts = self._tile_parts(
+                    _crop(level, rows, cols), bounds, _fc(content, rows, cols, key), tile_dirs, key
+                )
+                for name, value in zip(style, parts[: len(style)], strict=True):
+                    grams[(k, name)] = grams[(k, name)] + value if (k, name) in grams else value
+                for name, value in zip(sliced, parts[len(style) : len(style) + len(sliced)], strict=True):
+                    projections.setdefault((k, name), []).append(value.numpy())
+                for name, value in zip(content_layers, parts[len(style) + len(sliced) :], strict=True):
+                    errors[name] = errors[name] + value if name in errors else value
+        return grams, errors, projections
 
     def second_pass(
         self,
@@ -230,15 +258,26 @@ class _TiledPasses:
         gram_seeds: Mapping[GramKey, tf.Tensor],
         error_seeds: Mapping[str, tf.Tensor],
         tv_weight: float,
+        dirs: Mapping[GramKey, tf.Tensor] | None = None,
+        projection_seeds: Mapping[GramKey, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
-        """Gradient of ``Σ seed · part`` (plus ``tv_weight · L_tv``) with respect to the image."""
+        """Gradient of ``Σ seed · part`` (plus ``tv_weight · L_tv``) with respect to the image.
+
+        ``projection_seeds``: per sliced key, the gradient with respect to each
+        tile's projections, in the tile order of :meth:`first_pass`."""
         level_grads = []
         for k, level in enumerate(levels):
             acc = np.zeros(level.shape[1:], dtype=level.dtype.as_numpy_dtype)
-            for rows, cols, bounds, key in self.tiles(k):
-                seeds = [gram_seeds[(k, n)] for n in key[2]] + [error_seeds[n] for n in key[3]]
+            for i, (rows, cols, bounds, key) in enumerate(self.tiles(k)):
+                sliced = key[4]
+                tile_dirs = [dirs[(k, n)] for n in sliced] if sliced and dirs is not None else []
+                seeds = (
+                    [gram_seeds[(k, n)] for n in key[2]]
+                    + [tf.constant(projection_seeds[(k, n)][i]) for n in sliced]
+                    + [error_seeds[n] for n in key[3]]
+                )
                 fc = _fc(content, rows, cols, key)
-                grad = self._tile_grad(_crop(level, rows, cols), bounds, fc, seeds, key)
+                grad = self._tile_grad(_crop(level, rows, cols), bounds, fc, tile_dirs, seeds, key)
                 _add_wrapped(acc, grad.numpy()[0], rows, cols)
             level_grads.append(tf.constant(acc[None]))
             del acc
@@ -277,6 +316,37 @@ def _fc(
     return out
 
 
+def _sliced_terms(
+    draws: SlicedDraws, projections: Mapping[GramKey, Sequence[np.ndarray]], *, scale: float
+) -> tuple[float, np.ndarray, dict[GramKey, list[np.ndarray]]]:
+    """The sliced loss from every tile's projections, ranked together, and each tile's gradient.
+
+    Returns the total, its share per octave (both unscaled) and, per key,
+    the gradient of ``scale ×`` the total with respect to each tile's
+    projections, in tile order.
+    """
+    per_octave = np.zeros(draws.config.octaves)
+    seeds: dict[GramKey, list[np.ndarray]] = {}
+    if not draws.active:
+        return 0.0, per_octave, seeds
+    shares = term_shares(draws.config)
+    for key, parts in projections.items():
+        _, target, norm = draws.numpy(key)
+        value, grad = sorted_cotangent(np.concatenate(parts), target, shares[key] / norm)
+        per_octave[key[0]] += value
+        if scale != 1.0:
+            grad *= scale
+        seeds[key] = np.split(grad, np.cumsum([len(p) for p in parts])[:-1])
+    return float(per_octave.sum()), per_octave, seeds
+
+
+def _directions(draws: SlicedDraws) -> dict[GramKey, tf.Tensor] | None:
+    """The current draw's directions per sliced key, as constants (``None``: no sliced term)."""
+    if not draws.active:
+        return None
+    return {key: tf.constant(draws.numpy(key)[0]) for key in draws.counts}
+
+
 def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
     return tf.constant(float(value), dtype=dtype)
 
@@ -289,6 +359,11 @@ class TiledStyleObjective:
     pass and its back-propagation are compiled TF functions (one trace per
     kind of tile: first, middle or last along each axis).
 
+    The sliced terms are exact too: the first pass keeps every tile's
+    projections ``F D``, they are ranked together (the sort is global, as
+    in the untiled loss), and the second pass back-propagates each tile's
+    rows of the gradient (:func:`multiscale.sliced.sorted_cotangent`).
+
     Parameters
     ----------
     targets : dict of (octave, layer) → np.ndarray (C, C)
@@ -299,6 +374,8 @@ class TiledStyleObjective:
     tile : int or None
         Interior size of a tile, in pixels of the octave it cuts; octaves
         no larger are one tile. ``None``: every octave is one tile.
+    sliced, seed
+        As :class:`~multiscale.losses.StyleObjective`.
     """
 
     def __init__(
@@ -310,32 +387,65 @@ class TiledStyleObjective:
         height: int,
         width: int,
         tile: int | None,
+        sliced: SlicedTargets | None = None,
+        seed: int = 0,
     ) -> None:
         self.shape = (1, height, width, 3)
         self.size = height * width * 3
         self.config = config
         self.tile = tile
-        self._passes = _TiledPasses(network=network, config=config, height=height, width=width, tile=tile)
+        self._use_gram = "gram" in config.statistics
+        self._draws = SlicedDraws(
+            config=config, height=height, width=width, sliced=sliced, seed=seed, dtype=network.dtype
+        )
+        self.redraw_every = self._draws.redraw_every
+        self._passes = _TiledPasses(
+            network=network, config=config, height=height, width=width, tile=tile,
+            gram=self._use_gram, sliced=self._draws.active,
+        )  # fmt: skip
         self.plans = self._passes.plans
-        self._targets = {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()}
+        self._targets = (
+            {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()} if self._use_gram else {}
+        )
         self.last_octave_losses: np.ndarray | None = None
 
+    @property
+    def draw(self) -> int | None:
+        """The sliced directions' current draw (``None``: no sliced term)."""
+        return self._draws.draw
+
+    def redraw(self, draw: int) -> None:
+        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
+        self._draws.set(draw)
+
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
-        passes = self._passes
+        passes, config = self._passes, self.config
         x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
         levels = passes.pyramid(x)
-        sums, _ = passes.first_pass(levels, {})
-        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), passes.dtype) for key in sums}
-        grams = {key: s / positions[key] for key, s in sums.items()}
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(grams)
-            total, per_octave = style_loss(grams, self._targets, config=self.config)
+        draws = self._draws
+        dirs_tf = _directions(draws)
+        sums, _, projections = passes.first_pass(levels, {}, dirs_tf)
+        total = 0.0
+        per_octave = np.zeros(config.octaves)
+        seeds: dict[GramKey, tf.Tensor] = {}
+        if self._use_gram:
+            positions = {key: _divisor(self.plans[key[0]].positions(key[1]), passes.dtype) for key in sums}
+            grams = {key: s / positions[key] for key, s in sums.items()}
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(grams)
+                gram_total, gram_octaves = style_loss(grams, self._targets, config=config)
+            total += float(gram_total.numpy())
+            per_octave += gram_octaves.numpy().astype(np.float64)
+            if gradient:
+                d_grams = tape.gradient(gram_total, grams)
+                seeds = {key: d / positions[key] for key, d in d_grams.items()}
+        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(draws, projections, scale=1.0)
+        total += sliced_total
+        per_octave += sliced_octaves
         grad = None
         if gradient:
-            d_grams = tape.gradient(total, grams)
-            seeds = {key: d / positions[key] for key, d in d_grams.items()}
-            grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0)
-        return float(total.numpy()), grad, per_octave.numpy().astype(np.float64)
+            grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0, dirs_tf, projection_seeds)
+        return total, grad, per_octave
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (RGB in [0, 1]).
@@ -347,7 +457,8 @@ class TiledStyleObjective:
         """
         total, grad, per_octave = self._evaluate(x, gradient=True)
         self.last_octave_losses = per_octave
-        assert grad is not None
+        if grad is None:
+            raise RuntimeError("the tiled evaluation returned no gradient")
         return total, gradient_like(x, grad)
 
     def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
@@ -380,6 +491,8 @@ class TiledStylizeObjective:
         width: int,
         channels: int = 3,
         tile: int | None,
+        sliced: SlicedTargets | None = None,
+        seed: int = 0,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -390,6 +503,11 @@ class TiledStylizeObjective:
         dtype = network.dtype
         self._weights = (float(content_weight), float(style_weight), float(tv_weight))
         self._use_style = style_weight > 0
+        self._use_gram = self._use_style and "gram" in config.statistics
+        self._draws = SlicedDraws(
+            config=config, height=height, width=width, sliced=sliced if self._use_style else None, seed=seed,
+            dtype=dtype, active=self._use_style,
+        )  # fmt: skip
         content = dict(content_targets or {}) if content_weight > 0 else {}
         self._content = {n: np.asarray(f, dtype=dtype.as_numpy_dtype) for n, f in content.items()}
         # mean(F_c²) · (number of values): the divisor of Σ (F − F_c)² in the content loss.
@@ -400,10 +518,11 @@ class TiledStylizeObjective:
         self._passes = _TiledPasses(
             network=network, config=config, height=height, width=width, tile=tile,
             style=self._use_style, content_layers=tuple(self._content), channels=channels,
+            gram=self._use_gram, sliced=self._draws.active,
         )  # fmt: skip
         self.plans = self._passes.plans
         self._targets = (
-            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_style else {}
+            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_gram else {}
         )
         self.last_octave_losses: np.ndarray | None = None
         self.last_terms: np.ndarray | None = None
@@ -415,15 +534,19 @@ class TiledStylizeObjective:
         wc, ws, wt = self._weights
         x = tf.constant(np.reshape(image, self.shape), dtype=dtype)
         levels = passes.pyramid(x)
-        sums, errors = passes.first_pass(levels, self._content)
+        dirs = _directions(self._draws)
+        sums, errors, projections = passes.first_pass(levels, self._content, dirs)
         positions = {key: _divisor(self.plans[key[0]].positions(key[1]), dtype) for key in sums}
         grams = {key: s / positions[key] for key, s in sums.items()}
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(grams)
-            if self._use_style:
-                style, per_octave = style_loss(grams, self._targets, config=self.config)
+            if self._use_gram:
+                gram_style, per_octave = style_loss(grams, self._targets, config=self.config)
             else:
-                style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
+                gram_style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
+        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self._draws, projections, scale=ws)
+        style = float(gram_style.numpy()) + sliced_total
+        per_octave = per_octave.numpy().astype(np.float64) + sliced_octaves
         # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
         n_content = max(len(self._content), 1)
         content = sum(
@@ -431,23 +554,35 @@ class TiledStylizeObjective:
         )
         content = content / n_content
         tv = total_variation(x)
-        stacked = np.array([float(content.numpy()), float(style.numpy()), float(tv.numpy())])
+        stacked = np.array([float(content.numpy()), style, float(tv.numpy())])
         total = float(np.dot(self._weights, stacked))
         grad = None
         if gradient:
             gram_seeds = {}
-            if self._use_style:
-                d_grams = tape.gradient(style, grams)
+            if self._use_gram:
+                d_grams = tape.gradient(gram_style, grams)
                 gram_seeds = {key: ws * d / positions[key] for key, d in d_grams.items()}
             error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
-            grad = passes.second_pass(x, levels, self._content, gram_seeds, error_seeds, wt)
-        return total, stacked, per_octave.numpy().astype(np.float64), grad
+            grad = passes.second_pass(
+                x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds
+            )
+        return total, stacked, per_octave, grad
+
+    @property
+    def draw(self) -> int | None:
+        """The sliced directions' current draw (``None``: no sliced term)."""
+        return self._draws.draw
+
+    def redraw(self, draw: int) -> None:
+        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
+        self._draws.set(draw)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
         total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
         self.last_terms, self.last_octave_losses = stacked, per_octave
-        assert grad is not None
+        if grad is None:
+            raise RuntimeError("the tiled evaluation returned no gradient")
         return total, gradient_like(x, grad)
 
     def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
@@ -471,7 +606,7 @@ def tiled_grams(
     """
     h, w = image.shape[:2]
     passes = _TiledPasses(network=network, config=config, height=h, width=w, tile=tile)
-    sums, _ = passes.first_pass(passes.pyramid(tf.constant(image[None], dtype=network.dtype)), {})
+    sums, _, _ = passes.first_pass(passes.pyramid(tf.constant(image[None], dtype=network.dtype)), {})
     out = {}
     for (k, name), s in sums.items():
         g = s.numpy().astype(np.float64) / passes.plans[k].positions(name)

@@ -31,7 +31,9 @@ def tiles(source):
     return out
 
 
-# Measured: wrap 0.92 (energy) and 0.38 (Gram); reflect 2.19 and 17.9.
+# Measured with the spectrum start, seeds 1–3: energy wrap 0.71–1.02, reflect 2.05–2.69; Gram
+# wrap 0.78–2.19, reflect 14.8–34.8 (a 64² texture after 60 iterations: the Gram ratio of a
+# seamless tile varies several-fold between seeds, a seam multiplies it by ten or more).
 
 
 def seam_energy_ratio(tile: np.ndarray) -> float:
@@ -65,9 +67,11 @@ def test_tileable_output_has_no_seam_in_gradient_energy(tiles):
 
 
 def test_tileable_output_has_no_seam_in_gram_loss(tiles, source):
-    """Tolerance: a window across the seams scores within 25 % of the tile's own loss."""
-    assert seam_gram_ratio(tiles["wrap"], source) < 1.25
-    assert seam_gram_ratio(tiles["reflect"], source) > 2.0
+    """Tolerance: a window across the seams scores within 2.5× the tile's own loss (the seed-to-seed
+    spread of a seamless tile), and at least 5× less than across an ordinary texture's seams."""
+    wrap = seam_gram_ratio(tiles["wrap"], source)
+    assert wrap < 2.5
+    assert seam_gram_ratio(tiles["reflect"], source) > 5 * wrap
 
 
 def test_tileable_sizes_must_halve_evenly(source):

@@ -1,0 +1,217 @@
+"""The sliced-Wasserstein statistic: known answers, gradients, exact tiles, redraws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multiscale._tf import tf
+from multiscale.backbone import VGG16, load_weights
+from multiscale.config import DescriptorConfig
+from multiscale.errors import ConfigError
+from multiscale.gram import image_grams
+from multiscale.losses import StyleObjective, sliced_term
+from multiscale.sliced import (
+    MAX_SOURCE_POSITIONS,
+    REDRAW_EVERY,
+    SlicedTargets,
+    directions,
+    join_sliced,
+    quantiles,
+    sample_positions,
+    sorted_cotangent,
+)
+from multiscale.synthesize import measure_sliced
+from multiscale.tiling import TiledStyleObjective
+
+LAYERS = ("conv1_1", "pool1")
+
+
+def test_directions_are_unit_columns_and_depend_only_on_seed_draw_and_key() -> None:
+    d = directions(16, seed=3, draw=2, key=(1, "pool1"))
+    assert d.shape == (16, 16) and d.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(d, axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(d, directions(16, seed=3, draw=2, key=(1, "pool1")))
+    for other in (dict(seed=4, draw=2, key=(1, "pool1")), dict(seed=3, draw=3, key=(1, "pool1"))):
+        assert not np.array_equal(d, directions(16, **other))
+    assert not np.array_equal(d, directions(16, seed=3, draw=2, key=(0, "pool1")))
+
+
+def test_quantiles_of_the_same_count_are_the_values_and_interpolate_otherwise() -> None:
+    values = np.arange(8, dtype=np.float64)[:, None]
+    np.testing.assert_array_equal(quantiles(values, 8), values)
+    # levels (i + ½)/4 of 8 order statistics fall halfway between pairs
+    np.testing.assert_allclose(quantiles(values, 4)[:, 0], [0.5, 2.5, 4.5, 6.5])
+    # more levels than values: clamped at the ends, linear between
+    q = quantiles(values, 16)[:, 0]
+    assert q[0] == 0.0 and q[-1] == 7.0 and np.all(np.diff(q) >= 0)
+
+
+def test_averaging_quantile_functions_is_the_wasserstein_barycentre_in_1d() -> None:
+    """Barycentre of N(0, 1) and N(4, 1) with equal weights is N(2, 1)."""
+    rng = np.random.default_rng(0)
+    z = np.sort(rng.standard_normal(20000))
+    a = SlicedTargets(features={(0, "x"): [(z[:, None] + 0.0).astype(np.float32)]}, weights=[1.0])
+    b = SlicedTargets(features={(0, "x"): [(z[:, None] + 4.0).astype(np.float32)]}, weights=[1.0])
+    joined = join_sliced([a, b])
+    _, target = joined.draw(seed=0, draw=0, counts={(0, "x"): 20000})[(0, "x")]
+    # one direction in 1-D: ±1; the projected barycentre is the projection of N(2, 1)
+    d = directions(1, seed=0, draw=0, key=(0, "x"))[0, 0]
+    expected = np.sort((z + 2.0) * d)
+    np.testing.assert_allclose(target[:, 0], expected, atol=1e-5)
+
+
+def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal((50, 3))
+    t = np.sort(rng.standard_normal((50, 3)), axis=0)
+    value, grad = sorted_cotangent(p, t, 0.7)
+    pt = tf.constant(p)
+    with tf.GradientTape() as tape:
+        tape.watch(pt)
+        ranked = tf.transpose(tf.sort(tf.transpose(pt), axis=-1))
+        tf_value = 0.7 * tf.reduce_mean(tf.square(ranked - t))
+    assert value == pytest.approx(float(tf_value), rel=1e-12)
+    np.testing.assert_allclose(grad, tape.gradient(tf_value, pt).numpy(), atol=1e-14)
+    eps = 1e-6
+    for i, j in [(0, 0), (17, 1), (49, 2)]:
+        q = p.copy()
+        q[i, j] += eps
+        fd = (sorted_cotangent(q, t, 0.7)[0] - sorted_cotangent(p - (q - p), t, 0.7)[0]) / (2 * eps)
+        assert grad[i, j] == pytest.approx(fd, rel=1e-5)
+
+
+def test_sliced_term_is_zero_for_the_target_distribution_in_any_order() -> None:
+    rng = np.random.default_rng(2)
+    f = rng.standard_normal((40, 4)).astype(np.float32)
+    d = directions(4, seed=0, draw=0, key=(0, "a"))
+    target = np.sort(f @ d, axis=0)
+    shuffled = f[rng.permutation(40)]
+    assert float(sliced_term(tf.constant(shuffled), tf.constant(d), tf.constant(target), 1.0)) < 1e-12
+
+
+def test_source_positions_are_capped_by_a_fixed_subset() -> None:
+    big = np.arange((MAX_SOURCE_POSITIONS + 10) * 2, dtype=np.float32).reshape(-1, 2)
+    kept = sample_positions(big)
+    assert kept.shape == (MAX_SOURCE_POSITIONS, 2)
+    np.testing.assert_array_equal(kept, sample_positions(big))
+    small = big[:100]
+    np.testing.assert_array_equal(sample_positions(small), small)
+
+
+def _objectives(config, *, size=(40, 32), tile=16, dtype=tf.float64, seed=5):
+    h, w = size
+    rng = np.random.default_rng(0)
+    source = rng.uniform(size=(36, 44, 3)).astype(np.float32)
+    net32 = VGG16(load_weights(), padding=config.padding)
+    net = VGG16(load_weights(), padding=config.padding, dtype=dtype)
+    grams = image_grams(source, network=net32, config=config)
+    sliced = measure_sliced([source], network=net32, config=config)
+    common = dict(targets=grams, network=net, config=config, height=h, width=w, sliced=sliced, seed=seed)
+    whole = StyleObjective(**common)
+    tiled = TiledStyleObjective(tile=tile, **common)
+    return whole, tiled, rng.uniform(0.05, 0.95, size=h * w * 3), source
+
+
+@pytest.mark.parametrize(
+    ("statistics", "padding", "octaves"),
+    [(("sliced",), "reflect", 2), (("gram", "sliced"), "reflect", 2), (("sliced",), "wrap", 2)],
+)
+def test_tiled_sliced_loss_and_gradient_equal_the_untiled_ones(statistics, padding, octaves) -> None:
+    config = DescriptorConfig(octaves=octaves, layers=LAYERS, padding=padding, statistics=statistics)
+    whole, tiled, x, _ = _objectives(config)
+    assert max(p.tiles for p in tiled.plans) > 1
+    for draw in (0, 3):
+        whole.redraw(draw)
+        tiled.redraw(draw)
+        loss, grad = whole(x)
+        tloss, tgrad = tiled(x)
+        assert tloss == pytest.approx(loss, rel=1e-12)
+        np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
+        np.testing.assert_allclose(tiled.last_octave_losses, whole.last_octave_losses, rtol=1e-12)
+
+
+def test_sliced_gradient_matches_finite_differences_in_float64() -> None:
+    config = DescriptorConfig(octaves=1, layers=("conv1_1",), statistics=("sliced",))
+    whole, _, x, _ = _objectives(config, size=(16, 16))
+    _, grad = whole(x)
+    rng = np.random.default_rng(3)
+    eps = 1e-5
+    for i in rng.choice(x.size, 6, replace=False):
+        e = np.zeros_like(x)
+        e[i] = eps
+        fd = (whole(x + e)[0] - whole(x - e)[0]) / (2 * eps)
+        assert grad[i] == pytest.approx(fd, rel=1e-3, abs=1e-9 * np.abs(grad).max())
+
+
+def test_the_source_itself_has_zero_sliced_loss_and_a_redraw_changes_a_noise_image_loss() -> None:
+    config = DescriptorConfig(octaves=2, layers=LAYERS, statistics=("sliced",))
+    net = VGG16(load_weights())
+    source = np.random.default_rng(4).uniform(size=(32, 32, 3)).astype(np.float32)
+    sliced = measure_sliced([source], network=net, config=config)
+    obj = StyleObjective(targets={}, network=net, config=config, height=32, width=32, sliced=sliced, seed=0)
+    assert obj.loss(source)[0] < 1e-10
+    noise = np.full((32, 32, 3), 0.5, np.float32)
+    first = obj.loss(noise)[0]
+    obj.redraw(1)
+    assert obj.draw == 1 and obj.loss(noise)[0] != first and obj.loss(source)[0] < 1e-10
+
+
+def test_the_sliced_statistic_is_refused_without_images() -> None:
+    from multiscale.synthesize import require_images_for_sliced
+
+    with pytest.raises(ConfigError, match="sliced statistic needs source images"):
+        require_images_for_sliced(DescriptorConfig(statistics=("gram", "sliced")), "descriptor files")
+    require_images_for_sliced(DescriptorConfig(), "descriptor files")
+    with pytest.raises(ConfigError, match="statistics"):
+        DescriptorConfig(statistics=("moments",))
+    with pytest.raises(ConfigError, match="statistics"):
+        DescriptorConfig(statistics=())
+
+
+def test_tiled_style_transfer_with_the_sliced_term_equals_the_untiled_one() -> None:
+    from multiscale.content import StylizeObjective, content_features
+    from multiscale.tiling import TiledStylizeObjective
+
+    config = DescriptorConfig(octaves=2, layers=LAYERS, statistics=("gram", "sliced"))
+    rng = np.random.default_rng(6)
+    style = rng.uniform(size=(36, 36, 3)).astype(np.float32)
+    content = rng.uniform(size=(40, 32, 3)).astype(np.float32)
+    net32 = VGG16(load_weights())
+    net = VGG16(load_weights(), dtype=tf.float64)
+    common = dict(
+        style_targets=image_grams(style, network=net32, config=config),
+        content_targets=content_features(content, network=net32, layers=("conv1_2",)),
+        network=net, config=config, content_weight=1.0, style_weight=2.0, tv_weight=0.5,
+        height=40, width=32, sliced=measure_sliced([style], network=net32, config=config), seed=1,
+    )  # fmt: skip
+    whole, tiled = StylizeObjective(**common), TiledStylizeObjective(tile=16, **common)
+    x = rng.uniform(0.05, 0.95, size=40 * 32 * 3)
+    loss, grad = whole(x)
+    tloss, tgrad = tiled(x)
+    assert tloss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
+    np.testing.assert_allclose(tiled.last_terms, whole.last_terms, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [REDRAW_EVERY, REDRAW_EVERY + 6])
+def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_does(tmp_path, stop) -> None:
+    """The draw follows from the iteration, and the checkpoint holds the sources' features."""
+    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+
+    source = np.random.default_rng(7).uniform(size=(40, 40, 3)).astype(np.float32)
+    tiny = dict(octaves=2, layers=LAYERS, width=32, height=32, statistics=("sliced",), seed=2)
+    total = 2 * REDRAW_EVERY + 5
+    config = make_config(max_iter=total, **tiny)
+    whole = run_synthesis(source, config=config)
+    assert whole.report.iterations == total
+    first = run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    assert first.report.stop_reason == "callback"
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    assert resumed.report.iterations == total
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert resumed.report.loss == whole.report.loss
