@@ -431,6 +431,20 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(sou
     assert read_checkpoint(folder).state.iteration == 3 and _leftovers(folder) == []
 
 
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_keeps_the_previous_checkpoint_and_says_which_folder(tmp_path):
+    folder = _write(default_folder(tmp_path / "out.png"), 3)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(
+            OutputError, match="out.png.ckpt: cannot create the checkpoint folder: Permission denied"
+        ):
+            _write(folder, 5, write_targets=False)
+    finally:
+        tmp_path.chmod(0o755)
+    assert read_checkpoint(folder).state.iteration == 3 and _leftovers(folder) == []
+
+
 def test_write_errors_name_the_checkpoint_folder(tmp_path):
     """The message a full disk gives (the real thing is test_a_full_disk_during_a_checkpoint_write_…)."""
     folder = _write(default_folder(tmp_path / "out.png"), 3)
