@@ -11,7 +11,7 @@ seconds per texture; writes ``scores.json``, ``contact_sheet.png`` and ``contact
 The measuring set is a folder of ``ID/`` folders holding ``example.jpg``, ``heitz_sw.jpg`` (Heitz et al.,
 CVPR 2021) and ``gonthier_mr.jpg`` (Gonthier et al., 2020); it is read in place, never copied.
 
-    python benchmarks/quality.py --label baseline --out /tmp/quality/baseline
+    python benchmarks/quality.py --revision HEAD --label baseline --out /tmp/quality/baseline
     python benchmarks/quality.py --label mean-init --out /tmp/quality/mean -- --init mean
     python benchmarks/quality.py --score-only --out /tmp/quality/baseline --results
     python benchmarks/quality.py --compare /tmp/quality/baseline/scores.json /tmp/quality/mean/scores.json
