@@ -99,6 +99,8 @@ class Checkpoint:
         the run goes on in float32.
     sliced : SlicedTargets or None
         The sources' features, for a run with the sliced statistic.
+    sliced_draw : (int, int) or None
+        That run's draw of directions and the iteration where it began.
     """
 
     folder: Path
@@ -110,6 +112,7 @@ class Checkpoint:
     state: Any
     float32_from_iteration: int | None = None
     sliced: SlicedTargets | None = None
+    sliced_draw: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -438,6 +441,7 @@ def write_checkpoint(
     write_targets: bool = True,
     float32_from_iteration: int | None = None,
     sliced: SlicedTargets | None = None,
+    sliced_draw: tuple[int, int] | None = None,
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
@@ -445,7 +449,8 @@ def write_checkpoint(
     which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
     targets never change during a run: later checkpoints of the same run
     pass ``write_targets=False``. ``float32_from_iteration``: see :class:`Checkpoint`.
-    ``sliced``: the sources' features when the run uses the sliced statistic.
+    ``sliced``: the sources' features when the run uses the sliced statistic;
+    ``sliced_draw``: its current draw of directions and the iteration it began at.
     """
     from .lbfgs import save_state
 
@@ -472,6 +477,7 @@ def write_checkpoint(
                 "sources": sources,
                 "float32_from_iteration": float32_from_iteration,
                 "sliced": _sliced_meta(sliced),
+                "sliced_draw": None if sliced_draw is None else [int(v) for v in sliced_draw],
             },
         )
     return folder
@@ -664,6 +670,11 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         switched = meta.get("float32_from_iteration")
         if switched is not None:
             switched = _count(switched, "float32_from_iteration")
+        draw = meta.get("sliced_draw")
+        if draw is not None:
+            draw = (_count(draw[0], "sliced_draw"), _count(draw[1], "sliced_draw"))
+            if len(meta["sliced_draw"]) != 2 or draw[1] > _count(meta["iteration"], "iteration"):
+                raise ValueError(f"'sliced_draw' {meta['sliced_draw']!r} does not fit the iteration")
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
     d = config.descriptor
@@ -681,7 +692,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     return Checkpoint(
         folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
-        sliced=None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta),
+        sliced=None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta), sliced_draw=draw,
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip
 

@@ -799,6 +799,7 @@ def run_synthesis(
     output: str | os.PathLike[str] | None = None,
     resume_state: Any = None,
     resume_float32_from: int | None = None,
+    resume_sliced_draw: tuple[int, int] | None = None,
     on_result: Callable[[SynthesisResult], Any] | None = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
@@ -881,7 +882,9 @@ def run_synthesis(
     if run_network is not network:  # float32 finishes the run and scores the saved image
         finish, exact = objective_for(network)
     # the iteration where float32 took over (None: not yet); _optimize sets it at the switch
-    phase: dict[str, int | None] = {"switched": resume_float32_from if exact is not None else None}
+    phase: dict[str, Any] = {"switched": resume_float32_from if exact is not None else None}
+    if resume_sliced_draw is not None:  # the draw a resumed run is in, and where it began
+        phase["draw"], phase["draw_from"] = resume_sliced_draw
 
     def octave_losses() -> np.ndarray | None:
         return (style if phase["switched"] is None else exact).last_octave_losses
@@ -897,7 +900,7 @@ def run_synthesis(
         else _Checkpointer(
             # the resolved precision: a resume must not measure again and choose otherwise
             checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
-            targets=targets, shape=shape,
+            targets=targets, shape=shape, phase=phase,
         )
     )  # fmt: skip
     result, checkpointed = _optimize(
@@ -1029,11 +1032,15 @@ def _optimize(
     """Run the chosen driver; with the projected one, in checkpointed segments.
 
     ``redraw`` (with ``redraw_every``): the sliced statistic's directions
-    change every ``redraw_every`` iterations — draw ``iteration //
-    redraw_every`` — and the driver goes on from its best point with fresh
-    L-BFGS memory (the objective changed). The draw follows from the
-    iteration alone, so a resumed run draws what the uninterrupted one did.
-    With scipy's driver the first draw serves the whole run.
+    change every ``redraw_every`` iterations, and sooner when the driver
+    stops on its own within a draw (``tol`` met for these directions, or no
+    decrease found: the texture is not done, only this draw's 1-D
+    marginals); the driver goes on from its best point with fresh L-BFGS
+    memory (the objective changed). ``phase["draw"]`` is the current draw
+    and ``phase["draw_from"]`` the iteration it began at: set here, or by a
+    resumed run from its checkpoint, so a resume draws what the
+    uninterrupted run did. With scipy's driver the first draw serves the
+    whole run.
 
     ``finish``: the float32 objective a bfloat16 run switches to when its
     driver stops on its own before ``max_iter``. ``phase["switched"]`` is the
@@ -1066,21 +1073,34 @@ def _optimize(
     started = time.perf_counter()
     state, checkpointed = resume_state, None
     every = config.checkpoint_every
-    if redraw is not None and redraw_every:
-        redraw((state.iteration if state is not None else 0) // redraw_every)
+    sliced = redraw is not None and bool(redraw_every)
+    if sliced:
+        phase.setdefault("draw", 0)
+        phase.setdefault("draw_from", 0)
+        redraw(phase["draw"])
+
+    def next_draw(state: Any) -> Any:
+        """The next draw of directions, from the best point so far, with fresh L-BFGS memory."""
+        draw = phase["draw"] + 1
+        redraw(draw)
+        try:
+            loss, grad = current(state.best_x)
+        except KeyboardInterrupt:
+            redraw(phase["draw"])  # the state is still the old draw's, and so is a checkpoint of it
+            raise
+        phase["draw"], phase["draw_from"] = draw, state.iteration
+        return switch_objective(state, loss=loss, grad=grad)
+
     while True:
         done = state.iteration if state is not None else 0
-        if redraw is not None and redraw_every and state is not None and done and done % redraw_every == 0:
-            redraw(done // redraw_every)
-            if state.slots:  # not yet carried over to this draw (a resumed state may already be)
-                try:
-                    loss, grad = current(state.best_x)
-                except KeyboardInterrupt:
-                    return _interrupted_at(state), checkpointed
-                state = switch_objective(state, loss=loss, grad=grad)
+        if sliced and state is not None and phase["draw_from"] + redraw_every <= done < config.max_iter:
+            try:
+                state = next_draw(state)
+            except KeyboardInterrupt:
+                return _interrupted_at(state), checkpointed
         cap = min(config.max_iter, done + every) if every else config.max_iter
-        if redraw is not None and redraw_every:
-            cap = min(cap, (done // redraw_every + 1) * redraw_every)
+        if sliced:
+            cap = min(cap, phase["draw_from"] + redraw_every)
         remaining = (
             None
             if config.time_limit is None
@@ -1102,6 +1122,21 @@ def _optimize(
                 return res, checkpointed
             checkpointed = state.iteration
         if segment_end:
+            continue
+        if (
+            sliced
+            and res.stop_reason in ("converged", "abnormal")
+            and state is not None
+            and phase["draw_from"] < state.iteration < config.max_iter
+            and (finish is None or current is finish)
+            and (config.time_limit is None or time.perf_counter() - started < config.time_limit)
+        ):
+            log.info("draw %d stopped at iteration %d (%s); drawing new directions", phase["draw"],
+                     state.iteration, res.message)  # fmt: skip
+            try:
+                state = next_draw(state)
+            except KeyboardInterrupt:
+                return _interrupted_at(state), checkpointed
             continue
         if (
             finish is None
@@ -1152,7 +1187,9 @@ class _Checkpointer:
         output: Any,
         targets: Targets,
         shape: tuple[int, ...],
+        phase: Mapping[str, Any] | None = None,
     ) -> None:
+        self.phase = {} if phase is None else phase  # the sliced draw is read from it at each write
         self.folder, self.config, self.output, self.targets, self.shape = (
             folder,
             config,
@@ -1171,6 +1208,7 @@ class _Checkpointer:
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
             float32_from_iteration=float32_from_iteration, sliced=self.targets.sliced,
+            sliced_draw=(self.phase["draw"], self.phase["draw_from"]) if "draw" in self.phase else None,
         )  # fmt: skip
         self.first = False
 
@@ -1210,6 +1248,7 @@ def resume_synthesis(
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
         resume_state=ck.state, resume_float32_from=ck.float32_from_iteration, on_result=on_result,
+        resume_sliced_draw=ck.sliced_draw,
     )  # fmt: skip
     return result, ck.output
 

@@ -215,3 +215,35 @@ def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_doe
     assert resumed.report.iterations == total
     np.testing.assert_array_equal(resumed.image, whole.image)
     assert resumed.report.loss == whole.report.loss
+
+
+@pytest.mark.slow
+def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(tmp_path, caplog) -> None:
+    """With a loose tol draws stop on their own within a few iterations; the run goes on with new
+    directions to max_iter, and a checkpoint records the draw, so a resume repeats it.
+
+    (A stop requested by the callback at the very iteration where a draw meets ``tol`` is taken
+    first, and the resumed run then finishes that draw: so the stop is put elsewhere.)"""
+    import logging
+    import re
+
+    from multiscale.checkpoint import read_checkpoint
+    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+
+    source = np.random.default_rng(8).uniform(size=(40, 40, 3)).astype(np.float32)
+    config = make_config(
+        max_iter=30, tol=3e-4, octaves=2, layers=LAYERS, width=32, height=32, statistics=("sliced",), seed=1
+    )
+    with caplog.at_level(logging.INFO, logger="multiscale.synthesize"):
+        whole = run_synthesis(source, config=config)
+    ends = {int(m) for m in re.findall(r"stopped at iteration (\d+)", caplog.text)}
+    assert whole.report.iterations == 30 and len(ends) >= 2  # several draws ended early
+    stop = next(k for k in range(min(ends) + 1, 30) if k not in ends)
+    run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    draw, began = read_checkpoint(tmp_path / "ck").sliced_draw
+    assert draw >= 1 and began % REDRAW_EVERY != 0  # a draw that began early
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    np.testing.assert_array_equal(resumed.image, whole.image)
