@@ -1106,10 +1106,22 @@ def _optimize(
             if config.time_limit is None
             else max(config.time_limit - (time.perf_counter() - started), 1e-9)
         )
-        # overwrite_inputs: the run starts in x0's buffer, a segment in the previous one's memory
-        res = projected(
-            current, x0, max_iter=cap, time_limit=remaining, state=state, overwrite_inputs=True, **common
-        )
+        try:
+            # overwrite_inputs: the run starts in x0's buffer, a segment in the previous one's memory
+            res = projected(
+                current, x0, max_iter=cap, time_limit=remaining, state=state, overwrite_inputs=True, **common
+            )
+        except KeyboardInterrupt:
+            # Not in the driver's own handling: while it took over the previous segment's memory or
+            # handed it back, so its pairs may be half rearranged. The best point is a whole image;
+            # no checkpoint comes from that memory (the last one written stays).
+            if state is None:
+                raise
+            res = dataclasses.replace(
+                _interrupted_at(state), state=None,
+                message="interrupted between two segments; the last checkpoint written is kept",
+            )  # fmt: skip
+            return res, checkpointed
         state = res.state if res.state is not None else state
         res.state = state
         segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter

@@ -262,21 +262,49 @@ def test_sigterm_during_grams_build_keeps_the_images_measured_so_far(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_ctrl_c_while_the_driver_takes_over_a_segment_s_memory_keeps_the_image_and_the_last_checkpoint(
+    source_file, tmp_path, monkeypatch
+):
+    """Outside the driver's own handling (its pairs may be half rearranged): no checkpoint from them."""
+    import multiscale.lbfgs as lbfgs
+
+    real, calls = lbfgs._Driver.restore, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lbfgs._Driver, "restore", interrupted)
+    out = tmp_path / "run.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "9", "--checkpoint-every", "1"]
+    result = CliRunner().invoke(cli, [*args, "-q", "-o", str(out)])
+    assert result.exit_code == 130 and "best image so far written to" in result.output, result.output
+    report = json.loads(out.with_name("run.png.json").read_text())
+    assert report["stop_reason"] == "interrupted" and report["iterations"] == 3
+    assert read_checkpoint(default_folder(out)).state.iteration == 3 and _leftovers(default_folder(out)) == []
+
+
 # --------------------------------------------------------------------------- real subprocesses
 
 
 def _start(args: list[str], cwd: Path, *, file_size_limit: int | None = None) -> subprocess.Popen:
     """``multiscale ARGS`` in a subprocess with SIGINT's default handler (see conftest)."""
 
-    def limit() -> None:
-        # A write past the limit then fails with EFBIG, as on a full disk (not SIGXFSZ's core dump).
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+    def prepare() -> None:
+        # As in a terminal, whatever the test runner's own dispositions (nohup ignores SIGHUP).
+        for s in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL)
+        if file_size_limit is not None:
+            # A write past the limit then fails with EFBIG, as on a full disk (not SIGXFSZ's core dump).
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
         [sys.executable, "-c", _CODE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=None if file_size_limit is None else limit,
+        text=True, preexec_fn=prepare,
     )  # fmt: skip
 
 
