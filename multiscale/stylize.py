@@ -46,7 +46,7 @@ from .checkpoint import (
     save_then_checkpoint,
     write_style_checkpoint,
 )
-from .color import grey_rgb, luminance, match_color, match_luminance, recombine
+from .color import grey_rgb, luminance, match_color, match_luminance, match_palette, recombine
 from .config import (
     DESCRIPTOR_DEFAULTS,
     FIRST_STAGE_MAX_SIDE,
@@ -544,7 +544,9 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     config = plan.config
-    if config.init == "content":
+    if config.init == "palette" and config.preserve_color == "none":
+        return _resize(match_palette(plan.content, plan.styles, plan.blend), height, width)
+    if config.init in ("content", "palette"):
         return _resize(plan.content, height, width)
     if plan.init_image is not None:
         return _resize(plan.init_image, height, width)
@@ -770,6 +772,17 @@ class _StyleCheckpointer:
         )  # fmt: skip
 
 
+def _stage_start(
+    stage: int, image: np.ndarray, records: list[StageInfo], history: list[float]
+) -> tuple[StylePosition, np.ndarray]:
+    """A checkpoint's (position, current image) at the start of ``stage``, from ``image`` at its size."""
+    position = StylePosition(
+        stage=stage, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None,
+        stages=[dataclasses.asdict(r) for r in records], image=image, history=np.array(history),
+    )  # fmt: skip
+    return position, image
+
+
 def _worth_a_checkpoint(reason: str, *, last: bool, periodic: bool) -> bool:
     """Whether a stage that ended for ``reason`` leaves a checkpoint behind.
 
@@ -920,14 +933,7 @@ def _run_stages(
             objective = None
             reason, message = "interrupted", f"interrupted (Ctrl-C) while preparing stage {i + 1} of {n}"
             if checkpointer is not None:
-                x0 = _resize(current, h, w)
-                final_checkpoint = (
-                    StylePosition(
-                        stage=i, stage_iterations=0, stage_evaluations=0, stage_elapsed_s=0.0, best_loss=None,
-                        stages=[dataclasses.asdict(r) for r in records], image=x0, history=np.array(history),
-                    ),
-                    x0,
-                )  # fmt: skip
+                final_checkpoint = _stage_start(i, _resize(current, h, w), records, history)
             break
 
         if done_iters >= config.max_iter:
@@ -987,18 +993,30 @@ def _run_stages(
             return stop
 
         stage_obj = objective
-        result = minimize(
-            stage_obj,
-            start_point(x0) if config.optimizer == "projected" else x0.reshape(-1),
-            bounds=(0.0, 1.0),
-            max_iter=config.max_iter - done_iters,
-            tol=config.tol,
-            history=config.history,
-            time_limit=budget,
-            callback=on_iteration,
-            octave_losses=lambda obj=stage_obj: obj.last_octave_losses,
-            shape=(h, w, channels),
-        )
+        try:
+            result = minimize(
+                stage_obj,
+                start_point(x0) if config.optimizer == "projected" else x0.reshape(-1),
+                bounds=(0.0, 1.0),
+                max_iter=config.max_iter - done_iters,
+                tol=config.tol,
+                history=config.history,
+                time_limit=budget,
+                callback=on_iteration,
+                octave_losses=lambda obj=stage_obj: obj.last_octave_losses,
+                shape=(h, w, channels),
+            )
+        except KeyboardInterrupt:
+            # Outside the driver's own handling (its set-up or hand-back): the stage's progress in
+            # memory is lost. The run ends with the previous stage's image, as if interrupted while
+            # preparing this stage; a checkpoint written during the stage stays.
+            if current is None:
+                raise
+            objective = None
+            reason, message = "interrupted", f"interrupted at the start or end of stage {i + 1} of {n}"
+            if checkpointer is not None and not latest:
+                final_checkpoint = _stage_start(i, _resize(current, h, w), records, history)
+            break
         if getattr(result, "state", None) is not None:
             result.state = None  # no resume from a stage's L-BFGS state: free its pairs now
         current = result.x.reshape(h, w, channels).astype(np.float32)

@@ -279,6 +279,27 @@ def test_ctrl_c_between_stages_resumes_at_the_start_of_the_next(images, tmp_path
     assert [s.iterations for s in resumed.report.stages] == [3, 3]
 
 
+def test_ctrl_c_outside_the_driver_s_own_handling_ends_with_the_previous_stage(images, tmp_path, monkeypatch):
+    """Ctrl-C while stage 2's driver sets up (before its own handler): the stage is lost, the run is not."""
+    import multiscale.lbfgs as lbfgs
+
+    content, style = images
+    plan = prepare_stylize(content, style, config=make_config(stages=2, max_iter=3, **SMALL))
+    original, calls = lbfgs.minimize, []
+
+    def interrupted_at_stage_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lbfgs, "minimize", interrupted_at_stage_2)
+    first = run_plan(plan, checkpoint=tmp_path / "ck", output=tmp_path / "o.png")
+    assert first.report.stop_reason == "interrupted" and first.image.shape == (43, 64, 3)
+    ck = read_style_checkpoint(tmp_path / "ck")
+    assert (ck.position.stage, ck.position.stage_iterations) == (1, 0)
+
+
 @pytest.fixture(scope="module")
 def interrupted(images, tmp_path_factory, interrupt_cli) -> dict:
     """A real `multiscale stylize` subprocess stopped by SIGINT after its first iteration."""
