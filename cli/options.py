@@ -267,6 +267,9 @@ texture_options = compose(
     click.option("--frame-weight", type=click.FloatRange(min=0), default=S.frame_weight, show_default=True,
                  help="How strongly consecutive frames are pulled toward each other."),
     click.option("--loop", is_flag=True, help="Also pull the last frame toward the first: a seamless loop."),
+    click.option("--spectrum-weight", type=click.FloatRange(min=0), default=S.spectrum_weight, show_default=True,
+                 help="Weight of the spectrum constraint: the distance to the images with the sources' Fourier "
+                 "spectrum, which keeps bricks, tiles and weaves in line (try 1; needs source images)."),
     click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
     click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,

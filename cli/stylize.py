@@ -67,9 +67,10 @@ stylize_options = compose(
 )  # fmt: skip
 
 stylize_run_options = compose(
-    click.option("--init", default=S.init, show_default=True, metavar="content|noise|mean|PATH",
-                 help="Start image: the content, its mean colour plus noise, that colour flat, or an "
-                 "image file."),
+    click.option("--init", default=S.init, show_default=True, metavar="palette|content|noise|mean|PATH",
+                 help="Start image: the content recoloured to the styles' colour mean and covariance (the "
+                 "content as it is with --preserve-color), the content, its mean colour plus noise, that "
+                 "colour flat, or an image file."),
     click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
                  help="Random seed; the same seed on the same machine gives the same bytes."),
     click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,

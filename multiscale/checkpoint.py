@@ -101,6 +101,8 @@ class Checkpoint:
         The sources' features, for a run with the sliced statistic.
     sliced_draw : (int, int) or None
         That run's draw of directions and the iteration where it began.
+    exemplars : list of np.ndarray float32 (h, w, 3)
+        The source images, for a run with the spectrum constraint.
     """
 
     folder: Path
@@ -113,6 +115,7 @@ class Checkpoint:
     float32_from_iteration: int | None = None
     sliced: SlicedTargets | None = None
     sliced_draw: tuple[int, int] | None = None
+    exemplars: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -442,6 +445,7 @@ def write_checkpoint(
     float32_from_iteration: int | None = None,
     sliced: SlicedTargets | None = None,
     sliced_draw: tuple[int, int] | None = None,
+    exemplars: Sequence[np.ndarray] = (),
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
@@ -450,7 +454,8 @@ def write_checkpoint(
     targets never change during a run: later checkpoints of the same run
     pass ``write_targets=False``. ``float32_from_iteration``: see :class:`Checkpoint`.
     ``sliced``: the sources' features when the run uses the sliced statistic;
-    ``sliced_draw``: its current draw of directions and the iteration it began at.
+    ``sliced_draw``: its current draw of directions and the iteration it began at;
+    ``exemplars``: the source images, for a run with the spectrum constraint.
     """
     from .lbfgs import save_state
 
@@ -460,6 +465,7 @@ def write_checkpoint(
             tmp, previous, not write_targets,
             lambda: {
                 **_gram_members("", grams), **_sliced_members("", sliced),
+                **{f"exemplar/{i}": np.asarray(e, np.float32) for i, e in enumerate(exemplars)},
                 "mean_color": np.asarray(mean_color, np.float32),
             },
         )  # fmt: skip
@@ -478,6 +484,7 @@ def write_checkpoint(
                 "float32_from_iteration": float32_from_iteration,
                 "sliced": _sliced_meta(sliced),
                 "sliced_draw": None if sliced_draw is None else [int(v) for v in sliced_draw],
+                "exemplars": [[int(e.shape[0]), int(e.shape[1])] for e in exemplars],
             },
         )
     return folder
@@ -682,6 +689,15 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     expected["mean_color"] = (3,)
     sliced_meta = meta.get("sliced") if "sliced" in d.statistics else None
     try:
+        sizes = [(_count(h, "exemplars", 1), _count(w, "exemplars", 1)) for h, w in meta.get("exemplars", [])]
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad 'exemplars' field: {exc}") from exc
+    if config.spectrum_weight > 0 and not sizes:
+        raise CheckpointError(
+            f"{folder}: the run's spectrum constraint needs its source images, not saved here"
+        )
+    expected.update({f"exemplar/{i}": (h, w, 3) for i, (h, w) in enumerate(sizes)})
+    try:
         if "sliced" in d.statistics:
             expected.update(_sliced_expected("", sliced_meta, octaves=d.octaves, layers=d.layers))
     except (KeyError, TypeError, ValueError) as exc:
@@ -693,6 +709,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
         sliced=None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta), sliced_draw=draw,
+        exemplars=[arrays[f"exemplar/{i}"].astype(np.float32) for i in range(len(sizes))],
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip
 

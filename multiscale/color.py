@@ -19,6 +19,8 @@ float32 (H, W) in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 #: RGB → YIQ (NTSC 1953 primaries, as in scikit-image's ``rgb2yiq``).
@@ -120,5 +122,41 @@ def match_color(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     mu_x, mu_r = x.mean(axis=0), r.mean(axis=0)
     _, inv_sqrt_x = _sqrt_and_inv_sqrt(np.cov(x, rowvar=False))
     sqrt_r, _ = _sqrt_and_inv_sqrt(np.cov(r, rowvar=False))
+    out = (x - mu_x) @ (sqrt_r @ inv_sqrt_x).T + mu_r
+    return np.clip(out, 0.0, 1.0).reshape(np.shape(image)).astype(np.float32)
+
+
+def match_palette(
+    image: np.ndarray, references: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """:func:`match_color` toward the colour mean and covariance of several images blended.
+
+    The blend is the mixture of the references' colour distributions with
+    ``weights`` (default equal): mean ``Σ w μ_r``, covariance
+    ``Σ w (C_r + μ_r μ_rᵀ) − μ μᵀ``. With one reference it is
+    :func:`match_color`.
+
+    Parameters
+    ----------
+    image : np.ndarray (H, W, 3) RGB in [0, 1]
+    references : sequence of np.ndarray (h, w, 3) RGB in [0, 1]
+
+    Returns
+    -------
+    np.ndarray float32, ``image``'s shape, clipped to [0, 1].
+    """
+    w = np.ones(len(references)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    pixels = [np.asarray(r, dtype=np.float64).reshape(-1, 3) for r in references]
+    means = [p.mean(axis=0) for p in pixels]
+    mu_r = sum(wi * m for wi, m in zip(w, means, strict=True))
+    second = sum(
+        wi * (np.cov(p, rowvar=False) + np.outer(m, m)) for wi, p, m in zip(w, pixels, means, strict=True)
+    )
+    cov_r = second - np.outer(mu_r, mu_r)
+    x = np.asarray(image, dtype=np.float64).reshape(-1, 3)
+    mu_x = x.mean(axis=0)
+    _, inv_sqrt_x = _sqrt_and_inv_sqrt(np.cov(x, rowvar=False))
+    sqrt_r, _ = _sqrt_and_inv_sqrt(cov_r)
     out = (x - mu_x) @ (sqrt_r @ inv_sqrt_x).T + mu_r
     return np.clip(out, 0.0, 1.0).reshape(np.shape(image)).astype(np.float32)

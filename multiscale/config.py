@@ -255,6 +255,11 @@ class SynthesisConfig:
         Pull between consecutive frames (see :mod:`multiscale.animate`).
     loop : bool
         Also pull the last frame toward the first (a seamless loop).
+    spectrum_weight : float
+        Weight of the spectrum constraint (:mod:`multiscale.spectrum`): the
+        squared distance to the images with the sources' Fourier spectrum,
+        which keeps quasi-periodic textures (bricks, tiles) in line. 0 (the
+        default) leaves it out; it needs source images.
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations (needs ``projected``).
     max_memory : int or None
@@ -294,6 +299,7 @@ class SynthesisConfig:
     frames: int = 1
     frame_weight: float = 1.0
     loop: bool = False
+    spectrum_weight: float = 0.0
     checkpoint_every: int | None = None
     max_memory: int | None = None
     tile_size: int | None = None
@@ -335,6 +341,7 @@ class SynthesisConfig:
         _validate_run(self)
         _positive_int("frames", self.frames)
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
+        _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
             if self.optimizer != "projected":
@@ -356,7 +363,7 @@ DESCRIPTOR_DEFAULTS = SYNTHESIS_DEFAULTS.descriptor
 # Style transfer
 # --------------------------------------------------------------------------
 
-STYLE_INITS = ("content", "noise", "mean")
+STYLE_INITS = ("palette", "content", "noise", "mean")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
 #: Content is matched on one deep layer: it keeps the arrangement of objects
@@ -444,9 +451,12 @@ class StyleConfig:
         and started from its upsampled result; ``None`` chooses the fewest
         that put the first stage at ≤ 512 px on the long side.
     init : str
-        ``"content"`` (the content image), ``"noise"`` (the content's mean
-        colour plus Gaussian noise), ``"mean"`` (that colour flat, with faint
-        noise) or an image path.
+        ``"palette"`` (the content image recoloured to the styles' colour
+        mean and covariance, :func:`multiscale.color.match_palette`, so the
+        style's palette is there from the start; with ``preserve_color`` the
+        content as it is), ``"content"`` (the content image), ``"noise"``
+        (the content's mean colour plus Gaussian noise), ``"mean"`` (that
+        colour flat, with faint noise) or an image path.
     seed, tol, history, save_every, bit_depth, max_input_pixels
         As in :class:`SynthesisConfig`.
     max_iter : int
@@ -497,7 +507,7 @@ class StyleConfig:
     preserve_color: str = "none"
     width: int | None = None
     stages: int | None = None
-    init: str = "content"
+    init: str = "palette"
     seed: int = 0
     max_iter: int = 200
     tol: float = 1e-7

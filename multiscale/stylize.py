@@ -46,7 +46,7 @@ from .checkpoint import (
     save_then_checkpoint,
     write_style_checkpoint,
 )
-from .color import grey_rgb, luminance, match_color, match_luminance, recombine
+from .color import grey_rgb, luminance, match_color, match_luminance, match_palette, recombine
 from .config import (
     DESCRIPTOR_DEFAULTS,
     FIRST_STAGE_MAX_SIDE,
@@ -544,7 +544,9 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     config = plan.config
-    if config.init == "content":
+    if config.init == "palette" and config.preserve_color == "none":
+        return _resize(match_palette(plan.content, plan.styles, plan.blend), height, width)
+    if config.init in ("content", "palette"):
         return _resize(plan.content, height, width)
     if plan.init_image is not None:
         return _resize(plan.init_image, height, width)

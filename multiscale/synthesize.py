@@ -22,6 +22,7 @@ from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, S
 from .errors import ConfigError, DescriptorError, ImageError
 from .io import file_sha256, load_image, resize_image, scale_source
 from .sliced import SlicedTargets, join_sliced
+from .spectrum import SpectrumTerm, example_spectrum
 from .starts import GENERATED_STARTS, generated_start
 
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ def synthesize(
     optimizer: str = SYNTHESIS_DEFAULTS.optimizer,
     frames: int = SYNTHESIS_DEFAULTS.frames,
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
+    spectrum_weight: float = SYNTHESIS_DEFAULTS.spectrum_weight,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -294,7 +296,7 @@ def synthesize(
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, max_memory, tile_size, precision
+    optimizer, frames, frame_weight, loop, spectrum_weight, max_memory, tile_size, precision
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optimize.Progress` after every
@@ -321,7 +323,8 @@ def synthesize(
         source_width=source_width, weights=None if weights is None else os.fspath(weights),
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
-        frame_weight=frame_weight, loop=loop, max_memory=max_memory, tile_size=tile_size,
+        frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, max_memory=max_memory,
+        tile_size=tile_size,
         precision=precision,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
@@ -861,12 +864,23 @@ def run_synthesis(
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
 
+    spectrum = None
+    if config.spectrum_weight > 0:
+        if not targets.exemplars:
+            raise ConfigError(
+                "spectrum_weight",
+                "the spectrum constraint needs source images (-s FILE), not descriptor files",
+            )
+        spectrum = example_spectrum(targets.exemplars, height=height, width=width)
+
     def objective_for(net: Any) -> tuple[Any, Any]:
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""
         style = make_objective(
             targets.grams, network=net, config=d, height=height, width=width, tile=tile,
             sliced=targets.sliced, seed=config.seed,
         )  # fmt: skip
+        if spectrum is not None:
+            style = SpectrumTerm(style, spectrum=spectrum, weight=config.spectrum_weight)
         if config.frames == 1:
             return style, style
         from .animate import FramesObjective
@@ -1220,6 +1234,7 @@ class _Checkpointer:
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
             float32_from_iteration=float32_from_iteration, sliced=self.targets.sliced,
+            exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 else (),
             sliced_draw=(self.phase["draw"], self.phase["draw_from"]) if "draw" in self.phase else None,
         )  # fmt: skip
         self.first = False
@@ -1256,7 +1271,10 @@ def resume_synthesis(
         SourceInfo(**s) if set(s) == {f.name for f in dataclasses.fields(SourceInfo)} else s
         for s in ck.sources
     ]
-    targets = Targets(grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size, sliced=ck.sliced)
+    targets = Targets(
+        grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size, sliced=ck.sliced,
+        exemplars=list(ck.exemplars),
+    )  # fmt: skip
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
         resume_state=ck.state, resume_float32_from=ck.float32_from_iteration, on_result=on_result,

@@ -124,6 +124,26 @@ def test_match_color_gives_the_reference_mean_and_covariance():
     assert np.isfinite(match_color(grey, reference)).all()
 
 
+def test_match_palette_takes_the_blend_of_the_references_colour_distributions():
+    from multiscale.color import match_palette
+
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.3, 0.6, size=(40, 40, 3))
+    a = rng.normal([0.2, 0.3, 0.4], 0.03, size=(30, 30, 3)).clip(0, 1)
+    b = rng.normal([0.7, 0.5, 0.3], 0.05, size=(20, 20, 3)).clip(0, 1)
+    np.testing.assert_allclose(match_palette(image, [a]), match_color(image, a), atol=1e-6)
+    out = match_palette(image, [a, b], [0.25, 0.75]).reshape(-1, 3).astype(np.float64)
+    # the mixture of a (¼) and b (¾): its mean, and its covariance with the spread of the two means
+    ma, mb = a.reshape(-1, 3).mean(axis=0), b.reshape(-1, 3).mean(axis=0)
+    mean = 0.25 * ma + 0.75 * mb
+    cov = (
+        0.25 * np.cov(a.reshape(-1, 3), rowvar=False) + 0.75 * np.cov(b.reshape(-1, 3), rowvar=False)
+        + 0.25 * 0.75 * np.outer(ma - mb, ma - mb)
+    )  # fmt: skip
+    np.testing.assert_allclose(out.mean(axis=0), mean, atol=1e-3)
+    np.testing.assert_allclose(np.cov(out, rowvar=False), cov, atol=2e-3)
+
+
 # ---------------------------------------------------------------------------
 # The objective
 # ---------------------------------------------------------------------------

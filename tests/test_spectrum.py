@@ -1,0 +1,94 @@
+"""The spectrum constraint: a projection onto the example's Fourier spectrum, and its exact gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multiscale.errors import ConfigError
+from multiscale.spectrum import example_spectrum, project, spectrum_loss
+
+
+def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    stripes = 0.5 + 0.3 * np.sign(np.sin(2 * np.pi * xx / 6.0)) * np.cos(2 * np.pi * yy / 8.0)
+    image = stripes[..., None] * np.array([0.9, 0.6, 0.4]) + 0.05 * rng.standard_normal((*size, 3))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def test_the_example_and_its_circular_shifts_are_in_the_set() -> None:
+    """A translation is a phase ramp: the shifted example has the example's spectrum up to phase."""
+    ex = _texture()
+    spectrum = example_spectrum([ex], height=32, width=24)
+    for shift in [(0, 0), (5, 0), (3, 7)]:
+        shifted = np.roll(ex, shift, axis=(0, 1))
+        loss, _ = spectrum_loss(shifted, spectrum)
+        assert loss < 1e-12
+        np.testing.assert_allclose(project(shifted, spectrum), shifted, atol=1e-6)
+
+
+def test_the_projection_has_the_example_power_spectrum_and_is_idempotent() -> None:
+    ex = _texture()
+    spectrum = example_spectrum([ex], height=32, width=24)
+    x = np.random.default_rng(1).uniform(size=(32, 24, 3))
+    p = project(x, spectrum)
+    np.testing.assert_allclose(np.abs(np.fft.rfft2(p, axes=(0, 1))), np.abs(spectrum), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(project(p, spectrum), p, atol=1e-9)
+    # P(x) is the nearest such image: no other phase choice is closer (a random one here).
+    rng = np.random.default_rng(2)
+    other = np.fft.irfft2(
+        spectrum * np.exp(1j * rng.uniform(0, 2 * np.pi, (32, 13, 1))), s=(32, 24), axes=(0, 1)
+    )
+    assert np.sum((x - p) ** 2) <= np.sum((x - other) ** 2)
+
+
+def test_the_gradient_is_that_of_the_squared_distance() -> None:
+    ex = _texture()
+    spectrum = example_spectrum([ex], height=32, width=24)
+    x = np.random.default_rng(3).uniform(size=(32, 24, 3))
+    _, grad = spectrum_loss(x, spectrum)
+    rng = np.random.default_rng(4)
+    eps = 1e-6
+    for _ in range(5):
+        i = tuple(rng.integers(0, n) for n in x.shape)
+        e = np.zeros_like(x)
+        e[i] = eps
+        fd = (spectrum_loss(x + e, spectrum)[0] - spectrum_loss(x - e, spectrum)[0]) / (2 * eps)
+        assert grad[i] == pytest.approx(fd, rel=1e-4)
+
+
+def test_an_output_larger_than_the_example_keeps_its_energy_per_pixel_and_mean() -> None:
+    ex = _texture()
+    spectrum = example_spectrum([ex], height=64, width=48)
+    assert spectrum.shape == (64, 25, 3)
+    p = project(np.full((64, 48, 3), 0.5), spectrum)
+    np.testing.assert_allclose(p.reshape(-1, 3).mean(axis=0), ex.reshape(-1, 3).mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(p.reshape(-1, 3).std(axis=0), ex.reshape(-1, 3).std(axis=0), rtol=0.05)
+
+
+@pytest.mark.slow
+def test_a_synthesis_with_the_spectrum_constraint_resumes_exactly_and_keeps_stripes_in_line(tmp_path) -> None:
+    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+
+    source = _texture(size=(48, 48))
+    tiny = dict(octaves=2, layers=("conv1_1", "pool1"), width=32, height=32, max_iter=12, seed=3)
+    config = make_config(spectrum_weight=1.0, **tiny)
+    whole = run_synthesis(source, config=config)
+    run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == 5, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    # the constraint lowers the distance to the example's spectrum against the same run without it
+    plain = run_synthesis(source, config=make_config(**tiny))
+    spectrum = example_spectrum([source], height=32, width=32)
+    assert spectrum_loss(whole.image, spectrum)[0] < spectrum_loss(plain.image, spectrum)[0]
+
+
+def test_the_constraint_needs_images() -> None:
+    from multiscale.synthesize import make_config
+
+    with pytest.raises(ConfigError, match="spectrum_weight"):
+        make_config(spectrum_weight=-1.0)
