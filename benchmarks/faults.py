@@ -3,6 +3,7 @@
     python benchmarks/faults.py sigterm --size 1024 --delay 60
     python benchmarks/faults.py signals --runs 12 --seed 7
     python benchmarks/faults.py resume-rss --size 512 --iterations 12
+    python benchmarks/faults.py kill9 --runs 20 --seed 14
 
 ``sigterm``: a synthesis of SIZE² (default options) gets SIGTERM DELAY s after
 it starts; prints the seconds from the signal to the image, the checkpoint
@@ -12,6 +13,10 @@ prints how many exited 128 + signal with the image, its JSON and a matching
 checkpoint, how many fell during a checkpoint write, and leftovers.
 ``resume-rss``: peak RSS of a run checkpointed at ITERATIONS and of its
 resume to one iteration more (the resume should not exceed the run).
+``kill9``: a 48² run checkpointing every iteration is killed with SIGKILL
+at RUNS random moments (synthesize, then `resume` again and again); after
+each kill the checkpoint is loaded and a copy resumed to the end, whose
+loss must be the uninterrupted run's, to the last bit.
 Every run is a real CLI subprocess in a temporary folder.
 """
 
@@ -78,13 +83,9 @@ def sigterm(size: int, delay: float, work: Path) -> None:
 
 
 def signals(runs: int, seed: int, work: Path) -> None:
-    from PIL import Image
-
     from multiscale.checkpoint import read_checkpoint
 
-    source = work / "src64.png"
-    with Image.open(SOURCE) as im:
-        im.crop((0, 0, 64, 64)).save(source)
+    source = _crop(work)
     rng = random.Random(seed)
     tally = dict.fromkeys(
         ("exit 128+signal", "image and JSON", "checkpoint = JSON", "during a checkpoint write"), 0
@@ -154,11 +155,87 @@ def resume_rss(size: int, iterations: int, work: Path) -> None:
     )
 
 
+def kill9(runs: int, seed: int, work: Path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from multiscale.checkpoint import find_checkpoint, read_checkpoint
+    from multiscale.io import load_image
+    from multiscale.synthesize import resume_synthesis, run_synthesis
+
+    source = _crop(work)
+    rng = random.Random(seed)
+    out = work / "run.png"
+    folder = out.with_name("run.png.ckpt")
+    reached, during_write, copies = 0, 0, []
+    args = [
+        "synthesize",
+        "-s",
+        str(source),
+        "--octaves",
+        "2",
+        "--layers",
+        "conv1_1,pool1",
+        "-W",
+        "48",
+        "-H",
+        "48",
+    ]
+    args += ["--tol", "0", "--checkpoint-every", "1", "--max-iter", "100000", "-q", "-o", str(out)]
+    for k in range(runs):
+        proc = _cli(args if k == 0 else ["resume", str(folder), "-q"])
+        deadline = time.monotonic() + 120
+        while _iteration(folder) <= reached and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        during_write += any(".tmp-" in p.name or ".old-" in p.name for p in work.iterdir())
+        try:
+            reached = read_checkpoint(folder).state.iteration
+        except Exception as exc:  # what this counts
+            print(f"  kill {k + 1}: checkpoint refused: {exc}")
+            continue
+        copies.append(work / f"copy{k}.ckpt")
+        shutil.copytree(find_checkpoint(folder), copies[-1])
+    end = reached + 10
+    config = dataclasses.replace(read_checkpoint(folder).config, max_iter=end)
+    whole = run_synthesis([load_image(source)], config=config)
+    matched = 0
+    for copy in copies:
+        resumed, _ = resume_synthesis(copy, max_iter=end)
+        matched += resumed.report.loss == whole.report.loss and np.array_equal(resumed.image, whole.image)
+    print(
+        f"kill -9 at {runs} random moments: {len(copies)} checkpoints loaded, {matched} resumed to iteration {end} "
+        f"ended at the uninterrupted run's loss (bit for bit), {during_write} kills during a checkpoint write"
+    )
+
+
+def _crop(work: Path) -> Path:
+    from PIL import Image
+
+    source = work / "src64.png"
+    with Image.open(SOURCE) as im:
+        im.crop((0, 0, 64, 64)).save(source)
+    return source
+
+
+def _iteration(folder: Path) -> int:
+    from multiscale.checkpoint import find_checkpoint
+
+    try:
+        found = find_checkpoint(folder)
+        return -1 if found is None else json.loads((found / "checkpoint.json").read_text())["iteration"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("sigterm", "signals", "resume-rss"))
+    parser.add_argument("what", choices=("sigterm", "signals", "resume-rss", "kill9"))
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--delay", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=12)
@@ -171,6 +248,8 @@ def main() -> None:
             sigterm(a.size, a.delay, work)
         elif a.what == "signals":
             signals(a.runs, a.seed, work)
+        elif a.what == "kill9":
+            kill9(a.runs, a.seed, work)
         else:
             resume_rss(a.size, a.iterations, work)
     finally:
