@@ -50,9 +50,14 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
     the checkpoint, which may hold the best image saved at the
     interruption); the checkpoint is refreshed on the way.
     """
-    from multiscale.checkpoint import checkpoint_kind, read_checkpoint, read_style_checkpoint
+    from multiscale.checkpoint import (
+        checkpoint_config,
+        checkpoint_kind,
+        read_checkpoint,
+        read_style_checkpoint,
+    )
     from multiscale.stylize import resume_stylize
-    from multiscale.synthesize import resume_synthesis
+    from multiscale.synthesize import check_run_memory, resume_synthesis
 
     ck: Any
     if checkpoint_kind(checkpoint) == "stylize":
@@ -60,6 +65,9 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
         total = len(ck.stage_sizes) * (max_iter or ck.config.max_iter)
         bar_type, run, done, stem = StageProgressBar, resume_stylize, finish_stylize, "stylized"
     else:
+        planned = checkpoint_config(checkpoint)
+        if planned.height and planned.width:  # refused like a fresh run, before the state is loaded
+            check_run_memory(planned, height=planned.height, width=planned.width)
         ck = read_checkpoint(checkpoint)
         if max_iter is not None and max_iter <= ck.state.iteration:
             raise click.UsageError(

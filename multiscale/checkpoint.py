@@ -646,6 +646,24 @@ def checkpoint_kind(folder: PathLike) -> str:
     return str(_read_meta(folder, verify=False)[1]["kind"])
 
 
+def checkpoint_config(folder: PathLike) -> SynthesisConfig | StyleConfig:
+    """The run's resolved config, from ``checkpoint.json`` alone (no data file is read).
+
+    For planning a resume before its state is loaded, e.g. its memory.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_checkpoint`, for the folder and its JSON.
+    """
+    folder, meta = _read_meta(folder, verify=False)
+    kind = StyleConfig if meta["kind"] == "stylize" else SynthesisConfig
+    try:
+        return kind.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
+
+
 def read_checkpoint(folder: PathLike) -> Checkpoint:
     """Read and check a synthesize checkpoint folder.
 
@@ -851,6 +869,7 @@ __all__ = [
     "Checkpoint",
     "StyleCheckpoint",
     "StylePosition",
+    "checkpoint_config",
     "checkpoint_kind",
     "default_folder",
     "find_checkpoint",

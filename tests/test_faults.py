@@ -485,6 +485,25 @@ def test_write_errors_name_the_checkpoint_folder(tmp_path):
 # --------------------------------------------------------------------------- resume within the estimate
 
 
+def test_a_resume_that_will_not_fit_is_refused_before_its_state_is_loaded(source_file, tmp_path, monkeypatch):
+    import multiscale.lbfgs as lbfgs
+
+    out = tmp_path / "run.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "2", "--checkpoint-every", "1", "-q"]
+    assert CliRunner().invoke(cli, [*args, "-o", str(out)]).exit_code == 0
+    meta = default_folder(out) / "checkpoint.json"
+    data = json.loads(meta.read_text())
+    data["config"]["max_memory"] = 1 << 20
+    meta.write_text(json.dumps(data))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the state was loaded")
+
+    monkeypatch.setattr(lbfgs, "load_state", never)
+    result = CliRunner().invoke(cli, ["resume", str(default_folder(out)), "--max-iter", "4"])
+    assert result.exit_code == 1 and "more than the 1.00 MiB allowed" in result.output, result.output
+
+
 def test_a_loaded_state_is_laid_out_for_the_driver_to_take_over(tmp_path):
     """A resume holds its optimiser state once: the pairs are read into the driver's block."""
     from multiscale.lbfgs import _exported_block
