@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +29,11 @@ STOP_SIGNALS = tuple(
 
 #: Signals received while a command ran, first one first.
 _received: list[int] = []
+
+#: Actions run in a helper thread the moment a stop signal arrives (:func:`at_stop_signal`).
+_at_stop: list[Callable[[], None]] = []
+
+log = logging.getLogger(__name__)
 
 
 def received_signal() -> int:
@@ -67,16 +74,80 @@ def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
+def at_stop_signal(action: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, call ``action`` in a helper thread as soon as the first stop signal arrives.
+
+    Python runs a signal handler only between bytecodes, so a signal that
+    falls inside a long TensorFlow evaluation (minutes at 4096² on a small
+    machine) waits for it to end; the helper thread, woken through
+    :func:`signal.set_wakeup_fd` by :func:`stop_signals`, does not. Used to put
+    the best image so far on disk at once; the usual path (KeyboardInterrupt:
+    image, JSON, checkpoint) follows when the evaluation returns.
+    """
+    _at_stop.append(action)
+    try:
+        yield
+    finally:
+        _at_stop.remove(action)
+
+
+def _watch(fd: int) -> None:
+    """The helper thread: wait for a stop signal's byte on ``fd``, run the actions once, return."""
+    while True:
+        try:
+            data = os.read(fd, 1)
+        except OSError:
+            return
+        if not data:  # closed: the command is over
+            return
+        if data[0] in STOP_SIGNALS:
+            for action in list(_at_stop):
+                try:
+                    action()
+                except Exception:  # the main path still saves; say why this one did not
+                    log.warning("could not save the best image at once", exc_info=True)
+            return
+
+
+def _start_watcher() -> tuple[threading.Thread, int, int, int] | None:
+    """The :func:`_watch` thread on a pipe that the C-level signal handler writes to; None if impossible."""
+    try:
+        r, w = os.pipe()
+    except OSError:
+        return None
+    try:
+        os.set_blocking(w, False)
+        previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (OSError, ValueError):  # a platform without non-blocking pipes
+        os.close(r)
+        os.close(w)
+        return None
+    thread = threading.Thread(target=_watch, args=(r,), name="multiscale-stop-signal", daemon=True)
+    thread.start()
+    return thread, r, w, previous
+
+
+def _stop_watcher(watcher: tuple[threading.Thread, int, int, int]) -> None:
+    thread, r, w, previous = watcher
+    signal.set_wakeup_fd(previous)
+    os.close(w)  # the thread reads EOF and ends (after an action under way)
+    thread.join()
+    os.close(r)
+
+
+@contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP stop a command as Ctrl-C does; then restore the handlers.
 
     Only a signal whose handler is still the default is taken over: one the
     user ignores (``nohup``, a background job's SIGINT) stays ignored, and an
     application that embeds the CLI keeps its own handlers. Signals can only
-    be handled in the main thread; elsewhere nothing changes.
+    be handled in the main thread; elsewhere nothing changes. A helper thread
+    runs the :func:`at_stop_signal` actions the moment a signal arrives.
     """
     _received.clear()
     previous: dict[int, Any] = {}
+    watcher = None
     if threading.current_thread() is threading.main_thread():
         for s in STOP_SIGNALS:
             current = signal.getsignal(s)
@@ -84,11 +155,14 @@ def stop_signals() -> Iterator[None]:
             if current is default:
                 previous[s] = current
                 signal.signal(s, _on_stop_signal)
+        watcher = _start_watcher() if previous else None
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if watcher is not None:
+            _stop_watcher(watcher)
 
 
 def option_flag(field: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ class OutputPlan:
     checkpoint: Path | None = None
     #: What :meth:`save_result` wrote (None: not yet).
     written: list[Path] | None = None
+    #: The last progress of the run (:meth:`maybe_save_intermediate`), for :meth:`save_best_now`.
+    latest: Any = field(default=None, init=False, repr=False)
+    #: Whether :meth:`save_best_now` wrote the image (the result then replaces it).
+    saved_early: bool = field(default=False, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def for_run(
@@ -81,7 +87,8 @@ class OutputPlan:
         return self.image.with_name(f"{self.image.stem}.iter{iteration:05d}{self.image.suffix}")
 
     def maybe_save_intermediate(self, progress: Any) -> None:
-        """Save ``progress.image`` if the iteration is a multiple of ``save_every``."""
+        """Save ``progress.image`` if the iteration is a multiple of ``save_every``; keep ``progress``."""
+        self.latest = progress
         if self.save_every and progress.image is not None and progress.iteration % self.save_every == 0:
             save_image(
                 self.intermediate(progress.iteration),
@@ -127,6 +134,24 @@ class OutputPlan:
         elif checkpoint:
             raise OutputError(f"{checkpoint}: checkpoints need --optimizer projected")
 
+    def save_best_now(self) -> None:
+        """Write the best image so far (no JSON) at once: the action of a stop signal.
+
+        Runs in :func:`~multiscale_cli.errors.at_stop_signal`'s helper thread
+        while the main thread may still be inside an evaluation; the result,
+        with its JSON, replaces the image when the run has stopped. Synthesis
+        of one image only (a stylize progress holds no best image at the
+        output's size, frames are many).
+        """
+        best = getattr(self.latest, "best_image", None)
+        if best is None or self.frames > 1:
+            return
+        best = np.array(best, dtype=np.float32)  # the driver does not write it during an evaluation
+        with self._lock:
+            if self.written is None:
+                save_image(self.image, np.clip(best, 0.0, 1.0), bit_depth=self.bit_depth, overwrite=True)
+                self.saved_early = True
+
     def save_result(self, result: Any) -> list[Path]:
         """Save a run's result (its ``image`` and ``report``) once; the library's ``on_result`` hook.
 
@@ -137,7 +162,8 @@ class OutputPlan:
         """
         if self.written is None:
             try:
-                self.written = self.save(result.image, result.report.to_dict())
+                with self._lock:  # after save_best_now, if it is writing
+                    self.written = self.save(result.image, result.report.to_dict())
             except KeyboardInterrupt:
                 raise Interrupted(
                     f"interrupted while writing {self.image}; files already there are complete"
@@ -161,6 +187,7 @@ class OutputPlan:
             )
             written = [written[-1], *written[:-1]]
         else:
-            written = [save_image(self.image, image, bit_depth=self.bit_depth, overwrite=self.overwrite)]
+            overwrite = self.overwrite or self.saved_early
+            written = [save_image(self.image, image, bit_depth=self.bit_depth, overwrite=overwrite)]
         write_json_atomic(self.metadata, metadata, overwrite=self.overwrite)
         return written

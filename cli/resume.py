@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .errors import clean_errors
+from .errors import at_stop_signal, clean_errors
 from .output import OutputPlan
 from .progress import ProgressBar
 from .stylize import StageProgressBar, finish_stylize
@@ -77,7 +77,7 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
         bar_type, run, done, stem = ProgressBar, resume_synthesis, finish, "texture"
     out = OutputPlan.for_run(output=ck.output, default_stem=stem, config=ck.config, overwrite=True)
     out.check(frames=getattr(ck.config, "frames", 1), checkpoint=checkpoint)
-    with bar_type(total=total, label="resume", quiet=quiet) as bar:
+    with at_stop_signal(out.save_best_now), bar_type(total=total, label="resume", quiet=quiet) as bar:
 
         def on_progress(progress: Any) -> None:
             bar(progress)

@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
 
-from .errors import Interrupted, clean_errors
+from .errors import Interrupted, at_stop_signal, clean_errors
 from .grams import ImageProgress, report_build
 from .options import descriptor_options, grams_source_options, output_options, run_options, texture_options
 from .output import OutputPlan
@@ -168,7 +168,10 @@ def _run_one(
     """One synthesis into ``out``: progress bar, save, summary or clean failure."""
     from multiscale.synthesize import run_synthesis
 
-    with ProgressBar(total=config.max_iter, label=label, quiet=quiet) as bar:
+    with (
+        at_stop_signal(out.save_best_now),
+        ProgressBar(total=config.max_iter, label=label, quiet=quiet) as bar,
+    ):
 
         def on_progress(progress: Any) -> None:
             bar(progress)

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -284,6 +285,55 @@ def test_ctrl_c_while_the_driver_takes_over_a_segment_s_memory_keeps_the_image_a
     report = json.loads(out.with_name("run.png.json").read_text())
     assert report["stop_reason"] == "interrupted" and report["iterations"] == 3
     assert read_checkpoint(default_folder(out)).state.iteration == 3 and _leftovers(default_folder(out)) == []
+
+
+def test_the_best_image_is_written_at_once_even_while_an_evaluation_holds_the_main_thread(
+    source_file, tmp_path, monkeypatch
+):
+    """SIGTERM during a long C call (as a TensorFlow evaluation is): Python's handler waits for it,
+    the helper thread woken by the signal writes the best image before it returns."""
+    import zlib
+
+    from multiscale_cli.output import OutputPlan
+
+    import multiscale.losses as losses
+
+    events: list[tuple[str, str]] = []
+    real_call, real_handler, real_save = (
+        losses.StyleObjective.__call__,
+        cli_errors._on_stop_signal,
+        OutputPlan.save_best_now,
+    )
+    data, calls = os.urandom(80_000_000), []
+
+    def slow_evaluation(self, x):
+        calls.append(1)
+        if len(calls) == 4:  # a few iterations in: a best image exists
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            zlib.compress(data, 9)  # ≈ 1 s without the GIL and without a Python bytecode
+        return real_call(self, x)
+
+    def handler(signum, frame):
+        events.append(("handler", threading.current_thread().name))
+        real_handler(signum, frame)
+
+    def save_best_now(self):
+        events.append(("early image", threading.current_thread().name))
+        real_save(self)
+
+    monkeypatch.setattr(losses.StyleObjective, "__call__", slow_evaluation)
+    monkeypatch.setattr(cli_errors, "_on_stop_signal", handler)
+    monkeypatch.setattr(OutputPlan, "save_best_now", save_best_now)
+    out = tmp_path / "run.png"
+    result = CliRunner().invoke(
+        cli, ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "50", "-q", "-o", str(out)]
+    )
+    assert result.exit_code == 143, result.output
+    assert events[:2] == [("early image", "multiscale-stop-signal"), ("handler", "MainThread")]
+    report = json.loads(out.with_name("run.png.json").read_text())
+    assert report["stop_reason"] == "interrupted" and load_image(out).shape == (48, 48, 3)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert signal.set_wakeup_fd(-1) == -1  # restored
 
 
 # --------------------------------------------------------------------------- real subprocesses
