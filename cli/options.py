@@ -14,9 +14,7 @@ from typing import Any
 import click
 
 from multiscale.config import (
-    DESCRIPTOR_DEFAULTS as D,
-)
-from multiscale.config import (
+    DEFAULT_SPECTRUM_WEIGHT,
     MIN_TILE_SIZE,
     OPTIMIZERS,
     PADDINGS,
@@ -24,6 +22,9 @@ from multiscale.config import (
     PRECISIONS,
     parse_float_list,
     parse_name_list,
+)
+from multiscale.config import (
+    DESCRIPTOR_DEFAULTS as D,
 )
 from multiscale.config import (
     SYNTHESIS_DEFAULTS as S,
@@ -267,9 +268,10 @@ texture_options = compose(
     click.option("--frame-weight", type=click.FloatRange(min=0), default=S.frame_weight, show_default=True,
                  help="How strongly consecutive frames are pulled toward each other."),
     click.option("--loop", is_flag=True, help="Also pull the last frame toward the first: a seamless loop."),
-    click.option("--spectrum-weight", type=click.FloatRange(min=0), default=S.spectrum_weight, show_default=True,
+    click.option("--spectrum-weight", type=click.FloatRange(min=0), default=S.spectrum_weight,
                  help="Weight of the spectrum constraint: the distance to the images with the sources' Fourier "
-                 "spectrum, which keeps bricks, tiles and weaves in line (try 1; needs source images)."),
+                 "spectrum, which keeps bricks, tiles and weaves in line; 0 leaves it out. It needs source "
+                 f"images. [default: {DEFAULT_SPECTRUM_WEIGHT:g} with source images, 0 with --grams files]"),
     click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
     click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,

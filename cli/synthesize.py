@@ -121,6 +121,13 @@ def synthesize(
             )
         options["padding"] = "wrap"
     config: SynthesisConfig = make_config(**options)
+    streamed = bool(sources) and (join is not None or recursive or any(_is_set_of_files(s) for s in sources))
+    if streamed and not _given("statistics"):
+        # A folder is measured into a Gram descriptor, one image at a time: the sliced
+        # statistic needs the images themselves, so a folder run matches Grams unless told otherwise.
+        config = dataclasses.replace(
+            config, descriptor=dataclasses.replace(config.descriptor, statistics=("gram",))
+        )
     run: dict[str, Any] = {}
     if grams:
         config, run["descriptors"] = _descriptor_run(
@@ -146,7 +153,7 @@ def synthesize(
     plans = [out] if count == 1 else [out.variation(i, count) for i in range(count)]
     for plan in plans:
         plan.check(frames=config.frames, animation=animation, checkpoint=checkpoint)
-    if sources and (join is not None or recursive or any(_is_set_of_files(s) for s in sources)):
+    if streamed:
         run["targets"] = _streamed_targets(
             sources, config, join=join or "mean", recursive=recursive, quiet=quiet
         )
@@ -257,7 +264,21 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
 
 
 #: Options that decide what a descriptor measures, by parameter name.
-_MEASUREMENT_PARAMS = ("octaves", "layers", "pooling", "padding", "source_scale", "source_width")
+_MEASUREMENT_PARAMS = (
+    "octaves",
+    "layers",
+    "pooling",
+    "padding",
+    "source_scale",
+    "source_width",
+    "statistics",
+)
+
+
+def _given(name: str) -> bool:
+    """Whether the user set option ``name`` (command line or environment), not its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def _descriptor_run(

@@ -689,7 +689,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     name = Path(folder)  # where later checkpoints go, even if this one is read from FOLDER.old-XXXX
     folder, meta = _read_meta(folder, kind="synthesize")
     try:
-        config = SynthesisConfig.from_dict(meta["config"])
+        config = SynthesisConfig.from_dict(_older_defaults(meta["config"]))
         output = str(meta["output"])
         sources = list(meta.get("sources", []))
         switched = meta.get("float32_from_iteration")
@@ -710,7 +710,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         sizes = [(_count(h, "exemplars", 1), _count(w, "exemplars", 1)) for h, w in meta.get("exemplars", [])]
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad 'exemplars' field: {exc}") from exc
-    if config.spectrum_weight > 0 and not sizes:
+    if (config.spectrum_weight or 0.0) > 0 and not sizes:
         raise CheckpointError(
             f"{folder}: the run's spectrum constraint needs its source images, not saved here"
         )
@@ -748,7 +748,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
     name = Path(folder)
     folder, meta = _read_meta(folder, kind="stylize")
     try:
-        config = StyleConfig.from_dict(meta["config"])
+        config = StyleConfig.from_dict(_older_defaults(meta["config"]))
         output = str(meta["output"])
         content = dict(meta["content"])
         styles = [dict(s) for s in meta["styles"]]
@@ -815,6 +815,21 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         position=position,
         sliced=[_sliced_from(targets, f"stage{s + 1}/", m) for s, m in enumerate(sliced_meta)],
     )  # fmt: skip
+
+
+#: Settings that checkpoints written before they existed ran with (not today's defaults).
+_OLDER_DESCRIPTOR = {"statistics": ["gram"]}
+_OLDER_RUN = {"spectrum_weight": 0.0}
+
+
+def _older_defaults(config: Any) -> Any:
+    """A checkpoint's config with the settings its version did not record filled in as it ran."""
+    if not isinstance(config, dict) or not isinstance(config.get("descriptor"), dict):
+        return config  # from_dict says what is wrong
+    out = {**config, "descriptor": {**_OLDER_DESCRIPTOR, **config["descriptor"]}}
+    if "frames" in config:  # a synthesis config
+        out = {**_OLDER_RUN, **out}
+    return out
 
 
 def _count(value: Any, name: str, minimum: int = 0) -> int:

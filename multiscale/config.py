@@ -35,6 +35,16 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 #: candidate, and looked as good as conv1_1+pool1…pool3(+pool4); the four
 #: octaves already cover the large scales that pool3/pool4 would add.
 DEFAULT_LAYERS = ("pool1", "conv3_2")
+#: Gram matrices. On the 12 standard textures of benchmarks/quality.py the sliced
+#: statistic came closer to the examples by every measure (README "Defaults"), but it
+#: ranks N × C projections of the whole output per (octave, layer), about 36 bytes
+#: each: 1.6 GB at 1024², 19 GB at 4096², outside the tiled evaluation's bounded
+#: memory. It stays an option until a default can choose it only where it fits.
+DEFAULT_STATISTICS = ("gram",)
+#: Weight of the spectrum constraint when source images are given: on the 12
+#: standard textures of benchmarks/quality.py, 1 came closer to the examples than
+#: none on 10–12 of them by every measure that does not score the spectrum itself.
+DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: Average pooling. Max pooling looked crisper in the same study, but the
 #: optimiser learns to rely on which pixel wins each max: rounding the result
 #: to 8 bits then raised its loss 8× (0.0011 → 0.0089 in the saved-image
@@ -151,7 +161,9 @@ class DescriptorConfig:
         What is matched at every (octave, layer): ``gram`` (Gram matrices,
         second moments) and/or ``sliced`` (sliced-Wasserstein distance of
         the whole feature distribution, :mod:`multiscale.sliced`; needs
-        source images, not descriptor files). Several add up.
+        source images, not descriptor files). Several add up. ``("gram",)``
+        here; synthesis and style transfer default to :data:`DEFAULT_STATISTICS`
+        (:func:`job_descriptor`).
     """
 
     octaves: int = 4
@@ -211,6 +223,13 @@ class DescriptorConfig:
         return self.octave_weights or tuple(1.0 for _ in range(self.octaves))
 
 
+def job_descriptor() -> DescriptorConfig:
+    """The descriptor config a synthesis or style transfer starts from: every default of
+    :class:`DescriptorConfig` but the statistics, :data:`DEFAULT_STATISTICS` (a descriptor
+    on its own — a file, a build — holds Gram matrices)."""
+    return DescriptorConfig(statistics=DEFAULT_STATISTICS)
+
+
 @dataclass(frozen=True)
 class SynthesisConfig:
     """Every option of a texture synthesis run, with its default.
@@ -255,11 +274,13 @@ class SynthesisConfig:
         Pull between consecutive frames (see :mod:`multiscale.animate`).
     loop : bool
         Also pull the last frame toward the first (a seamless loop).
-    spectrum_weight : float
+    spectrum_weight : float or None
         Weight of the spectrum constraint (:mod:`multiscale.spectrum`): the
         squared distance to the images with the sources' Fourier spectrum,
-        which keeps quasi-periodic textures (bricks, tiles) in line. 0 (the
-        default) leaves it out; it needs source images.
+        which keeps quasi-periodic textures (bricks, tiles) in line; 0 leaves
+        it out. It needs source images; ``None`` (the default) is
+        :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
+        files, folder builds). Reports and checkpoints record the resolved value.
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations (needs ``projected``).
     max_memory : int or None
@@ -283,7 +304,7 @@ class SynthesisConfig:
         the choice and its figures go into the output's JSON.
     """
 
-    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    descriptor: DescriptorConfig = field(default_factory=job_descriptor)
     width: int | None = None
     height: int | None = None
     init: str = "spectrum"
@@ -299,7 +320,7 @@ class SynthesisConfig:
     frames: int = 1
     frame_weight: float = 1.0
     loop: bool = False
-    spectrum_weight: float = 0.0
+    spectrum_weight: float | None = None
     checkpoint_every: int | None = None
     max_memory: int | None = None
     tile_size: int | None = None
@@ -341,7 +362,8 @@ class SynthesisConfig:
         _validate_run(self)
         _positive_int("frames", self.frames)
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
-        _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
+        if self.spectrum_weight is not None:
+            _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
             if self.optimizer != "projected":
@@ -403,8 +425,11 @@ def _config_from_dict(cls: Any, data: Any, *, name: str = "config") -> Any:
     values = {}
     for key, value in data.items():
         factory = fields[key].default_factory
-        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
-            value = _config_from_dict(factory, value, name=key)
+        sample = None if factory is dataclasses.MISSING else factory()
+        if dataclasses.is_dataclass(sample):
+            # a nested config: rebuilt as its own class; a field the dict lacks takes that
+            # class's default (the value files written before the field existed ran with)
+            value = _config_from_dict(type(sample), value, name=key)
         elif isinstance(value, list):
             value = tuple(value)
         values[key] = value
@@ -485,7 +510,7 @@ class StyleConfig:
         choice). The targets and the saved image's score are float32.
     """
 
-    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    descriptor: DescriptorConfig = field(default_factory=job_descriptor)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     # Both terms are relative errors, so weight 1 each balances them. Measured
     # on chelsea.png at 192 px, 200 iterations, default style layers

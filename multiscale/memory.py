@@ -126,6 +126,16 @@ PROJECTED_IMAGE_BYTES_PER_VALUE = 40
 #: Share of the available memory that :func:`default_max_memory` allows.
 DEFAULT_MEMORY_SHARE = 0.8
 
+#: Bytes per projected value of the sliced statistic during one evaluation, counted from
+#: the arrays it holds (not fitted): projections F·D, their sorted copy and ranks (int64
+#: in the tiled path, which ranks every tile's projections together), the float64
+#: difference to the target quantiles and the gradient, each N × C per (octave, layer).
+SLICED_BYTES_PER_VALUE = 32
+
+#: Source feature vectors kept per (octave, layer) for the sliced statistic
+#: (:data:`multiscale.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
+SLICED_SOURCE_ROWS = 1 << 18
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -150,6 +160,9 @@ class MemoryEstimate:
         Peak of scipy's conversion of the bounds list.
     images : int
         float64/float32 copies of the image and gradient outside TF.
+    sliced : int
+        The sliced statistic's sources' features, its target quantiles and
+        one evaluation's projections (0 without it).
     """
 
     baseline: int
@@ -159,6 +172,7 @@ class MemoryEstimate:
     lbfgs: int
     bounds: int
     images: int
+    sliced: int = 0
 
     @property
     def total(self) -> int:
@@ -174,6 +188,7 @@ class MemoryEstimate:
             + self.lbfgs
             + self.bounds
             + self.images
+            + self.sliced
         )
 
     def components(self) -> dict[str, int]:
@@ -186,6 +201,7 @@ class MemoryEstimate:
             "lbfgs": self.lbfgs,
             "bounds": self.bounds,
             "images": self.images,
+            "sliced": self.sliced,
             "total": self.total,
         }
 
@@ -392,7 +408,28 @@ def estimate_synthesis_memory(
         lbfgs=projected_lbfgs_bytes(n, history) if optimizer == "projected" else lbfgs_bytes(n, history),
         bounds=BOUNDS_BYTES_PER_VALUE * n if bounded and optimizer != "projected" else 0,
         images=(PROJECTED_IMAGE_BYTES_PER_VALUE if optimizer == "projected" else IMAGE_BYTES_PER_VALUE) * n,
+        sliced=sliced_bytes(height, width, config=config, sources=sources)
+        if "sliced" in config.statistics
+        else 0,
     )
+
+
+def sliced_bytes(
+    height: int, width: int, *, config: DescriptorConfig, sources: Sequence[tuple[int, int]]
+) -> int:
+    """Memory of the sliced statistic: per (octave, layer), N × C projected values of the output at
+    :data:`SLICED_BYTES_PER_VALUE` (plus the float32 target quantiles), and the sources' feature vectors."""
+
+    def values(h: int, w: int, cap: int | None = None) -> int:
+        total = 0
+        for oh, ow in octave_sizes(h, w, octaves=config.octaves, padding=config.padding):
+            for layer in config.layers:
+                rows = feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding)
+                total += (rows if cap is None else min(rows, cap)) * layer_channels(layer)
+        return total
+
+    output = values(height, width) * (SLICED_BYTES_PER_VALUE + 4)
+    return output + sum(4 * values(h, w, SLICED_SOURCE_ROWS) for h, w in sources)
 
 
 def check_memory(estimate: MemoryEstimate, *, max_memory: int | None, what: str = "this run") -> None:

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._version import __version__
-from .config import DESCRIPTOR_DEFAULTS, SYNTHESIS_DEFAULTS, DescriptorConfig, SynthesisConfig
+from .config import (
+    DEFAULT_SPECTRUM_WEIGHT,
+    DESCRIPTOR_DEFAULTS,
+    SYNTHESIS_DEFAULTS,
+    DescriptorConfig,
+    SynthesisConfig,
+)
 from .errors import ConfigError, DescriptorError, ImageError
 from .io import file_sha256, load_image, resize_image, scale_source
 from .sliced import SlicedTargets, join_sliced
@@ -276,7 +282,7 @@ def synthesize(
     optimizer: str = SYNTHESIS_DEFAULTS.optimizer,
     frames: int = SYNTHESIS_DEFAULTS.frames,
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
-    spectrum_weight: float = SYNTHESIS_DEFAULTS.spectrum_weight,
+    spectrum_weight: float | None = SYNTHESIS_DEFAULTS.spectrum_weight,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -483,7 +489,8 @@ def config_for_descriptors(
     explicit : collection of str
         Measurement fields the user set on purpose: each must equal the
         descriptors' value (else :class:`ConfigError`); the others are
-        replaced silently.
+        replaced silently. ``statistics``, unless explicit, becomes
+        ``("gram",)``: a descriptor holds Gram matrices.
 
     Raises
     ------
@@ -526,6 +533,8 @@ def config_for_descriptors(
             "the descriptor with it",
         )
     desc = dataclasses.replace(base.descriptor, **{n: getattr(measured, n) for n in MEASUREMENT_FIELDS})
+    if "statistics" not in explicit:  # a descriptor holds Grams: what it can be matched by
+        desc = dataclasses.replace(desc, statistics=("gram",))
     return dataclasses.replace(base, descriptor=desc)
 
 
@@ -864,6 +873,9 @@ def run_synthesis(
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
 
+    # the spectrum weight resolved (None: the default with source images, none without); the
+    # resolved value is what the report and a checkpoint record
+    config = dataclasses.replace(config, spectrum_weight=resolve_spectrum_weight(config, targets))
     spectrum = None
     if config.spectrum_weight > 0:
         if not targets.exemplars:
@@ -976,6 +988,14 @@ def run_synthesis(
         None if stop_state is None else lambda: checkpointer(stop_state, float32_from_iteration=phase["switched"]),
     )  # fmt: skip
     return done
+
+
+def resolve_spectrum_weight(config: SynthesisConfig, targets: Targets) -> float:
+    """``config.spectrum_weight``, or for ``None`` :data:`~multiscale.config.DEFAULT_SPECTRUM_WEIGHT`
+    when the targets have source images and 0 when they do not (descriptor files, a folder build)."""
+    if config.spectrum_weight is not None:
+        return float(config.spectrum_weight)
+    return DEFAULT_SPECTRUM_WEIGHT if targets.exemplars else 0.0
 
 
 def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> Any:

@@ -20,3 +20,11 @@ $M synthesize -s $S/brick.png -W 192 -H 192 -o $O/brick_plain.png --overwrite -q
 $M synthesize -s $S/hubble_field.png -W 128 -H 128 --frames 8 --loop --frame-weight 2 --max-iter 120 \
   -o $O/hubble_loop.png --animation $O/hubble_loop.webp --overwrite -q
 python samples/tile_preview.py $O/brick_tile.png $O/brick_plain.png
+# Style transfer (samples/style/PROVENANCE.md): the defaults, two styles with the content's
+# colours kept, and two more pairings that show the style's palette arriving.
+T=samples/style
+$M stylize -c $T/chelsea.png -s $S/hubble_field.png -W 384 -o $T/outputs/chelsea_hubble.png --overwrite -q
+$M stylize -c $T/chelsea.png -s $S/gravel.png -s $S/brick.png --style-weights 0.7,0.3 --preserve-color luminance \
+  -W 384 -o $T/outputs/chelsea_gravel_brick_luminance.png --overwrite -q
+$M stylize -c $T/chelsea.png -s $S/brick.png -W 384 -o $T/outputs/chelsea_brick.png --overwrite -q
+$M stylize -c $S/grass.png -s $S/hubble_field.png -W 384 -o $T/outputs/grass_hubble.png --overwrite -q

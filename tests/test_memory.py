@@ -39,7 +39,9 @@ def test_total_is_the_sum_with_sources_and_activations_overlapping():
     e = estimate(256)
     parts = e.components()
     assert parts["total"] == e.total
-    assert e.total == (e.baseline + e.weights + max(e.sources, e.activations) + e.lbfgs + e.bounds + e.images)
+    assert e.total == (
+        e.baseline + e.weights + max(e.sources, e.activations) + e.lbfgs + e.bounds + e.images + e.sliced
+    )
     assert all(isinstance(v, int) and v >= 0 for v in parts.values())
     assert list(parts) == [
         "baseline",
@@ -49,6 +51,7 @@ def test_total_is_the_sum_with_sources_and_activations_overlapping():
         "lbfgs",
         "bounds",
         "images",
+        "sliced",
         "total",
     ]
 
@@ -245,3 +248,18 @@ def test_estimate_within_25_percent_of_measured_peak_rss():
         assert 0.75 <= e.total / measured <= 1.25, (
             f"{size}²: estimated {human_bytes(e.total)}, measured {human_bytes(measured)}: {e.describe()}"
         )
+
+
+def test_the_sliced_statistic_adds_its_projections_and_source_features_to_the_estimate():
+    from multiscale.memory import SLICED_BYTES_PER_VALUE, estimate_synthesis_memory, sliced_bytes
+
+    one = DescriptorConfig(octaves=1, layers=("conv1_1",), statistics=("sliced",))
+    # 64² output: 4096 positions × 64 channels; a 32² source: 1024 × 64 float32 values
+    assert (
+        sliced_bytes(64, 64, config=one, sources=[(32, 32)])
+        == 4096 * 64 * (SLICED_BYTES_PER_VALUE + 4) + 4 * 1024 * 64
+    )
+    kwargs = dict(height=256, width=256, history=5, sources=[(256, 256)], optimizer="projected")
+    gram = estimate_synthesis_memory(config=DescriptorConfig(), **kwargs)
+    both = estimate_synthesis_memory(config=DescriptorConfig(statistics=("gram", "sliced")), **kwargs)
+    assert gram.sliced == 0 and both.total - gram.total == both.sliced > 0

@@ -10,6 +10,7 @@ from multiscale.errors import ConfigError, ImageError, ImageTooSmallError
 from multiscale.gram import image_grams
 from multiscale.io import load_image, save_image
 from multiscale.losses import StyleObjective
+from multiscale.spectrum import SpectrumTerm, example_spectrum
 from multiscale.synthesize import synthesize
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1", "pool2"), max_iter=12)
@@ -43,6 +44,9 @@ def test_loss_of_the_image_as_saved_and_reloaded_is_within_2_percent_of_the_best
     obj = StyleObjective(
         targets=image_grams(source, network=net, config=cfg), network=net, config=cfg, height=64, width=64
     )
+    # the default objective: the Gram loss plus the spectrum constraint (weight 1 with a source image)
+    assert result.report.config.spectrum_weight == 1.0
+    obj = SpectrumTerm(obj, spectrum=example_spectrum([source], height=64, width=64), weight=1.0)
     saved_loss, _ = obj.loss(reloaded)
     assert saved_loss == pytest.approx(result.report.best_loss, rel=0.02)
     assert saved_loss == pytest.approx(result.report.loss, rel=1e-4)
