@@ -66,7 +66,7 @@ class SynthesisReport:
     best_loss : float
         Lowest loss the optimiser evaluated (before quantisation).
     octave_losses : list of float
-        Each octave's share of ``loss``.
+        Each octave's share of the texture statistics' part of ``loss``.
     iterations, evaluations : int
     stop_reason, message : str
         Why the run ended (see :data:`multiscale.optimize.STOP_REASONS`).
@@ -95,6 +95,9 @@ class SynthesisReport:
         What the convolutions ran in and why
         (:meth:`multiscale.precision.PrecisionChoice.to_dict`: CPU flags,
         and for ``auto`` the measured seconds and accuracy check).
+    spectrum_loss : float or None
+        The spectrum constraint's weighted share of ``loss`` (``None``: no
+        constraint), so that ``loss == sum(octave_losses) + spectrum_loss``.
     """
 
     loss: float
@@ -118,6 +121,7 @@ class SynthesisReport:
     checkpoint: str | None = None
     tile_size: int | None = None
     precision: dict[str, Any] | None = None
+    spectrum_loss: float | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -979,6 +983,8 @@ def run_synthesis(
         ),
         tile_size=tile,
         precision={**choice.to_dict(), "float32_from_iteration": phase["switched"]},
+        # the weighted spectrum term: loss = sum(octave_losses) + spectrum_loss
+        spectrum_loss=float(loss - np.sum(per_octave)) if spectrum is not None and per_octave.size else None,
     )
     from .checkpoint import save_then_checkpoint
 

@@ -29,7 +29,8 @@ def test_result_is_an_image_in_range_with_a_report(source):
     r = result.report
     assert r.iterations == 12 and r.stop_reason == "max_iter"
     assert r.history[-1] < r.history[0]
-    assert len(r.octave_losses) == 2 and sum(r.octave_losses) == pytest.approx(r.loss, rel=1e-4)
+    assert len(r.octave_losses) == 2 and r.spectrum_loss > 0  # the default spectrum constraint
+    assert sum(r.octave_losses) + r.spectrum_loss == pytest.approx(r.loss, rel=1e-4)
     assert len(r.weights_sha256) == 64 and r.versions["tensorflow"] == tf.__version__
     assert r.to_dict()["config"]["descriptor"]["octaves"] == 2
 
