@@ -424,10 +424,13 @@ def test_a_second_sigterm_during_the_writes_ends_at_once_and_corrupts_nothing(so
     time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     stderr = _finish(proc)
-    assert proc.returncode == 143, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
-        "Error: interrupted by SIGTERM"
-    )
+    # 143 = 128 + SIGTERM; a second signal that lands after the stop's writes, while the
+    # interpreter shuts down with the handlers restored, ends it by the default action
+    # (-15 here; a shell reports that as 143 too)
+    assert proc.returncode in (143, -signal.SIGTERM), stderr
+    assert "Traceback" not in stderr
+    if proc.returncode == 143:
+        assert stderr.strip().splitlines()[-1].startswith("Error: interrupted by SIGTERM")
     # whatever was written is whole: the image (if it got there) and a checkpoint (old or new)
     if out.exists():
         assert load_image(out).shape == (48, 48, 3)
