@@ -35,7 +35,7 @@ from ._tf import tf
 from .backbone import VGG16, preprocess
 from .config import DescriptorConfig
 from .gram import GramKey, gram_matrix
-from .losses import SlicedDraws, gradient_like, style_loss
+from .losses import Redrawable, SlicedDraws, gradient_like, style_loss
 from .pyramid import gaussian_pyramid
 from .sliced import SlicedTargets
 
@@ -99,7 +99,7 @@ def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]
     return {k: v.numpy() for k, v in network.features(preprocess(x), tuple(layers)).items()}
 
 
-class StylizeObjective:
+class StylizeObjective(Redrawable):
     """Loss and gradient of the style-transfer objective over one image's pixels.
 
     Built once per stage size; :meth:`__call__` is what the L-BFGS-B driver
@@ -160,6 +160,7 @@ class StylizeObjective:
             dtype=dtype, active=use_style,
         )  # fmt: skip
         self._draws = draws
+        self.redraw_every = draws.redraw_every
         self._style_targets = (
             {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if use_gram else {}
         )
@@ -216,15 +217,6 @@ class StylizeObjective:
 
         self._loss_and_grad = loss_and_grad
         self._loss_only = loss_only
-
-    @property
-    def draw(self) -> int | None:
-        """The sliced directions' current draw (``None``: no sliced term)."""
-        return self._draws.draw
-
-    def redraw(self, draw: int) -> None:
-        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
-        self._draws.set(draw)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1]).

@@ -33,7 +33,8 @@ _NORM_FLOOR = 1e-8
 def weighted_terms(
     terms: Mapping[GramKey, tf.Tensor], *, config: DescriptorConfig
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Weighted mean of per-(octave, layer) terms with the config's layer and octave weights.
+    """Weighted mean of per-(octave, layer) terms with the config's layer and octave weights
+    (:func:`term_shares`).
 
     Returns
     -------
@@ -41,12 +42,11 @@ def weighted_terms(
     per_octave : tf.Tensor, shape (octaves,)
         Each octave's weighted share, so ``sum(per_octave) == total``.
     """
-    lw = dict(zip(config.layers, config.resolved_layer_weights, strict=False))
-    ow = config.resolved_octave_weights
-    norm = sum(ow) * sum(lw.values())
-    per_octave = []
-    for k in range(config.octaves):
-        per_octave.append(ow[k] * tf.add_n([lw[layer] * terms[(k, layer)] for layer in config.layers]) / norm)
+    shares = term_shares(config)
+    per_octave = [
+        tf.add_n([shares[(k, layer)] * terms[(k, layer)] for layer in config.layers])
+        for k in range(config.octaves)
+    ]
     stacked = tf.stack(per_octave)
     return tf.reduce_sum(stacked), stacked
 
@@ -106,6 +106,25 @@ def sliced_term(flat: tf.Tensor, d: tf.Tensor, target: tf.Tensor, norm: tf.Tenso
     return tf.reduce_mean(tf.square(ranked - target)) / norm
 
 
+class Redrawable:
+    """What every objective with sliced terms offers its job: the current draw and a new one.
+
+    A subclass sets ``self._draws`` (:class:`SlicedDraws`) and ``self.redraw_every``.
+    """
+
+    _draws: SlicedDraws
+    redraw_every: int | None
+
+    @property
+    def draw(self) -> int | None:
+        """The sliced directions' current draw (``None``: no sliced term)."""
+        return self._draws.draw
+
+    def redraw(self, draw: int) -> None:
+        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
+        self._draws.set(draw)
+
+
 def gradient_like(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """A gradient from TF, flattened, in the driver's dtype: float32 for a float32 iterate
     (the projected driver on very large images, no copy), float64 otherwise (scipy)."""
@@ -113,7 +132,7 @@ def gradient_like(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return flat.astype(np.float32 if np.asarray(x).dtype == np.float32 else np.float64, copy=False)
 
 
-class StyleObjective:
+class StyleObjective(Redrawable):
     """Loss and gradient of the texture loss over the pixels of one image.
 
     Built once per output size; :meth:`__call__` is what the L-BFGS driver
@@ -201,15 +220,6 @@ class StyleObjective:
 
         self._loss_and_grad = loss_and_grad
         self._loss_only = loss_only
-
-    @property
-    def draw(self) -> int | None:
-        """The sliced directions' current draw (``None``: no sliced term)."""
-        return self._draws.draw
-
-    def redraw(self, draw: int) -> None:
-        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
-        self._draws.set(draw)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat pixel vector ``x`` (RGB in [0, 1]).

@@ -52,7 +52,7 @@ from .config import DescriptorConfig
 from .content import TERMS, total_variation
 from .gram import GramKey
 from .layers import LAYER_NAMES, layer_channels, layer_index
-from .losses import SlicedDraws, gradient_like, style_loss, term_shares
+from .losses import Redrawable, SlicedDraws, gradient_like, style_loss, term_shares
 from .pyramid import gaussian_pyramid
 from .sliced import SlicedTargets, sorted_cotangent
 from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
@@ -351,7 +351,7 @@ def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
     return tf.constant(float(value), dtype=dtype)
 
 
-class TiledStyleObjective:
+class TiledStyleObjective(Redrawable):
     """:class:`multiscale.losses.StyleObjective`, evaluated tile by tile.
 
     Same interface and, to float32 rounding, the same values; peak memory
@@ -409,15 +409,6 @@ class TiledStyleObjective:
         )
         self.last_octave_losses: np.ndarray | None = None
 
-    @property
-    def draw(self) -> int | None:
-        """The sliced directions' current draw (``None``: no sliced term)."""
-        return self._draws.draw
-
-    def redraw(self, draw: int) -> None:
-        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
-        self._draws.set(draw)
-
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
         passes, config = self._passes, self.config
         x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
@@ -467,7 +458,7 @@ class TiledStyleObjective:
         return total, per_octave
 
 
-class TiledStylizeObjective:
+class TiledStylizeObjective(Redrawable):
     """:class:`multiscale.content.StylizeObjective`, evaluated tile by tile.
 
     The content term is a sum over positions too, so each tile adds its
@@ -508,6 +499,7 @@ class TiledStylizeObjective:
             config=config, height=height, width=width, sliced=sliced if self._use_style else None, seed=seed,
             dtype=dtype, active=self._use_style,
         )  # fmt: skip
+        self.redraw_every = self._draws.redraw_every
         content = dict(content_targets or {}) if content_weight > 0 else {}
         self._content = {n: np.asarray(f, dtype=dtype.as_numpy_dtype) for n, f in content.items()}
         # mean(F_c²) · (number of values): the divisor of Σ (F − F_c)² in the content loss.
@@ -567,15 +559,6 @@ class TiledStylizeObjective:
                 x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds
             )
         return total, stacked, per_octave, grad
-
-    @property
-    def draw(self) -> int | None:
-        """The sliced directions' current draw (``None``: no sliced term)."""
-        return self._draws.draw
-
-    def redraw(self, draw: int) -> None:
-        """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
-        self._draws.set(draw)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
