@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
-from multiscale.gram import image_grams
 from multiscale.io import load_image, save_image
-from multiscale.losses import StyleObjective
-from multiscale.synthesize import synthesize
+from multiscale.jobs.synthesize import synthesize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.objectives.texture import StyleObjective
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "sources"
 JUDGE = DescriptorConfig(octaves=4, layers=("conv1_1", "pool1", "pool2", "pool3", "pool4"))

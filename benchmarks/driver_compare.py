@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from multiscale import lbfgs, optimize
+from multiscale.optim import lbfgsb as optimize
+from multiscale.optim import projected as lbfgs
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "sources"
 DRIVERS = {"scipy L-BFGS-B": optimize.minimize, "projected L-BFGS": lbfgs.minimize}
@@ -96,11 +97,11 @@ def peak_memory(name: str, n: int) -> float:
 
 
 def style_race(size: int, seconds: float) -> list[tuple[str, float, int, int, float]]:
-    from multiscale.backbone import VGG16, load_weights
     from multiscale.config import DescriptorConfig
-    from multiscale.gram import image_grams
     from multiscale.io import load_image, resize_image
-    from multiscale.losses import StyleObjective
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams
+    from multiscale.objectives.texture import StyleObjective
 
     config = DescriptorConfig()
     net = VGG16(load_weights(), pooling=config.pooling, padding=config.padding)

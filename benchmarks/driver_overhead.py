@@ -1,6 +1,6 @@
 """Seconds and memory the L-BFGS-B driver itself costs, network excluded.
 
-Runs :func:`multiscale.optimize.minimize` (scipy's L-BFGS-B plus our
+Runs :func:`multiscale.optim.lbfgsb.minimize` (scipy's L-BFGS-B plus our
 best-point tracking) on a cheap, ill-conditioned quadratic with as many
 variables as an H×W RGB image (n = H·W·3), with the pixel bounds [0, 1]
 and without. The objective's own time is measured and subtracted, so what
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _rss() -> tuple[int, int]:
     """(VmRSS, VmHWM) of this process in bytes."""
-    from multiscale.memory import process_memory
+    from multiscale.measure.memory import process_memory
 
     return process_memory()
 
@@ -44,7 +44,7 @@ def run_case(size: int, bounded: bool, iterations: int, history: int) -> dict:
     """One driver run in this process; returns its timings and memory."""
     import numpy as np
 
-    from multiscale.optimize import minimize
+    from multiscale.optim.lbfgsb import minimize
 
     n = size * size * 3
     rng = np.random.default_rng(0)
@@ -115,7 +115,7 @@ def main() -> None:
 
     import scipy
 
-    print(f"L-BFGS-B driver (multiscale.optimize.minimize), scipy {scipy.__version__}, "
+    print(f"L-BFGS-B driver (multiscale.optim.lbfgsb.minimize), scipy {scipy.__version__}, "
           f"history {args.history}, up to {args.iterations} iterations; fresh process per row")  # fmt: skip
     header = (
         f"{'size':>6} {'n':>10} {'bounds':>6} {'iters':>5} {'evals':>5} {'total s':>8} {'obj s':>7} "
@@ -141,7 +141,7 @@ def main() -> None:
                 f"{r['driver_s_per_iter']:>13.4f} {per_mvar:>12.1f} {r['peak_bytes_per_var']:>10.0f}"
             )
     print(f"B/var peak includes 16·m = {16 * args.history} B/var of correction pairs and the objective's "
-          "own temporaries (~24 B/var); compare multiscale.memory's lbfgs, bounds and images terms")  # fmt: skip
+          "own temporaries (~24 B/var); compare multiscale.measure.memory's lbfgs, bounds and images terms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def sigterm(size: int, delay: float, work: Path) -> None:
 
 
 def signals(runs: int, seed: int, work: Path) -> None:
-    from multiscale.checkpoint import read_checkpoint
+    from multiscale.jobs.checkpoint import read_checkpoint
 
     source = _crop(work)
     rng = random.Random(seed)
@@ -160,9 +160,9 @@ def kill9(runs: int, seed: int, work: Path) -> None:
 
     import numpy as np
 
-    from multiscale.checkpoint import find_checkpoint, read_checkpoint
     from multiscale.io import load_image
-    from multiscale.synthesize import resume_synthesis, run_synthesis
+    from multiscale.jobs.checkpoint import find_checkpoint, read_checkpoint
+    from multiscale.jobs.synthesize import resume_synthesis, run_synthesis
 
     source = _crop(work)
     rng = random.Random(seed)
@@ -222,7 +222,7 @@ def _crop(work: Path) -> Path:
 
 
 def _iteration(folder: Path) -> int:
-    from multiscale.checkpoint import find_checkpoint
+    from multiscale.jobs.checkpoint import find_checkpoint
 
     try:
         found = find_checkpoint(folder)

@@ -63,8 +63,8 @@ def descriptor_config(args: argparse.Namespace):
 
 def child_rss(args: argparse.Namespace) -> None:
     """In a fresh process: build over the first ``count`` photos and report peak RSS."""
-    from multiscale.build import build_descriptor
-    from multiscale.memory import peak_rss_bytes
+    from multiscale.descriptors.build import build_descriptor
+    from multiscale.measure.memory import peak_rss_bytes
 
     files = sorted(Path(args.child_folder).glob("*.jpg"))[: args.child_count]
     started = time.perf_counter()
@@ -82,7 +82,7 @@ def child_rss(args: argparse.Namespace) -> None:
 
 
 def speed(folder: Path, size: int, count: int, args: argparse.Namespace) -> dict[str, float]:
-    from multiscale.build import build_descriptor
+    from multiscale.descriptors.build import build_descriptor
 
     files = make_photos(folder / f"speed{size}", count + 1, size, seed=size)
     config = descriptor_config(args)

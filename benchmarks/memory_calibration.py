@@ -1,11 +1,11 @@
-"""Check multiscale.memory's estimate against measured peak RSS.
+"""Check multiscale.measure.memory's estimate against measured peak RSS.
 
 Every case runs in a fresh Python process (peak RSS is a process's
 high-water mark, so cases cannot share one) and reports ``ru_maxrss``.
 
-Default mode: a real :func:`multiscale.synthesize.synthesize` run per size
+Default mode: a real :func:`multiscale.jobs.synthesize.synthesize` run per size
 (square array source of the output's size, ``--octaves``, ``--history``,
-``--max-iter``) against :func:`multiscale.memory.estimate_synthesis_memory`.
+``--max-iter``) against :func:`multiscale.measure.memory.estimate_synthesis_memory`.
 Use a history no larger than ``max_iter - 1``: scipy's correction vectors
 are allocated lazily (calloc), so a short run with a long history has not
 touched them all and reads low against an estimate made for a whole run.
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from multiscale.config import DescriptorConfig  # noqa: E402
-from multiscale.memory import (  # noqa: E402
+from multiscale.measure.memory import (
     ACTIVATION_FACTOR,
     IMAGE_BYTES_PER_VALUE,
     SOURCE_FACTOR,
@@ -57,7 +57,7 @@ def child_synthesize(
     """One full synthesis run; returns peak RSS and timings."""
     import numpy as np
 
-    from multiscale.synthesize import synthesize
+    from multiscale.jobs.synthesize import synthesize
 
     source = np.random.default_rng(0).random((source_size, source_size, 3), dtype=np.float32)
     started = time.perf_counter()
@@ -83,13 +83,14 @@ def child_phases(size: int, octaves: int) -> dict:
     """(VmRSS, VmHWM) after each phase: imports, weights, the source pass."""
     import numpy as np
 
+    import multiscale.jobs.synthesize  # noqa: F401
+
     # Everything a synthesis run imports belongs to the baseline.
-    import multiscale.losses  # noqa: F401
-    import multiscale.optimize  # noqa: F401
-    import multiscale.synthesize  # noqa: F401
+    import multiscale.objectives.texture  # noqa: F401
+    import multiscale.optim.lbfgsb  # noqa: F401
     from multiscale._tf import tf
-    from multiscale.backbone import VGG16, load_weights
-    from multiscale.gram import image_grams
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams
 
     config = DescriptorConfig(octaves=octaves)
     tf.constant([1.0]) + 1.0
@@ -106,12 +107,12 @@ def child_eval(size: int, octaves: int) -> dict:
     """RSS around three loss-and-gradient evaluations after a tiny source pass."""
     import numpy as np
 
-    import multiscale.optimize  # noqa: F401
-    import multiscale.synthesize  # noqa: F401
+    import multiscale.jobs.synthesize  # noqa: F401
+    import multiscale.optim.lbfgsb  # noqa: F401
     from multiscale._tf import tf
-    from multiscale.backbone import VGG16, load_weights
-    from multiscale.gram import image_grams, min_image_side
-    from multiscale.losses import StyleObjective
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams, min_image_side
+    from multiscale.objectives.texture import StyleObjective
 
     config = DescriptorConfig(octaves=octaves)
     tf.constant([1.0]) + 1.0

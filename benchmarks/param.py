@@ -91,7 +91,7 @@ _PADDINGS = ("reflect", "wrap")
 
 
 class PixelObjective(Protocol):
-    """What :class:`ParameterizedObjective` wraps (e.g. :class:`multiscale.losses.StyleObjective`)."""
+    """What :class:`ParameterizedObjective` wraps (e.g. :class:`multiscale.objectives.texture.StyleObjective`)."""
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]: ...
 
@@ -164,7 +164,7 @@ def expand_matrix(n: int, *, padding: str = "reflect") -> scipy.sparse.csr_matri
 def reduce_matrix(n: int, *, padding: str = "reflect") -> scipy.sparse.csr_matrix:
     """The 1-d 2× reduce: binomial blur ``[1, 4, 6, 4, 1] / 16``, keep the even samples.
 
-    The same operation as :func:`multiscale.pyramid.downsample` along one
+    The same operation as :func:`multiscale.measure.pyramid.downsample` along one
     axis (for its ``reflect`` and ``wrap`` modes).
 
     Returns
@@ -411,7 +411,7 @@ def subspace_map(height: int, width: int, *, skip: int, padding: str = "reflect"
     skip : int ≥ 0
         Octaves skipped; ``y`` and ``M y`` are ``ceil(height / 2^skip)`` ×
         ``ceil(width / 2^skip)``, the size of octave ``skip`` of the
-        Gaussian pyramid (:func:`multiscale.pyramid.octave_sizes`).
+        Gaussian pyramid (:func:`multiscale.measure.pyramid.octave_sizes`).
     padding : {"reflect", "wrap"}
         The pyramid's border mode (the style loss's padding).
 
@@ -466,7 +466,7 @@ class ParameterizedObjective:
     ----------
     objective : callable
         ``objective(x) -> (loss, grad)`` on flat float64 pixels in [0, 1]
-        (e.g. :class:`multiscale.losses.StyleObjective`).
+        (e.g. :class:`multiscale.objectives.texture.StyleObjective`).
     transform : ImageMap
         ``A``: a :class:`LaplacianPyramid` (run the driver unbounded) or a
         :func:`subspace_map` (whose box is a box: run it bounded, and the

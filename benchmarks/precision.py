@@ -13,7 +13,7 @@ Everything printed is measured in this run:
    from ``throughput.py``'s analytic count and its share of the peak
    measured in the same precision;
 4. the accuracy of that bfloat16 evaluation against float32 at the same
-   (random) point, and :func:`multiscale.precision.choose_precision`'s own
+   (random) point, and :func:`multiscale.jobs.precision.choose_precision`'s own
    probe figures and pick for this size;
 5. with ``--xla``: the same evaluation compiled with XLA
    (``tf.function(jit_compile=True)``), in both precisions (slow to compile);
@@ -62,8 +62,8 @@ def xla_objective(tf, targets, network, config, size):  # noqa: ANN001, ANN201
     """A value-and-gradient function like StyleObjective's, compiled with XLA."""
     import numpy as np
 
-    from multiscale.gram import pyramid_grams
-    from multiscale.losses import style_loss
+    from multiscale.measure.gram import pyramid_grams
+    from multiscale.objectives.terms import style_loss
 
     consts = {key: tf.constant(g, dtype=tf.float32) for key, g in targets.items()}
 
@@ -91,11 +91,11 @@ def synthesis_check(tf, networks, config, size: int, iterations: int) -> None:  
     """
     import dataclasses
 
-    from multiscale.gram import image_grams
     from multiscale.io import load_image
-    from multiscale.lbfgs import minimize
-    from multiscale.losses import StyleObjective
-    from multiscale.synthesize import initial_image, quantize
+    from multiscale.jobs.synthesize import initial_image, quantize
+    from multiscale.measure.gram import image_grams
+    from multiscale.objectives.texture import StyleObjective
+    from multiscale.optim.projected import minimize
 
     source = load_image(ROOT / "samples" / "sources" / "gravel.png")
     targets = image_grams(source, network=networks["float32"], config=config)
@@ -164,11 +164,11 @@ def main() -> None:
     import numpy as np
 
     from multiscale._tf import tf
-    from multiscale.backbone import VGG16, load_weights
-    from multiscale.gram import image_grams
     from multiscale.io import load_image, resize_image
-    from multiscale.losses import StyleObjective
-    from multiscale.precision import accuracy_check, choose_precision, cpu_features, onednn_enabled
+    from multiscale.jobs.precision import accuracy_check, choose_precision, cpu_features, onednn_enabled
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams
+    from multiscale.objectives.texture import StyleObjective
 
     machine = cpu_description()
     print("machine")

@@ -1,6 +1,6 @@
 """Wall time and peak memory of large 4-octave syntheses (1024², 2048², 4096², …).
 
-Each size runs :func:`multiscale.synthesize.synthesize` in a fresh Python
+Each size runs :func:`multiscale.jobs.synthesize.synthesize` in a fresh Python
 process (peak RSS is a process's high-water mark) from a random 256² source,
 with the default layers and driver, for ``--iterations`` iterations. The
 loss is evaluated tiled or not as the run decides from its memory estimate
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from multiscale.memory import human_bytes, parse_memory  # noqa: E402
+from multiscale.measure.memory import human_bytes, parse_memory  # noqa: E402
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 HEADER = (
@@ -58,8 +58,8 @@ def child(
     """One run, in this (fresh) process; returns its figures."""
     import numpy as np
 
-    from multiscale.memory import peak_rss_bytes, process_memory
-    from multiscale.synthesize import estimate_memory, make_config, synthesize
+    from multiscale.jobs.synthesize import estimate_memory, make_config, synthesize
+    from multiscale.measure.memory import peak_rss_bytes, process_memory
 
     started = time.perf_counter()
     marks: list[tuple[int, int, float]] = []

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from multiscale.backbone import VGG16, load_weights
 from multiscale.io import resize_image
-from multiscale.stylize import build_objective, make_config, prepare_stylize, run_plan
+from multiscale.jobs.stylize import build_objective, make_config, prepare_stylize, run_plan
+from multiscale.measure.backbone import VGG16, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

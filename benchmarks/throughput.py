@@ -41,14 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from multiscale.config import DescriptorConfig  # noqa: E402
-from multiscale.layers import (  # noqa: E402
-    LAYER_NAMES,
-    feature_size,
-    layer_channels,
-    layer_index,
-    octave_sizes,  # noqa: E402
-)
-from multiscale.memory import human_bytes, peak_rss_bytes, process_memory  # noqa: E402
+from multiscale.layers import LAYER_NAMES, feature_size, layer_channels, layer_index, octave_sizes  # noqa: E402
+from multiscale.measure.memory import human_bytes, peak_rss_bytes, process_memory  # noqa: E402
 
 PEAK_SIDE, PEAK_CHANNELS = 256, 128
 
@@ -159,11 +153,11 @@ def main() -> None:
 
     import numpy as np
 
-    from multiscale.backbone import VGG16, load_weights
-    from multiscale.gram import image_grams
     from multiscale.io import load_image, resize_image
-    from multiscale.losses import StyleObjective
-    from multiscale.memory import estimate_synthesis_memory
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams
+    from multiscale.measure.memory import estimate_synthesis_memory
+    from multiscale.objectives.texture import StyleObjective
 
     try:
         from tensorflow.python.util import _pywrap_util_port
@@ -242,7 +236,7 @@ def main() -> None:
         )
     print(
         "peak RSS: the process's high-water mark so far (sizes run in the order given); "
-        "est RSS: multiscale.memory's estimate for the objective alone (no L-BFGS-B arrays)"
+        "est RSS: multiscale.measure.memory's estimate for the objective alone (no L-BFGS-B arrays)"
     )
 
 

@@ -25,7 +25,7 @@ T_ref / T_candidate. Candidates (``--candidate``, repeatable):
     the library's bfloat16 schedule: the projected driver on the objective
     whose convolutions run in bfloat16, with the library's default ``tol``,
     until it stops on its own; then, from its best point, the float32
-    objective with fresh memory (:func:`multiscale.lbfgs.switch_objective`)
+    objective with fresh memory (:func:`multiscale.optim.projected.switch_objective`)
     until L_ref. Its bfloat16 evaluations count at their measured cost.
     Needs a CPU with native bfloat16 to mean anything.
 
@@ -58,15 +58,15 @@ from pathlib import Path
 
 import numpy as np
 
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
-from multiscale.gram import image_grams
 from multiscale.io import load_image
-from multiscale.lbfgs import minimize as projected
-from multiscale.lbfgs import switch_objective
-from multiscale.losses import StyleObjective
-from multiscale.optimize import minimize as lbfgsb
-from multiscale.synthesize import SynthesisConfig, initial_image, quantize
+from multiscale.jobs.synthesize import SynthesisConfig, initial_image, quantize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.objectives.texture import StyleObjective
+from multiscale.optim.lbfgsb import minimize as lbfgsb
+from multiscale.optim.projected import minimize as projected
+from multiscale.optim.projected import switch_objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from param import (  # noqa: E402  (benchmarks/param.py: research code, not the library's)

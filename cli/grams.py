@@ -12,7 +12,7 @@ import click
 
 from multiscale.config import DESCRIPTOR_DEFAULTS as D
 from multiscale.config import DescriptorConfig
-from multiscale.descriptor import keep_all_nbytes
+from multiscale.descriptors.descriptor import keep_all_nbytes
 from multiscale.layers import layer_channels
 
 from .errors import Interrupted, clean_errors
@@ -50,7 +50,7 @@ class ImageProgress:
             self._bar.__exit__(exc_type, exc, tb)
 
     def __call__(self, progress: Any) -> None:
-        """Advance to ``progress.done`` (a :class:`multiscale.build.BuildProgress`)."""
+        """Advance to ``progress.done`` (a :class:`multiscale.descriptors.build.BuildProgress`)."""
         if self.quiet:
             return
         if self._bar is None:
@@ -168,7 +168,7 @@ def build(
     Files that cannot be used (unreadable, not an image, too small for the
     octaves) are skipped and listed with the reason; none usable is an error.
     """
-    from multiscale.build import build_descriptor
+    from multiscale.descriptors.build import build_descriptor
     from multiscale.io import check_writable
 
     if dask_address is not None and workers is not None:
@@ -232,7 +232,7 @@ def merge(inputs: tuple[str, ...], output: str, max_grams_bytes: int, overwrite:
     have been built with the same network weights and measurement options;
     otherwise every difference is listed.
     """
-    from multiscale.descriptor import GramDescriptor
+    from multiscale.descriptors.descriptor import GramDescriptor
     from multiscale.io import check_writable
 
     check_writable(output, overwrite=overwrite)
@@ -254,7 +254,7 @@ def info(file: str, as_json: bool, max_grams_bytes: int) -> None:
     The file is fully checked first (sizes, values, symmetry, consistency);
     a damaged or hostile file is refused with the reason.
     """
-    from multiscale.descriptor import GramDescriptor
+    from multiscale.descriptors.descriptor import GramDescriptor
 
     data = GramDescriptor.load(file, max_bytes=max_grams_bytes).info()
     if as_json:

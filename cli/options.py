@@ -29,7 +29,7 @@ from multiscale.config import (
 from multiscale.config import (
     SYNTHESIS_DEFAULTS as S,
 )
-from multiscale.descriptor import DEFAULT_MAX_BYTES, JOIN_METHODS
+from multiscale.descriptors.descriptor import DEFAULT_MAX_BYTES, JOIN_METHODS
 from multiscale.layers import LAYER_NAMES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -251,7 +251,7 @@ grams_source_options = compose(
 def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
-    from multiscale.memory import parse_memory
+    from multiscale.measure.memory import parse_memory
 
     try:
         return parse_memory(value)

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.checkpoint import default_folder, find_checkpoint
 from multiscale.config import StyleConfig, SynthesisConfig
 from multiscale.errors import OutputError
 from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
+from multiscale.jobs.checkpoint import default_folder, find_checkpoint
 
 from .errors import Interrupted
 
@@ -112,7 +112,7 @@ class OutputPlan:
         iterations: an existing one is from an earlier run and is refused
         without ``--overwrite``.
         """
-        from multiscale.animate import frame_path
+        from multiscale.jobs.animate import frame_path
 
         check_writable(self.image, overwrite=self.overwrite)
         check_writable(self.metadata, overwrite=self.overwrite)
@@ -176,7 +176,7 @@ class OutputPlan:
         Returns the image files written, the main one first.
         """
         if self.frames > 1:
-            from multiscale.animate import save_frames
+            from multiscale.jobs.animate import save_frames
 
             written = save_frames(
                 self.image,

@@ -62,7 +62,7 @@ class ProgressBar:
         return f"loss {progress.loss:.4g}  best {progress.best_loss:.4g}  {progress.elapsed_s:.0f}s"
 
     def __call__(self, progress: Any) -> None:
-        """Advance to ``progress.iteration`` (a :class:`multiscale.optimize.Progress`)."""
+        """Advance to ``progress.iteration`` (a :class:`multiscale.optim.base.Progress`)."""
         self.last = progress
         if self.quiet:
             return

@@ -50,14 +50,14 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
     the checkpoint, which may hold the best image saved at the
     interruption); the checkpoint is refreshed on the way.
     """
-    from multiscale.checkpoint import (
+    from multiscale.jobs.checkpoint import (
         checkpoint_config,
         checkpoint_kind,
         read_checkpoint,
         read_style_checkpoint,
     )
-    from multiscale.stylize import resume_stylize
-    from multiscale.synthesize import check_run_memory, resume_synthesis
+    from multiscale.jobs.stylize import resume_stylize
+    from multiscale.jobs.synthesize import check_run_memory, resume_synthesis
 
     ck: Any
     if checkpoint_kind(checkpoint) == "stylize":

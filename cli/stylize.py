@@ -148,7 +148,7 @@ def stylize(
     L-BFGS-B keeps no state that could be saved, so that stage starts again
     from its best image.
     """
-    from multiscale.stylize import make_config, prepare_stylize, run_plan
+    from multiscale.jobs.stylize import make_config, prepare_stylize, run_plan
 
     options["bit_depth"] = int(options["bit_depth"])
     config: StyleConfig = make_config(**options)

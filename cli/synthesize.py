@@ -98,7 +98,7 @@ def synthesize(
     and --checkpoint-every write a checkpoint folder that `multiscale resume`
     continues exactly.
     """
-    from multiscale.synthesize import make_config
+    from multiscale.jobs.synthesize import make_config
 
     if sources and grams:
         raise click.UsageError(
@@ -160,7 +160,7 @@ def synthesize(
     elif sources:
         run["sources"] = list(sources)
     if count > 1 and "targets" not in run:
-        from multiscale.synthesize import prepare_targets
+        from multiscale.jobs.synthesize import prepare_targets
 
         # Measured once, matched N times.
         run = {"targets": prepare_targets(config=config, **run)}
@@ -173,7 +173,7 @@ def _run_one(
     out: OutputPlan, config: SynthesisConfig, run: dict[str, Any], *, quiet: bool, label: str
 ) -> None:
     """One synthesis into ``out``: progress bar, save, summary or clean failure."""
-    from multiscale.synthesize import run_synthesis
+    from multiscale.jobs.synthesize import run_synthesis
 
     with (
         at_stop_signal(out.save_best_now),
@@ -219,9 +219,9 @@ def finish(out: OutputPlan, result: Any, *, quiet: bool) -> None:
 
 def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
-    from multiscale.memory import human_bytes
-    from multiscale.synthesize import plan_run_memory
-    from multiscale.tiles import plan_octaves
+    from multiscale.jobs.synthesize import plan_run_memory
+    from multiscale.measure.memory import human_bytes
+    from multiscale.measure.tiles import plan_octaves
 
     height, width = config.height, config.width
     if (height is None or width is None) and len(sources) == 1 and os.path.isfile(sources[0]):
@@ -288,9 +288,9 @@ def _descriptor_run(
 
     Everything that can be refused is refused here, before the network loads.
     """
-    from multiscale.descriptor import GramDescriptor
+    from multiscale.descriptors.descriptor import GramDescriptor
     from multiscale.errors import DescriptorError
-    from multiscale.synthesize import config_for_descriptors
+    from multiscale.jobs.synthesize import config_for_descriptors
 
     if config.width is None or config.height is None:
         raise click.UsageError("--grams needs the output size: give -W and -H")
@@ -318,8 +318,8 @@ def _streamed_targets(
     sources: tuple[str, ...], config: SynthesisConfig, *, join: str, recursive: bool, quiet: bool
 ) -> Any:
     """Build a descriptor over the sources one image at a time and join it."""
-    from multiscale.build import build_descriptor
-    from multiscale.synthesize import require_images_for_sliced, targets_from_build
+    from multiscale.descriptors.build import build_descriptor
+    from multiscale.jobs.synthesize import require_images_for_sliced, targets_from_build
 
     require_images_for_sliced(config.descriptor, "folders of sources (streamed into a descriptor)")
     with ImageProgress(label="measure", quiet=quiet) as bar:

@@ -32,10 +32,10 @@ from .errors import (
 from .io import load_image, save_image
 
 # Eager on purpose: the functions must shadow their same-named submodules, or
-# ``multiscale.synthesize`` would become the module once anything imports
-# ``multiscale.synthesize.run_synthesis``. The module imports no TensorFlow.
-from .stylize import StylizeResult, resume_stylize, stylize
-from .synthesize import SynthesisReport, SynthesisResult, resume_synthesis, synthesize
+# ``multiscale.jobs.synthesize`` would become the module once anything imports
+# ``multiscale.jobs.synthesize.run_synthesis``. The module imports no TensorFlow.
+from .jobs.stylize import StylizeResult, resume_stylize, stylize
+from .jobs.synthesize import SynthesisReport, SynthesisResult, resume_synthesis, synthesize
 
 # Public names served lazily: (module, attribute).
 _LAZY = {

@@ -19,14 +19,14 @@ from .errors import ConfigError
 from .layers import LAYER_NAMES
 
 PADDINGS = ("reflect", "wrap", "same", "valid")
-#: Texture statistics a descriptor can match (:mod:`multiscale.losses`, :mod:`multiscale.sliced`).
+#: Texture statistics a descriptor can match (:mod:`multiscale.objectives.texture`, :mod:`multiscale.measure.sliced`).
 STATISTICS = ("gram", "sliced")
 POOLINGS = ("avg", "max")
-#: Generated starts (:mod:`multiscale.starts`); an image path is accepted too.
+#: Generated starts (:mod:`multiscale.jobs.starts`); an image path is accepted too.
 INITS = ("spectrum", "smooth", "noise", "mean")
 BIT_DEPTHS = (8, 16)
 OPTIMIZERS = ("projected", "lbfgsb")
-#: What the network's convolutions run in: ``auto`` measures (see :mod:`multiscale.precision`).
+#: What the network's convolutions run in: ``auto`` measures (see :mod:`multiscale.jobs.precision`).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: Layers matched by default, chosen by benchmarks/defaults_study.py (256²,
@@ -162,7 +162,7 @@ class DescriptorConfig:
     statistics : tuple of str
         What is matched at every (octave, layer): ``gram`` (Gram matrices,
         second moments) and/or ``sliced`` (sliced-Wasserstein distance of
-        the whole feature distribution, :mod:`multiscale.sliced`; needs
+        the whole feature distribution, :mod:`multiscale.measure.sliced`; needs
         source images, not descriptor files). Several add up. ``("gram",)``
         here; synthesis and style transfer default to :data:`DEFAULT_STATISTICS`
         (:func:`job_descriptor`).
@@ -243,7 +243,7 @@ class SynthesisConfig:
     width, height : int or None
         Output size in pixels; ``None`` takes the first source's (scaled) size.
     init : str
-        Start image (:mod:`multiscale.starts`): ``"spectrum"`` (random-phase
+        Start image (:mod:`multiscale.jobs.starts`): ``"spectrum"`` (random-phase
         noise with the sources' colours and power spectrum; the mean colour
         plus smooth noise when there are no source images), ``"smooth"``,
         ``"noise"`` (the mean colour plus independent noise per channel: it
@@ -271,18 +271,18 @@ class SynthesisConfig:
         Input images with more pixels are refused before decoding.
     optimizer : {"projected", "lbfgsb"}
         ``projected`` (default): the float32 projected L-BFGS of
-        :mod:`multiscale.lbfgs` — 6–9× less driver time per iteration than
+        :mod:`multiscale.optim.projected` — 6–9× less driver time per iteration than
         scipy, as low a loss per iteration on the samples, and resumable
         exactly (checkpoints, Ctrl-C). ``lbfgsb``: scipy's L-BFGS-B, the
         reference.
     frames : int
         Number of frames; more than 1 makes an animation.
     frame_weight : float
-        Pull between consecutive frames (see :mod:`multiscale.animate`).
+        Pull between consecutive frames (see :mod:`multiscale.jobs.animate`).
     loop : bool
         Also pull the last frame toward the first (a seamless loop).
     spectrum_weight : float or None
-        Weight of the spectrum constraint (:mod:`multiscale.spectrum`): the
+        Weight of the spectrum constraint (:mod:`multiscale.objectives.spectrum`): the
         squared distance to the images with the sources' Fourier spectrum,
         which keeps quasi-periodic textures (bricks, tiles) in line; 0 leaves
         it out. It needs source images; ``None`` (the default) is
@@ -296,7 +296,7 @@ class SynthesisConfig:
     tile_size : int or None
         Evaluate the loss tile by tile, tiles of this many pixels (of the
         octave they cut) plus a halo: the same loss and gradient in far less
-        memory, about 1.6× the time (:mod:`multiscale.tiling`). ``None``:
+        memory, about 1.6× the time (:mod:`multiscale.measure.engine`). ``None``:
         untiled when the memory estimate fits ``max_memory``, else the
         largest tile that fits.
     precision : {"float32", "bfloat16", "auto"}
@@ -305,9 +305,9 @@ class SynthesisConfig:
         a CPU with native bf16, with the same loss after 100 iterations at
         256². On long runs its rounding noise stops the driver early (it
         meets ``tol`` or finds no decrease): a synthesis then finishes in
-        float32 from that point (:func:`multiscale.synthesize.run_synthesis`).
+        float32 from that point (:func:`multiscale.jobs.synthesize.run_synthesis`).
         float32 stays the default. ``auto`` measures both
-        on a small probe and checks bf16's accuracy (:mod:`multiscale.precision`);
+        on a small probe and checks bf16's accuracy (:mod:`multiscale.jobs.precision`);
         the choice and its figures go into the output's JSON.
     """
 
@@ -450,7 +450,7 @@ class StyleConfig:
     The objective is ``content_weight · L_content + style_weight · L_style +
     tv_weight · L_tv``; each term is normalised so that its scale does not
     depend on the image size, the layers or the stage (see
-    :mod:`multiscale.content`).
+    :mod:`multiscale.objectives.style`).
 
     Attributes
     ----------
@@ -484,7 +484,7 @@ class StyleConfig:
         that put the first stage at ≤ 512 px on the long side.
     init : str
         ``"palette"`` (the content image recoloured to the styles' colour
-        mean and covariance, :func:`multiscale.color.match_palette`, so the
+        mean and covariance, :func:`multiscale.measure.color.match_palette`, so the
         style's palette is there from the start; with ``preserve_color`` the
         content as it is), ``"content"`` (the content image), ``"noise"``
         (the content's mean colour plus Gaussian noise), ``"mean"`` (that
@@ -501,7 +501,7 @@ class StyleConfig:
         stage's pixel count; the best image so far is the result.
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations, counted over all
-        stages (see :mod:`multiscale.checkpoint`; needs a checkpoint folder).
+        stages (see :mod:`multiscale.jobs.checkpoint`; needs a checkpoint folder).
         The optimiser restarts from the best image of the stage reached
         (scipy's L-BFGS-B cannot hand out its state).
     optimizer : {"projected", "lbfgsb"}

@@ -2,7 +2,7 @@
 
 Layer names follow the usual convention: ``conv{block}_{i}`` for the i-th
 3×3 convolution (+ ReLU) of a block and ``pool{block}`` for the 2×2 stride-2
-pooling that ends it. Kept apart from :mod:`multiscale.backbone` so that
+pooling that ends it. Kept apart from :mod:`multiscale.measure.backbone` so that
 config validation and ``--help`` never import TensorFlow.
 """
 
@@ -19,6 +19,9 @@ def _names() -> tuple[str, ...]:
         names.append(f"pool{b}")
     return tuple(names)
 
+
+#: A statistic's address: (octave, layer name); octave 0 is the full-size image.
+GramKey = tuple[int, str]
 
 #: Every selectable layer, in network order.
 LAYER_NAMES: tuple[str, ...] = _names()

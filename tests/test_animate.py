@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multiscale.animate import FramesObjective, frame_pairs, interframe_rms, save_frames
 from multiscale.errors import OutputError
-from multiscale.optimize import minimize
+from multiscale.jobs.animate import interframe_rms, save_frames
+from multiscale.objectives.frames import FramesObjective, frame_pairs
+from multiscale.optim.lbfgsb import minimize
 
 N, SIZE = 4, 12
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.backbone import (
+from multiscale.errors import WeightsError
+from multiscale.layers import LAYER_NAMES, feature_size, layer_channels, receptive_field
+from multiscale.measure.backbone import (
     DEFAULT_BACKBONE_ID,
     VGG16,
     default_weights_path,
@@ -13,8 +15,6 @@ from multiscale.backbone import (
     load_weights,
     preprocess,
 )
-from multiscale.errors import WeightsError
-from multiscale.layers import LAYER_NAMES, feature_size, layer_channels, receptive_field
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import multiscale.build as build_module
-from multiscale.backbone import VGG16, load_weights
-from multiscale.build import BuildProgress, build_descriptor, find_images, read_image_weights
+import multiscale.descriptors.build as build_module
 from multiscale.config import DescriptorConfig, SynthesisConfig
-from multiscale.descriptor import GramDescriptor
+from multiscale.descriptors.build import BuildProgress, build_descriptor, find_images, read_image_weights
+from multiscale.descriptors.descriptor import GramDescriptor
+from multiscale.descriptors.joins import spd_exp
 from multiscale.errors import ConfigError, DescriptorError, ImageError, ResourceError
-from multiscale.gram import image_grams
 from multiscale.io import file_sha256, load_image
-from multiscale.joins import spd_exp
-from multiscale.synthesize import (
+from multiscale.jobs.synthesize import (
     NEUTRAL_COLOR,
     config_for_descriptors,
     targets_from_build,
     targets_from_descriptors,
 )
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
 
 CONFIG = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1"))
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from multiscale.checkpoint import checkpoint_kind, default_folder, read_checkpoint, write_checkpoint
 from multiscale.config import DescriptorConfig, SynthesisConfig
 from multiscale.errors import CheckpointError
-from multiscale.lbfgs import minimize
+from multiscale.jobs.checkpoint import checkpoint_kind, default_folder, read_checkpoint, write_checkpoint
+from multiscale.optim.projected import minimize
 
 CONFIG = SynthesisConfig(
     descriptor=DescriptorConfig(octaves=2, layers=("conv1_1", "pool1")),

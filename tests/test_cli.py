@@ -33,16 +33,16 @@ from multiscale_cli.main import cli
 from multiscale_cli.synthesize import synthesize
 from PIL import Image
 
-import multiscale.backbone
 import multiscale.io as mio
-import multiscale.losses
+import multiscale.measure.backbone
+import multiscale.objectives.texture
 from multiscale.config import DescriptorConfig, SynthesisConfig
 from multiscale.io import load_image
-from multiscale.optimize import STOP_REASONS
-from multiscale.synthesize import make_config
+from multiscale.jobs.synthesize import make_config
+from multiscale.optim.base import STOP_REASONS
 
 # The package re-exports the function synthesize, which hides the module of that name.
-synthesis_module = importlib.import_module("multiscale.synthesize")
+synthesis_module = importlib.import_module("multiscale.jobs.synthesize")
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -97,7 +97,7 @@ def network_must_not_load(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         calls.append(args)
         raise AssertionError("the run started: VGG16 weights were loaded")
 
-    monkeypatch.setattr(multiscale.backbone, "load_weights", refuse)
+    monkeypatch.setattr(multiscale.measure.backbone, "load_weights", refuse)
     return calls
 
 
@@ -586,7 +586,7 @@ def test_help_does_not_import_tensorflow():
 
 def fail_at_evaluation(monkeypatch: pytest.MonkeyPatch, k: int, fault: Callable[[float], float]) -> None:
     """Make the style objective's k-th evaluation (1-based) return ``fault(loss)``."""
-    original = multiscale.losses.StyleObjective.__call__
+    original = multiscale.objectives.texture.StyleObjective.__call__
     count = {"n": 0}
 
     def patched(self, x):
@@ -594,7 +594,7 @@ def fail_at_evaluation(monkeypatch: pytest.MonkeyPatch, k: int, fault: Callable[
         count["n"] += 1
         return (fault(loss), grad) if count["n"] >= k else (loss, grad)
 
-    monkeypatch.setattr(multiscale.losses.StyleObjective, "__call__", patched)
+    monkeypatch.setattr(multiscale.objectives.texture.StyleObjective, "__call__", patched)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])

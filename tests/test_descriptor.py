@@ -20,14 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
-from multiscale import joins
 from multiscale.config import DescriptorConfig
-from multiscale.descriptor import (
-    FORMAT_VERSION,
-    GramDescriptor,
-    keep_all_nbytes,
-    measurement_of,
-)
+from multiscale.descriptors import joins
+from multiscale.descriptors.descriptor import FORMAT_VERSION, GramDescriptor, keep_all_nbytes, measurement_of
 from multiscale.errors import ConfigError, DescriptorError, OutputError
 
 CHANNELS = {"conv1_1": 4, "pool1": 4, "pool2": 8}
@@ -301,7 +296,7 @@ def test_merge_names_loaded_files(tmp_path):
 
 
 def test_merging_with_and_without_kept_grams_keeps_none(caplog):
-    with caplog.at_level(logging.WARNING, logger="multiscale.descriptor"):
+    with caplog.at_level(logging.WARNING, logger="multiscale.descriptors.descriptor"):
         merged = build(range(2), keep_all=True).merge(build(range(2, 3)))
     assert not merged.keep_all and merged.count == 3
     assert "--keep-grams" in caplog.text
@@ -309,7 +304,7 @@ def test_merging_with_and_without_kept_grams_keeps_none(caplog):
 
 def test_merging_a_descriptor_with_itself_warns_about_double_counting(caplog):
     d = build(range(2))
-    with caplog.at_level(logging.WARNING, logger="multiscale.descriptor"):
+    with caplog.at_level(logging.WARNING, logger="multiscale.descriptors.descriptor"):
         merged = d.merge(d)
     assert merged.count == 4
     assert "more than once" in caplog.text
@@ -742,7 +737,7 @@ def test_missing_file_and_directory_are_refused(tmp_path):
 
 
 def test_unreadable_file_is_refused(small, monkeypatch):
-    import multiscale.descriptor as module
+    import multiscale.descriptors.descriptor as module
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

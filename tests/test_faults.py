@@ -27,11 +27,11 @@ from click.testing import CliRunner
 from multiscale_cli import errors as cli_errors
 from multiscale_cli.main import cli
 
-from multiscale.checkpoint import default_folder, find_checkpoint, read_checkpoint, write_checkpoint
 from multiscale.config import DescriptorConfig, SynthesisConfig
 from multiscale.errors import CheckpointError, OutputError
 from multiscale.io import load_image, save_image
-from multiscale.lbfgs import minimize
+from multiscale.jobs.checkpoint import default_folder, find_checkpoint, read_checkpoint, write_checkpoint
+from multiscale.optim.projected import minimize
 
 CONFIG = SynthesisConfig(
     descriptor=DescriptorConfig(octaves=2, layers=("conv1_1", "pool1")),
@@ -98,7 +98,7 @@ def test_after_a_crash_between_the_two_renames_the_set_aside_checkpoint_is_read_
 
 
 def test_an_interrupt_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    import multiscale.checkpoint as checkpoint
+    import multiscale.jobs.checkpoint as checkpoint
 
     folder = _write(default_folder(tmp_path / "out.png"), 3)
 
@@ -121,7 +121,7 @@ def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path):
 
 
 def _frame_set(folder: Path, seed: int) -> list[Path]:
-    from multiscale.animate import save_frames
+    from multiscale.jobs.animate import save_frames
 
     frames = np.random.default_rng(seed).uniform(0, 1, (3, 48, 48, 3)).astype(np.float32)
     return save_frames(folder / "out.png", frames, animation=folder / "out.webp", overwrite=True)
@@ -149,7 +149,7 @@ def test_animation_frames_appear_as_a_set_a_full_disk_keeps_the_previous_set(tmp
 
 
 def test_an_interrupt_while_writing_frames_keeps_the_previous_set(tmp_path, monkeypatch):
-    import multiscale.animate as animate
+    import multiscale.jobs.animate as animate
 
     _frame_set(tmp_path, 0)
     before = _snapshot(tmp_path)
@@ -197,7 +197,7 @@ def source_file(samples_dir, tmp_path_factory):
 def test_ctrl_c_during_a_periodic_checkpoint_keeps_the_best_image_and_a_checkpoint(
     source_file, tmp_path, monkeypatch
 ):
-    import multiscale.checkpoint as checkpoint
+    import multiscale.jobs.checkpoint as checkpoint
 
     real, calls = checkpoint.write_checkpoint, []
 
@@ -235,8 +235,8 @@ def test_ctrl_c_during_a_periodic_checkpoint_keeps_the_best_image_and_a_checkpoi
 
 
 def test_sigterm_during_grams_build_keeps_the_images_measured_so_far(tmp_path, monkeypatch):
-    import multiscale.build as build
-    from multiscale.descriptor import GramDescriptor
+    import multiscale.descriptors.build as build
+    from multiscale.descriptors.descriptor import GramDescriptor
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -267,7 +267,7 @@ def test_ctrl_c_while_the_driver_takes_over_a_segment_s_memory_keeps_the_image_a
     source_file, tmp_path, monkeypatch
 ):
     """Outside the driver's own handling (its pairs may be half rearranged): no checkpoint from them."""
-    import multiscale.lbfgs as lbfgs
+    import multiscale.optim.projected as lbfgs
 
     real, calls = lbfgs._Driver.restore, []
 
@@ -296,7 +296,7 @@ def test_the_best_image_is_written_at_once_even_while_an_evaluation_holds_the_ma
 
     from multiscale_cli.output import OutputPlan
 
-    import multiscale.losses as losses
+    import multiscale.objectives.texture as losses
 
     events: list[tuple[str, str]] = []
     real_call, real_handler, real_save = (
@@ -445,7 +445,7 @@ def test_kill_9_at_random_moments_always_leaves_a_checkpoint_that_resumes_to_the
     the checkpoint loads and a resumed run ends at the uninterrupted run's loss, to the last bit."""
     import dataclasses
 
-    from multiscale.synthesize import resume_synthesis, run_synthesis
+    from multiscale.jobs.synthesize import resume_synthesis, run_synthesis
 
     rng = random.Random(14)
     kills = 5
@@ -541,7 +541,7 @@ def test_write_errors_name_the_checkpoint_folder(tmp_path):
 
 
 def test_a_resume_that_will_not_fit_is_refused_before_its_state_is_loaded(source_file, tmp_path, monkeypatch):
-    import multiscale.lbfgs as lbfgs
+    import multiscale.optim.projected as lbfgs
 
     out = tmp_path / "run.png"
     args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "2", "--checkpoint-every", "1", "-q"]
@@ -561,7 +561,7 @@ def test_a_resume_that_will_not_fit_is_refused_before_its_state_is_loaded(source
 
 def test_a_loaded_state_is_laid_out_for_the_driver_to_take_over(tmp_path):
     """A resume holds its optimiser state once: the pairs are read into the driver's block."""
-    from multiscale.lbfgs import _exported_block
+    from multiscale.optim.projected import _exported_block
 
     folder = _write(default_folder(tmp_path / "out.png"), 5)
     state = read_checkpoint(folder).state

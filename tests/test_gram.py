@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ImageTooSmallError
-from multiscale.gram import check_image_size, gram_matrix, image_grams, min_image_side
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import check_image_size, gram_matrix, image_grams, min_image_side
 
 
 @settings(deadline=None, max_examples=25)

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from multiscale_cli.main import cli
 from PIL import Image
 
-from multiscale.descriptor import GramDescriptor
+from multiscale.descriptors.descriptor import GramDescriptor
 from multiscale.io import file_sha256
 
 MEASURE = ["--octaves", "2", "--layers", "conv1_1,pool1"]

@@ -1,4 +1,4 @@
-"""The import graph of ``multiscale`` and its CLI: no cycles, and no import of the CLI by the library.
+"""The import graph of ``multiscale`` and its CLI: no cycles, imports only down the layers, no CLI in the library.
 
 The graph is read statically with :mod:`ast`, so it holds every import a
 module can make: top-level ones, lazy ones inside functions and those under
@@ -21,17 +21,33 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"multiscale": ROOT / "multiscale", "multiscale_cli": ROOT / "cli"}
 ALIASES = {"cli": "multiscale_cli"}
 
-#: Modules tangled in cycles today, scheduled to be untangled: a cycle among
-#: these modules only is tolerated; any cycle reaching another module fails.
-KNOWN_CYCLES = (
-    # content → gram → losses → tiling → content (and shorter loops among them, all lazy
-    # imports back into tiling.py): to be broken by the objectives re-layout (issue 13)
-    frozenset({"multiscale.content", "multiscale.gram", "multiscale.losses", "multiscale.tiling"}),
-)
+#: The layers of the package, lowest first. A module may import modules of lower
+#: layers and of its own sub-package (the foundation counts as one), never a
+#: higher layer or a sibling of its own layer: objectives, optimisers and
+#: descriptors do not know each other, and only the jobs combine them.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # foundation: names, errors, configuration, files
+    ("multiscale._version", "multiscale._tf", "multiscale.errors", "multiscale.layers", "multiscale.config",
+     "multiscale.io"),
+    ("multiscale.measure",),
+    ("multiscale.objectives", "multiscale.optim", "multiscale.descriptors"),
+    ("multiscale.jobs",),
+    ("multiscale",),  # the public API (the package's __init__)
+    ("multiscale_cli",),
+)  # fmt: skip
 
 
-def _known(cycle: tuple[str, ...]) -> bool:
-    return any(set(cycle) <= group for group in KNOWN_CYCLES)
+def _layer(module: str) -> tuple[int, str]:
+    """(layer, group) of a module: its sub-package, or "foundation" for the lowest layer."""
+    best: tuple[int, str, int] | None = None
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            inside = module == prefix or module.startswith(prefix + ".")
+            if inside and (best is None or len(prefix) > best[2]):
+                best = (rank, "foundation" if rank == 0 else prefix, len(prefix))
+    if best is None:
+        raise AssertionError(f"{module} is in no layer of LAYERS: place it")
+    return best[0], best[1]
 
 
 def _modules() -> dict[str, Path]:
@@ -130,10 +146,10 @@ def _describe(cycle: tuple[str, ...], lines: dict[tuple[str, str], int]) -> str:
 
 def test_graph_is_read():
     graph, _ = _graph()
-    assert "multiscale.synthesize" in graph and "multiscale_cli.main" in graph
-    assert "multiscale.config" in graph["multiscale.synthesize"]
+    assert "multiscale.jobs.synthesize" in graph and "multiscale_cli.main" in graph
+    assert "multiscale.config" in graph["multiscale.jobs.synthesize"]
     # a lazy import inside a function counts
-    assert "multiscale.synthesize" in graph["multiscale_cli.synthesize"]
+    assert "multiscale.jobs.synthesize" in graph["multiscale_cli.synthesize"]
 
 
 def test_cycle_finder():
@@ -141,18 +157,35 @@ def test_cycle_finder():
     assert _cycles(graph) == [("a", "b"), ("a", "b", "c")]
 
 
-def test_no_new_import_cycles():
+def test_no_import_cycles():
     graph, lines = _graph()
     cycles = _cycles(graph)
-    new = [c for c in cycles if not _known(c)]
-    assert not new, "import cycle(s):\n" + "\n".join(_describe(c, lines) for c in new)
+    assert not cycles, "import cycle(s):\n" + "\n".join(_describe(c, lines) for c in cycles)
 
 
-def test_known_cycles_still_exist():
-    """A known cycle that is gone is removed from KNOWN_CYCLES, so it cannot come back unnoticed."""
-    cycles = _cycles(_graph()[0])
-    gone = [sorted(group) for group in KNOWN_CYCLES if not any(set(c) <= group for c in cycles)]
-    assert not gone, f"no longer cycles, remove them from KNOWN_CYCLES: {gone}"
+def test_every_module_is_in_a_layer():
+    for module in _modules():
+        _layer(module)
+
+
+def test_imports_only_go_down_the_layers():
+    """measure → objectives | optim | descriptors → jobs → the API → the CLI; siblings apart."""
+    graph, lines = _graph()
+    offenders = []
+    for module, imported in graph.items():
+        rank, group = _layer(module)
+        for name in imported:
+            its_rank, its_group = _layer(name)
+            if its_group != group and its_rank >= rank:
+                offenders.append(f"{module} (line {lines[module, name]}) imports {name}")
+    assert not offenders, "imports against the layers:\n" + "\n".join(sorted(offenders))
+
+
+def test_the_layer_rule_catches_an_upward_import():
+    assert _layer("multiscale.measure.gram") == (1, "multiscale.measure")
+    assert _layer("multiscale.config") == (0, "foundation")
+    assert _layer("multiscale.jobs.stylize")[0] > _layer("multiscale.objectives.style")[0]
+    assert _layer("multiscale.optim.projected")[0] == _layer("multiscale.objectives.texture")[0]
 
 
 @pytest.mark.parametrize("forbidden", ["multiscale_cli", "click"])

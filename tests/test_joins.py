@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from multiscale.errors import DescriptorError
-from multiscale.joins import (
+from multiscale.descriptors.joins import (
     DEFAULT_EPS,
     JoinConvergenceWarning,
     affine_invariant_mean,
@@ -24,6 +23,7 @@ from multiscale.joins import (
     spd_log,
     symmetrise,
 )
+from multiscale.errors import DescriptorError
 
 
 def random_spd(rng: np.random.Generator, c: int, *, n: int | None = None, spread: float = 1.0) -> np.ndarray:

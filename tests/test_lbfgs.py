@@ -8,11 +8,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from multiscale import lbfgs
-from multiscale import optimize as scipy_driver
 from multiscale.errors import CheckpointError, MultiscaleError, OutputError
-from multiscale.lbfgs import LBFGSResult, LBFGSState, load_state, minimize, save_state
-from multiscale.optimize import Progress
+from multiscale.optim import lbfgsb as scipy_driver
+from multiscale.optim import projected as lbfgs
+from multiscale.optim.base import Progress
+from multiscale.optim.projected import LBFGSResult, LBFGSState, load_state, minimize, save_state
 
 TARGET = np.linspace(-0.5, 1.5, 12)
 # Ill-conditioned on purpose (condition 1000), as in test_optimize.
@@ -502,10 +502,10 @@ def test_a_state_built_by_hand_is_checked_before_saving(tmp_path):
 
 @pytest.mark.slow
 def test_on_the_style_objective_it_keeps_up_with_scipy():
-    from multiscale.backbone import VGG16, load_weights
     from multiscale.config import DescriptorConfig
-    from multiscale.gram import image_grams
-    from multiscale.losses import StyleObjective
+    from multiscale.measure.backbone import VGG16, load_weights
+    from multiscale.measure.gram import image_grams
+    from multiscale.objectives.texture import StyleObjective
 
     config = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1"))
     rng = np.random.default_rng(0)
@@ -557,7 +557,7 @@ def test_float32_resume_repeats_the_uninterrupted_float32_run_exactly():
 
 
 def test_start_point_switches_to_float32_only_for_very_large_problems():
-    from multiscale import memory
+    from multiscale.measure import memory
 
     assert lbfgs.start_point(np.zeros((4, 4, 3), np.float32)).dtype == np.float64
     big = np.zeros(lbfgs.FLOAT32_ITERATE_ABOVE + 1, np.float64)

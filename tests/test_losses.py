@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
-from multiscale.gram import image_grams
-from multiscale.losses import StyleObjective
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.objectives.texture import StyleObjective
 
 CFG = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1", "conv2_1"), octave_weights=(1.0, 0.5))
 

@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 
-from multiscale import memory
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ResourceError
-from multiscale.memory import (
+from multiscale.measure import memory
+from multiscale.measure.memory import (
     MemoryEstimate,
     check_memory,
     default_max_memory,
@@ -210,7 +210,7 @@ def test_check_memory():
 
 
 def test_importing_memory_starts_no_tensorflow():
-    code = "import sys, multiscale.memory; print('tensorflow' in sys.modules)"
+    code = "import sys, multiscale.measure.memory; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -220,11 +220,11 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from multiscale.synthesize import synthesize
+    from multiscale.jobs.synthesize import synthesize
     size, history, max_iter = (int(v) for v in sys.argv[1:4])
     source = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
     synthesize(source, width=size, height=size, octaves=4, history=history, max_iter=max_iter)
-    from multiscale.memory import peak_rss_bytes  # VmHWM: ru_maxrss survives fork+exec
+    from multiscale.measure.memory import peak_rss_bytes  # VmHWM: ru_maxrss survives fork+exec
     print(json.dumps(peak_rss_bytes()))
     """
 )
@@ -251,7 +251,7 @@ def test_estimate_within_25_percent_of_measured_peak_rss():
 
 
 def test_the_sliced_statistic_adds_its_projections_and_source_features_to_the_estimate():
-    from multiscale.memory import SLICED_BYTES_PER_VALUE, estimate_synthesis_memory, sliced_bytes
+    from multiscale.measure.memory import SLICED_BYTES_PER_VALUE, estimate_synthesis_memory, sliced_bytes
 
     one = DescriptorConfig(octaves=1, layers=("conv1_1",), statistics=("sliced",))
     # 64² output: 4096 positions × 64 channels; a 32² source: 1024 × 64 float32 values

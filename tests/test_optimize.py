@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from multiscale.optimize import Progress, minimize
+from multiscale.optim.base import Progress
+from multiscale.optim.lbfgsb import minimize
 
 TARGET = np.linspace(-0.5, 1.5, 12)
 # Ill-conditioned on purpose, so L-BFGS-B needs a dozen evaluations, not two.

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
-from multiscale.gram import image_grams
-from multiscale.lbfgs import minimize as projected
-from multiscale.losses import StyleObjective
-from multiscale.pyramid import downsample, gaussian_pyramid
-from multiscale.synthesize import quantize
+from multiscale.jobs.synthesize import quantize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.measure.pyramid import downsample, gaussian_pyramid
+from multiscale.objectives.texture import StyleObjective
+from multiscale.optim.projected import minimize as projected
 
 # Research code used by benchmarks/time_to_loss.py, kept out of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

@@ -6,12 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from multiscale import precision
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights, preprocess
 from multiscale.config import DescriptorConfig
-from multiscale.gram import gram_matrix, pyramid_grams
-from multiscale.precision import (
+from multiscale.jobs import precision
+from multiscale.jobs.precision import (
     MAX_LOSS_REL_DIFF,
     MIN_GRAD_COSINE,
     PRECISIONS,
@@ -21,6 +19,8 @@ from multiscale.precision import (
     cpu_features,
     native_bf16,
 )
+from multiscale.measure.backbone import VGG16, load_weights, preprocess
+from multiscale.measure.gram import gram_matrix, pyramid_grams
 
 LAYERS = ("conv1_1", "pool1", "conv2_2", "conv3_2")
 X86_CPUINFO = """processor\t: 0
@@ -193,7 +193,7 @@ def test_auto_measures_both_precisions_and_caches(monkeypatch, weights):
 
 
 def test_a_bfloat16_synthesis_records_its_precision_and_scores_its_image_in_float32():
-    from multiscale.synthesize import synthesize
+    from multiscale.jobs.synthesize import synthesize
 
     source = np.random.default_rng(4).uniform(size=(48, 48, 3)).astype(np.float32)
     common = dict(width=48, height=48, octaves=2, max_iter=5, seed=1)
@@ -215,7 +215,7 @@ SWITCH_RUN = dict(width=48, height=48, octaves=2, max_iter=12, seed=1, tol=0.03)
 
 
 def test_a_bfloat16_run_that_stops_on_its_own_finishes_in_float32():
-    from multiscale.synthesize import synthesize
+    from multiscale.jobs.synthesize import synthesize
 
     bf16 = synthesize(SWITCH_SOURCE, precision="bfloat16", **SWITCH_RUN)
     k = bf16.report.precision["float32_from_iteration"]
@@ -227,8 +227,8 @@ def test_a_bfloat16_run_that_stops_on_its_own_finishes_in_float32():
 
 
 def test_a_checkpoint_taken_in_the_float32_finish_resumes_in_float32(tmp_path):
-    from multiscale.checkpoint import read_checkpoint
-    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+    from multiscale.jobs.checkpoint import read_checkpoint
+    from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
     config = make_config(precision="bfloat16", **SWITCH_RUN)
     whole = run_synthesis(SWITCH_SOURCE, config=config)
@@ -249,8 +249,8 @@ def test_a_checkpoint_taken_in_the_float32_finish_resumes_in_float32(tmp_path):
 
 
 def test_a_checkpoint_of_an_auto_run_keeps_the_precision_it_chose(tmp_path):
-    from multiscale.checkpoint import read_checkpoint
-    from multiscale.synthesize import make_config, run_synthesis
+    from multiscale.jobs.checkpoint import read_checkpoint
+    from multiscale.jobs.synthesize import make_config, run_synthesis
 
     config = make_config(precision="auto", **{**SWITCH_RUN, "max_iter": 2})
     result = run_synthesis(

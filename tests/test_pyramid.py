@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.pyramid import blur, gaussian_pyramid, octave_sizes, pad2d
+from multiscale.measure.pyramid import blur, gaussian_pyramid, octave_sizes, pad2d
 
 
 def _t(a: np.ndarray) -> tf.Tensor:

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from multiscale_cli.main import cli
 
-from multiscale.animate import interframe_rms
 from multiscale.io import load_image, save_image
-from multiscale.synthesize import resume_synthesis, synthesize
+from multiscale.jobs.animate import interframe_rms
+from multiscale.jobs.synthesize import resume_synthesis, synthesize
 
 TINY = dict(octaves=2, layers=("conv1_1", "pool1"), width=32, height=32)
 TINY_ARGS = ["--octaves", "2", "--layers", "conv1_1,pool1", "-W", "32", "-H", "32"]
@@ -27,7 +27,7 @@ def source_file(source, tmp_path):
 
 def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(source, tmp_path):
     """Measured: the same loss to the last bit (the projected driver's state is exact)."""
-    from multiscale.synthesize import make_config, run_synthesis
+    from multiscale.jobs.synthesize import make_config, run_synthesis
 
     whole = synthesize(source, max_iter=16, seed=3, **TINY)
     config = make_config(max_iter=16, seed=3, **TINY)
@@ -44,7 +44,7 @@ def test_an_interrupted_and_resumed_run_ends_where_an_uninterrupted_one_does(sou
 
 
 def test_resume_can_extend_a_finished_run(source, tmp_path):
-    from multiscale.synthesize import make_config, run_synthesis
+    from multiscale.jobs.synthesize import make_config, run_synthesis
 
     config = make_config(max_iter=5, checkpoint_every=5, **TINY)
     run_synthesis(source, config=config, checkpoint=tmp_path / "ck", output=tmp_path / "o.png")

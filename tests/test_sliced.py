@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ConfigError
-from multiscale.gram import image_grams
-from multiscale.losses import StyleObjective, sliced_term
-from multiscale.sliced import (
+from multiscale.jobs.synthesize import measure_sliced
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.measure.sliced import (
     MAX_SOURCE_POSITIONS,
     REDRAW_EVERY,
     SlicedTargets,
@@ -21,8 +21,8 @@ from multiscale.sliced import (
     sample_positions,
     sorted_cotangent,
 )
-from multiscale.synthesize import measure_sliced
-from multiscale.tiling import TiledStyleObjective
+from multiscale.objectives.terms import sliced_term
+from multiscale.objectives.texture import StyleObjective, TiledStyleObjective
 
 LAYERS = ("conv1_1", "pool1")
 
@@ -158,7 +158,7 @@ def test_the_source_itself_has_zero_sliced_loss_and_a_redraw_changes_a_noise_ima
 
 
 def test_the_sliced_statistic_is_refused_without_images() -> None:
-    from multiscale.synthesize import require_images_for_sliced
+    from multiscale.jobs.synthesize import require_images_for_sliced
 
     with pytest.raises(ConfigError, match="sliced statistic needs source images"):
         require_images_for_sliced(DescriptorConfig(statistics=("gram", "sliced")), "descriptor files")
@@ -170,8 +170,8 @@ def test_the_sliced_statistic_is_refused_without_images() -> None:
 
 
 def test_tiled_style_transfer_with_the_sliced_term_equals_the_untiled_one() -> None:
-    from multiscale.content import StylizeObjective, content_features
-    from multiscale.tiling import TiledStylizeObjective
+    from multiscale.measure.gram import content_features
+    from multiscale.objectives.style import StylizeObjective, TiledStylizeObjective
 
     config = DescriptorConfig(octaves=2, layers=LAYERS, statistics=("gram", "sliced"))
     rng = np.random.default_rng(6)
@@ -198,7 +198,7 @@ def test_tiled_style_transfer_with_the_sliced_term_equals_the_untiled_one() -> N
 @pytest.mark.parametrize("stop", [REDRAW_EVERY, REDRAW_EVERY + 6])
 def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_does(tmp_path, stop) -> None:
     """The draw follows from the iteration, and the checkpoint holds the sources' features."""
-    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+    from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
     source = np.random.default_rng(7).uniform(size=(40, 40, 3)).astype(np.float32)
     tiny = dict(octaves=2, layers=LAYERS, width=32, height=32, statistics=("sliced",), seed=2)
@@ -227,14 +227,14 @@ def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(t
     import logging
     import re
 
-    from multiscale.checkpoint import read_checkpoint
-    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+    from multiscale.jobs.checkpoint import read_checkpoint
+    from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
     source = np.random.default_rng(8).uniform(size=(40, 40, 3)).astype(np.float32)
     config = make_config(
         max_iter=30, tol=3e-4, octaves=2, layers=LAYERS, width=32, height=32, statistics=("sliced",), seed=1
     )
-    with caplog.at_level(logging.INFO, logger="multiscale.synthesize"):
+    with caplog.at_level(logging.INFO, logger="multiscale.jobs.synthesize"):
         whole = run_synthesis(source, config=config)
     ends = {int(m) for m in re.findall(r"stopped at iteration (\d+)", caplog.text)}
     assert whole.report.iterations == 30 and len(ends) >= 2  # several draws ended early

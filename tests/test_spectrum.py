@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.spectrum import example_spectrum, project, spectrum_loss
+from multiscale.objectives.spectrum import example_spectrum, project, spectrum_loss
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_an_output_larger_than_the_example_keeps_its_energy_per_pixel_and_mean()
 
 @pytest.mark.slow
 def test_a_synthesis_with_the_spectrum_constraint_resumes_exactly_and_keeps_stripes_in_line(tmp_path) -> None:
-    from multiscale.synthesize import make_config, resume_synthesis, run_synthesis
+    from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
     source = _texture(size=(48, 48))
     tiny = dict(octaves=2, layers=("conv1_1", "pool1"), width=32, height=32, max_iter=12, seed=3)
@@ -88,7 +88,7 @@ def test_a_synthesis_with_the_spectrum_constraint_resumes_exactly_and_keeps_stri
 
 
 def test_the_constraint_needs_images() -> None:
-    from multiscale.synthesize import make_config
+    from multiscale.jobs.synthesize import make_config
 
     with pytest.raises(ConfigError, match="spectrum_weight"):
         make_config(spectrum_weight=-1.0)

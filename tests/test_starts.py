@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multiscale.starts import GENERATED_STARTS, SMOOTH_SIGMA, generated_start, smooth_noise, spot_noise
+from multiscale.jobs.starts import GENERATED_STARTS, SMOOTH_SIGMA, generated_start, smooth_noise, spot_noise
 
 
 def _exemplar(seed: int = 0, size: int = 32) -> np.ndarray:

@@ -15,17 +15,12 @@ from click.testing import CliRunner, Result
 from multiscale_cli.main import cli
 from PIL import Image
 
-import multiscale.content
+import multiscale.objectives.style
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
-from multiscale.color import luminance, match_color, recombine, rgb_to_yiq, yiq_to_rgb
 from multiscale.config import DescriptorConfig, StyleConfig
-from multiscale.content import StylizeObjective, content_features
 from multiscale.errors import ConfigError, ImageError, ImageTooSmallError, ResourceError
-from multiscale.gram import image_grams, min_image_side
 from multiscale.io import load_image, resize_image
-from multiscale.losses import StyleObjective
-from multiscale.stylize import (
+from multiscale.jobs.stylize import (
     auto_stages,
     estimate_memory,
     make_config,
@@ -34,7 +29,12 @@ from multiscale.stylize import (
     stage_sizes,
     stylize,
 )
-from multiscale.synthesize import quantize
+from multiscale.jobs.synthesize import quantize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.color import luminance, match_color, recombine, rgb_to_yiq, yiq_to_rgb
+from multiscale.measure.gram import content_features, image_grams, min_image_side
+from multiscale.objectives.style import StylizeObjective
+from multiscale.objectives.texture import StyleObjective
 
 #: 2 octaves, shallow style layers and a shallow content layer: fast, and
 #: still every part of the pipeline.
@@ -125,7 +125,7 @@ def test_match_color_gives_the_reference_mean_and_covariance():
 
 
 def test_match_palette_takes_the_blend_of_the_references_colour_distributions():
-    from multiscale.color import match_palette
+    from multiscale.measure.color import match_palette
 
     rng = np.random.default_rng(2)
     image = rng.uniform(0.3, 0.6, size=(40, 40, 3))
@@ -276,10 +276,10 @@ def test_each_stage_records_the_precision_it_ran_in(content, styles):
 def test_auto_precision_is_chosen_once_and_the_checkpoint_keeps_the_choice(
     content, styles, tmp_path, monkeypatch
 ):
-    import multiscale.precision
-    from multiscale.checkpoint import read_style_checkpoint
-    from multiscale.precision import PrecisionChoice
-    from multiscale.stylize import run_plan
+    import multiscale.jobs.precision
+    from multiscale.jobs.checkpoint import read_style_checkpoint
+    from multiscale.jobs.precision import PrecisionChoice
+    from multiscale.jobs.stylize import run_plan
 
     asked = []
 
@@ -293,7 +293,7 @@ def test_auto_precision_is_chosen_once_and_the_checkpoint_keeps_the_choice(
             native_bf16=True,
         )
 
-    monkeypatch.setattr(multiscale.precision, "choose_precision", choose)
+    monkeypatch.setattr(multiscale.jobs.precision, "choose_precision", choose)
     plan = prepare_stylize(
         content, styles[0], config=make_config(stages=2, max_iter=2, precision="auto", **SMALL)
     )
@@ -308,7 +308,7 @@ def test_auto_precision_is_chosen_once_and_the_checkpoint_keeps_the_choice(
 
 
 def test_a_bfloat16_stylize_scores_its_image_in_float32(content, styles):
-    from multiscale.stylize import build_objective
+    from multiscale.jobs.stylize import build_objective
 
     bf16 = stylize(content, styles[0], max_iter=3, precision="bfloat16", **SMALL)
     assert bf16.report.stages[0].precision["precision"] == "bfloat16"
@@ -457,7 +457,7 @@ def test_cli_end_to_end_writes_the_image_and_its_json(files):
 
 def test_cli_ctrl_c_writes_the_best_image_and_exits_130(files, monkeypatch):
     calls = {"n": 0}
-    original = multiscale.content.StylizeObjective.__call__
+    original = multiscale.objectives.style.StylizeObjective.__call__
 
     def interrupted(self, x):
         calls["n"] += 1
@@ -465,7 +465,7 @@ def test_cli_ctrl_c_writes_the_best_image_and_exits_130(files, monkeypatch):
             raise KeyboardInterrupt
         return original(self, x)
 
-    monkeypatch.setattr(multiscale.content.StylizeObjective, "__call__", interrupted)
+    monkeypatch.setattr(multiscale.objectives.style.StylizeObjective, "__call__", interrupted)
     f = files
     result = run_cli("-c", str(f["content"]), "-s", str(f["style"]), "-o", str(f["out"]), *CLI_SMALL)
     assert result.exit_code == 130, result.output

@@ -21,22 +21,22 @@ from click.testing import CliRunner
 from multiscale_cli.main import cli
 from PIL import Image
 
-from multiscale.checkpoint import (
+from multiscale.config import DescriptorConfig, StyleConfig
+from multiscale.errors import CheckpointError, ConfigError
+from multiscale.io import load_image, resize_image
+from multiscale.jobs.checkpoint import (
     StylePosition,
     checkpoint_kind,
     read_checkpoint,
     read_style_checkpoint,
     write_style_checkpoint,
 )
-from multiscale.config import DescriptorConfig, StyleConfig
-from multiscale.errors import CheckpointError, ConfigError
-from multiscale.io import load_image, resize_image
-from multiscale.stylize import make_config, prepare_stylize, resume_stylize, run_plan
-from multiscale.synthesize import resume_synthesis
+from multiscale.jobs.stylize import make_config, prepare_stylize, resume_stylize, run_plan
+from multiscale.jobs.synthesize import resume_synthesis
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1"), content_layers=("conv1_1",))
-#: The module, which ``multiscale.stylize`` (the function) shadows as an attribute.
-stylize_module = importlib.import_module("multiscale.stylize")
+#: The module, which ``multiscale.jobs.stylize`` (the function) shadows as an attribute.
+stylize_module = importlib.import_module("multiscale.jobs.stylize")
 CLI_SMALL = ["--octaves", "2", "--layers", "conv1_1,pool1", "--content-layers", "conv1_1"]
 
 
@@ -281,7 +281,7 @@ def test_ctrl_c_between_stages_resumes_at_the_start_of_the_next(images, tmp_path
 
 def test_ctrl_c_outside_the_driver_s_own_handling_ends_with_the_previous_stage(images, tmp_path, monkeypatch):
     """Ctrl-C while stage 2's driver sets up (before its own handler): the stage is lost, the run is not."""
-    import multiscale.lbfgs as lbfgs
+    import multiscale.optim.projected as lbfgs
 
     content, style = images
     plan = prepare_stylize(content, style, config=make_config(stages=2, max_iter=3, **SMALL))

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ConfigError, ImageError, ImageTooSmallError
-from multiscale.gram import image_grams
 from multiscale.io import load_image, save_image
-from multiscale.losses import StyleObjective
-from multiscale.spectrum import SpectrumTerm, example_spectrum
-from multiscale.synthesize import synthesize
+from multiscale.jobs.synthesize import synthesize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.objectives.spectrum import SpectrumTerm, example_spectrum
+from multiscale.objectives.texture import StyleObjective
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1", "pool2"), max_iter=12)
 
@@ -132,8 +132,8 @@ def test_public_api_is_importable_without_tensorflow():
     import sys
 
     code = (
-        "import sys, multiscale, multiscale_cli.main; import multiscale.synthesize as m; "
-        "import multiscale.stylize; "
+        "import sys, multiscale, multiscale_cli.main; import multiscale.jobs.synthesize as m; "
+        "import multiscale.jobs.stylize; "
         "assert callable(multiscale.synthesize) and callable(multiscale.stylize), 'function shadowed by its module'; "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ConfigError
-from multiscale.gram import image_grams
 from multiscale.io import load_image
-from multiscale.losses import StyleObjective
-from multiscale.synthesize import synthesize
+from multiscale.jobs.synthesize import synthesize
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.objectives.texture import StyleObjective
 
 LAYERS = ("conv1_1", "pool1", "pool2")
 

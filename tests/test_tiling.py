@@ -5,19 +5,18 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from multiscale_cli.main import cli
 
 from multiscale._tf import tf
-from multiscale.backbone import VGG16, load_weights
 from multiscale.config import DescriptorConfig, SynthesisConfig
 from multiscale.errors import ConfigError
-from multiscale.gram import image_grams
+from multiscale.jobs.synthesize import estimate_memory, plan_run_memory, synthesize
 from multiscale.layers import LAYER_NAMES, feature_size, layer_index, octave_sizes
-from multiscale.losses import StyleObjective
-from multiscale.memory import GIB
-from multiscale.synthesize import estimate_memory, plan_run_memory, synthesize
-from multiscale.tiles import plan_axis, plan_octaves
-from multiscale.tiling import TiledStyleObjective
-from multiscale_cli.main import cli
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams
+from multiscale.measure.memory import GIB
+from multiscale.measure.tiles import plan_axis, plan_octaves
+from multiscale.objectives.texture import StyleObjective, TiledStyleObjective
 
 LAYERS = ("conv1_1", "pool1", "conv3_2")
 
@@ -172,8 +171,8 @@ def test_tile_size_option_is_checked_by_the_cli():
     [((1.0, 1.0, 0.5), 3, "reflect"), ((1.0, 0.0, 0.1), 1, "reflect"), ((0.5, 2.0, 0.0), 3, "wrap")],
 )
 def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels, padding):
-    from multiscale.content import StylizeObjective, content_features
-    from multiscale.tiling import TiledStylizeObjective
+    from multiscale.measure.gram import content_features
+    from multiscale.objectives.style import StylizeObjective, TiledStylizeObjective
 
     config = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1", "conv2_1"), padding=padding)
     h, w = 64, 48
@@ -199,8 +198,8 @@ def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels
 
 
 def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
-    from multiscale.content import content_features
-    from multiscale.tiling import tiled_features, tiled_grams
+    from multiscale.measure.engine import tiled_features, tiled_grams
+    from multiscale.measure.gram import content_features
 
     config = DescriptorConfig(octaves=2, layers=("pool1", "conv2_1"))
     net = VGG16(load_weights())  # float32, as sources are measured
@@ -218,7 +217,7 @@ def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
 
 
 def test_stylize_tiles_a_stage_when_asked_and_follows_the_untiled_run():
-    from multiscale.stylize import stylize
+    from multiscale.jobs.stylize import stylize
 
     rng = np.random.default_rng(7)
     content = rng.uniform(size=(60, 80, 3)).astype(np.float32)
@@ -232,7 +231,7 @@ def test_stylize_tiles_a_stage_when_asked_and_follows_the_untiled_run():
 
 def test_stylize_chooses_tiles_when_the_last_stage_would_not_fit():
     from multiscale.config import StyleConfig
-    from multiscale.stylize import stage_tiling
+    from multiscale.jobs.stylize import stage_tiling
 
     roomy = StyleConfig(max_memory=64 * GIB)
     assert stage_tiling(2048, 2730, config=roomy)[0] is None

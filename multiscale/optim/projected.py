@@ -5,7 +5,7 @@ minimisation) in float64 with per-variable bounds: on a 2-core machine,
 0.28 s per evaluation at 512² (786 432 variables) and 1.16 s at 1024²,
 beyond the network's time. It cannot hand out its correction pairs either, so a
 checkpoint cannot continue a run exactly. This module is a drop-in
-alternative to :func:`multiscale.optimize.minimize` (same arguments, same
+alternative to :func:`multiscale.optim.lbfgsb.minimize` (same arguments, same
 result and stop reasons, same best-finite tracking) that needs a few passes
 over float32 memory per iteration.
 
@@ -30,7 +30,7 @@ Hessian (Byrd, Nocedal & Schnabel 1994):
    pairs must not be dominated by rounding). A direction that is not a
    descent direction, or a failed line search, drops the memory and retries
    with the scaled gradient.
-5. *Stops* as :func:`multiscale.optimize.minimize`: relative loss reduction
+5. *Stops* as :func:`multiscale.optim.lbfgsb.minimize`: relative loss reduction
    ``(f − f₊) / max(|f|, |f₊|, 1) ≤ tol`` (scipy's ``ftol``), projected
    gradient zero, ``max_iter``, time limit, non-finite value, callback,
    Ctrl-C; ``"abnormal"`` when even a steepest-descent line search fails.
@@ -89,9 +89,9 @@ from typing import IO
 import numpy as np
 import scipy.linalg
 
-from .errors import CheckpointError, ConfigError
-from .io import PathLike, atomic_output
-from .optimize import STOP_REASONS, Objective, OptimizeResult, Progress
+from ..errors import CheckpointError, ConfigError
+from ..io import PathLike, atomic_output
+from .base import STOP_REASONS, Objective, OptimizeResult, Progress
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class LBFGSState:
 
 @dataclass
 class LBFGSResult(OptimizeResult):
-    """:class:`multiscale.optimize.OptimizeResult` plus the state to resume from.
+    """:class:`multiscale.optim.base.OptimizeResult` plus the state to resume from.
 
     ``iterations``, ``evaluations`` and ``history`` count from the start of
     the run the state came from, not from this call.
@@ -751,7 +751,7 @@ def minimize(
 ) -> LBFGSResult:
     """Minimise ``fun`` in a box with projected L-BFGS, keeping the best finite point.
 
-    Same arguments and results as :func:`multiscale.optimize.minimize`,
+    Same arguments and results as :func:`multiscale.optim.lbfgsb.minimize`,
     plus ``state`` to continue a run.
 
     Parameters
@@ -777,13 +777,13 @@ def minimize(
     time_limit : float or None
         Seconds from this call; the run stops at the first evaluation after it.
     callback : callable or None
-        Called with a :class:`~multiscale.optimize.Progress` after each
+        Called with a :class:`~multiscale.optim.base.Progress` after each
         iteration; returning ``True`` stops the run (``"callback"``).
         ``Progress.image`` is a view of a reused buffer.
     octave_losses : callable or None
         Returns the per-octave losses of the last evaluation, for progress.
     shape : tuple or None
-        Shape in which :class:`~multiscale.optimize.Progress` carries the iterate.
+        Shape in which :class:`~multiscale.optim.base.Progress` carries the iterate.
     state : LBFGSState or None
         Continue from this state (``result.state`` or :func:`load_state`).
     overwrite_inputs : bool
@@ -946,7 +946,7 @@ def _iterate(
 # --------------------------------------------------------------------------- checkpoints
 
 #: First member of a checkpoint file, telling it from any other npz.
-_FORMAT = b"multiscale.lbfgs-state/1"
+_FORMAT = b"multiscale.optim.projected-state/1"
 
 #: Member name → (dtype, number of dimensions).
 _MEMBERS: dict[str, tuple[np.dtype, int]] = {

@@ -6,7 +6,7 @@ The convolutions are nearly all of an evaluation's work (see
 AMX on Intel Sapphire Rapids and later) oneDNN runs a 3×3 bfloat16
 convolution faster than float32 (2.2× on a 2-core AMD EPYC, 6× reported
 with AMX); without it, or with oneDNN off, bfloat16 is emulated and far
-slower. :class:`~multiscale.backbone.VGG16` takes ``compute_dtype`` to run
+slower. :class:`~multiscale.measure.backbone.VGG16` takes ``compute_dtype`` to run
 the conv stack in bfloat16 while Grams and losses stay float32.
 
 :func:`choose_precision` turns the ``precision`` setting (one of
@@ -47,7 +47,7 @@ then float32 resumed from the L-BFGS state (loss and gradient re-evaluated
 in float32) reaches 2.1e-4. So a bfloat16 run is best finished in float32
 (``benchmarks/precision.py --iterations N`` re-measures this), and a
 synthesis does so: when the bfloat16 driver stops on its own, the run goes
-on in float32 from its best point (:func:`multiscale.lbfgs.switch_objective`).
+on in float32 from its best point (:func:`multiscale.optim.projected.switch_objective`).
 At 512² that schedule reached the float32 reference's 250-iteration loss
 1.43× sooner than scipy's L-BFGS-B and 1.25× sooner than the float32
 projected driver (``benchmarks/time_to_loss.py --candidate bf16``).
@@ -74,10 +74,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import PRECISIONS, DescriptorConfig
+from ..config import PRECISIONS, DescriptorConfig
 
 if TYPE_CHECKING:
-    from .backbone import VGGWeights
+    from ..measure.backbone import VGGWeights
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def onednn_enabled() -> bool | None:
     environment variable ``TF_ENABLE_ONEDNN_OPTS=0`` turns it off, and with
     it the only fast bfloat16 convolution.
     """
-    from ._tf import tf  # noqa: F401  (TF must be started the package's way first)
+    from .._tf import tf  # noqa: F401  (TF must be started the package's way first)
 
     try:
         from tensorflow.python.util import _pywrap_util_port
@@ -217,7 +217,7 @@ class PrecisionChoice:
 
     @property
     def compute_dtype(self) -> Any:
-        """``tf.bfloat16`` or ``None`` (float32): the ``compute_dtype`` for :class:`~multiscale.backbone.VGG16`."""
+        """``tf.bfloat16`` or ``None`` (float32): the ``compute_dtype`` for :class:`~multiscale.measure.backbone.VGG16`."""
         return compute_dtype(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,7 +240,7 @@ def compute_dtype(precision: str) -> Any:
     if precision == "float32":
         return None
     if precision == "bfloat16":
-        from ._tf import tf
+        from .._tf import tf
 
         return tf.bfloat16
     raise ValueError(f"precision must be 'float32' or 'bfloat16' here, got {precision!r}")
@@ -318,7 +318,7 @@ def choose_precision(
             native_bf16=True,
         )
     if weights is None:
-        from .backbone import load_weights
+        from ..measure.backbone import load_weights
 
         weights = load_weights(config.weights)
     side = max(PROBE_SIDE, _min_side(config))
@@ -330,7 +330,7 @@ def choose_precision(
 
 
 def _min_side(config: DescriptorConfig) -> int:
-    from .gram import min_image_side
+    from ..measure.gram import min_image_side
 
     return min_image_side(config)
 
@@ -362,10 +362,10 @@ def _measure(
     budget_s: float,
     reported: tuple[str, ...],
 ) -> PrecisionChoice:
-    from ._tf import tf
-    from .backbone import VGG16
-    from .gram import image_grams
-    from .losses import StyleObjective
+    from .._tf import tf
+    from ..measure.backbone import VGG16
+    from ..measure.gram import image_grams
+    from ..objectives.texture import StyleObjective
 
     base = dict(requested="auto", cpu_flags=reported, native_bf16=True, probe_size=probe)
     # The probe times the network; the Gram loss stands for every statistic.

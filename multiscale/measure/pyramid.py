@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._tf import tf
-from .layers import octave_sizes
+from .._tf import tf
+from ..layers import octave_sizes
 
 __all__ = ["blur", "downsample", "gaussian_pyramid", "octave_sizes", "pad2d", "pad_sides"]
 

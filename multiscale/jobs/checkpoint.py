@@ -13,7 +13,7 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
     mean colour. Stylize: for every stage, the content resized to the
     stage (float32) and the styles' blended Grams at the stage's style size.
 ``state.npz``
-    Synthesize: the projected L-BFGS state (:mod:`multiscale.lbfgs`):
+    Synthesize: the projected L-BFGS state (:mod:`multiscale.optim.projected`):
     iterate, pairs, counters, best point — a resumed run continues bit for
     bit. Stylize: the best image of the stage reached (float32, the
     optimiser's variables: 1 channel with ``preserve_color="luminance"``)
@@ -59,11 +59,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import StyleConfig, SynthesisConfig
-from .errors import CheckpointError, ConfigError, MultiscaleError, OutputError
-from .io import PathLike, atomic_output, file_sha256, fsync_dir, save_image, write_json_atomic
-from .layers import layer_channels
-from .sliced import MAX_SOURCE_POSITIONS, SlicedTargets
+from ..config import StyleConfig, SynthesisConfig
+from ..errors import CheckpointError, ConfigError, MultiscaleError, OutputError
+from ..io import PathLike, atomic_output, file_sha256, fsync_dir, save_image, write_json_atomic
+from ..layers import layer_channels
+from ..measure.sliced import MAX_SOURCE_POSITIONS, SlicedTargets
 
 #: Version 2 added ``kind`` and stylize checkpoints.
 CHECKPOINT_VERSION = 2
@@ -92,7 +92,7 @@ class Checkpoint:
     mean_color : np.ndarray float32 (3,)
     sources : list of dict
         Provenance of the targets, as in the run's report.
-    state : multiscale.lbfgs.LBFGSState
+    state : multiscale.optim.projected.LBFGSState
     float32_from_iteration : int or None
         Set for a bfloat16 run that had switched to its float32 finish (at
         this iteration): the state's loss and gradient are float32 ones, and
@@ -133,7 +133,7 @@ class StylePosition:
     best_loss : float or None
         The stage's best loss so far (``None``: none evaluated, or not started).
     stages : list of dict
-        The :class:`~multiscale.stylize.StageInfo` fields of the stages
+        The :class:`~multiscale.jobs.stylize.StageInfo` fields of the stages
         finished before ``stage``.
     image : np.ndarray
         float32 (h, w, c) at the stage's size, values in [0, 1]: the point
@@ -172,7 +172,7 @@ class StyleCheckpoint:
     output : str
         Where the final image goes.
     content : dict
-        The content's provenance (:class:`~multiscale.synthesize.SourceInfo` fields).
+        The content's provenance (:class:`~multiscale.jobs.synthesize.SourceInfo` fields).
     styles : list of dict
         The styles' provenance.
     style_blend : list of float
@@ -457,7 +457,7 @@ def write_checkpoint(
     ``sliced_draw``: its current draw of directions and the iteration it began at;
     ``exemplars``: the source images, for a run with the spectrum constraint.
     """
-    from .lbfgs import save_state
+    from ..optim.projected import save_state
 
     folder = Path(folder)
     with _replacing(folder) as (tmp, previous):
@@ -672,9 +672,9 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     returned ``folder`` is still ``folder``, where a resumed run writes.
 
     The optimiser state is read into the memory a resumed run takes over
-    (:func:`multiscale.lbfgs.load_state` with the run's ``history``): give
+    (:func:`multiscale.optim.projected.load_state` with the run's ``history``): give
     the :class:`Checkpoint` itself to
-    :func:`~multiscale.synthesize.resume_synthesis` and the run holds its
+    :func:`~multiscale.jobs.synthesize.resume_synthesis` and the run holds its
     state once; the state's arrays are then the run's and change as it goes.
 
     Raises
@@ -684,7 +684,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         stylize checkpoint, files that changed since the JSON was written,
         hostile arrays. The message starts with the folder (or the file).
     """
-    from .lbfgs import load_state
+    from ..optim.projected import load_state
 
     name = Path(folder)  # where later checkpoints go, even if this one is read from FOLDER.old-XXXX
     folder, meta = _read_meta(folder, kind="synthesize")

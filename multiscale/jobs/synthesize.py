@@ -17,24 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._version import __version__
-from .config import (
+from .._version import __version__
+from ..config import (
     DEFAULT_SPECTRUM_WEIGHT,
     DESCRIPTOR_DEFAULTS,
     SYNTHESIS_DEFAULTS,
     DescriptorConfig,
     SynthesisConfig,
 )
-from .errors import ConfigError, DescriptorError, ImageError
-from .io import file_sha256, load_image, resize_image, scale_source
-from .sliced import SlicedTargets, join_sliced
-from .spectrum import SpectrumTerm, example_spectrum
+from ..errors import ConfigError, DescriptorError, ImageError
+from ..io import file_sha256, load_image, resize_image, scale_source
+from ..measure.sliced import SlicedTargets, join_sliced
+from ..objectives.spectrum import SpectrumTerm, example_spectrum
 from .starts import GENERATED_STARTS, generated_start
 
 if TYPE_CHECKING:
-    from .build import BuildResult
+    from ..descriptors.build import BuildResult
+    from ..descriptors.descriptor import GramDescriptor
     from .checkpoint import Checkpoint
-    from .descriptor import GramDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SynthesisReport:
         Each octave's share of the texture statistics' part of ``loss``.
     iterations, evaluations : int
     stop_reason, message : str
-        Why the run ended (see :data:`multiscale.optimize.STOP_REASONS`).
+        Why the run ended (see :data:`multiscale.optim.base.STOP_REASONS`).
     elapsed_s : float
         Wall time of the whole job, loading included.
     history : list of float
@@ -93,7 +93,7 @@ class SynthesisReport:
         chosen from the memory estimate or given.
     precision : dict or None
         What the convolutions ran in and why
-        (:meth:`multiscale.precision.PrecisionChoice.to_dict`: CPU flags,
+        (:meth:`multiscale.jobs.precision.PrecisionChoice.to_dict`: CPU flags,
         and for ``auto`` the measured seconds and accuracy check).
     spectrum_loss : float or None
         The spectrum constraint's weighted share of ``loss`` (``None``: no
@@ -155,7 +155,7 @@ def versions() -> dict[str, str]:
     import PIL
     import scipy
 
-    from ._tf import tf
+    from .._tf import tf
 
     return {
         "multiscale": __version__,
@@ -212,7 +212,7 @@ def initial_image(
     """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
 
     ``spectrum``, ``smooth``, ``noise`` and ``mean`` are made by
-    :func:`multiscale.starts.generated_start` (``exemplars``: the sources as
+    :func:`multiscale.jobs.starts.generated_start` (``exemplars``: the sources as
     measured, for ``spectrum``); anything else is an image path, resized to
     the output size.
     """
@@ -309,7 +309,7 @@ def synthesize(
     optimizer, frames, frame_weight, loop, spectrum_weight, max_memory, tile_size, precision
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
-        Called with a :class:`multiscale.optimize.Progress` after every
+        Called with a :class:`multiscale.optim.base.Progress` after every
         iteration (``progress.image`` is the current (H, W, 3) float64
         iterate); returning ``True`` stops the run.
 
@@ -390,7 +390,7 @@ def targets_from_images(
     ImageError, ImageTooSmallError
         For a source that cannot be read or is too small for the descriptor.
     """
-    from .gram import check_image_size, image_grams
+    from ..measure.gram import check_image_size, image_grams
 
     if isinstance(sources, (str, os.PathLike, np.ndarray)):
         sources = [sources]
@@ -420,7 +420,7 @@ def measure_sliced(
     """
     if "sliced" not in config.statistics:
         return None
-    from .gram import image_sliced_features
+    from ..measure.gram import image_sliced_features
 
     parts = [
         SlicedTargets(
@@ -443,7 +443,7 @@ def require_images_for_sliced(config: DescriptorConfig, what: str) -> None:
 
 
 def targets_from_build(result: BuildResult, *, join: str = "mean") -> Targets:
-    """Targets from a streaming build (see :func:`multiscale.build.build_descriptor`).
+    """Targets from a streaming build (see :func:`multiscale.descriptors.build.build_descriptor`).
 
     The default output size is the first used image's (scaled) size, as
     with named sources; skipped files go into the report.
@@ -505,7 +505,7 @@ def config_for_descriptors(
         conflicting one; message: all of them), or the run's layer or
         octave weights do not fit the descriptors' layers or octaves.
     """
-    from .descriptor import MEASUREMENT_FIELDS
+    from ..descriptors.descriptor import MEASUREMENT_FIELDS
 
     if not descriptors:
         raise ConfigError("grams", "give at least one descriptor")
@@ -589,7 +589,7 @@ def targets_from_descriptors(
     ConfigError
         Bad ``grams_weights`` or ``join``.
     """
-    from .joins import affine_invariant_mean, spd_exp, symmetrise
+    from ..descriptors.joins import affine_invariant_mean, spd_exp, symmetrise
 
     if not descriptors:
         raise ConfigError("grams", "give at least one descriptor")
@@ -675,7 +675,7 @@ def prepare_targets(
     Computed once, they can serve many runs (``--count`` variations, a
     checkpoint). ``network`` is built from ``config`` when not given.
     """
-    from .backbone import VGG16, load_weights
+    from ..measure.backbone import VGG16, load_weights
 
     d = config.descriptor
     weights = load_weights(d.weights)
@@ -693,7 +693,7 @@ def prepare_targets(
 
 def output_size(config: SynthesisConfig, targets: Targets) -> tuple[int, int]:
     """(height, width) of the output: the config's, else the first source's; checked."""
-    from .gram import check_image_size
+    from ..measure.gram import check_image_size
 
     default_h, default_w = targets.size or (None, None)
     height, width = config.height or default_h, config.width or default_w
@@ -713,8 +713,8 @@ def estimate_memory(
     sources: Sequence[tuple[int, int]] = (),
     tile: int | None = None,
 ) -> Any:
-    """Estimated peak memory of a run (:class:`multiscale.memory.MemoryEstimate`), untiled or with ``tile``."""
-    from .memory import estimate_synthesis_memory
+    """Estimated peak memory of a run (:class:`multiscale.measure.memory.MemoryEstimate`), untiled or with ``tile``."""
+    from ..measure.memory import estimate_synthesis_memory
 
     return estimate_synthesis_memory(
         height=height, width=width, config=config.descriptor, history=config.history, sources=list(sources),
@@ -727,7 +727,7 @@ def plan_run_memory(
 ) -> tuple[int | None, Any, int | None]:
     """Choose how the loss is evaluated, from the memory estimate, without allocating.
 
-    See :func:`multiscale.memory.choose_tile`: ``config.tile_size`` if
+    See :func:`multiscale.measure.memory.choose_tile`: ``config.tile_size`` if
     given, else untiled when the estimate fits the limit
     (``config.max_memory``, default: a share of the available memory),
     else the largest tile that fits.
@@ -735,8 +735,8 @@ def plan_run_memory(
     Returns
     -------
     tile : int or None
-        Tile size for :class:`multiscale.tiling.TiledStyleObjective`; ``None``: untiled.
-    estimate : multiscale.memory.MemoryEstimate
+        Tile size for :class:`multiscale.objectives.texture.TiledStyleObjective`; ``None``: untiled.
+    estimate : multiscale.measure.memory.MemoryEstimate
         The estimate of that choice.
     limit : int or None
         The limit applied, in bytes.
@@ -746,8 +746,8 @@ def plan_run_memory(
     ConfigError
         A tileable (wrap) output whose sizes cannot be cut exactly.
     """
-    from .memory import choose_tile, default_max_memory
-    from .tiles import plan_octaves
+    from ..measure.memory import choose_tile, default_max_memory
+    from ..measure.tiles import plan_octaves
 
     def estimate(tile: int | None) -> Any:
         if tile is not None:
@@ -774,7 +774,7 @@ def check_run_memory(
     ResourceError
         With the estimate, the limit and which options bring it down.
     """
-    from .memory import check_memory
+    from ..measure.memory import check_memory
 
     tile, estimate, limit = plan_run_memory(config, height=height, width=width, sources=sources)
     check_memory(estimate, max_memory=limit, what=f"a {width}×{height} run")
@@ -822,13 +822,13 @@ def run_synthesis(
 
     Give one of ``sources`` (images to measure), ready ``targets`` (e.g.
     :func:`prepare_targets`, :func:`targets_from_build`) or ``descriptors``
-    (loaded :class:`~multiscale.descriptor.GramDescriptor` objects, combined
+    (loaded :class:`~multiscale.descriptors.descriptor.GramDescriptor` objects, combined
     by :func:`targets_from_descriptors` with ``join`` and ``grams_weights``;
     ``config`` must then measure as they do — see
     :func:`config_for_descriptors` — and give the output size).
 
     With ``checkpoint`` (a folder) and the ``projected`` optimizer, a
-    resumable checkpoint (:mod:`multiscale.checkpoint`) is written every
+    resumable checkpoint (:mod:`multiscale.jobs.checkpoint`) is written every
     ``config.checkpoint_every`` iterations and whenever the run stops early
     (Ctrl-C, time limit, callback); ``output`` is recorded in it as where the
     final image goes. ``resume_state`` continues a checkpointed run exactly
@@ -842,19 +842,19 @@ def run_synthesis(
     again: the report's ``loss`` is then the optimiser's best (before
     quantisation) and ``octave_losses`` is empty. Ctrl-C while a periodic
     checkpoint is written stops the run the same way; the previous
-    checkpoint stays complete (see :mod:`multiscale.checkpoint`).
+    checkpoint stays complete (see :mod:`multiscale.jobs.checkpoint`).
 
     A bfloat16 run (``config.precision``, or ``auto`` choosing it) with the
     projected optimizer finishes in float32: when the bfloat16 driver stops
     on its own (``tol`` met, or no decrease found: bf16 rounding noise ends
     runs early) before ``max_iter``, the run goes on from its best point with
     the float32 objective and fresh L-BFGS memory
-    (:func:`multiscale.lbfgs.switch_objective`). The report's ``precision``
+    (:func:`multiscale.optim.projected.switch_objective`). The report's ``precision``
     says at which iteration (``float32_from_iteration``).
 
     With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
-    from .backbone import VGG16, load_weights
+    from ..measure.backbone import VGG16, load_weights
 
     started = time.perf_counter()
     d = config.descriptor
@@ -899,7 +899,7 @@ def run_synthesis(
             style = SpectrumTerm(style, spectrum=spectrum, weight=config.spectrum_weight)
         if config.frames == 1:
             return style, style
-        from .animate import FramesObjective
+        from ..objectives.frames import FramesObjective
 
         frames_objective = FramesObjective(
             style, frames=config.frames, frame_weight=config.frame_weight, loop=config.loop,
@@ -1005,7 +1005,7 @@ def resolve_spectrum_weight(config: SynthesisConfig, targets: Targets) -> float:
 
 
 def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> Any:
-    """The run's :class:`~multiscale.precision.PrecisionChoice` (``auto`` measures), logged."""
+    """The run's :class:`~multiscale.jobs.precision.PrecisionChoice` (``auto`` measures), logged."""
     from .precision import choose_precision
 
     choice = choose_precision(
@@ -1018,7 +1018,7 @@ def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> 
 
 def precision_network(network: Any, choice: Any) -> Any:
     """``network``'s twin whose convolutions run in the chosen precision (activations float32)."""
-    from .backbone import VGG16
+    from ..measure.backbone import VGG16
 
     return VGG16(
         network.weights, pooling=network.pooling, padding=network.padding, compute_dtype=choice.compute_dtype
@@ -1045,10 +1045,10 @@ def make_objective(
         targets=grams, network=network, config=config, height=height, width=width, sliced=sliced, seed=seed
     )  # fmt: skip
     if tile is None:
-        from .losses import StyleObjective
+        from ..objectives.texture import StyleObjective
 
         return StyleObjective(**common)
-    from .tiling import TiledStyleObjective
+    from ..objectives.texture import TiledStyleObjective
 
     log.info("evaluating the loss in tiles of %d px (plus halo)", tile)
     return TiledStyleObjective(tile=tile, **common)
@@ -1090,7 +1090,7 @@ def _optimize(
     Writes the periodic checkpoints only; the caller writes the one of a
     stop (:data:`_STOPPED_EARLY`) from ``result.state``, after the image.
 
-    Returns the driver's :class:`~multiscale.optimize.OptimizeResult` and the
+    Returns the driver's :class:`~multiscale.optim.base.OptimizeResult` and the
     iteration of the last checkpoint written (``None``: none).
     """
     common = dict(
@@ -1098,13 +1098,13 @@ def _optimize(
         octave_losses=octave_losses, shape=shape,
     )  # fmt: skip
     if config.optimizer == "lbfgsb":
-        from .optimize import minimize
+        from ..optim.lbfgsb import minimize
 
         res = minimize(objective, x0, max_iter=config.max_iter, time_limit=config.time_limit, **common)
         return res, None
 
-    from .lbfgs import minimize as projected
-    from .lbfgs import start_point, switch_objective
+    from ..optim.projected import minimize as projected
+    from ..optim.projected import start_point, switch_objective
 
     x0 = start_point(x0)
     phase = {"switched": None} if phase is None else phase
@@ -1219,7 +1219,7 @@ def _optimize(
 
 def _interrupted_at(state: Any) -> Any:
     """The result of a run interrupted between two segments: its best point so far."""
-    from .lbfgs import LBFGSResult
+    from ..optim.projected import LBFGSResult
 
     return LBFGSResult(
         x=state.best_x, loss=state.best_loss, iterations=state.iteration, evaluations=state.evaluations,
@@ -1280,7 +1280,7 @@ def resume_synthesis(
     (for this session) may be changed; everything else is the run's own.
     The continued run checkpoints into the same folder; ``on_result`` as in
     :func:`run_synthesis`. ``checkpoint`` is the folder, or the
-    :class:`~multiscale.checkpoint.Checkpoint` read from it, whose optimiser
+    :class:`~multiscale.jobs.checkpoint.Checkpoint` read from it, whose optimiser
     state the run then takes over rather than copies (the resume holds its
     state once, as the original run did; the object is spent afterwards).
     """

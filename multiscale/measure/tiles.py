@@ -1,6 +1,6 @@
 """Tile plans: how each octave is cut for the exact tiled evaluation (no TensorFlow).
 
-See :mod:`multiscale.tiling` for the method. This module does the integer
+See :mod:`multiscale.measure.engine` for the method. This module does the integer
 bookkeeping, per axis (rows and columns are cut alike and independently):
 where each layer's feature map starts and ends, where the tiles' interiors
 are cut at every layer, which input rows a tile must read (its halo,
@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import DescriptorConfig
-from .errors import ConfigError
-from .layers import LAYER_NAMES, layer_index, octave_sizes
+from ..config import DescriptorConfig
+from ..errors import ConfigError
+from ..layers import LAYER_NAMES, layer_index, octave_sizes
 
 #: Images (sources, styles, content) with more pixels than this are measured
 #: tile by tile, in tiles of :data:`SOURCE_TILE` pixels: the same Grams and

@@ -1,4 +1,4 @@
-"""Exact tiled evaluation of the style loss and its gradient, in bounded memory.
+"""The tile engine: exact tiled evaluation of feature statistics and their gradient, in bounded memory.
 
 At 4096² one untiled loss-and-gradient evaluation keeps about 30 GB of VGG
 activations for back-propagation. The Gram loss is a function of sums over
@@ -36,30 +36,25 @@ single pass.
 The cost is one more forward pass per split octave plus the halos' share of
 the area: 1.6× the untiled evaluation at 512² with 256-pixel tiles (2.17 s
 against 1.33 s on 2 cores), 2.3× with 128-pixel tiles.
+
+The engine computes sums (Gram sums, projections, squared content errors) and
+pulls seeds back through them; which loss the sums enter is the business of
+:mod:`multiscale.objectives`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ._tf import tf
+from .._tf import tf
+from ..config import DescriptorConfig
+from ..layers import LAYER_NAMES, GramKey, layer_channels, layer_index
 from .backbone import VGG16, preprocess
-from .config import DescriptorConfig
-from .content import TERMS, total_variation
-from .gram import GramKey
-from .layers import LAYER_NAMES, layer_channels, layer_index
-from .losses import Redrawable, SlicedDraws, gradient_like, style_loss, term_shares
 from .pyramid import gaussian_pyramid
-from .sliced import SlicedTargets, sorted_cotangent
 from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
-
-log = logging.getLogger(__name__)
-
-__all__ = ["TiledStyleObjective", "TiledStylizeObjective", "tiled_features", "tiled_grams"]
 
 
 def _crop(level: tf.Tensor, rows: AxisSegment, cols: AxisSegment) -> tf.Tensor:
@@ -86,10 +81,6 @@ def _add_wrapped(acc: np.ndarray, grad: np.ndarray, rows: AxisSegment, cols: Axi
             ]
 
 
-#: Floor of mean(F(c)²), as in :mod:`multiscale.content`.
-_NORM_FLOOR = 1e-8
-
-
 class _TiledPasses:
     """The two passes over the tiles, for any mix of Gram (style) and content terms.
 
@@ -111,6 +102,10 @@ class _TiledPasses:
         Layers whose activations at octave 0 enter a content term.
     channels : {3, 1}
         1: the image is a luminance image, repeated into R, G and B.
+    image_term : callable or None
+        A differentiable scalar of the whole (1, H, W, channels) image that
+        needs no network (the style transfer's total variation); the second
+        pass adds ``term_weight ×`` its gradient.
     """
 
     def __init__(
@@ -126,6 +121,7 @@ class _TiledPasses:
         channels: int = 3,
         gram: bool = True,
         sliced: bool = False,
+        image_term: Callable[[tf.Tensor], tf.Tensor] | None = None,
     ) -> None:
         self.network = network
         self.dtype = network.dtype
@@ -151,12 +147,13 @@ class _TiledPasses:
         @tf.function(
             input_signature=[image_spec, level_specs, tf.TensorSpec([], self.dtype)], autograph=False
         )
-        def pyramid_vjp(x: tf.Tensor, level_grads: list[tf.Tensor], tv_weight: tf.Tensor) -> tf.Tensor:
+        def pyramid_vjp(x: tf.Tensor, level_grads: list[tf.Tensor], term_weight: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 levels = pyramid(x)
                 pulled = tf.add_n([tf.reduce_sum(lv * g) for lv, g in zip(levels, level_grads, strict=True)])
-                pulled += tv_weight * total_variation(x)
+                if image_term is not None:
+                    pulled += term_weight * image_term(x)
             return tape.gradient(pulled, x)
 
         @tf.function(reduce_retracing=True, autograph=False)
@@ -257,11 +254,11 @@ class _TiledPasses:
         content: Mapping[str, np.ndarray],
         gram_seeds: Mapping[GramKey, tf.Tensor],
         error_seeds: Mapping[str, tf.Tensor],
-        tv_weight: float,
+        term_weight: float,
         dirs: Mapping[GramKey, tf.Tensor] | None = None,
         projection_seeds: Mapping[GramKey, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
-        """Gradient of ``Σ seed · part`` (plus ``tv_weight · L_tv``) with respect to the image.
+        """Gradient of ``Σ seed · part`` (plus ``term_weight ·`` the image term) with respect to the image.
 
         ``projection_seeds``: per sliced key, the gradient with respect to each
         tile's projections, in the tile order of :meth:`first_pass`."""
@@ -281,7 +278,7 @@ class _TiledPasses:
                 _add_wrapped(acc, grad.numpy()[0], rows, cols)
             level_grads.append(tf.constant(acc[None]))
             del acc
-        return self.pyramid_vjp(x, level_grads, tf.constant(tv_weight, self.dtype)).numpy()
+        return self.pyramid_vjp(x, level_grads, tf.constant(term_weight, self.dtype)).numpy()
 
     def maps(self, image: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
         """Whole feature maps of ``layers`` (octave-0 layers of the plan), pasted from the tiles."""
@@ -316,268 +313,10 @@ def _fc(
     return out
 
 
-def _sliced_terms(
-    draws: SlicedDraws, projections: Mapping[GramKey, Sequence[np.ndarray]], *, scale: float
-) -> tuple[float, np.ndarray, dict[GramKey, list[np.ndarray]]]:
-    """The sliced loss from every tile's projections, ranked together, and each tile's gradient.
-
-    Returns the total, its share per octave (both unscaled) and, per key,
-    the gradient of ``scale ×`` the total with respect to each tile's
-    projections, in tile order.
-    """
-    per_octave = np.zeros(draws.config.octaves)
-    seeds: dict[GramKey, list[np.ndarray]] = {}
-    if not draws.active:
-        return 0.0, per_octave, seeds
-    shares = term_shares(draws.config)
-    for key, parts in projections.items():
-        _, target, norm = draws.numpy(key)
-        value, grad = sorted_cotangent(np.concatenate(parts), target, shares[key] / norm)
-        per_octave[key[0]] += value
-        if scale != 1.0:
-            grad *= scale
-        seeds[key] = np.split(grad, np.cumsum([len(p) for p in parts])[:-1])
-    return float(per_octave.sum()), per_octave, seeds
-
-
-def _directions(draws: SlicedDraws) -> dict[GramKey, tf.Tensor] | None:
-    """The current draw's directions per sliced key, as constants (``None``: no sliced term)."""
-    if not draws.active:
-        return None
-    return {key: tf.constant(draws.numpy(key)[0]) for key in draws.counts}
-
-
-def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
-    return tf.constant(float(value), dtype=dtype)
-
-
-class TiledStyleObjective(Redrawable):
-    """:class:`multiscale.losses.StyleObjective`, evaluated tile by tile.
-
-    Same interface and, to float32 rounding, the same values; peak memory
-    is set by the largest tile instead of the image. Each tile's forward
-    pass and its back-propagation are compiled TF functions (one trace per
-    kind of tile: first, middle or last along each axis).
-
-    The sliced terms are exact too: the first pass keeps every tile's
-    projections ``F D``, they are ranked together (the sort is global, as
-    in the untiled loss), and the second pass back-propagates each tile's
-    rows of the gradient (:func:`multiscale.sliced.sorted_cotangent`).
-
-    Parameters
-    ----------
-    targets : dict of (octave, layer) → np.ndarray (C, C)
-    network : VGG16
-    config : DescriptorConfig
-    height, width : int
-        Output size in pixels.
-    tile : int or None
-        Interior size of a tile, in pixels of the octave it cuts; octaves
-        no larger are one tile. ``None``: every octave is one tile.
-    sliced, seed
-        As :class:`~multiscale.losses.StyleObjective`.
-    """
-
-    def __init__(
-        self,
-        *,
-        targets: Mapping[GramKey, np.ndarray],
-        network: VGG16,
-        config: DescriptorConfig,
-        height: int,
-        width: int,
-        tile: int | None,
-        sliced: SlicedTargets | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.shape = (1, height, width, 3)
-        self.size = height * width * 3
-        self.config = config
-        self.tile = tile
-        self._use_gram = "gram" in config.statistics
-        self._draws = SlicedDraws(
-            config=config, height=height, width=width, sliced=sliced, seed=seed, dtype=network.dtype
-        )
-        self.redraw_every = self._draws.redraw_every
-        self._passes = _TiledPasses(
-            network=network, config=config, height=height, width=width, tile=tile,
-            gram=self._use_gram, sliced=self._draws.active,
-        )  # fmt: skip
-        self.plans = self._passes.plans
-        self._targets = (
-            {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()} if self._use_gram else {}
-        )
-        self.last_octave_losses: np.ndarray | None = None
-
-    def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
-        passes, config = self._passes, self.config
-        x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
-        levels = passes.pyramid(x)
-        draws = self._draws
-        dirs_tf = _directions(draws)
-        sums, _, projections = passes.first_pass(levels, {}, dirs_tf)
-        total = 0.0
-        per_octave = np.zeros(config.octaves)
-        seeds: dict[GramKey, tf.Tensor] = {}
-        if self._use_gram:
-            positions = {key: _divisor(self.plans[key[0]].positions(key[1]), passes.dtype) for key in sums}
-            grams = {key: s / positions[key] for key, s in sums.items()}
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(grams)
-                gram_total, gram_octaves = style_loss(grams, self._targets, config=config)
-            total += float(gram_total.numpy())
-            per_octave += gram_octaves.numpy().astype(np.float64)
-            if gradient:
-                d_grams = tape.gradient(gram_total, grams)
-                seeds = {key: d / positions[key] for key, d in d_grams.items()}
-        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(draws, projections, scale=1.0)
-        total += sliced_total
-        per_octave += sliced_octaves
-        grad = None
-        if gradient:
-            grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0, dirs_tf, projection_seeds)
-        return total, grad, per_octave
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient at the flat float64 pixel vector ``x`` (RGB in [0, 1]).
-
-        Returns
-        -------
-        loss : float
-        grad : np.ndarray, same shape as ``x``; float64, or float32 for a float32 ``x``
-        """
-        total, grad, per_octave = self._evaluate(x, gradient=True)
-        self.last_octave_losses = per_octave
-        if grad is None:
-            raise RuntimeError("the tiled evaluation returned no gradient")
-        return total, gradient_like(x, grad)
-
-    def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss (and per-octave losses) of an (H, W, 3) image in [0, 1], no gradient."""
-        total, _, per_octave = self._evaluate(image, gradient=False)
-        return total, per_octave
-
-
-class TiledStylizeObjective(Redrawable):
-    """:class:`multiscale.content.StylizeObjective`, evaluated tile by tile.
-
-    The content term is a sum over positions too, so each tile adds its
-    interior's squared error to it in the first pass and back-propagates a
-    constant seed in the second; total variation is taken on the whole image
-    (it needs no network). Parameters as :class:`~multiscale.content.StylizeObjective`,
-    plus ``tile``.
-    """
-
-    def __init__(
-        self,
-        *,
-        style_targets: Mapping[GramKey, np.ndarray] | None,
-        content_targets: Mapping[str, np.ndarray] | None,
-        network: VGG16,
-        config: DescriptorConfig,
-        content_weight: float,
-        style_weight: float,
-        tv_weight: float,
-        height: int,
-        width: int,
-        channels: int = 3,
-        tile: int | None,
-        sliced: SlicedTargets | None = None,
-        seed: int = 0,
-    ) -> None:
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        self.shape = (1, height, width, channels)
-        self.size = height * width * channels
-        self.config = config
-        self.tile = tile
-        dtype = network.dtype
-        self._weights = (float(content_weight), float(style_weight), float(tv_weight))
-        self._use_style = style_weight > 0
-        self._use_gram = self._use_style and "gram" in config.statistics
-        self._draws = SlicedDraws(
-            config=config, height=height, width=width, sliced=sliced if self._use_style else None, seed=seed,
-            dtype=dtype, active=self._use_style,
-        )  # fmt: skip
-        self.redraw_every = self._draws.redraw_every
-        content = dict(content_targets or {}) if content_weight > 0 else {}
-        self._content = {n: np.asarray(f, dtype=dtype.as_numpy_dtype) for n, f in content.items()}
-        # mean(F_c²) · (number of values): the divisor of Σ (F − F_c)² in the content loss.
-        self._norms = {
-            n: max(float(np.mean(np.square(f, dtype=np.float64))), _NORM_FLOOR) * f.size
-            for n, f in self._content.items()
-        }
-        self._passes = _TiledPasses(
-            network=network, config=config, height=height, width=width, tile=tile,
-            style=self._use_style, content_layers=tuple(self._content), channels=channels,
-            gram=self._use_gram, sliced=self._draws.active,
-        )  # fmt: skip
-        self.plans = self._passes.plans
-        self._targets = (
-            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_gram else {}
-        )
-        self.last_octave_losses: np.ndarray | None = None
-        self.last_terms: np.ndarray | None = None
-
-    def _evaluate(
-        self, image: np.ndarray, *, gradient: bool
-    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
-        passes, dtype = self._passes, self._passes.dtype
-        wc, ws, wt = self._weights
-        x = tf.constant(np.reshape(image, self.shape), dtype=dtype)
-        levels = passes.pyramid(x)
-        dirs = _directions(self._draws)
-        sums, errors, projections = passes.first_pass(levels, self._content, dirs)
-        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), dtype) for key in sums}
-        grams = {key: s / positions[key] for key, s in sums.items()}
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(grams)
-            if self._use_gram:
-                gram_style, per_octave = style_loss(grams, self._targets, config=self.config)
-            else:
-                gram_style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
-        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self._draws, projections, scale=ws)
-        style = float(gram_style.numpy()) + sliced_total
-        per_octave = per_octave.numpy().astype(np.float64) + sliced_octaves
-        # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
-        n_content = max(len(self._content), 1)
-        content = sum(
-            (errors[n] / _divisor(self._norms[n], dtype) for n in self._content), tf.zeros([], dtype)
-        )
-        content = content / n_content
-        tv = total_variation(x)
-        stacked = np.array([float(content.numpy()), style, float(tv.numpy())])
-        total = float(np.dot(self._weights, stacked))
-        grad = None
-        if gradient:
-            gram_seeds = {}
-            if self._use_gram:
-                d_grams = tape.gradient(gram_style, grams)
-                gram_seeds = {key: ws * d / positions[key] for key, d in d_grams.items()}
-            error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
-            grad = passes.second_pass(
-                x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds
-            )
-        return total, stacked, per_octave, grad
-
-    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
-        total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
-        self.last_terms, self.last_octave_losses = stacked, per_octave
-        if grad is None:
-            raise RuntimeError("the tiled evaluation returned no gradient")
-        return total, gradient_like(x, grad)
-
-    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
-        """Loss of an (H, W, channels) image, its unweighted terms and the style loss per octave."""
-        total, stacked, per_octave, _ = self._evaluate(image, gradient=False)
-        return total, {name: float(v) for name, v in zip(TERMS, stacked, strict=True)}, per_octave
-
-
 def tiled_grams(
     image: np.ndarray, *, network: VGG16, config: DescriptorConfig, tile: int
 ) -> dict[GramKey, np.ndarray]:
-    """:func:`multiscale.gram.image_grams` of a large image, one tile at a time (same values).
+    """:func:`multiscale.measure.gram.image_grams` of a large image, one tile at a time (same values).
 
     Parameters
     ----------
@@ -600,7 +339,7 @@ def tiled_grams(
 def tiled_features(
     image: np.ndarray, *, network: VGG16, config: DescriptorConfig, layers: Sequence[str], tile: int
 ) -> dict[str, np.ndarray]:
-    """:func:`multiscale.content.content_features` of a large image, one tile at a time.
+    """:func:`multiscale.measure.gram.content_features` of a large image, one tile at a time.
 
     Parameters
     ----------

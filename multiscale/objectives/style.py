@@ -1,4 +1,4 @@
-"""Content and total-variation losses, and the style-transfer objective.
+"""The style-transfer objective: content, style and total-variation terms, whole or in tiles.
 
 Content loss of an image x against a content image c over layers L::
 
@@ -19,7 +19,7 @@ The objective of :class:`StylizeObjective` is::
 
     content_weight · L_content + style_weight · L_style + tv_weight · L_tv
 
-with ``L_style`` the multiscale texture loss of :mod:`multiscale.losses` (Gram
+with ``L_style`` the multiscale texture loss of :mod:`multiscale.objectives.terms` (Gram
 and/or sliced-Wasserstein terms, as ``config.statistics`` says) over every
 octave of the output's Gaussian pyramid. The octave-0 pass of the
 network serves both the style and the content terms.
@@ -27,76 +27,25 @@ network serves both the style and the content terms.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from ._tf import tf
-from .backbone import VGG16, preprocess
-from .config import DescriptorConfig
-from .gram import GramKey, gram_matrix
-from .losses import Redrawable, SlicedDraws, gradient_like, style_loss
-from .pyramid import gaussian_pyramid
-from .sliced import SlicedTargets
+from .._tf import tf
+from ..config import DescriptorConfig
+from ..layers import GramKey
+from ..measure.backbone import VGG16, preprocess
+from ..measure.engine import (
+    _TiledPasses,
+)
+from ..measure.gram import gram_matrix
+from ..measure.pyramid import gaussian_pyramid
+from ..measure.sliced import SlicedTargets
+from .base import Redrawable, SlicedDraws, _directions, _divisor, _sliced_terms, gradient_like
+from .terms import TERMS, content_loss, style_loss, total_variation
 
 #: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
 _NORM_FLOOR = 1e-8
-
-#: Names of the loss terms, in the order :class:`StylizeObjective` reports them.
-TERMS = ("content", "style", "tv")
-
-
-def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    """The normalised content loss (see the module docstring).
-
-    Parameters
-    ----------
-    features, targets : dict of layer name → tf.Tensor (1, h, w, C)
-        Same keys and shapes; targets are constants.
-
-    Returns
-    -------
-    tf.Tensor, scalar.
-    """
-    terms = []
-    for layer, target in targets.items():
-        err = tf.reduce_mean(tf.square(features[layer] - target))
-        terms.append(err / tf.maximum(tf.reduce_mean(tf.square(target)), _NORM_FLOOR))
-    return tf.add_n(terms) / len(terms)
-
-
-def total_variation(x: tf.Tensor) -> tf.Tensor:
-    """Mean squared difference of vertically and horizontally adjacent pixels.
-
-    Parameters
-    ----------
-    x : tf.Tensor, (1, H, W, C), H and W ≥ 2
-
-    Returns
-    -------
-    tf.Tensor, scalar: the average of the vertical and horizontal means.
-    """
-    dy = x[:, 1:, :, :] - x[:, :-1, :, :]
-    dx = x[:, :, 1:, :] - x[:, :, :-1, :]
-    return (tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))) / 2
-
-
-def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]) -> dict[str, np.ndarray]:
-    """Activations of ``layers`` for an (H, W, 3) RGB image in [0, 1], as numpy arrays (1, h, w, C).
-
-    Images of more than :data:`multiscale.tiles.SOURCE_TILE_ABOVE` pixels are
-    measured tile by tile (:func:`multiscale.tiling.tiled_features`; the same
-    values in bounded memory).
-    """
-    from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
-
-    if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
-        from .tiling import tiled_features
-
-        config = DescriptorConfig(padding=network.padding, pooling=network.pooling)
-        return tiled_features(image, network=network, config=config, layers=layers, tile=SOURCE_TILE)
-    x = tf.constant(np.asarray(image)[None], dtype=network.dtype)
-    return {k: v.numpy() for k, v in network.features(preprocess(x), tuple(layers)).items()}
 
 
 class StylizeObjective(Redrawable):
@@ -252,3 +201,119 @@ class StylizeObjective(Redrawable):
             {name: float(v) for name, v in zip(TERMS, values, strict=True)},
             per_octave.numpy().astype(np.float64),
         )
+
+
+class TiledStylizeObjective(Redrawable):
+    """:class:`multiscale.objectives.style.StylizeObjective`, evaluated tile by tile.
+
+    The content term is a sum over positions too, so each tile adds its
+    interior's squared error to it in the first pass and back-propagates a
+    constant seed in the second; total variation is taken on the whole image
+    (it needs no network). Parameters as :class:`~multiscale.objectives.style.StylizeObjective`,
+    plus ``tile``.
+    """
+
+    def __init__(
+        self,
+        *,
+        style_targets: Mapping[GramKey, np.ndarray] | None,
+        content_targets: Mapping[str, np.ndarray] | None,
+        network: VGG16,
+        config: DescriptorConfig,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        height: int,
+        width: int,
+        channels: int = 3,
+        tile: int | None,
+        sliced: SlicedTargets | None = None,
+        seed: int = 0,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        self.shape = (1, height, width, channels)
+        self.size = height * width * channels
+        self.config = config
+        self.tile = tile
+        dtype = network.dtype
+        self._weights = (float(content_weight), float(style_weight), float(tv_weight))
+        self._use_style = style_weight > 0
+        self._use_gram = self._use_style and "gram" in config.statistics
+        self._draws = SlicedDraws(
+            config=config, height=height, width=width, sliced=sliced if self._use_style else None, seed=seed,
+            dtype=dtype, active=self._use_style,
+        )  # fmt: skip
+        self.redraw_every = self._draws.redraw_every
+        content = dict(content_targets or {}) if content_weight > 0 else {}
+        self._content = {n: np.asarray(f, dtype=dtype.as_numpy_dtype) for n, f in content.items()}
+        # mean(F_c²) · (number of values): the divisor of Σ (F − F_c)² in the content loss.
+        self._norms = {
+            n: max(float(np.mean(np.square(f, dtype=np.float64))), _NORM_FLOOR) * f.size
+            for n, f in self._content.items()
+        }
+        self._passes = _TiledPasses(
+            network=network, config=config, height=height, width=width, tile=tile,
+            style=self._use_style, content_layers=tuple(self._content), channels=channels,
+            gram=self._use_gram, sliced=self._draws.active, image_term=total_variation,
+        )  # fmt: skip
+        self.plans = self._passes.plans
+        self._targets = (
+            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_gram else {}
+        )
+        self.last_octave_losses: np.ndarray | None = None
+        self.last_terms: np.ndarray | None = None
+
+    def _evaluate(
+        self, image: np.ndarray, *, gradient: bool
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray | None]:
+        passes, dtype = self._passes, self._passes.dtype
+        wc, ws, wt = self._weights
+        x = tf.constant(np.reshape(image, self.shape), dtype=dtype)
+        levels = passes.pyramid(x)
+        dirs = _directions(self._draws)
+        sums, errors, projections = passes.first_pass(levels, self._content, dirs)
+        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), dtype) for key in sums}
+        grams = {key: s / positions[key] for key, s in sums.items()}
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(grams)
+            if self._use_gram:
+                gram_style, per_octave = style_loss(grams, self._targets, config=self.config)
+            else:
+                gram_style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
+        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self._draws, projections, scale=ws)
+        style = float(gram_style.numpy()) + sliced_total
+        per_octave = per_octave.numpy().astype(np.float64) + sliced_octaves
+        # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
+        n_content = max(len(self._content), 1)
+        content = sum(
+            (errors[n] / _divisor(self._norms[n], dtype) for n in self._content), tf.zeros([], dtype)
+        )
+        content = content / n_content
+        tv = total_variation(x)
+        stacked = np.array([float(content.numpy()), style, float(tv.numpy())])
+        total = float(np.dot(self._weights, stacked))
+        grad = None
+        if gradient:
+            gram_seeds = {}
+            if self._use_gram:
+                d_grams = tape.gradient(gram_style, grams)
+                gram_seeds = {key: ws * d / positions[key] for key, d in d_grams.items()}
+            error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
+            grad = passes.second_pass(
+                x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds
+            )
+        return total, stacked, per_octave, grad
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
+        total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
+        self.last_terms, self.last_octave_losses = stacked, per_octave
+        if grad is None:
+            raise RuntimeError("the tiled evaluation returned no gradient")
+        return total, gradient_like(x, grad)
+
+    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
+        """Loss of an (H, W, channels) image, its unweighted terms and the style loss per octave."""
+        total, stacked, per_octave, _ = self._evaluate(image, gradient=False)
+        return total, {name: float(v) for name, v in zip(TERMS, stacked, strict=True)}, per_octave

@@ -1,6 +1,6 @@
 """Style transfer: a content image painted with the multiscale statistics of styles.
 
-The output x minimises (see :mod:`multiscale.content`)::
+The output x minimises (see :mod:`multiscale.objectives.style`)::
 
     content_weight · L_content(x) + style_weight · L_style(x) + tv_weight · L_tv(x)
 
@@ -16,7 +16,7 @@ targets at its own size. Styles are resized at every stage to
 relative to the picture throughout.
 
 Given a checkpoint folder, a run writes a resumable checkpoint
-(:mod:`multiscale.checkpoint`) on Ctrl-C and every ``checkpoint_every``
+(:mod:`multiscale.jobs.checkpoint`) on Ctrl-C and every ``checkpoint_every``
 iterations: the content at every stage's size, the styles' blended Grams,
 the stage reached and its best image. :func:`resume_stylize` continues it
 to the end of the plan; scipy's L-BFGS-B keeps no state that could be
@@ -39,15 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import (
-    StyleCheckpoint,
-    StylePosition,
-    read_style_checkpoint,
-    save_then_checkpoint,
-    write_style_checkpoint,
-)
-from .color import grey_rgb, luminance, match_color, match_luminance, match_palette, recombine
-from .config import (
+from ..config import (
     DESCRIPTOR_DEFAULTS,
     FIRST_STAGE_MAX_SIDE,
     MAX_STAGES,
@@ -57,10 +49,24 @@ from .config import (
     DescriptorConfig,
     StyleConfig,
 )
-from .errors import CheckpointError, ConfigError, ImageError, ImageTooSmallError
-from .io import file_sha256, load_image, resize_image
-from .memory import MemoryEstimate, check_memory, choose_tile, default_max_memory, estimate_synthesis_memory
-from .optimize import Progress
+from ..errors import CheckpointError, ConfigError, ImageError, ImageTooSmallError
+from ..io import file_sha256, load_image, resize_image
+from ..measure.color import grey_rgb, luminance, match_color, match_luminance, match_palette, recombine
+from ..measure.memory import (
+    MemoryEstimate,
+    check_memory,
+    choose_tile,
+    default_max_memory,
+    estimate_synthesis_memory,
+)
+from ..optim.base import Progress
+from .checkpoint import (
+    StyleCheckpoint,
+    StylePosition,
+    read_style_checkpoint,
+    save_then_checkpoint,
+    write_style_checkpoint,
+)
 from .synthesize import SourceInfo, initial_image, quantize, versions
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,7 @@ class StageInfo:
     finished); ``time_limit_s`` the share of ``--time-limit`` it was given;
     ``tile_size`` the tiles of its exact tiled evaluation (``None``: untiled);
     ``precision`` what its convolutions ran in and why
-    (:meth:`multiscale.precision.PrecisionChoice.to_dict`; ``None``: float32,
+    (:meth:`multiscale.jobs.precision.PrecisionChoice.to_dict`; ``None``: float32,
     not asked for otherwise).
     """
 
@@ -96,7 +102,7 @@ class StageInfo:
 
 @dataclass(frozen=True)
 class StageProgress(Progress):
-    """A :class:`~multiscale.optimize.Progress` that spans all stages.
+    """A :class:`~multiscale.optim.base.Progress` that spans all stages.
 
     ``iteration`` counts from the start of the first stage and ``max_iter``
     is ``stages × max_iter``; ``loss`` and ``best_loss`` are the current
@@ -132,7 +138,7 @@ class StylizeReport:
         Over all stages.
     stop_reason, message : str
         Why the last stage that ran ended (see
-        :data:`multiscale.optimize.STOP_REASONS`).
+        :data:`multiscale.optim.base.STOP_REASONS`).
     elapsed_s : float
         Wall time of the whole job, loading included.
     history : list of float
@@ -299,9 +305,9 @@ def auto_stages(height: int, width: int, *, config: DescriptorConfig) -> int:
     """The fewest stages whose first has a long side ≤ :data:`FIRST_STAGE_MAX_SIDE`.
 
     Never so many that the first stage's short side falls below what the
-    descriptor needs (:func:`multiscale.gram.min_image_side`).
+    descriptor needs (:func:`multiscale.measure.gram.min_image_side`).
     """
-    from .gram import min_image_side
+    from ..measure.gram import min_image_side
 
     need = min_image_side(config)
     stages = 1
@@ -325,7 +331,7 @@ def stage_tiling(
 ) -> tuple[int | None, MemoryEstimate, int | None]:
     """Tile size for a stage of ``height`` × ``width`` (``None``: untiled), its estimate and the limit.
 
-    As for synthesis (:func:`multiscale.memory.choose_tile`): ``tile_size``
+    As for synthesis (:func:`multiscale.measure.memory.choose_tile`): ``tile_size``
     if given, else untiled when the estimate fits ``max_memory`` (default: a
     share of the available memory), else the largest tile that fits.
     """
@@ -347,7 +353,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Estimated peak memory of a run whose last stage is ``height`` × ``width``.
 
-    The synthesis model of :mod:`multiscale.memory` with the content layers
+    The synthesis model of :mod:`multiscale.measure.memory` with the content layers
     counted as style layers (so at every octave, where they are only needed at
     octave 0: a slight overestimate) and the content image's forward pass
     counted like a style's. ``style_sizes`` are the styles' sizes at the last
@@ -432,7 +438,7 @@ def _load(src: ImageSource, *, label: str, max_pixels: int) -> tuple[np.ndarray,
 
 
 def _check_stage_sizes(plan_sizes: list[tuple[int, int]], config: StyleConfig) -> None:
-    from .gram import min_image_side
+    from ..measure.gram import min_image_side
 
     need = min_image_side(config.descriptor)
     h, w = plan_sizes[0]
@@ -450,7 +456,7 @@ def _check_stage_sizes(plan_sizes: list[tuple[int, int]], config: StyleConfig) -
 def _check_style_sizes(
     styles: list[np.ndarray], infos: list[SourceInfo], sizes: list[tuple[int, int]], config: StyleConfig
 ) -> None:
-    from .gram import min_image_side
+    from ..measure.gram import min_image_side
 
     need = min_image_side(config.descriptor)
     stage_w = sizes[0][1]
@@ -494,7 +500,7 @@ def prepare_stylize(
     if config.init not in STYLE_INITS:
         init_image = load_image(config.init, max_pixels=config.max_input_pixels)
 
-    from .gram import check_image_size
+    from ..measure.gram import check_image_size
 
     height, width = output_size(*content_image.shape[:2], width=config.width)
     check_image_size(height, width, config=config.descriptor, name="output", is_output=True)
@@ -581,7 +587,7 @@ def _blended_sliced(plan: StylizePlan, network: Any, stage_width: int) -> Any:
 
 
 def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[Any, np.ndarray]:
-    from .gram import image_grams
+    from ..measure.gram import image_grams
 
     total: dict[Any, np.ndarray] = {}
     for image, weight in zip(*_stage_styles(plan, stage_width), strict=True):
@@ -632,7 +638,7 @@ def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
 
 
 def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
-    """The :class:`~multiscale.content.StylizeObjective` of ``plan`` at one size.
+    """The :class:`~multiscale.objectives.style.StylizeObjective` of ``plan`` at one size.
 
     The content is resized to ``height`` × ``width`` and the styles to
     ``style_scale`` × ``width``; their targets are computed with ``network``.
@@ -652,11 +658,12 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
     """The stage's objective: untiled, or tiled when the stage would not fit otherwise.
 
     ``network`` is the float32 network; the convolutions run in ``choice``'s
-    precision (a :class:`~multiscale.precision.PrecisionChoice`; ``None``:
+    precision (a :class:`~multiscale.jobs.precision.PrecisionChoice`; ``None``:
     resolve ``config.precision`` at the stage's size). The content targets
     are float32 measurements whatever the precision, as the style targets are.
     """
-    from .content import StylizeObjective, content_features
+    from ..measure.gram import content_features
+    from ..objectives.style import StylizeObjective
 
     lum = config.preserve_color == "luminance"
     content_s = grey_rgb(luminance(targets.content)) if lum else targets.content
@@ -677,7 +684,7 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
     cls: Any = StylizeObjective
     extra: dict[str, Any] = {}
     if tile is not None:
-        from .tiling import TiledStylizeObjective
+        from ..objectives.style import TiledStylizeObjective
 
         log.info("stage %d×%d: evaluating the loss in tiles of %d px (plus halo)", width, height, tile)
         cls, extra = TiledStylizeObjective, {"tile": tile}
@@ -797,7 +804,7 @@ def _worth_a_checkpoint(reason: str, *, last: bool, periodic: bool) -> bool:
 
 
 def _network(config: StyleConfig) -> tuple[Any, Any]:
-    from .backbone import VGG16, load_weights
+    from ..measure.backbone import VGG16, load_weights
 
     d = config.descriptor
     weights = load_weights(d.weights)
@@ -819,13 +826,13 @@ def run_plan(
     stage that reaches its share of the time limit hands over to the next.
 
     With ``checkpoint`` (a folder), a resumable checkpoint
-    (:mod:`multiscale.checkpoint`) is written every ``config.checkpoint_every``
+    (:mod:`multiscale.jobs.checkpoint`) is written every ``config.checkpoint_every``
     iterations (counted over all stages) and whenever the run stops early
     (Ctrl-C, the callback, the time limit at the last stage); ``output`` is
     recorded in it as where the final image goes. :func:`resume_stylize`
     continues it. ``on_result`` is called with the result before the
     checkpoint of the run's end is written (the image first), as in
-    :func:`multiscale.synthesize.run_synthesis`.
+    :func:`multiscale.jobs.synthesize.run_synthesis`.
 
     Raises
     ------
@@ -875,7 +882,7 @@ def _run_stages(
     resumed_from: str | None = None,
     on_result: Callable[[StylizeResult], Any] | None = None,
 ) -> StylizeResult:
-    """Optimise the stages from ``start`` (a :class:`~multiscale.checkpoint.StylePosition`) to the last.
+    """Optimise the stages from ``start`` (a :class:`~multiscale.jobs.checkpoint.StylePosition`) to the last.
 
     ``finished`` are the records of the stages before ``start.stage``. A
     stage with iterations already done goes on for the rest of its
@@ -883,12 +890,12 @@ def _run_stages(
     checkpoint of the run's end is written after ``on_result`` has the image.
     """
     config = job.config
-    from .lbfgs import start_point
+    from ..optim.projected import start_point
 
     if config.optimizer == "projected":
-        from .lbfgs import minimize
+        from ..optim.projected import minimize
     else:
-        from .optimize import minimize
+        from ..optim.lbfgsb import minimize
     channels = 1 if config.preserve_color == "luminance" else 3
     sizes = job.stage_sizes
     n = len(sizes)
@@ -1131,7 +1138,7 @@ def resume_stylize(
     ``time_limit`` (for this session, shared among the remaining stages) may
     be changed. The continued run checkpoints into the same folder;
     ``on_result`` as in :func:`run_plan`. ``checkpoint`` is the folder or
-    the :class:`~multiscale.checkpoint.StyleCheckpoint` read from it (not
+    the :class:`~multiscale.jobs.checkpoint.StyleCheckpoint` read from it (not
     read twice).
 
     Raises

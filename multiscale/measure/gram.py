@@ -13,18 +13,17 @@ descriptor of an image is the set of G for every (octave, layer) pair.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
-from ._tf import tf
+from .._tf import tf
+from ..config import DescriptorConfig
+from ..errors import ImageTooSmallError
+from ..layers import GramKey, feature_size, layer_index
 from .backbone import VGG16, preprocess
-from .config import DescriptorConfig
-from .errors import ImageTooSmallError
-from .layers import feature_size, layer_index
 from .pyramid import gaussian_pyramid, octave_sizes
 from .sliced import sample_positions
-
-GramKey = tuple[int, str]
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
@@ -106,7 +105,7 @@ def image_sliced_features(
     Returns
     -------
     dict of (octave, layer) → np.ndarray float32 (n, C), n at most
-    :data:`multiscale.sliced.MAX_SOURCE_POSITIONS` (a fixed subset of larger maps).
+    :data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS` (a fixed subset of larger maps).
     """
     x = tf.constant(image[None], dtype=tf.float32)
     out = {}
@@ -127,14 +126,14 @@ def image_grams(image: np.ndarray, *, network: VGG16, config: DescriptorConfig) 
     -------
     dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
 
-    Images of more than :data:`multiscale.tiles.SOURCE_TILE_ABOVE` pixels are
-    measured tile by tile (:func:`multiscale.tiling.tiled_grams`): the same
+    Images of more than :data:`multiscale.measure.tiles.SOURCE_TILE_ABOVE` pixels are
+    measured tile by tile (:func:`multiscale.measure.engine.tiled_grams`): the same
     Grams in bounded memory.
     """
     from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
 
     if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
-        from .tiling import tiled_grams
+        from .engine import tiled_grams
 
         return tiled_grams(np.asarray(image, np.float32), network=network, config=config, tile=SOURCE_TILE)
     x = tf.constant(image[None], dtype=tf.float32)
@@ -200,3 +199,21 @@ def check_image_size(
 
 def _with_octaves(config: DescriptorConfig, octaves: int) -> DescriptorConfig:
     return dataclasses.replace(config, octaves=octaves, octave_weights=None)
+
+
+def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Activations of ``layers`` for an (H, W, 3) RGB image in [0, 1], as numpy arrays (1, h, w, C).
+
+    Images of more than :data:`multiscale.measure.tiles.SOURCE_TILE_ABOVE` pixels are
+    measured tile by tile (:func:`multiscale.measure.engine.tiled_features`; the same
+    values in bounded memory).
+    """
+    from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
+
+    if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
+        from .engine import tiled_features
+
+        config = DescriptorConfig(padding=network.padding, pooling=network.pooling)
+        return tiled_features(image, network=network, config=config, layers=layers, tile=SOURCE_TILE)
+    x = tf.constant(np.asarray(image)[None], dtype=network.dtype)
+    return {k: v.numpy() for k, v in network.features(preprocess(x), tuple(layers)).items()}

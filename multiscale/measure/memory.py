@@ -43,7 +43,7 @@ selected layer (pooling layers included) at every octave:
 
 Calibration (TensorFlow 2.21, scipy 1.17, oneDNN on, x86-64 Linux, glibc
 malloc): the constants below were fitted to the peak RSS (``ru_maxrss``)
-of fresh processes running :func:`multiscale.synthesize.synthesize` on
+of fresh processes running :func:`multiscale.jobs.synthesize.synthesize` on
 random array sources (``benchmarks/memory_calibration.py`` re-measures
 them). Estimate / measured: 1.000, 1.011, 1.011 at 128², 256², 512² (4
 octaves, history 2, 3 iterations); 1.02 at 1024²; 0.99 at 384² with
@@ -62,11 +62,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config import DescriptorConfig
-from .errors import ResourceError
-from .layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
+from ..config import DescriptorConfig
+from ..errors import ResourceError
+from ..layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
 
-#: Mirrors :data:`multiscale.lbfgs.FLOAT32_ITERATE_ABOVE` (that module imports
+#: Mirrors :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` (that module imports
 #: scipy; this one must stay light). A test checks they agree.
 FLOAT32_ITERATE_ABOVE = 1 << 24
 
@@ -133,7 +133,7 @@ DEFAULT_MEMORY_SHARE = 0.8
 SLICED_BYTES_PER_VALUE = 32
 
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
-#: (:data:`multiscale.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
+#: (:data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
 SLICED_SOURCE_ROWS = 1 << 18
 
 
@@ -243,7 +243,7 @@ def layer_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> 
 def tiled_output_bytes(height: int, width: int, *, config: DescriptorConfig, tile: int) -> int:
     """Layer-output bytes of the largest tile (halo included) of any octave.
 
-    Tiles are evaluated one at a time (:mod:`multiscale.tiling`), so this,
+    Tiles are evaluated one at a time (:mod:`multiscale.measure.engine`), so this,
     not A(H, W), is what one evaluation holds.
     """
     from .tiles import plan_octaves
@@ -255,7 +255,7 @@ def tiled_output_bytes(height: int, width: int, *, config: DescriptorConfig, til
 
 
 def source_pass_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
-    """Layer-output bytes of measuring one H×W image (tiled above :data:`~multiscale.tiles.SOURCE_TILE_ABOVE`)."""
+    """Layer-output bytes of measuring one H×W image (tiled above :data:`~multiscale.measure.tiles.SOURCE_TILE_ABOVE`)."""
     from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
 
     if height * width > SOURCE_TILE_ABOVE:
@@ -324,10 +324,10 @@ def vgg16_parameter_bytes() -> int:
 
 
 def projected_lbfgs_bytes(n: int, history: int) -> int:
-    """Bytes of :mod:`multiscale.lbfgs` for n variables: a float32 ring of
+    """Bytes of :mod:`multiscale.optim.projected` for n variables: a float32 ring of
     ``2(m+1)`` pairs plus about 8 n-vectors (iterate, trial point,
     gradients, direction, masks, best point), float64 — or float32 above
-    :data:`multiscale.lbfgs.FLOAT32_ITERATE_ABOVE` variables, where the
+    :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` variables, where the
     driver keeps its iterate in float32. A model from the module's layout,
     checked once against tracemalloc (501 MiB at 1024², m = 10)."""
     vector = 4 if n > FLOAT32_ITERATE_ABOVE else 8

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import tf
-from .errors import WeightsError
-from .layers import LAYER_NAMES, VGG16_BLOCKS, layer_channels, layer_index
+from .._tf import tf
+from ..errors import WeightsError
+from ..layers import LAYER_NAMES, VGG16_BLOCKS, layer_channels, layer_index
 from .pyramid import pad2d, pad_sides
 
 #: Identifier recorded in outputs and descriptor files for the embedded default.
@@ -187,7 +187,7 @@ class VGG16:
     pooling : {"avg", "max"}
     padding : {"reflect", "wrap", "same", "valid"}
         How each 3×3 convolution treats the borders (see
-        :mod:`multiscale.pyramid`).
+        :mod:`multiscale.measure.pyramid`).
 
     dtype : tf.DType
         float32 normally; float64 for gradient checks. The dtype of the
@@ -200,7 +200,7 @@ class VGG16:
         activation is cast back to ``dtype``, so Grams and losses
         accumulate in float32 as before; the casts are differentiable, so
         gradients reach the input in ``dtype``. Worth it only where the CPU
-        has native bfloat16 (see :mod:`multiscale.precision`).
+        has native bfloat16 (see :mod:`multiscale.jobs.precision`).
     """
 
     def __init__(
@@ -237,7 +237,7 @@ class VGG16:
         layers : tuple of str
             Layer names to return.
         edges : dict of layer name → (top, bottom, left, right), optional
-            For evaluating one tile of a larger image (:mod:`multiscale.tiling`).
+            For evaluating one tile of a larger image (:mod:`multiscale.measure.engine`).
             For a convolution: which sides get the border padding (1) and
             which are trimmed as ``valid`` (0), because the tile's halo
             stands there. For a pooling: rows/columns dropped on each side

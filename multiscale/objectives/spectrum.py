@@ -17,7 +17,7 @@ The gradient of a squared distance to a set is ``2 (x − P(x)) / N`` wherever
 the projection is unique, exactly (no differentiation through P).
 
 The example's spectrum ĥ at the output's size is that of the spot noise of
-:mod:`multiscale.starts`: the example minus its mean, zero-padded (or
+:mod:`multiscale.jobs.starts`: the example minus its mean, zero-padded (or
 cropped, from its centre) to the output's size and scaled by √(output area /
 example area), plus the mean at frequency 0 — the power spectrum the
 ``spectrum`` start has on average. With several sources the power spectra
@@ -99,7 +99,7 @@ def spectrum_loss(image: np.ndarray, spectrum: np.ndarray) -> tuple[float, np.nd
 class SpectrumTerm:
     """An objective plus ``weight · L_spec`` on its (H, W, 3) image: same interface as the objective.
 
-    Wraps a texture objective (:class:`~multiscale.losses.StyleObjective` or
+    Wraps a texture objective (:class:`~multiscale.objectives.texture.StyleObjective` or
     its tiled twin): calls, ``loss``, ``last_octave_losses``, redraws and the
     rest pass through; the spectrum term is added to the loss and gradient.
 

@@ -2,7 +2,7 @@
 
 :func:`build_descriptor` expands files, folders and glob patterns into a list
 of images, then reads, measures and adds them to a
-:class:`~multiscale.descriptor.GramDescriptor` one at a time, so memory does
+:class:`~multiscale.descriptors.descriptor.GramDescriptor` one at a time, so memory does
 not grow with the number of photos (unless every Gram is kept for the
 affine-invariant join). A file that cannot be used (unreadable, not an image,
 too small for the octaves, …) is skipped and reported with its reason; no
@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_MAX_INPUT_PIXELS, DescriptorConfig
+from ..config import DEFAULT_MAX_INPUT_PIXELS, DescriptorConfig
+from ..errors import ConfigError, ImageError, MultiscaleError, ResourceError
+from ..io import PathLike, file_sha256, list_images, load_image, scale_source
+from ..layers import layer_channels
+from ..measure.memory import available_memory_bytes
 from .descriptor import GramDescriptor, keep_all_nbytes
-from .errors import ConfigError, ImageError, MultiscaleError, ResourceError
-from .io import PathLike, file_sha256, list_images, load_image, scale_source
-from .layers import layer_channels
-from .memory import available_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def read_image_weights(path: PathLike, images: Sequence[PathLike]) -> list[float
 @functools.lru_cache(maxsize=2)
 def _network(weights_path: str | None, pooling: str, padding: str) -> tuple[Any, Any]:
     """The weights and VGG16 stack for a config, built once per process (and Dask worker)."""
-    from .backbone import VGG16, load_weights
+    from ..measure.backbone import VGG16, load_weights
 
     weights = load_weights(weights_path)
     return weights, VGG16(weights, pooling=pooling, padding=padding)
@@ -332,7 +332,7 @@ def _measure_into(
     descriptor: GramDescriptor, item: _Item, *, network: Any, config: DescriptorConfig, max_pixels: int
 ) -> UsedImage:
     """Read, scale and measure one image and add it; raises a MultiscaleError or OSError."""
-    from .gram import check_image_size, image_grams
+    from ..measure.gram import check_image_size, image_grams
 
     image = scale_source(load_image(item.path, max_pixels=max_pixels), config=config)
     height, width = image.shape[:2]
@@ -471,7 +471,7 @@ def build_descriptor(
         CSV of per-image weights (see :func:`read_image_weights`); default all 1.
     keep_all : bool
         Keep every image's Grams, for the affine-invariant join. Costs
-        :func:`multiscale.descriptor.keep_all_nbytes` bytes, checked against
+        :func:`multiscale.descriptors.descriptor.keep_all_nbytes` bytes, checked against
         the memory available before starting.
     callback : callable, optional
         Called with a :class:`BuildProgress` after each image (each chunk

@@ -31,7 +31,7 @@ Each term is relative, like the Gram terms: divided by the target's mean
 square, so layers and octaves of different magnitude count alike.
 
 This module is numpy (no TensorFlow): the differentiable term of the
-untiled objectives is :func:`multiscale.losses.sliced_term`; the tiled
+untiled objectives is :func:`multiscale.objectives.terms.sliced_term`; the tiled
 objectives use :func:`sorted_cotangent` on projections gathered from every
 tile, which gives the same values.
 """
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Key = tuple[int, str]
+from ..layers import GramKey
 
 #: Iterations between two draws of the projection directions.
 REDRAW_EVERY = 25
@@ -58,7 +58,7 @@ MAX_SOURCE_POSITIONS = 1 << 18
 _NORM_FLOOR = 1e-8
 
 
-def directions(channels: int, *, seed: int, draw: int, key: Key) -> np.ndarray:
+def directions(channels: int, *, seed: int, draw: int, key: GramKey) -> np.ndarray:
     """K = ``channels`` random unit directions in feature space, float32 (C, K).
 
     Deterministic in (``seed``, ``draw``, ``key``): a resumed run, or the
@@ -107,12 +107,12 @@ class SlicedTargets:
         Each source's share of the barycentre (sum 1).
     """
 
-    features: dict[Key, list[np.ndarray]]
+    features: dict[GramKey, list[np.ndarray]]
     weights: list[float]
 
     def draw(
-        self, *, seed: int, draw: int, counts: Mapping[Key, int]
-    ) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+        self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
+    ) -> dict[GramKey, tuple[np.ndarray, np.ndarray]]:
         """Directions and target quantiles of one draw, for an output with ``counts`` positions per key.
 
         Returns
@@ -148,7 +148,7 @@ def join_sliced(parts: Sequence[SlicedTargets], weights: Sequence[float] | None 
     """One :class:`SlicedTargets` of several (e.g. one per source image), weighted (default: equally)."""
     n = len(parts)
     w = [1.0 / n] * n if weights is None else [float(v) / float(sum(weights)) for v in weights]
-    features: dict[Key, list[np.ndarray]] = {}
+    features: dict[GramKey, list[np.ndarray]] = {}
     shares: list[float] = []
     for part, wp in zip(parts, w, strict=True):
         shares += [wp * s for s in part.weights]

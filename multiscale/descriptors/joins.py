@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .errors import DescriptorError
+from ..errors import DescriptorError
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ uncompressed ``.npy`` members:
     float64, shape (C, C): ``Σ w_i G_i``.
 ``log_sum/{octave}/{layer}``
     float64, shape (C, C): ``Σ w_i log(R(G_i))``, ``R`` the regulariser of
-    :func:`multiscale.joins.regularise` with the recorded ``eps``.
+    :func:`multiscale.descriptors.joins.regularise` with the recorded ``eps``.
 ``all/{octave}/{layer}``
     float64, shape (count, C, C): every image's Gram (only when ``keep_all``).
 
@@ -54,10 +54,11 @@ import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import ArrayLike, NDArray
 
-from ._version import __version__
-from .config import DescriptorConfig
-from .errors import ConfigError, DescriptorError
-from .io import PathLike, atomic_output
+from .._version import __version__
+from ..config import DescriptorConfig
+from ..errors import ConfigError, DescriptorError
+from ..io import PathLike, atomic_output
+from ..layers import GramKey
 from .joins import (
     DEFAULT_EPS,
     DEFAULT_MAX_ITER,
@@ -129,7 +130,6 @@ _BAD_ARCHIVE = (
     OSError,
 )
 
-Key = tuple[int, str]
 FloatArray = NDArray[np.float64]
 
 __all__ = [
@@ -222,9 +222,9 @@ class GramDescriptor:
         count: int = 0,
         total_weight: float = 0.0,
         sources: list[dict[str, Any]] | None = None,
-        sums: dict[Key, FloatArray] | None = None,
-        log_sums: dict[Key, FloatArray] | None = None,
-        all_grams: dict[Key, list[FloatArray]] | None = None,
+        sums: dict[GramKey, FloatArray] | None = None,
+        log_sums: dict[GramKey, FloatArray] | None = None,
+        all_grams: dict[GramKey, list[FloatArray]] | None = None,
         created: dict[str, str] | None = None,
         color_sum: FloatArray | None = None,
         version: int = FORMAT_VERSION,
@@ -238,7 +238,7 @@ class GramDescriptor:
         self._channels = channels
         self._eps = float(eps)
         self._keep_all = bool(keep_all)
-        self._keys: tuple[Key, ...] = tuple(
+        self._keys: tuple[GramKey, ...] = tuple(
             (o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]
         )
         self._count = count
@@ -246,7 +246,7 @@ class GramDescriptor:
         self._sources = list(sources or [])
         self._sums = sums if sums is not None else {k: self._zeros(k) for k in self._keys}
         self._log_sums = log_sums if log_sums is not None else {k: self._zeros(k) for k in self._keys}
-        self._all: dict[Key, list[FloatArray]] = (
+        self._all: dict[GramKey, list[FloatArray]] = (
             all_grams if all_grams is not None else {k: [] for k in self._keys} if keep_all else {}
         )
         self._created = created if created is not None else _created_info()
@@ -292,7 +292,7 @@ class GramDescriptor:
             :func:`keep_all_nbytes` for the cost).
         eps : float
             Relative regulariser of the log-Euclidean sums (≥ 0), see
-            :func:`multiscale.joins.regularise`.
+            :func:`multiscale.descriptors.joins.regularise`.
 
         Returns
         -------
@@ -398,8 +398,8 @@ class GramDescriptor:
                 parts.append("unexpected " + ", ".join(repr(k) for k in unexpected))
             raise DescriptorError(f"{name}: Grams do not match the descriptor's keys: {'; '.join(parts)}")
 
-        new_grams: dict[Key, FloatArray] = {}
-        new_logs: dict[Key, FloatArray] = {}
+        new_grams: dict[GramKey, FloatArray] = {}
+        new_logs: dict[GramKey, FloatArray] = {}
         for key in self._keys:
             where = f"{name}: Gram at {_key_label(key)}"
             arr = np.asarray(given[key])
@@ -534,7 +534,7 @@ class GramDescriptor:
         *,
         tol: float = DEFAULT_TOL,
         max_iter: int = DEFAULT_MAX_ITER,
-    ) -> dict[Key, FloatArray]:
+    ) -> dict[GramKey, FloatArray]:
         """One Gram matrix per key: the weighted mean of the images' Grams.
 
         Parameters
@@ -543,7 +543,7 @@ class GramDescriptor:
             ``mean``: ``sums / total_weight``. ``log-euclidean``:
             ``exp(log_sums / total_weight)``. ``affine-invariant``: the
             weighted Karcher mean of the regularised Grams (needs
-            ``keep_all``), see :func:`multiscale.joins.affine_invariant_mean`.
+            ``keep_all``), see :func:`multiscale.descriptors.joins.affine_invariant_mean`.
             The log-domain joins average ``R(G_i) = G_i + eps·trace(G_i)/C·I``,
             so a one-image descriptor gives back ``R(G_1)``, not ``G_1``.
         tol, max_iter
@@ -817,7 +817,7 @@ class GramDescriptor:
         return [dict(s) for s in self._sources]
 
     @property
-    def keys(self) -> tuple[Key, ...]:
+    def keys(self) -> tuple[GramKey, ...]:
         """``(octave, layer)`` keys, octave-major, layers in config order."""
         return self._keys
 
@@ -827,17 +827,17 @@ class GramDescriptor:
         return self._path
 
     @property
-    def sums(self) -> dict[Key, FloatArray]:
+    def sums(self) -> dict[GramKey, FloatArray]:
         """``Σ w_i G_i`` per key: read-only float64 arrays of shape (C, C)."""
         return dict(self._sums)
 
     @property
-    def log_sums(self) -> dict[Key, FloatArray]:
+    def log_sums(self) -> dict[GramKey, FloatArray]:
         """``Σ w_i log(R(G_i))`` per key: read-only float64 arrays of shape (C, C)."""
         return dict(self._log_sums)
 
     @property
-    def all_grams(self) -> dict[Key, FloatArray]:
+    def all_grams(self) -> dict[GramKey, FloatArray]:
         """Every image's Gram per key: float64 arrays of shape (count, C, C) (new copies).
 
         Raises
@@ -866,7 +866,7 @@ class GramDescriptor:
 
     # ------------------------------------------------------------------ internals
 
-    def _zeros(self, key: Key) -> FloatArray:
+    def _zeros(self, key: GramKey) -> FloatArray:
         c = self._channels[key[1]]
         return np.zeros((c, c), dtype=np.float64)
 
@@ -1006,7 +1006,7 @@ class _Loader:
         measurement = meta["descriptor"]
         keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
 
-        expected: dict[str, tuple[str, Key, tuple[int, ...]]] = {}
+        expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
         for k in keys:
             c = channels[k[1]]
             expected[_member("sum", k) + ".npy"] = ("sum", k, (c, c))
@@ -1034,9 +1034,9 @@ class _Loader:
             name: self._check_header(zf, by_name[name], shape) for name, (_, _, shape) in expected.items()
         }
 
-        sums: dict[Key, FloatArray] = {}
-        log_sums: dict[Key, FloatArray] = {}
-        kept: dict[Key, FloatArray] = {}
+        sums: dict[GramKey, FloatArray] = {}
+        log_sums: dict[GramKey, FloatArray] = {}
+        kept: dict[GramKey, FloatArray] = {}
         for name, (kind, key, shape) in expected.items():
             arr = self._read_data(zf, by_name[name], shape, headers[name])
             where = f"member {name[:-4]}"
@@ -1292,7 +1292,7 @@ def _check_sha256(value: Any, what: str) -> str:
     return value.lower()
 
 
-def _normalise_key(key: Any) -> Key | None:
+def _normalise_key(key: Any) -> GramKey | None:
     if (
         isinstance(key, tuple)
         and len(key) == 2
@@ -1309,11 +1309,11 @@ def _first_few(names: list[str], limit: int = 10) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def _key_label(key: Key) -> str:
+def _key_label(key: GramKey) -> str:
     return f"octave {key[0]}, {key[1]}"
 
 
-def _member(kind: str, key: Key) -> str:
+def _member(kind: str, key: GramKey) -> str:
     return f"{kind}/{key[0]}/{key[1]}"
 
 

@@ -1,0 +1,134 @@
+"""The loss terms every objective is built from.
+
+Each term is relative (divided by the size of its target), so that layers,
+octaves and images of any size count alike; :func:`weighted_terms` takes
+their weighted mean with the descriptor's layer and octave weights. The
+formulas are given in :mod:`multiscale.objectives.texture` (Gram, sliced)
+and :mod:`multiscale.objectives.style` (content, total variation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .._tf import tf
+from ..config import DescriptorConfig
+from ..layers import GramKey
+
+#: Floor of ‖A‖² so an all-zero target (a black source) cannot divide by zero.
+_NORM_FLOOR = 1e-8
+
+
+def weighted_terms(
+    terms: Mapping[GramKey, tf.Tensor], *, config: DescriptorConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Weighted mean of per-(octave, layer) terms with the config's layer and octave weights
+    (:func:`term_shares`).
+
+    Returns
+    -------
+    total : tf.Tensor, scalar
+    per_octave : tf.Tensor, shape (octaves,)
+        Each octave's weighted share, so ``sum(per_octave) == total``.
+    """
+    shares = term_shares(config)
+    per_octave = [
+        tf.add_n([shares[(k, layer)] * terms[(k, layer)] for layer in config.layers])
+        for k in range(config.octaves)
+    ]
+    stacked = tf.stack(per_octave)
+    return tf.reduce_sum(stacked), stacked
+
+
+def term_shares(config: DescriptorConfig) -> dict[GramKey, float]:
+    """Each (octave, layer) term's weight in :func:`weighted_terms` (they sum to 1)."""
+    lw = dict(zip(config.layers, config.resolved_layer_weights, strict=False))
+    ow = config.resolved_octave_weights
+    norm = sum(ow) * sum(lw.values())
+    return {(k, layer): ow[k] * lw[layer] / norm for k in range(config.octaves) for layer in config.layers}
+
+
+def style_loss(
+    grams: Mapping[GramKey, tf.Tensor],
+    targets: Mapping[GramKey, tf.Tensor],
+    *,
+    config: DescriptorConfig,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The multiscale Gram loss (see the module docstring).
+
+    Parameters
+    ----------
+    grams, targets : dict of (octave, layer) → tf.Tensor (C, C)
+        Same keys; targets are constants.
+    config : DescriptorConfig
+        Supplies the layer and octave weights.
+
+    Returns
+    -------
+    total : tf.Tensor, scalar
+    per_octave : tf.Tensor, shape (octaves,)
+        Each octave's weighted share, so ``sum(per_octave) == total``.
+    """
+    terms = {}
+    for key, a in targets.items():
+        terms[key] = tf.reduce_sum(tf.square(grams[key] - a)) / tf.maximum(
+            tf.reduce_sum(tf.square(a)), _NORM_FLOOR
+        )
+    return weighted_terms(terms, config=config)
+
+
+def sliced_term(flat: tf.Tensor, d: tf.Tensor, target: tf.Tensor, norm: tf.Tensor) -> tf.Tensor:
+    """One key's relative sliced term, differentiable (TF).
+
+    Parameters
+    ----------
+    flat : tf.Tensor (N, C)
+        The output's feature vectors.
+    d : tf.Tensor (C, K)
+    target : tf.Tensor (N, K)
+        Target quantiles at the N levels.
+    norm : tf.Tensor scalar
+        :func:`target_norm` of ``target``.
+    """
+    projected = tf.matmul(flat, d)
+    ranked = tf.transpose(tf.sort(tf.transpose(projected), axis=-1))
+    return tf.reduce_mean(tf.square(ranked - target)) / norm
+
+
+#: Names of the loss terms, in the order :class:`StylizeObjective` reports them.
+TERMS = ("content", "style", "tv")
+
+
+def content_loss(features: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """The normalised content loss (see the module docstring).
+
+    Parameters
+    ----------
+    features, targets : dict of layer name → tf.Tensor (1, h, w, C)
+        Same keys and shapes; targets are constants.
+
+    Returns
+    -------
+    tf.Tensor, scalar.
+    """
+    terms = []
+    for layer, target in targets.items():
+        err = tf.reduce_mean(tf.square(features[layer] - target))
+        terms.append(err / tf.maximum(tf.reduce_mean(tf.square(target)), _NORM_FLOOR))
+    return tf.add_n(terms) / len(terms)
+
+
+def total_variation(x: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of vertically and horizontally adjacent pixels.
+
+    Parameters
+    ----------
+    x : tf.Tensor, (1, H, W, C), H and W ≥ 2
+
+    Returns
+    -------
+    tf.Tensor, scalar: the average of the vertical and horizontal means.
+    """
+    dy = x[:, 1:, :, :] - x[:, :-1, :, :]
+    dx = x[:, :, 1:, :] - x[:, :, :-1, :]
+    return (tf.reduce_mean(tf.square(dy)) + tf.reduce_mean(tf.square(dx))) / 2
