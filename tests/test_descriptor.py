@@ -737,7 +737,7 @@ def test_missing_file_and_directory_are_refused(tmp_path):
 
 
 def test_unreadable_file_is_refused(small, monkeypatch):
-    import multiscale.descriptors.descriptor as module
+    import multiscale.npz as module
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

@@ -28,7 +28,7 @@ ALIASES = {"cli": "multiscale_cli"}
 LAYERS: tuple[tuple[str, ...], ...] = (
     # foundation: names, errors, configuration, files
     ("multiscale._version", "multiscale._tf", "multiscale.errors", "multiscale.layers", "multiscale.config",
-     "multiscale.io"),
+     "multiscale.io", "multiscale.npz"),
     ("multiscale.measure",),
     ("multiscale.objectives", "multiscale.optim", "multiscale.descriptors"),
     ("multiscale.jobs",),

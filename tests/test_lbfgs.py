@@ -436,7 +436,7 @@ class _Trap:
         ({"x": np.full(3 * 4096 + 77, np.nan)}, "not finite"),
         ({"history": np.zeros(2)}, "history"),
         ({"format": np.frombuffer(b"something else", np.uint8)}, "not an optimiser checkpoint"),
-        ({"gamma": None}, "missing gamma"),
+        ({"gamma": None}, r"missing member\(s\) gamma"),
         ({"extra": np.zeros(3)}, "unexpected"),
         ({"S": np.array([_Trap()], dtype=object)}, "object"),
     ],

@@ -154,11 +154,11 @@ def test_round_trip_gives_back_config_provenance_targets_and_position(folder, tm
                 np.savez(f / "state.npz", image=np.zeros((8, 12, 3)), history=np.zeros(13)),
                 _rehash(f),
             ),
-            "state.npz: image has shape (8, 12, 3)",
+            "state.npz: member image has shape (8, 12, 3)",
         ),
         (
             lambda f: ((f / "targets.npz").write_bytes(b"not a zip"), _rehash(f)),
-            "targets.npz: unreadable checkpoint file",
+            "targets.npz: not a checkpoint file",
         ),
     ],
     ids=["missing", "changed", "stage", "iteration", "negative", "kind", "shape", "not-npz"],

@@ -43,22 +43,19 @@ import logging
 import math
 import os
 import re
-import struct
-import zipfile
-import zlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-from numpy.lib import format as npy_format
 from numpy.typing import ArrayLike, NDArray
 
 from .._version import __version__
 from ..config import DescriptorConfig
 from ..errors import ConfigError, DescriptorError
-from ..io import PathLike, atomic_output
+from ..io import PathLike
 from ..layers import GramKey
+from ..npz import Member, NpzReader, write_npz
 from .joins import (
     DEFAULT_EPS,
     DEFAULT_MAX_ITER,
@@ -114,21 +111,8 @@ LOAD_SYMMETRY_RTOL = 1e-9
 LOAD_CONSISTENCY_RTOL = 1e-9
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MAX_NPY_HEADER = 10000
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-_EOCD_SIZE = 22
-_BAD_ARCHIVE = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    struct.error,
-    NotImplementedError,
-    OverflowError,
-    ValueError,
-    KeyError,
-    OSError,
-)
+#: The ``meta`` member: UTF-8 JSON text as bytes.
+_META = Member((None,), (np.uint8,))
 
 FloatArray = NDArray[np.float64]
 
@@ -688,8 +672,7 @@ class GramDescriptor:
                 if self._keep_all:
                     yield _member("all", k), np.stack(self._all[k])
 
-        with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            _write_npz(fh, members())
+        write_npz(path, members(), overwrite=overwrite)
         logger.info("wrote descriptor %s (%d images)", path, self._count)
         return Path(path)
 
@@ -920,88 +903,20 @@ class _Loader:
         return DescriptorError(f"{self.path}: {message}")
 
     def load(self) -> GramDescriptor:
-        p = self.path
-        if not p.exists():
-            raise self.fail("no such file")
-        if p.is_dir():
-            raise self.fail("is a directory, not a descriptor file")
-        try:
-            size = p.stat().st_size
-            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
-        except OSError as exc:
-            raise self.fail(f"cannot read: {exc.strerror or exc}") from None
-        try:
-            if size == 0:
-                raise self.fail("empty file (0 bytes); not a descriptor")
-            self._check_directory(fh, size)
-            try:
-                zf = zipfile.ZipFile(fh)
-            except DescriptorError:
-                raise
-            except _BAD_ARCHIVE as exc:
-                raise self.fail(f"not a descriptor file (not a readable .npz archive: {exc})") from None
-            with zf:
-                try:
-                    return self._read(zf, size)
-                except DescriptorError:
-                    raise
-                except _BAD_ARCHIVE as exc:
-                    raise self.fail(f"corrupted or truncated archive: {exc}") from None
-        finally:
-            fh.close()
+        with NpzReader(
+            self.path,
+            error=DescriptorError,
+            what="a descriptor file",
+            max_members=MAX_MEMBERS,
+            max_directory_bytes=MAX_DIRECTORY_BYTES,
+        ) as reader:
+            return self._read(reader)
 
-    def _check_directory(self, fh: IO[bytes], size: int) -> None:
-        """Refuse archives whose central directory is too large, before zipfile parses it.
-
-        zipfile builds one Python object per listed member, so a small file
-        listing millions of entries would cost far more memory than its size.
-        Anything that does not look like a zip is left for zipfile to report.
-        """
-        tail_len = min(size, _EOCD_SIZE + 65535)
-        fh.seek(size - tail_len)
-        tail = fh.read(tail_len)
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or len(tail) - at < _EOCD_SIZE:
-            fh.seek(0)
-            return
-        entries, directory_bytes = struct.unpack("<HI", tail[at + 10 : at + 16])
-        locator = at - 20  # a zip64 archive keeps the true figures in a record the locator points to
-        saturated = entries == 0xFFFF or directory_bytes == 0xFFFFFFFF
-        if saturated and tail[locator : locator + 4] == b"PK\x06\x07":
-            (record_at,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
-            if record_at + 56 <= size:
-                fh.seek(record_at)
-                record = fh.read(56)
-                if record[:4] == b"PK\x06\x06":
-                    entries, directory_bytes = struct.unpack("<QQ", record[32:48])
-        fh.seek(0)
-        if entries > MAX_MEMBERS or directory_bytes > MAX_DIRECTORY_BYTES:
-            raise self.fail(
-                f"archive lists {entries} members in {directory_bytes} bytes; a descriptor has at most "
-                f"{MAX_MEMBERS} — not a descriptor file"
-            )
-
-    def _read(self, zf: zipfile.ZipFile, size: int) -> GramDescriptor:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if len(set(names)) != len(names):
-            raise self.fail("archive lists a member twice")
-        compressed = 0
-        for info in infos:
-            if info.flag_bits & 0x1:
-                raise self.fail(f"member {info.filename} is encrypted")
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise self.fail(f"member {info.filename} uses an unsupported compression")
-            if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-                raise self.fail(f"member {info.filename}: stored size disagrees with its recorded size")
-            compressed += info.compress_size
-        if compressed > size:
-            raise self.fail(f"truncated: members need {compressed} bytes, file has {size}")
-        by_name = {i.filename: i for i in infos}
-        if "meta.npy" not in by_name:
+    def _read(self, reader: NpzReader) -> GramDescriptor:
+        if not reader.has("meta"):
             raise self.fail("not a multiscale descriptor: member 'meta' is missing")
-
-        meta = self._parse_meta(self._read_meta(zf, by_name["meta.npy"]))
+        text = reader.read({"meta": _META}, max_bytes=MAX_META_BYTES)["meta"]
+        meta = self._parse_meta(text.tobytes())
         count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
         measurement = meta["descriptor"]
         keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
@@ -1009,39 +924,27 @@ class _Loader:
         expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
         for k in keys:
             c = channels[k[1]]
-            expected[_member("sum", k) + ".npy"] = ("sum", k, (c, c))
-            expected[_member("log_sum", k) + ".npy"] = ("log_sum", k, (c, c))
+            expected[_member("sum", k)] = ("sum", k, (c, c))
+            expected[_member("log_sum", k)] = ("log_sum", k, (c, c))
             if keep_all:
-                expected[_member("all", k) + ".npy"] = ("all", k, (count, c, c))
+                expected[_member("all", k)] = ("all", k, (count, c, c))
         needed = sum(8 * math.prod(shape) for _, _, shape in expected.values())
         if needed > self.max_bytes:
             raise self.fail(
                 f"declares {needed} bytes of arrays ({count} images, keep_all={keep_all}), more than "
                 f"max_bytes={self.max_bytes}; raise the limit only for a file you trust"
             )
-        missing = [n[:-4] for n in expected if n not in by_name]
-        unexpected = [n for n in names if n != "meta.npy" and n not in expected]
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append("missing member(s) " + _first_few(missing))
-            if unexpected:
-                parts.append("unexpected member(s) " + _first_few(unexpected))
-            raise self.fail("; ".join(parts))
-
-        # Headers of every member first: nothing is allocated for data until all agree.
-        headers = {
-            name: self._check_header(zf, by_name[name], shape) for name, (_, _, shape) in expected.items()
-        }
+        schema = {name: Member(shape, finite=True) for name, (_, _, shape) in expected.items()}
+        reader.check_names(schema, fit="the metadata", allowed=("meta",))
+        # Every header is checked before any array is allocated.
+        arrays = reader.read(schema, max_bytes=self.max_bytes)
 
         sums: dict[GramKey, FloatArray] = {}
         log_sums: dict[GramKey, FloatArray] = {}
         kept: dict[GramKey, FloatArray] = {}
-        for name, (kind, key, shape) in expected.items():
-            arr = self._read_data(zf, by_name[name], shape, headers[name])
-            where = f"member {name[:-4]}"
-            if not np.all(np.isfinite(arr)):
-                raise self.fail(f"{where} has NaN or infinite values")
+        for name, (kind, key, _) in expected.items():
+            arr = arrays[name]
+            where = f"member {name}"
             _check_symmetric(arr, LOAD_SYMMETRY_RTOL, where, prefix=f"{self.path}: ")
             if kind != "log_sum" and np.any(np.diagonal(arr, axis1=-2, axis2=-1) < 0):
                 raise self.fail(f"{where} has a negative diagonal entry; not a sum of Gram matrices")
@@ -1075,79 +978,8 @@ class _Loader:
             color_sum=meta["color_sum"],
             version=meta["version"],
             path=self.path,
-            file_bytes=size,
+            file_bytes=reader.size,
         )
-
-    # -- members
-
-    def _header(self, fh: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-        try:
-            version = npy_format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = npy_format.read_array_header_1_0(fh, max_header_size=_MAX_NPY_HEADER)
-            elif version == (2, 0):
-                shape, fortran, dtype = npy_format.read_array_header_2_0(fh, max_header_size=_MAX_NPY_HEADER)
-            else:
-                raise self.fail(f"member {name}: unsupported .npy version {version}")
-        except DescriptorError:
-            raise
-        except (ValueError, SyntaxError, TypeError, EOFError, OverflowError, MemoryError) as exc:
-            raise self.fail(f"member {name}: not a valid .npy header ({exc})") from None
-        return shape, fortran, dtype, fh.tell()
-
-    def _read_meta(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-        limit = min(self.max_bytes, MAX_META_BYTES)
-        if info.file_size > limit + _MAX_NPY_HEADER:
-            raise self.fail(f"member meta declares {info.file_size} bytes, more than the {limit} allowed")
-        with zf.open(info) as fh:
-            shape, _, dtype, offset = self._header(fh, "meta")
-            if dtype != np.dtype(np.uint8) or len(shape) != 1:
-                raise self.fail(f"member meta has dtype {dtype} and shape {shape}, expected uint8 text")
-            if offset + shape[0] != info.file_size:
-                raise self.fail(
-                    f"member meta declares {shape[0]} bytes but the archive holds {info.file_size - offset}"
-                )
-            data = fh.read(shape[0])
-        if len(data) != shape[0]:
-            raise self.fail("member meta is truncated")
-        return data
-
-    def _check_header(
-        self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape: tuple[int, ...]
-    ) -> tuple[bool, np.dtype, int]:
-        name = info.filename[:-4]
-        with zf.open(info) as fh:
-            got_shape, fortran, dtype, offset = self._header(fh, name)
-        if dtype.hasobject or dtype.kind != "f" or dtype.itemsize != 8:
-            raise self.fail(f"member {name} has dtype {dtype}, expected float64")
-        if tuple(got_shape) != shape:
-            raise self.fail(f"member {name} has shape {tuple(got_shape)}, expected {shape} from the metadata")
-        nbytes = 8 * math.prod(shape)
-        if offset + nbytes != info.file_size:
-            raise self.fail(
-                f"member {name} declares {nbytes} bytes of data but the archive records "
-                f"{info.file_size - offset}"
-            )
-        return fortran, dtype, offset
-
-    def _read_data(
-        self,
-        zf: zipfile.ZipFile,
-        info: zipfile.ZipInfo,
-        shape: tuple[int, ...],
-        header: tuple[bool, np.dtype, int],
-    ) -> FloatArray:
-        fortran, dtype, offset = header
-        nbytes = 8 * math.prod(shape)
-        with zf.open(info) as fh:
-            fh.read(offset)
-            data = fh.read(nbytes)
-            # Reading to the end makes zipfile check the member's CRC.
-            trailing = fh.read(1)
-        if len(data) != nbytes or trailing:
-            raise self.fail(f"member {info.filename[:-4]} is truncated or has trailing data")
-        arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-        return np.array(arr, dtype=np.float64, order="C")
 
     # -- metadata
 
@@ -1304,11 +1136,6 @@ def _normalise_key(key: Any) -> GramKey | None:
     return None
 
 
-def _first_few(names: list[str], limit: int = 10) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def _key_label(key: GramKey) -> str:
     return f"octave {key[0]}, {key[1]}"
 
@@ -1336,15 +1163,3 @@ def _sum_arrays(arrays: Iterable[FloatArray]) -> FloatArray:
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{name}: {a[name]!r} vs {b[name]!r}" for name in a if a[name] != b[name]]
-
-
-def _write_npz(fh: IO[bytes], members: Iterable[tuple[str, np.ndarray]]) -> None:
-    """Write ``members`` as an uncompressed npz with a fixed timestamp (same input, same bytes)."""
-    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in members:
-            info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_STORED
-            info.external_attr = 0o644 << 16
-            # Streamed member by member: a kept-Grams stack can be gigabytes.
-            with zf.open(info, "w", force_zip64=True) as out:
-                npy_format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)

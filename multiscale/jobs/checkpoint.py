@@ -17,8 +17,8 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
     iterate, pairs, counters, best point — a resumed run continues bit for
     bit. Stylize: the best image of the stage reached (float32, the
     optimiser's variables: 1 channel with ``preserve_color="luminance"``)
-    and the loss history. scipy's L-BFGS-B cannot hand out its correction
-    pairs, so a resumed stylize run restarts the optimiser from that image.
+    and the loss history. The optimiser's correction pairs are not kept, so
+    a resumed stylize run restarts L-BFGS from that image.
 ``current.png``, ``best.png``
     the current and the best image, for looking at (16-bit PNG).
 
@@ -51,7 +51,6 @@ import json
 import os
 import shutil
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,9 +60,10 @@ import numpy as np
 
 from ..config import StyleConfig, SynthesisConfig
 from ..errors import CheckpointError, ConfigError, MultiscaleError, OutputError
-from ..io import PathLike, atomic_output, file_sha256, fsync_dir, save_image, write_json_atomic
+from ..io import PathLike, file_sha256, fsync_dir, save_image, write_json_atomic
 from ..layers import layer_channels
 from ..measure.sliced import MAX_SOURCE_POSITIONS, SlicedTargets
+from ..npz import Member, read_npz, write_npz
 
 #: Version 2 added ``kind`` and stylize checkpoints.
 CHECKPOINT_VERSION = 2
@@ -74,7 +74,11 @@ _DATA_FILES = ("targets.npz", "state.npz")
 _FILES = (*_DATA_FILES, "checkpoint.json", "current.png", "best.png")
 #: Name parts of a new checkpoint being written and of the old one being swapped out.
 _TMP, _OLD = ".tmp-", ".old-"
-_MAX_MEMBER_BYTES = 1 << 30
+#: Most bytes of arrays, members and central directory a checkpoint's ``.npz`` may declare.
+_MAX_DATA_BYTES = 1 << 30
+_MAX_MEMBERS = 1 << 16
+_MAX_DIRECTORY_BYTES = 16 * 1024**2
+_FLOATS = (np.float32, np.float64)
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,7 @@ def _write_targets(folder: Path, previous: Path | None, reuse: bool, members: Ca
             return
         except OSError:  # a file system without hard links
             pass
-    _write_npz(folder / "targets.npz", members())
+    write_npz(folder / "targets.npz", members(), overwrite=True)
 
 
 def save_then_checkpoint(
@@ -343,11 +347,6 @@ def save_then_checkpoint(
         write_checkpoint()
     if error is not None:
         raise error
-
-
-def _write_npz(path: Path, members: Mapping[str, np.ndarray]) -> None:
-    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **members)
 
 
 def _write_previews(folder: Path, current: np.ndarray, best: np.ndarray) -> None:
@@ -531,12 +530,13 @@ def write_style_checkpoint(
     folder = Path(folder)
     with _replacing(folder) as (tmp, previous):
         _write_targets(tmp, previous, not write_targets, target_members)
-        _write_npz(
+        write_npz(
             tmp / "state.npz",
             {
                 "image": np.asarray(position.image, np.float32),
                 "history": np.asarray(position.history, np.float64),
             },
+            overwrite=True,
         )
         _write_previews(tmp, current, best)
         _write_style_meta(tmp, config=config, output=output, content=content, styles=styles,
@@ -854,29 +854,16 @@ def _grams(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[tuple[int, str
 
 
 def _read_arrays(path: Path, expected: Mapping[str, tuple[int, ...]], *, fit: str) -> dict[str, np.ndarray]:
-    """Load the float arrays of an ``.npz`` after checking its members' names and total size.
+    """The float32 or float64 members of an ``.npz``, checked (:mod:`multiscale.npz`) before they are read.
 
     ``expected`` maps every member name to its shape; ``fit`` says what the
-    members must fit, for the error message.
+    members must fit, for the error message. Values must be finite.
     """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = {n.removesuffix(".npy") for n in zf.namelist()}
-            if names != set(expected):
-                raise CheckpointError(f"{path}: members {sorted(names ^ set(expected))[:6]} do not fit {fit}")
-            if sum(i.file_size for i in zf.infolist()) > _MAX_MEMBER_BYTES:
-                raise CheckpointError(f"{path}: larger than any run's checkpoint can be")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in expected}
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint file: {exc}") from exc
-    for name, shape in expected.items():
-        a = arrays[name]
-        if a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
-            raise CheckpointError(f"{path}: {name} has shape {a.shape} {a.dtype}, expected finite {shape}")
-    return arrays
+    schema = {name: Member(shape, _FLOATS, finite=True) for name, shape in expected.items()}
+    return read_npz(
+        path, schema, error=CheckpointError, what="a checkpoint file", fit=fit, max_bytes=_MAX_DATA_BYTES,
+        max_members=_MAX_MEMBERS, max_directory_bytes=_MAX_DIRECTORY_BYTES,
+    )  # fmt: skip
 
 
 __all__ = [

@@ -80,17 +80,16 @@ import dataclasses
 import logging
 import math
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import scipy.linalg
 
 from ..errors import CheckpointError, ConfigError
-from ..io import PathLike, atomic_output
+from ..io import PathLike
+from ..npz import Member, read_npz, write_npz
 from .base import STOP_REASONS, Objective, OptimizeResult, Progress
 
 log = logging.getLogger(__name__)
@@ -945,32 +944,35 @@ def _iterate(
 
 # --------------------------------------------------------------------------- checkpoints
 
-#: First member of a checkpoint file, telling it from any other npz.
-_FORMAT = b"multiscale.optim.projected-state/1"
-
-#: Member name → (dtype, number of dimensions).
-_MEMBERS: dict[str, tuple[np.dtype, int]] = {
-    "format": (np.dtype(np.uint8), 1),
-    "x": (np.dtype(np.float64), 1),
-    "loss": (np.dtype(np.float64), 0),
-    "grad": (np.dtype(np.float64), 1),
-    "S": (np.dtype(np.float32), 2),
-    "Y": (np.dtype(np.float32), 2),
-    "sty": (np.dtype(np.float64), 2),
-    "yty": (np.dtype(np.float64), 2),
-    "pending": (np.dtype(np.bool_), 0),
-    "gamma": (np.dtype(np.float64), 0),
-    "slots": (np.dtype(np.int64), 1),
-    "iteration": (np.dtype(np.int64), 0),
-    "evaluations": (np.dtype(np.int64), 0),
-    "best_x": (np.dtype(np.float64), 1),
-    "best_loss": (np.dtype(np.float64), 0),
-    "history": (np.dtype(np.float64), 1),
-}
-
+#: First member of a checkpoint file, telling it from any other npz. The name
+#: predates the module's (``lbfgs.py``); files carrying the name it had briefly
+#: in between are read too.
+_FORMAT = b"multiscale.lbfgs-state/1"
+_FORMATS_READ = (_FORMAT, b"multiscale.optim.projected-state/1")
 
 #: Members stored in the iterate's dtype: float64, or float32 for a run started in float32.
 _ITERATE_MEMBERS = ("x", "grad", "best_x")
+_ITERATE_DTYPES = (np.float64, np.float32)
+
+#: What each member of a state file must be; the shapes' relations are checked by :func:`_check_state`.
+_SCHEMA: dict[str, Member] = {
+    "format": Member((None,), (np.uint8,)),
+    "x": Member((None,), _ITERATE_DTYPES),
+    "loss": Member((), (np.float64,)),
+    "grad": Member((None,), _ITERATE_DTYPES),
+    "S": Member((None, None), (np.float32,)),
+    "Y": Member((None, None), (np.float32,)),
+    "sty": Member((None, None), (np.float64,)),
+    "yty": Member((None, None), (np.float64,)),
+    "pending": Member((), (np.bool_,)),
+    "gamma": Member((), (np.float64,)),
+    "slots": Member((None,), (np.int64,)),
+    "iteration": Member((), (np.int64,)),
+    "evaluations": Member((), (np.int64,)),
+    "best_x": Member((None,), _ITERATE_DTYPES),
+    "best_loss": Member((), (np.float64,)),
+    "history": Member((None,), (np.float64,)),
+}
 
 
 def save_state(path: PathLike, state: LBFGSState, *, overwrite: bool = False) -> Path:
@@ -1008,8 +1010,7 @@ def save_state(path: PathLike, state: LBFGSState, *, overwrite: bool = False) ->
         "best_loss": np.float64(state.best_loss),
         "history": state.history,
     }
-    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **members)
+    write_npz(path, members, overwrite=overwrite)
     log.info("wrote optimiser state %s (iteration %d, %d pairs)", path, state.iteration, state.pairs)
     return Path(path)
 
@@ -1018,16 +1019,17 @@ def load_state(path: PathLike, *, history: int | None = None) -> LBFGSState:
     """Read a state written by :func:`save_state`, checking it before use.
 
     Every member's ``.npy`` header is read and its dtype and shape checked
-    (and its size against the archive) before its data is; object arrays
-    are refused without unpickling, as are compressed, missing or
-    unexpected members. Then values must be finite and consistent.
+    (and its size against the archive) before any data is
+    (:mod:`multiscale.npz`); object arrays are refused without unpickling,
+    as are compressed, missing or unexpected members. Then values must be
+    finite and consistent.
 
     The arrays are read straight into writable memory of their own (no
     second copy, even for a moment), so that :func:`minimize` with
     ``overwrite_inputs=True`` can take them over. With ``history`` (the
     run's ``m``), the pairs are read into the memory block a driver of that
-    history uses, so a resumed run holds its state once: at 4096² with
-    ``history=10`` that block alone is 4.4 GB.
+    history uses, so a resumed run holds its state once: that block is
+    ``2 (m + 1) + 2`` float32 rows of ``n`` (4.8 GB at 4096² with ``m = 10``).
 
     Raises
     ------
@@ -1035,15 +1037,25 @@ def load_state(path: PathLike, *, history: int | None = None) -> LBFGSState:
         Message starts with ``path``.
     """
     p = Path(path)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            arrays = _read_members(zf, str(p), history=history)
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
-        raise CheckpointError(f"{p}: no such file") from None
-    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{p}: not a readable optimiser checkpoint ({exc})") from None
+    block: np.ndarray | None = None  # the driver's (2(m+1) + 2, n) float32 block, for S and Y
+
+    def into(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+        nonlocal block
+        if name not in ("S", "Y") or history is None or shape[0] > history:
+            return None
+        if block is None:
+            block = np.zeros((2 * (history + 1) + 2, shape[1]), np.float32)
+        if block.shape[1] != shape[1]:
+            return None  # S and Y disagree: _check_state says so
+        start = 0 if name == "S" else history + 1
+        return block[start : start + shape[0]]
+
+    arrays = read_npz(
+        p, _SCHEMA, error=CheckpointError, what="an optimiser checkpoint", fit="an optimiser checkpoint",
+        into=into, compression=("stored",),
+    )  # fmt: skip
+    if arrays["format"].tobytes() not in _FORMATS_READ:
+        raise CheckpointError(f"{p}: not an optimiser checkpoint of this version (format {_FORMAT.decode()})")
     gamma = float(arrays["gamma"])
     state = LBFGSState(
         x=arrays["x"],
@@ -1064,79 +1076,6 @@ def load_state(path: PathLike, *, history: int | None = None) -> LBFGSState:
     )
     _check_state(state, str(p))
     return state
-
-
-#: Bytes read at a time into a member's array.
-_READ_CHUNK = 1 << 24
-
-
-def _read_members(zf: zipfile.ZipFile, label: str, *, history: int | None = None) -> dict[str, np.ndarray]:
-    infos = zf.infolist()
-    names = [info.filename for info in infos]
-    stems = [name[:-4] for name in names if name.endswith(".npy")]
-    unexpected = sorted(set(names) - {f"{k}.npy" for k in _MEMBERS})
-    if unexpected or len(set(names)) != len(names):
-        raise CheckpointError(f"{label}: not an optimiser checkpoint (unexpected members {unexpected[:5]})")
-    missing = sorted(set(_MEMBERS) - set(stems))
-    if missing:
-        raise CheckpointError(f"{label}: not an optimiser checkpoint (missing {', '.join(missing)})")
-    arrays: dict[str, np.ndarray] = {}
-    block: np.ndarray | None = None  # the driver's (2(m+1) + 2, n) float32 block, for S and Y
-    for info in sorted(infos, key=lambda i: list(_MEMBERS).index(i.filename[:-4])):
-        name = info.filename[:-4]
-        dtype, ndim = _MEMBERS[name]
-        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-            raise CheckpointError(
-                f"{label}: member {name} is compressed; checkpoints are written uncompressed"
-            )
-        with zf.open(info) as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, got = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, got = np.lib.format.read_array_header_2_0(fh)
-            else:
-                raise CheckpointError(f"{label}: member {name} has npy format {version}")
-            if name in _ITERATE_MEMBERS and got == np.dtype(np.float32):
-                dtype = got  # a run kept in float32 (see minimize's x0)
-            if got != dtype or len(shape) != ndim or fortran:
-                raise CheckpointError(
-                    f"{label}: member {name} is {got} with shape {shape}, expected {ndim}-d {dtype}"
-                )
-            nbytes = math.prod(shape) * dtype.itemsize
-            header = fh.tell()
-            if header + nbytes != info.file_size:
-                raise CheckpointError(
-                    f"{label}: member {name} declares {nbytes} bytes, the archive holds other"
-                )
-            if name in ("S", "Y") and history is not None and shape[0] <= history:
-                if block is None:
-                    block = np.zeros((2 * (history + 1) + 2, shape[1]), np.float32)
-                start = 0 if name == "S" else history + 1
-                out = block[start : start + shape[0]]
-            else:
-                out = np.empty(shape, dtype)
-            if not _read_into(fh, out, nbytes):
-                raise CheckpointError(f"{label}: member {name} is truncated")
-        arrays[name] = out
-    if arrays["format"].tobytes() != _FORMAT:
-        raise CheckpointError(
-            f"{label}: not an optimiser checkpoint of this version (format {_FORMAT.decode()})"
-        )
-    return arrays
-
-
-def _read_into(fh: IO[bytes], out: np.ndarray, nbytes: int) -> bool:
-    """Fill C-contiguous ``out`` (``nbytes`` bytes) from ``fh`` in chunks; False if the file ends first."""
-    view = memoryview(out.reshape(-1)).cast("B")
-    done = 0
-    while done < nbytes:
-        chunk = fh.read(min(_READ_CHUNK, nbytes - done))
-        if not chunk:
-            return False
-        view[done : done + len(chunk)] = chunk
-        done += len(chunk)
-    return True
 
 
 def _check_state(state: LBFGSState, label: str) -> None:
