@@ -39,7 +39,7 @@ CANDIDATES = {
 def judge_loss(source: np.ndarray, image: np.ndarray, net: VGG16) -> float:
     targets = image_grams(source, network=net, config=JUDGE)
     h, w = image.shape[:2]
-    return StyleObjective(targets=targets, network=net, config=JUDGE, height=h, width=w).loss(image)[0]
+    return StyleObjective(targets=targets, network=net, config=JUDGE, height=h, width=w).evaluate(image).total
 
 
 def main() -> None:

@@ -496,7 +496,8 @@ class ParameterizedObjective:
     @property
     def last_octave_losses(self) -> Any:
         """The wrapped objective's per-octave losses at the last evaluation, if it has them."""
-        return getattr(self.objective, "last_octave_losses", None)
+        last = getattr(self.objective, "last", None)
+        return None if last is None else last.octave_losses
 
     def pixels(self, z: np.ndarray) -> np.ndarray:
         """The image of ``z`` as it is evaluated and saved: float64 (H, W, C), clipped to [0, 1]."""

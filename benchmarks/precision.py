@@ -135,7 +135,7 @@ def synthesis_check(tf, networks, config, size: int, iterations: int) -> None:  
         res = run()
         elapsed = time.perf_counter() - start
         image = quantize(res.x.reshape(size, size, 3), bit_depth=8)
-        scored, _ = f32.loss(image)
+        scored = f32.evaluate(image).total
         print(
             f"  {name:<10} {elapsed:>7.1f} {res.iterations:>6} {res.evaluations:>6}  {scored:>20.6f}  "
             f"{res.stop_reason}"

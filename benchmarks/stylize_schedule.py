@@ -85,7 +85,7 @@ def main() -> None:
     def final_loss(image: np.ndarray) -> float:
         if image.shape[:2] != (staged.height, staged.width):
             image = resize_image(image, width=staged.width, height=staged.height)
-        return objective.loss(image)[0]
+        return objective.evaluate(image).total
 
     columns = {name: [(t, final_loss(im)) for t, im in pairs] for name, (pairs, _) in kept.items()}
     print(f"\nloss at {staged.width}×{staged.height} (content + style + TV, default weights)")

@@ -155,7 +155,7 @@ class Problem:
         return self._stages[skip]
 
     def saved_loss(self, image: np.ndarray) -> float:
-        return self.full.loss(quantize(np.reshape(image, (self.size, self.size, 3)), bit_depth=8))[0]
+        return self.full.evaluate(quantize(np.reshape(image, (self.size, self.size, 3)), bit_depth=8)).total
 
     def probe(self, fun=None, x: np.ndarray | None = None) -> float:
         """Seconds per evaluation of ``fun`` (default: the full objective) now, median of 3."""
@@ -302,7 +302,7 @@ def run_candidate(problem: Problem, spec: str, *, l_ref: float, cap: float, args
                 f"stage skipping {skip} octave(s): {res.iterations} it, {res.message}, ends at {clock():.1f} s"
             )
         since = clock.pause()
-        notes.append(f"expanded to {n}²: loss {problem.full.loss(y.astype(np.float32))[0]:.4g}")
+        notes.append(f"expanded to {n}²: loss {problem.full.evaluate(y.astype(np.float32)).total:.4g}")
         clock.resume(since)
         target = Target(problem, clock, l_ref, lambda im: im, marks)
         res = projected(

@@ -6,16 +6,35 @@ from PIL import Image
 
 from multiscale.errors import OutputError
 from multiscale.jobs.animate import interframe_rms, save_frames
+from multiscale.objectives.base import Objective, texture_evaluation
 from multiscale.objectives.frames import FramesObjective, frame_pairs
 from multiscale.optim.lbfgsb import minimize
 
 N, SIZE = 4, 12
 
 
-def toy_style(x):
-    """A stand-in per-frame loss with a known minimum (0.3 everywhere)."""
+class Toy(Objective):
+    """A stand-in frame objective with the protocol of every objective: ``fn(x) -> (loss, grad)``."""
+
+    def __init__(self, fn):
+        self.fn, self.shape, self.size, self.config = fn, (1, 1, SIZE, 1), SIZE, None
+
+    def __call__(self, x):
+        loss, grad = self.fn(np.reshape(x, -1))
+        self.last = texture_evaluation(loss, np.array([loss]))
+        return loss, grad
+
+    def evaluate(self, image):
+        return texture_evaluation(self.fn(np.reshape(image, -1))[0], np.zeros(1))
+
+
+def _toy_style(x):
+    """A per-frame loss with a known minimum (0.3 everywhere)."""
     d = x - 0.3
     return float(d @ d), 2 * d
+
+
+toy_style = Toy(_toy_style)
 
 
 def test_pairs_are_consecutive_and_loop_closes_the_cycle():
@@ -44,6 +63,17 @@ def test_zero_frame_weight_is_the_mean_style_loss():
     assert obj(x)[0] == pytest.approx(expected)
 
 
+def test_the_breakdown_adds_up_to_the_total():
+    """``evaluate`` and the breakdown of a call agree; total = Σ weight · term."""
+    obj = FramesObjective(toy_style, frames=N, frame_weight=2.5, loop=True, frame_size=SIZE)
+    x = np.random.default_rng(3).uniform(size=N * SIZE)
+    total, _ = obj(x)
+    scored = obj.evaluate(x.reshape(obj.shape))
+    assert scored.total == pytest.approx(total, rel=1e-12) and obj.last.total == total
+    assert scored.terms["frames"] > 0 and set(scored.terms) == {"style", "frames"}
+    assert sum(scored.weighted(n) for n in scored.terms) == pytest.approx(total, rel=1e-12)
+
+
 def test_interframe_difference_falls_as_the_frame_weight_rises():
     """Each frame is pulled to its own target; coupling pulls them together."""
     rng = np.random.default_rng(2)
@@ -55,7 +85,7 @@ def test_interframe_difference_falls_as_the_frame_weight_rises():
     rms = []
     for weight in (0.0, 10.0, 1000.0):
         obj = FramesObjective(
-            lambda f: (0.0, np.zeros_like(f)), frames=N, frame_weight=weight, loop=True, frame_size=SIZE
+            Toy(lambda f: (0.0, np.zeros_like(f))), frames=N, frame_weight=weight, loop=True, frame_size=SIZE
         )
         styles = [style_for(i) for i in range(N)]
 

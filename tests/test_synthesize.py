@@ -10,7 +10,8 @@ from multiscale.io import load_image, save_image
 from multiscale.jobs.synthesize import synthesize
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.gram import image_grams
-from multiscale.objectives.spectrum import SpectrumTerm, example_spectrum
+from multiscale.objectives.base import WithImageTerms
+from multiscale.objectives.image_terms import image_terms
 from multiscale.objectives.texture import StyleObjective
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1", "pool2"), max_iter=12)
@@ -47,8 +48,8 @@ def test_loss_of_the_image_as_saved_and_reloaded_is_within_2_percent_of_the_best
     )
     # the default objective: the Gram loss plus the spectrum constraint (weight 1 with a source image)
     assert result.report.config.spectrum_weight == 1.0
-    obj = SpectrumTerm(obj, spectrum=example_spectrum([source], height=64, width=64), weight=1.0)
-    saved_loss, _ = obj.loss(reloaded)
+    obj = WithImageTerms(obj, image_terms(result.report.config, exemplars=[source], height=64, width=64))
+    saved_loss = obj.evaluate(reloaded).total
     assert saved_loss == pytest.approx(result.report.best_loss, rel=0.02)
     assert saved_loss == pytest.approx(result.report.loss, rel=1e-4)
 

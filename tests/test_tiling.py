@@ -55,7 +55,7 @@ def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_float64(padding, octa
     tloss, tgrad = tiled(x)
     assert tloss == pytest.approx(loss, rel=1e-12)
     np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
-    np.testing.assert_allclose(tiled.last_octave_losses, whole.last_octave_losses, rtol=1e-12)
+    np.testing.assert_allclose(tiled.last.octave_losses, whole.last.octave_losses, rtol=1e-12)
 
 
 def test_tiled_equals_untiled_at_float32_tolerance_with_max_pooling():
@@ -64,7 +64,7 @@ def test_tiled_equals_untiled_at_float32_tolerance_with_max_pooling():
     tloss, tgrad = tiled(x)
     assert tloss == pytest.approx(loss, rel=1e-5)
     assert np.abs(tgrad - grad).max() <= 1e-4 * np.abs(grad).max()
-    assert tiled.loss(x.reshape(64, 48, 3))[0] == pytest.approx(loss, rel=1e-5)
+    assert tiled.evaluate(x.reshape(64, 48, 3)).total == pytest.approx(loss, rel=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "same", "valid", "wrap"])
@@ -192,8 +192,11 @@ def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels
     tloss, tgrad = tiled(x)
     assert tloss == pytest.approx(loss, rel=1e-12)
     np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
-    np.testing.assert_allclose(tiled.last_terms, whole.last_terms, rtol=1e-12, atol=1e-300)
-    total, terms, _ = tiled.loss(x.reshape(h, w, channels))
+    np.testing.assert_allclose(
+        list(tiled.last.terms.values()), list(whole.last.terms.values()), rtol=1e-12, atol=1e-300
+    )
+    scored = tiled.evaluate(x.reshape(h, w, channels))
+    total, terms = scored.total, scored.terms
     assert total == pytest.approx(loss, rel=1e-12) and set(terms) == {"content", "style", "tv"}
 
 

@@ -1010,7 +1010,7 @@ def _run_stages(
                 history=config.history,
                 time_limit=budget,
                 callback=on_iteration,
-                octave_losses=lambda obj=stage_obj: obj.last_octave_losses,
+                octave_losses=lambda obj=stage_obj: None if obj.last is None else obj.last.octave_losses,
                 shape=(h, w, channels),
             )
         except KeyboardInterrupt:
@@ -1035,7 +1035,7 @@ def _run_stages(
             stage=i + 1, height=h, width=w, iterations=done_iters + result.iterations,
             evaluations=done_evals + result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
             message=result.message, elapsed_s=done_s + result.elapsed_s, time_limit_s=budget,
-            tile_size=getattr(stage_obj, "tile", None), precision=getattr(stage_obj, "precision", None),
+            tile_size=stage_obj.tile, precision=stage_obj.precision,
         )  # fmt: skip
         log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
         if checkpointer is not None and _worth_a_checkpoint(
@@ -1072,11 +1072,11 @@ def _run_stages(
                 objective = None  # frees the bfloat16 one first
                 float32 = dataclasses.replace(config, precision="float32")
                 objective = _objective(float32, network, job.targets[-1])
-            total, terms, per_octave = objective.loss(_to_variable(image, config))
-            loss, tv_loss = total, terms["tv"]
-            content_loss = terms["content"] if config.content_weight > 0 else None
-            style_loss = terms["style"] if config.style_weight > 0 else None
-            octave_losses = [float(v) for v in per_octave]
+            scored = objective.evaluate(_to_variable(image, config))
+            loss, tv_loss = scored.total, scored.terms["tv"]
+            content_loss = scored.terms["content"] if config.content_weight > 0 else None
+            style_loss = scored.terms["style"] if config.style_weight > 0 else None
+            octave_losses = [float(v) for v in scored.octave_losses]
         except KeyboardInterrupt:
             reason, message = "interrupted", f"{message}; interrupted while scoring the result"
 

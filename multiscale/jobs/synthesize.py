@@ -28,7 +28,6 @@ from ..config import (
 from ..errors import ConfigError, DescriptorError, ImageError
 from ..io import file_sha256, load_image, resize_image, scale_source
 from ..measure.sliced import SlicedTargets, join_sliced
-from ..objectives.spectrum import SpectrumTerm, example_spectrum
 from .starts import GENERATED_STARTS, generated_start
 
 if TYPE_CHECKING:
@@ -880,14 +879,10 @@ def run_synthesis(
     # the spectrum weight resolved (None: the default with source images, none without); the
     # resolved value is what the report and a checkpoint record
     config = dataclasses.replace(config, spectrum_weight=resolve_spectrum_weight(config, targets))
-    spectrum = None
-    if config.spectrum_weight > 0:
-        if not targets.exemplars:
-            raise ConfigError(
-                "spectrum_weight",
-                "the spectrum constraint needs source images (-s FILE), not descriptor files",
-            )
-        spectrum = example_spectrum(targets.exemplars, height=height, width=width)
+    from ..objectives.base import WithImageTerms
+    from ..objectives.image_terms import image_terms
+
+    extra = image_terms(config, exemplars=targets.exemplars, height=height, width=width)
 
     def objective_for(net: Any) -> tuple[Any, Any]:
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""
@@ -895,8 +890,8 @@ def run_synthesis(
             targets.grams, network=net, config=d, height=height, width=width, tile=tile,
             sliced=targets.sliced, seed=config.seed,
         )  # fmt: skip
-        if spectrum is not None:
-            style = SpectrumTerm(style, spectrum=spectrum, weight=config.spectrum_weight)
+        if extra:
+            style = WithImageTerms(style, extra)
         if config.frames == 1:
             return style, style
         from ..objectives.frames import FramesObjective
@@ -917,7 +912,8 @@ def run_synthesis(
         phase["draw"], phase["draw_from"] = resume_sliced_draw
 
     def octave_losses() -> np.ndarray | None:
-        return (style if phase["switched"] is None else exact).last_octave_losses
+        last = (style if phase["switched"] is None else exact).last
+        return None if last is None else last.octave_losses
 
     def redraw(draw: int) -> None:
         for target in (style, exact):
@@ -949,12 +945,14 @@ def run_synthesis(
     if exact is not None:  # the saved image is scored in float32, like any other
         style = exact
     stop_reason, message = result.stop_reason, result.message
-    loss, per_octave = float(result.loss), np.zeros(0)
+    loss, per_octave, spectrum_loss = float(result.loss), np.zeros(0), None
     if stop_reason != "interrupted":  # after Ctrl-C or SIGTERM, the image first
         try:
-            losses = [style.loss(f) for f in frames]
-            loss = float(np.mean([total for total, _ in losses]))
-            per_octave = np.mean([octaves for _, octaves in losses], axis=0)
+            scored = [style.evaluate(f) for f in frames]
+            loss = float(np.mean([e.total for e in scored]))
+            per_octave = np.mean([e.octave_losses for e in scored], axis=0)
+            if "spectrum" in scored[0].terms:  # its weighted share: loss = sum(octave_losses) + spectrum_loss
+                spectrum_loss = float(np.mean([e.weighted("spectrum") for e in scored]))
         except KeyboardInterrupt:
             stop_reason, message = "interrupted", f"{message}; interrupted while scoring the result"
     report = SynthesisReport(
@@ -983,8 +981,7 @@ def run_synthesis(
         ),
         tile_size=tile,
         precision={**choice.to_dict(), "float32_from_iteration": phase["switched"]},
-        # the weighted spectrum term: loss = sum(octave_losses) + spectrum_loss
-        spectrum_loss=float(loss - np.sum(per_octave)) if spectrum is not None and per_octave.size else None,
+        spectrum_loss=spectrum_loss,
     )
     from .checkpoint import save_then_checkpoint
 

@@ -1,10 +1,32 @@
-"""What every objective shares: the sliced directions' draws, and the glue between
-TensorFlow gradients and the optimisers' flat pixel vectors.
+"""The objective protocol every objective implements, and what they share.
+
+An objective is what an optimiser minimises over the pixels of one output
+(or of N animation frames):
+
+* ``objective(x) -> (loss, grad)``: value and gradient at the flat pixel
+  vector ``x`` (float64, or float32 for the projected driver on very large
+  images; the gradient comes back in ``x``'s dtype). The evaluation's
+  breakdown is kept in :attr:`Objective.last`.
+* ``objective.evaluate(image) -> Evaluation``: value only, with the
+  breakdown: each term unweighted by name, the weights, and the statistics'
+  share per octave.
+* ``shape``, ``size``, ``config``; ``tile`` (the tile size of a tiled
+  evaluation, ``None`` for a whole-image one); ``precision`` (the precision
+  choice the objective's network runs in, as recorded, ``None`` for
+  float32); ``draw``, ``redraw(draw)`` and ``redraw_every`` for the sliced
+  statistic's directions (``redraw_every`` is ``None`` when the objective
+  never changes).
+
+A term of the image alone (no network, such as the spectrum constraint)
+joins any objective through :class:`WithImageTerms`; a new term is added in
+:func:`multiscale.objectives.image_terms.image_terms`, and no job changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,23 +38,146 @@ from ..measure.sliced import REDRAW_EVERY, SlicedTargets, sorted_cotangent, targ
 from .terms import sliced_term, term_shares, weighted_terms
 
 
-class Redrawable:
-    """What every objective with sliced terms offers its job: the current draw and a new one.
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of an objective, broken down.
 
-    A subclass sets ``self._draws`` (:class:`SlicedDraws`) and ``self.redraw_every``.
+    Attributes
+    ----------
+    total : float
+        ``Σ weights[name] · terms[name]``, the value the optimiser sees.
+    terms : dict of str → float
+        Each term unweighted: ``style`` (the multiscale statistics' loss) for
+        every objective, plus ``content`` and ``tv`` for style transfer,
+        ``frames`` for animation, ``spectrum`` with the spectrum constraint.
+        A term whose weight is 0 is not computed and reads 0.
+    weights : dict of str → float
+        Same keys.
+    octave_losses : np.ndarray float64 (octaves,)
+        Each octave's share of the unweighted ``style`` term (they sum to it).
     """
 
-    _draws: SlicedDraws
-    redraw_every: int | None
+    total: float
+    terms: dict[str, float]
+    weights: dict[str, float]
+    octave_losses: np.ndarray
+
+    def weighted(self, name: str) -> float:
+        """A term's weighted share of :attr:`total` (0 for a term not there)."""
+        return self.weights.get(name, 0.0) * self.terms.get(name, 0.0)
+
+
+class Objective:
+    """The protocol of every objective (see the module docstring); subclasses implement
+    ``__call__`` (setting :attr:`last`) and :meth:`evaluate`.
+
+    Draws of the sliced directions are delegated to ``self._draws``
+    (:class:`SlicedDraws`), which a subclass with network statistics sets.
+    """
+
+    shape: tuple[int, ...]
+    size: int
+    config: DescriptorConfig
+    #: Interior tile size of a tiled evaluation; ``None``: whole images.
+    tile: int | None = None
+    #: The precision choice the network runs in (``PrecisionChoice.to_dict()``); ``None``: float32.
+    precision: dict[str, Any] | None = None
+    #: The breakdown of the latest ``__call__`` (``None`` before the first).
+    last: Evaluation | None = None
+    redraw_every: int | None = None
+    _draws: SlicedDraws | None = None
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Value and breakdown of an image (the shape of ``shape`` without its leading 1), no gradient."""
+        raise NotImplementedError
 
     @property
     def draw(self) -> int | None:
         """The sliced directions' current draw (``None``: no sliced term)."""
-        return self._draws.draw
+        return None if self._draws is None else self._draws.draw
 
     def redraw(self, draw: int) -> None:
         """Use the sliced directions of ``draw`` from now on (no-op without a sliced term)."""
-        self._draws.set(draw)
+        if self._draws is not None:
+            self._draws.set(draw)
+
+
+def texture_evaluation(total: float, octave_losses: np.ndarray) -> Evaluation:
+    """The breakdown of a texture objective: one ``style`` term of weight 1."""
+    return Evaluation(
+        total=total, terms={"style": total}, weights={"style": 1.0}, octave_losses=octave_losses
+    )
+
+
+@dataclass(frozen=True)
+class ImageTerm:
+    """A weighted term of the image alone (no network).
+
+    ``fn(image) -> (value, grad)`` for an (H, W, C) float image; ``grad`` has
+    its shape. Built by :func:`multiscale.objectives.image_terms.image_terms`.
+    """
+
+    name: str
+    weight: float
+    fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+class WithImageTerms(Objective):
+    """An objective plus weighted terms of its image: ``L = L_inner + Σ weight · term(image)``.
+
+    Everything else (tiling, precision, draws) is the inner objective's.
+    Terms are evaluated in float64 numpy on the whole image; their gradient
+    is added in the driver's dtype.
+    """
+
+    def __init__(self, inner: Objective, terms: Sequence[ImageTerm]) -> None:
+        self.inner = inner
+        self.terms = tuple(terms)
+        self.shape, self.size, self.config = inner.shape, inner.size, inner.config
+        self.redraw_every = inner.redraw_every
+
+    @property
+    def tile(self) -> int | None:  # type: ignore[override]
+        return self.inner.tile
+
+    @property
+    def precision(self) -> dict[str, Any] | None:  # type: ignore[override]
+        return self.inner.precision
+
+    @property
+    def draw(self) -> int | None:
+        return self.inner.draw
+
+    def redraw(self, draw: int) -> None:
+        self.inner.redraw(draw)
+
+    def _plus(
+        self, inner: Evaluation, total: float, image: np.ndarray, grad: np.ndarray | None
+    ) -> Evaluation:
+        terms, weights = dict(inner.terms), dict(inner.weights)
+        for term in self.terms:
+            value, g = term.fn(image)
+            terms[term.name], weights[term.name] = value, term.weight
+            total += term.weight * value
+            if grad is not None:
+                grad += (term.weight * g.reshape(-1)).astype(grad.dtype, copy=False)
+        return Evaluation(total=total, terms=terms, weights=weights, octave_losses=inner.octave_losses)
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = self.inner(x)
+        grad = np.array(grad, copy=True) if not grad.flags.writeable else grad
+        if self.inner.last is None:
+            raise RuntimeError("the inner objective recorded no evaluation")
+        # the total from the value returned (not the breakdown): what the driver checks for finiteness
+        self.last = self._plus(self.inner.last, loss, np.reshape(x, self.shape[1:]), grad)
+        return self.last.total, grad
+
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        inner = self.inner.evaluate(image)
+        return self._plus(inner, inner.total, np.reshape(image, self.shape[1:]), None)
 
 
 def gradient_like(x: np.ndarray, grad: np.ndarray) -> np.ndarray:

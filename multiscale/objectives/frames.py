@@ -13,11 +13,9 @@ of 0.01 against a frame-to-frame RMS change of 0.1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+from .base import Evaluation, Objective
 
 
 def frame_pairs(frames: int, *, loop: bool) -> list[tuple[int, int]]:
@@ -28,13 +26,13 @@ def frame_pairs(frames: int, *, loop: bool) -> list[tuple[int, int]]:
     return pairs
 
 
-class FramesObjective:
+class FramesObjective(Objective):
     """Loss and gradient of N frames: mean style loss plus inter-frame coupling.
 
     Parameters
     ----------
-    style : callable
-        ``style(x) -> (loss, grad)`` for one frame's flat float64 pixels.
+    style : Objective
+        The objective of one frame (its flat pixels).
     frames : int ≥ 1
     frame_weight : float ≥ 0
         λ in the module formula.
@@ -48,28 +46,73 @@ class FramesObjective:
         self, style: Objective, *, frames: int, frame_weight: float, loop: bool, frame_size: int
     ) -> None:
         self.style = style
+        self.shape = (frames, *style.shape[1:])
+        self.size = frames * frame_size
+        self.config = style.config
+        self.redraw_every = style.redraw_every
         self.frames = frames
         self.frame_weight = frame_weight
         self.frame_size = frame_size
         self.pairs = frame_pairs(frames, loop=loop)
-        self.last_frame_losses: np.ndarray | None = None
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 vector of all frames (frame-major)."""
         f = x.reshape(self.frames, self.frame_size)
         grad = np.empty_like(f)
-        style_losses = np.empty(self.frames)
+        evaluations = []
         for i in range(self.frames):
-            loss_i, grad_i = self.style(f[i])
-            style_losses[i] = loss_i
+            _, grad_i = self.style(f[i])
+            if self.style.last is None:
+                raise RuntimeError("the frame objective recorded no evaluation")
+            evaluations.append(self.style.last)
             grad[i] = grad_i / self.frames
-        self.last_frame_losses = style_losses
-        total = float(style_losses.mean())
+        total = float(np.mean([e.total for e in evaluations]))
+        squares = 0.0
         if self.pairs and self.frame_weight > 0:
             scale = self.frame_weight / (len(self.pairs) * self.frame_size)
             for a, b in self.pairs:
                 d = f[b] - f[a]
-                total += scale * float(d @ d)
+                square = float(d @ d)
+                total += scale * square
+                squares += square
                 grad[b] += 2 * scale * d
                 grad[a] -= 2 * scale * d
+        self.last = self._combined(evaluations, squares, total)
         return total, grad.reshape(-1)
+
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Value of (frames, H, W, 3) frames: each frame's terms averaged, plus ``frames``
+        (the inter-frame term, unweighted)."""
+        f = np.reshape(image, (self.frames, -1)).astype(np.float64)
+        evaluations = [self.style.evaluate(np.reshape(fi, self.shape[1:])) for fi in f]
+        squares = (
+            sum(float((f[b] - f[a]) @ (f[b] - f[a])) for a, b in self.pairs) if self.frame_weight > 0 else 0.0
+        )
+        total = float(np.mean([e.total for e in evaluations]))
+        if self.pairs:
+            total += self.frame_weight / (len(self.pairs) * self.frame_size) * squares
+        return self._combined(evaluations, squares, total)
+
+    def _combined(self, evaluations: list[Evaluation], squares: float, total: float) -> Evaluation:
+        """Each frame's terms averaged, plus ``frames``: the mean squared inter-frame difference."""
+        terms = {n: float(np.mean([e.terms[n] for e in evaluations])) for n in evaluations[0].terms}
+        weights = dict(evaluations[0].weights)
+        terms["frames"] = squares / (len(self.pairs) * self.frame_size) if self.pairs else 0.0
+        weights["frames"] = self.frame_weight
+        octave_losses = np.mean([e.octave_losses for e in evaluations], axis=0)
+        return Evaluation(total=total, terms=terms, weights=weights, octave_losses=octave_losses)
+
+    @property
+    def tile(self) -> int | None:  # type: ignore[override]
+        return self.style.tile
+
+    @property
+    def precision(self) -> dict | None:  # type: ignore[override]
+        return self.style.precision
+
+    @property
+    def draw(self) -> int | None:
+        return self.style.draw
+
+    def redraw(self, draw: int) -> None:
+        self.style.redraw(draw)

@@ -41,14 +41,24 @@ from ..measure.engine import (
 from ..measure.gram import gram_matrix
 from ..measure.pyramid import gaussian_pyramid
 from ..measure.sliced import SlicedTargets
-from .base import Redrawable, SlicedDraws, _directions, _divisor, _sliced_terms, gradient_like
+from .base import Evaluation, Objective, SlicedDraws, _directions, _divisor, _sliced_terms, gradient_like
 from .terms import TERMS, content_loss, style_loss, total_variation
 
 #: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
 _NORM_FLOOR = 1e-8
 
 
-class StylizeObjective(Redrawable):
+def _evaluation(
+    weights: tuple[float, float, float], total: float, stacked: np.ndarray, per_octave: np.ndarray
+) -> Evaluation:
+    """The breakdown of a style-transfer evaluation: ``content``, ``style`` and ``tv``."""
+    return Evaluation(
+        total=total, terms={n: float(v) for n, v in zip(TERMS, stacked, strict=True)},
+        weights=dict(zip(TERMS, weights, strict=True)), octave_losses=np.asarray(per_octave, np.float64),
+    )  # fmt: skip
+
+
+class StylizeObjective(Objective):
     """Loss and gradient of the style-transfer objective over one image's pixels.
 
     Built once per stage size; :meth:`__call__` is what the L-BFGS-B driver
@@ -119,9 +129,8 @@ class StylizeObjective(Redrawable):
             else {}
         )
         content_layers = tuple(self._content_targets)
-        weights = tf.constant([content_weight, style_weight, tv_weight], dtype=dtype)
-        self.last_octave_losses: np.ndarray | None = None
-        self.last_terms: np.ndarray | None = None
+        self._weights = (float(content_weight), float(style_weight), float(tv_weight))
+        weights = tf.constant(self._weights, dtype=dtype)
 
         def terms(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             rgb = tf.tile(x, [1, 1, 1, 3]) if channels == 1 else x
@@ -177,33 +186,18 @@ class StylizeObjective(Redrawable):
         """
         t = tf.constant(np.reshape(x, self.shape), dtype=self._dtype)
         total, grad, stacked, per_octave = self._loss_and_grad(t)
-        self.last_terms = stacked.numpy().astype(np.float64)
-        self.last_octave_losses = per_octave.numpy().astype(np.float64)
-        return float(total.numpy()), gradient_like(x, grad.numpy())
+        self.last = _evaluation(self._weights, float(total.numpy()), stacked.numpy(), per_octave.numpy())
+        return self.last.total, gradient_like(x, grad.numpy())
 
-    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
-        """Loss of an (H, W, channels) image in [0, 1], without gradient.
-
-        Returns
-        -------
-        total : float
-        terms : dict
-            The unweighted ``content``, ``style`` and ``tv`` losses; a term
-            whose weight is 0 is not computed and reads 0.
-        octave_losses : np.ndarray float64 (octaves,)
-            Each octave's share of the (unweighted) style loss.
-        """
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Loss of an (H, W, channels) image in [0, 1] without gradient: the unweighted
+        ``content``, ``style`` and ``tv`` terms, and each octave's share of the style term."""
         t = tf.constant(np.reshape(image, self.shape), dtype=self._dtype)
         total, stacked, per_octave = self._loss_only(t)
-        values = stacked.numpy().astype(np.float64)
-        return (
-            float(total.numpy()),
-            {name: float(v) for name, v in zip(TERMS, values, strict=True)},
-            per_octave.numpy().astype(np.float64),
-        )
+        return _evaluation(self._weights, float(total.numpy()), stacked.numpy(), per_octave.numpy())
 
 
-class TiledStylizeObjective(Redrawable):
+class TiledStylizeObjective(Objective):
     """:class:`multiscale.objectives.style.StylizeObjective`, evaluated tile by tile.
 
     The content term is a sum over positions too, so each tile adds its
@@ -261,8 +255,6 @@ class TiledStylizeObjective(Redrawable):
         self._targets = (
             {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_gram else {}
         )
-        self.last_octave_losses: np.ndarray | None = None
-        self.last_terms: np.ndarray | None = None
 
     def _evaluate(
         self, image: np.ndarray, *, gradient: bool
@@ -308,12 +300,12 @@ class TiledStylizeObjective(Redrawable):
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1])."""
         total, stacked, per_octave, grad = self._evaluate(x, gradient=True)
-        self.last_terms, self.last_octave_losses = stacked, per_octave
+        self.last = _evaluation(self._weights, total, stacked, per_octave)
         if grad is None:
             raise RuntimeError("the tiled evaluation returned no gradient")
         return total, gradient_like(x, grad)
 
-    def loss(self, image: np.ndarray) -> tuple[float, dict[str, float], np.ndarray]:
-        """Loss of an (H, W, channels) image, its unweighted terms and the style loss per octave."""
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """As :meth:`StylizeObjective.evaluate`."""
         total, stacked, per_octave, _ = self._evaluate(image, gradient=False)
-        return total, {name: float(v) for name, v in zip(TERMS, stacked, strict=True)}, per_octave
+        return _evaluation(self._weights, total, stacked, per_octave)

@@ -32,11 +32,20 @@ from ..measure.engine import (
 )
 from ..measure.gram import gram_matrix, pyramid_features
 from ..measure.sliced import SlicedTargets
-from .base import Redrawable, SlicedDraws, _directions, _divisor, _sliced_terms, gradient_like
+from .base import (
+    Evaluation,
+    Objective,
+    SlicedDraws,
+    _directions,
+    _divisor,
+    _sliced_terms,
+    gradient_like,
+    texture_evaluation,
+)
 from .terms import style_loss
 
 
-class StyleObjective(Redrawable):
+class StyleObjective(Objective):
     """Loss and gradient of the texture loss over the pixels of one image.
 
     Built once per output size; :meth:`__call__` is what the L-BFGS driver
@@ -88,7 +97,6 @@ class StyleObjective(Redrawable):
         self.redraw_every = self._draws.redraw_every
         use_gram = "gram" in config.statistics
         self._targets = {key: tf.constant(g, dtype=dtype) for key, g in targets.items()} if use_gram else {}
-        self.last_octave_losses: np.ndarray | None = None
         draws = self._draws
 
         def loss_of(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -135,17 +143,17 @@ class StyleObjective(Redrawable):
         """
         t = tf.constant(np.reshape(x, self.shape), dtype=self._dtype)
         total, grad, per_octave = self._loss_and_grad(t)
-        self.last_octave_losses = per_octave.numpy().astype(np.float64)
-        return float(total.numpy()), gradient_like(x, grad.numpy())
+        self.last = texture_evaluation(float(total.numpy()), per_octave.numpy().astype(np.float64))
+        return self.last.total, gradient_like(x, grad.numpy())
 
-    def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss (and per-octave losses) of an (H, W, 3) image in [0, 1], no gradient."""
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Loss and per-octave losses of an (H, W, 3) image in [0, 1], no gradient."""
         t = tf.constant(np.reshape(image, self.shape), dtype=self._dtype)
         total, per_octave = self._loss_only(t)
-        return float(total.numpy()), per_octave.numpy().astype(np.float64)
+        return texture_evaluation(float(total.numpy()), per_octave.numpy().astype(np.float64))
 
 
-class TiledStyleObjective(Redrawable):
+class TiledStyleObjective(Objective):
     """:class:`multiscale.objectives.texture.StyleObjective`, evaluated tile by tile.
 
     Same interface and, to float32 rounding, the same values; peak memory
@@ -201,7 +209,6 @@ class TiledStyleObjective(Redrawable):
         self._targets = (
             {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()} if self._use_gram else {}
         )
-        self.last_octave_losses: np.ndarray | None = None
 
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
         passes, config = self._passes, self.config
@@ -241,12 +248,12 @@ class TiledStyleObjective(Redrawable):
         grad : np.ndarray, same shape as ``x``; float64, or float32 for a float32 ``x``
         """
         total, grad, per_octave = self._evaluate(x, gradient=True)
-        self.last_octave_losses = per_octave
+        self.last = texture_evaluation(total, per_octave)
         if grad is None:
             raise RuntimeError("the tiled evaluation returned no gradient")
         return total, gradient_like(x, grad)
 
-    def loss(self, image: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss (and per-octave losses) of an (H, W, 3) image in [0, 1], no gradient."""
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Loss and per-octave losses of an (H, W, 3) image in [0, 1], no gradient."""
         total, _, per_octave = self._evaluate(image, gradient=False)
-        return total, per_octave
+        return texture_evaluation(total, per_octave)
