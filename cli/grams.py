@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import click
@@ -17,6 +15,7 @@ from multiscale.layers import layer_channels
 
 from .errors import Interrupted, clean_errors
 from .options import max_grams_bytes_option, max_input_pixels_option, measurement_options
+from .progress import build_with_progress
 
 #: Files named one by one in ``grams info`` before "… and N more".
 INFO_SOURCES_SHOWN = 10
@@ -25,69 +24,6 @@ _KEEP_500_GIB = (
     keep_all_nbytes(count=500, octaves=D.octaves, channels={name: layer_channels(name) for name in D.layers})
     / 1024**3
 )
-
-
-class ImageProgress:
-    """Context manager and build callback: a click progress bar over images.
-
-    The bar opens with the first usable image, when the number of images is
-    known and the build can no longer fail for want of images.
-    """
-
-    def __init__(self, *, label: str, quiet: bool = False) -> None:
-        self.label = label
-        self.quiet = quiet
-        self._bar: Any = None
-        self._done = 0
-
-    def __enter__(self) -> ImageProgress:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(exc_type, exc, tb)
-
-    def __call__(self, progress: Any) -> None:
-        """Advance to ``progress.done`` (a :class:`multiscale.descriptors.build.BuildProgress`)."""
-        if self.quiet:
-            return
-        if self._bar is None:
-            if progress.used == 0:
-                # Not yet: if no image turns out usable, the error is the only output
-                # (click prints the label at once when stderr is not a terminal).
-                return
-            self._bar = click.progressbar(
-                length=progress.total,
-                label=self.label,
-                file=sys.stderr,
-                show_eta=True,
-                show_percent=False,
-                show_pos=True,
-                item_show_func=self._describe,
-                width=24,
-            )
-            self._bar.__enter__()
-        self._bar.update(progress.done - self._done, progress)
-        self._done = progress.done
-
-    @staticmethod
-    def _describe(progress: Any) -> str | None:
-        if progress is None:
-            return None
-        skipped = f", {progress.skipped} skipped" if progress.skipped else ""
-        return f"{progress.used} used{skipped}  {progress.elapsed_s:.0f}s"
-
-
-def report_build(result: Any, *, quiet: bool) -> None:
-    """Print the skipped-files summary (always) and ignored files (unless quiet) on stderr."""
-    skipped = result.skipped_summary()
-    if skipped:
-        click.echo(f"Warning: {skipped}", err=True)
-    ignored = result.ignored_summary()
-    if ignored and not quiet:
-        click.echo(ignored, err=True)
 
 
 @click.group("grams")
@@ -168,7 +104,6 @@ def build(
     Files that cannot be used (unreadable, not an image, too small for the
     octaves) are skipped and listed with the reason; none usable is an error.
     """
-    from multiscale.descriptors.build import build_descriptor
     from multiscale.io import check_writable
 
     if dask_address is not None and workers is not None:
@@ -180,20 +115,18 @@ def build(
     options["layers"] = tuple(options["layers"])
     config = DescriptorConfig(**options)
     check_writable(output, overwrite=overwrite)
-    with ImageProgress(label="measure", quiet=quiet) as bar:
-        result = build_descriptor(
-            list(paths),
-            config=config,
-            recursive=recursive,
-            weights_file=weights_file,
-            keep_all=keep_grams,
-            callback=bar,
-            max_input_pixels=max_input_pixels,
-            dask=dask_address,
-            workers=workers,
-            chunk_size=chunk_size,
-        )
-    report_build(result, quiet=quiet)
+    result = build_with_progress(
+        list(paths),
+        quiet=quiet,
+        config=config,
+        recursive=recursive,
+        weights_file=weights_file,
+        keep_all=keep_grams,
+        max_input_pixels=max_input_pixels,
+        dask=dask_address,
+        workers=workers,
+        chunk_size=chunk_size,
+    )
     result.descriptor.save(output, overwrite=overwrite)
     if result.interrupted:
         raise Interrupted(

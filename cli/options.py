@@ -57,6 +57,25 @@ def compose(*decorators: Decorator) -> Decorator:
     return apply
 
 
+def relative_weights(flag: str, what: str) -> Decorator:
+    """An option taking a comma-separated relative weight for each ``what`` (default: all 1)."""
+    return click.option(
+        flag,
+        callback=float_list,
+        default=None,
+        metavar="W1,W2,…",
+        help=f"Relative weight of each {what} (default: all 1).",
+    )
+
+
+def output_size(flag: str, name: str) -> Decorator:
+    """``-W/--width`` or ``-H/--height`` of a texture: at least 8 pixels, default the source's."""
+    return click.option(
+        flag, f"--{name}", type=click.IntRange(min=8), default=None,
+        help=f"Output {name} in pixels (default: the source's).",
+    )  # fmt: skip
+
+
 descriptor_options = compose(
     click.option(
         "--octaves",
@@ -84,20 +103,8 @@ descriptor_options = compose(
         "random directions redrawn every 25 iterations; needs source images, not --grams files). "
         "Both listed: their losses add.",
     ),
-    click.option(
-        "--layer-weights",
-        callback=float_list,
-        default=None,
-        metavar="W1,W2,…",
-        help="Relative weight of each layer in --layers (default: all 1).",
-    ),
-    click.option(
-        "--octave-weights",
-        callback=float_list,
-        default=None,
-        metavar="W1,W2,…",
-        help="Relative weight of each octave, finest first (default: all 1).",
-    ),
+    relative_weights("--layer-weights", "layer in --layers"),
+    relative_weights("--octave-weights", "octave, finest first"),
     click.option(
         "--pooling",
         type=click.Choice(POOLINGS),
@@ -274,8 +281,11 @@ texture_options = compose(
                  f"images. [default: {DEFAULT_SPECTRUM_WEIGHT:g} with source images, 0 with --grams files]"),
     click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
-    click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Make N independent textures (seeds SEED…SEED+N-1) from one measurement of the sources."),
+    click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                 help="Make N independent textures (seeds SEED…SEED+N-1, OUTPUT-STEM.001.EXT …) from one "
+                 "measurement of the sources; --time-limit applies to each. They appear together with their "
+                 "JSONs when the last is done; Ctrl-C or SIGTERM puts the finished ones and the stopped one's "
+                 "best image in place instead (an error or kill -9: none replaces an earlier series)."),
     click.option("--checkpoint-every", type=click.IntRange(min=1), default=S.checkpoint_every, metavar="N",
                  help="Write a resumable checkpoint every N iterations (projected optimizer)."),
     click.option("--checkpoint", type=click.Path(file_okay=False), default=None, metavar="DIR",

@@ -1,9 +1,11 @@
-"""Where a command's files go, checked before the long work starts."""
+"""Where a command's files go, checked before the long work starts, and how they are written."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,14 @@ import numpy as np
 
 from multiscale.config import StyleConfig, SynthesisConfig
 from multiscale.errors import OutputError
-from multiscale.io import check_output_format, check_writable, save_image, write_json_atomic
+from multiscale.io import (
+    atomic_outputs,
+    check_output_format,
+    check_writable,
+    save_image,
+    temp_beside,
+    write_json_atomic,
+)
 from multiscale.jobs.checkpoint import default_folder, find_checkpoint
 
 from .errors import Interrupted
@@ -42,6 +51,8 @@ class OutputPlan:
     latest: Any = field(default=None, init=False, repr=False)
     #: Whether :meth:`save_best_now` wrote the image (the result then replaces it).
     saved_early: bool = field(default=False, init=False, repr=False)
+    #: The ``--count`` series this is one variation of (:class:`SeriesPlan`): it then writes through it.
+    series: SeriesPlan | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
@@ -143,14 +154,26 @@ class OutputPlan:
         of one image only (a stylize progress holds no best image at the
         output's size, frames are many).
         """
-        best = getattr(self.latest, "best_image", None)
-        if best is None or self.frames > 1:
+        if self.series is not None:
+            self.series.save_best_now(self)
             return
-        best = np.array(best, dtype=np.float32)  # the driver does not write it during an evaluation
         with self._lock:
-            if self.written is None:
-                save_image(self.image, np.clip(best, 0.0, 1.0), bit_depth=self.bit_depth, overwrite=True)
+            best = self.best_so_far()
+            if best is not None:
+                save_image(self.image, best, bit_depth=self.bit_depth, overwrite=True)
                 self.saved_early = True
+
+    def best_so_far(self) -> np.ndarray | None:
+        """A copy of the run's best image so far, clipped to [0, 1]; None once the result is saved.
+
+        None too for frames and for a style transfer (its progress holds no
+        best image at the output's size).
+        """
+        best = getattr(self.latest, "best_image", None)
+        if best is None or self.frames > 1 or self.written is not None:
+            return None
+        # a copy: the driver does not write it during an evaluation, but will after
+        return np.clip(np.array(best, dtype=np.float32), 0.0, 1.0)
 
     def save_result(self, result: Any) -> list[Path]:
         """Save a run's result (its ``image`` and ``report``) once; the library's ``on_result`` hook.
@@ -163,7 +186,10 @@ class OutputPlan:
         if self.written is None:
             try:
                 with self._lock:  # after save_best_now, if it is writing
-                    self.written = self.save(result.image, result.report.to_dict())
+                    if self.series is not None:
+                        self.written = self.series.save_result(self, result)
+                    else:
+                        self.written = self.save(result.image, result.report.to_dict())
             except KeyboardInterrupt:
                 raise Interrupted(
                     f"interrupted while writing {self.image}; files already there are complete"
@@ -191,3 +217,146 @@ class OutputPlan:
             written = [save_image(self.image, image, bit_depth=self.bit_depth, overwrite=overwrite)]
         write_json_atomic(self.metadata, metadata, overwrite=self.overwrite)
         return written
+
+
+#: A file to put in place and how to write it to a (temporary) path.
+_Writer = tuple[Path, Callable[[Path], object]]
+
+
+def _write_to(tmp: Path, target: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)``, an error naming ``target`` (the temporary name means nothing to a user)."""
+    try:
+        write(tmp)
+    except OutputError as exc:
+        reason = getattr(exc.__cause__, "strerror", None) or exc
+        raise OutputError(f"{target}: cannot write: {reason}") from exc
+
+
+@dataclass
+class SeriesPlan:
+    """The files of ``synthesize --count N``: N variations whose images and JSONs appear as one set.
+
+    A finished variation's image and JSON are written at once, under
+    temporary names beside their targets (``.v.001.png.XXXXXXXX.tmp.png``),
+    and all are renamed into place together when the last one is done
+    (:func:`multiscale.io.atomic_outputs`). An error (a full disk), ``kill
+    -9`` or a crash before then leaves the files of an earlier series as
+    they were.
+
+    A stop (Ctrl-C, SIGTERM, SIGHUP, a numerical failure) keeps what was
+    made: the variations finished so far and the stopped one's best image,
+    with their JSONs, are put in place as one set under their usual names;
+    the rest of an earlier series (there only with ``--overwrite``) is
+    removed, so the folder never holds two series mixed.
+    """
+
+    plans: list[OutputPlan]
+    overwrite: bool
+    #: The image and JSON paths put in place, in order (None: nothing yet).
+    written: list[Path] | None = None
+    #: (target, temporary file) of the finished variations, in order.
+    _staged: list[tuple[Path, Path]] = field(default_factory=list, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def of(cls, out: OutputPlan, count: int) -> SeriesPlan:
+        """The series of ``count`` variations of ``out`` (``out.png`` → ``out.001.png`` …)."""
+        series = cls(plans=[out.variation(i, count) for i in range(count)], overwrite=out.overwrite)
+        for plan in series.plans:
+            plan.series = series
+        return series
+
+    def __enter__(self) -> SeriesPlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Remove the temporary files of variations that were never put in place."""
+        with self._lock:
+            for _, tmp in self._staged:
+                tmp.unlink(missing_ok=True)
+            self._staged = []
+
+    @staticmethod
+    def _writers(plan: OutputPlan, image: np.ndarray, metadata: dict[str, Any] | None) -> list[_Writer]:
+        writers: list[_Writer] = [
+            (plan.image, lambda p: save_image(p, image, bit_depth=plan.bit_depth, overwrite=True))
+        ]
+        if metadata is not None:
+            writers.append((plan.metadata, lambda p: write_json_atomic(p, metadata, overwrite=True)))
+        return writers
+
+    def save_result(self, plan: OutputPlan, result: Any) -> list[Path]:
+        """Keep a variation's result: staged if it finished, the set put in place if it stopped."""
+        report = result.report
+        if report.interrupted or report.stop_reason == "non_finite":
+            return self._save_stopped(plan, result)
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for target, write in self._writers(plan, result.image, report.to_dict()):
+                staged.append((target, temp_beside(target)))
+                _write_to(staged[-1][1], target, write)
+        except BaseException:
+            for _, tmp in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._staged.extend(staged)
+        return [plan.image]
+
+    def _save_stopped(self, plan: OutputPlan, result: Any) -> list[Path]:
+        with self._lock:
+            if self.written is None:
+                self._commit(self._writers(plan, result.image, result.report.to_dict()))
+                return [plan.image]
+        # the set is in place already (save_best_now): the result and its JSON join it
+        written = plan.save(result.image, result.report.to_dict())
+        with self._lock:
+            done = self.written or []
+            self.written = done + [p for p in (plan.image, plan.metadata) if p not in done]
+        return written
+
+    def save_best_now(self, plan: OutputPlan) -> None:
+        """At a stop signal: put the finished variations and ``plan``'s best image so far in place.
+
+        Runs in :func:`~multiscale_cli.errors.at_stop_signal`'s helper thread;
+        ``plan``'s result with its JSON replaces the early image when its run
+        has stopped.
+        """
+        with plan._lock, self._lock:
+            if self.written is not None:
+                return
+            best = plan.best_so_far()
+            extra = [] if best is None else self._writers(plan, best, None)
+            self._commit(extra)
+            plan.saved_early = best is not None
+
+    def commit(self) -> list[Path]:
+        """Put the finished variations in place (all, or those before a stop) unless done; return the images."""
+        with self._lock:
+            if self.written is None:
+                self._commit([])
+            return self.images()
+
+    def images(self) -> list[Path]:
+        """The images put in place, in order (a stopped variation's last)."""
+        written = set(self.written or ())
+        return [plan.image for plan in self.plans if plan.image in written]
+
+    def _commit(self, extra: list[_Writer]) -> None:
+        """Put the staged files and ``extra`` in place as one set, then drop an earlier series' rest."""
+        staged = self._staged
+        targets = [target for target, _ in staged] + [target for target, _ in extra]
+        if not targets:  # nothing made yet: an earlier series stays as it was
+            return
+        with atomic_outputs(targets, overwrite=self.overwrite) as tmps:
+            # the new files first: the finished ones are moved in only when nothing is left to fail
+            for (target, write), tmp in zip(extra, tmps[len(staged) :], strict=True):
+                _write_to(tmp, target, write)
+            for (_, done), tmp in zip(staged, tmps[: len(staged)], strict=True):
+                os.replace(done, tmp)
+        self._staged, self.written = [], targets
+        if self.overwrite:  # what is left of an earlier series (a stopped one's JSON comes next)
+            for plan in self.plans:
+                for path in (plan.image, plan.metadata):
+                    if path not in targets:
+                        path.unlink(missing_ok=True)

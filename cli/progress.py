@@ -1,4 +1,4 @@
-"""A click progress bar fed by the library's progress callback."""
+"""Click progress bars fed by the library's progress callbacks, and the summary of a photo build."""
 
 from __future__ import annotations
 
@@ -9,8 +9,52 @@ from typing import Any
 import click
 
 
-class ProgressBar:
-    """Context manager and callback: shows iteration, loss, best loss and ETA.
+class _LazyBar:
+    """A click progress bar opened at the first update that should show, not on entry.
+
+    Loading and measuring the sources can fail, and an error should then be
+    the only line the user sees (click prints the label at once when stderr
+    is not a terminal).
+    """
+
+    def __init__(self, *, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.quiet = quiet
+        self._bar: Any = None
+        self._done = 0
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(exc_type, exc, tb)
+
+    def _describe(self, progress: Any) -> str | None:
+        raise NotImplementedError
+
+    def _advance(self, done: int, total: int, progress: Any) -> None:
+        """Move the bar to ``done`` of ``total``, opening it first if need be."""
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=total,
+                label=self.label,
+                file=sys.stderr,
+                show_eta=True,
+                show_percent=False,
+                show_pos=True,
+                item_show_func=self._describe,
+                width=24,
+            )
+            self._bar.__enter__()
+        self._bar.update(done - self._done, progress)
+        self._done = done
+
+
+class ProgressBar(_LazyBar):
+    """Context manager and run callback: shows iteration, loss, best loss, ETA, and the stage if any.
 
     Parameters
     ----------
@@ -22,52 +66,61 @@ class ProgressBar:
     """
 
     def __init__(self, *, total: int, label: str, quiet: bool = False) -> None:
+        super().__init__(label=label, quiet=quiet)
         self.total = total
-        self.label = label
-        self.quiet = quiet
-        self._bar: Any = None
-        self._done = 0
         self.last: Any = None
-
-    def __enter__(self) -> ProgressBar:
-        # The bar is opened at the first iteration, not here: loading and
-        # measuring the sources can fail, and an error should then be the
-        # only line the user sees (click prints the label at once when
-        # stderr is not a terminal).
-        return self
-
-    def _open(self) -> Any:
-        bar = click.progressbar(
-            length=self.total,
-            label=self.label,
-            file=sys.stderr,
-            show_eta=True,
-            show_percent=False,
-            show_pos=True,
-            item_show_func=self._describe,
-            width=24,
-        )
-        bar.__enter__()
-        return bar
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(exc_type, exc, tb)
 
     def _describe(self, progress: Any) -> str | None:
         if progress is None:
             return None
-        return f"loss {progress.loss:.4g}  best {progress.best_loss:.4g}  {progress.elapsed_s:.0f}s"
+        text = f"loss {progress.loss:.4g}  best {progress.best_loss:.4g}  {progress.elapsed_s:.0f}s"
+        if getattr(progress, "stage", None) is None:  # a style transfer's progress names its stage
+            return text
+        return f"stage {progress.stage}/{progress.stages} {progress.width}×{progress.height}  {text}"
 
     def __call__(self, progress: Any) -> None:
         """Advance to ``progress.iteration`` (a :class:`multiscale.optim.base.Progress`)."""
         self.last = progress
-        if self.quiet:
+        if not self.quiet:
+            self._advance(progress.iteration, self.total, progress)
+
+
+class ImageProgress(_LazyBar):
+    """Context manager and build callback: a progress bar over images.
+
+    The bar opens with the first usable image, when the number of images is
+    known and the build can no longer fail for want of images.
+    """
+
+    def _describe(self, progress: Any) -> str | None:
+        if progress is None:
+            return None
+        skipped = f", {progress.skipped} skipped" if progress.skipped else ""
+        return f"{progress.used} used{skipped}  {progress.elapsed_s:.0f}s"
+
+    def __call__(self, progress: Any) -> None:
+        """Advance to ``progress.done`` (a :class:`multiscale.descriptors.build.BuildProgress`)."""
+        if self.quiet or (self._bar is None and progress.used == 0):
             return
-        if self._bar is None:
-            self._bar = self._open()
-        step = progress.iteration - self._done
-        self._done = progress.iteration
-        self._bar.update(step, progress)
+        self._advance(progress.done, progress.total, progress)
+
+
+def build_with_progress(paths: list[str], *, quiet: bool, **options: Any) -> Any:
+    """Measure the photos in ``paths`` into a descriptor with a progress bar; say what was skipped.
+
+    ``options`` go to :func:`multiscale.descriptors.build.build_descriptor`;
+    returns its :class:`~multiscale.descriptors.build.BuildResult`. The
+    skipped-files summary is always printed (on stderr), the ignored files
+    unless ``quiet``.
+    """
+    from multiscale.descriptors.build import build_descriptor
+
+    with ImageProgress(label="measure", quiet=quiet) as bar:
+        result = build_descriptor(paths, callback=bar, **options)
+    skipped = result.skipped_summary()
+    if skipped:
+        click.echo(f"Warning: {skipped}", err=True)
+    ignored = result.ignored_summary()
+    if ignored and not quiet:
+        click.echo(ignored, err=True)
+    return result

@@ -6,11 +6,9 @@ from typing import Any
 
 import click
 
-from .errors import at_stop_signal, clean_errors
+from .errors import clean_errors
 from .output import OutputPlan
-from .progress import ProgressBar
-from .stylize import StageProgressBar, finish_stylize
-from .synthesize import finish
+from .run import finish, run_job
 
 
 @click.command(
@@ -63,7 +61,7 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
     if checkpoint_kind(checkpoint) == "stylize":
         ck = read_style_checkpoint(checkpoint)
         total = len(ck.stage_sizes) * (max_iter or ck.config.max_iter)
-        bar_type, run, done, stem = StageProgressBar, resume_stylize, finish_stylize, "stylized"
+        run, stem = resume_stylize, "stylized"
     else:
         planned = checkpoint_config(checkpoint)
         if planned.height and planned.width:  # refused like a fresh run, before the state is loaded
@@ -74,17 +72,11 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
                 f"--max-iter: the run already did {ck.state.iteration} iterations; give more"
             )
         total = max_iter or ck.config.max_iter
-        bar_type, run, done, stem = ProgressBar, resume_synthesis, finish, "texture"
+        run, stem = resume_synthesis, "texture"
     out = OutputPlan.for_run(output=ck.output, default_stem=stem, config=ck.config, overwrite=True)
     out.check(frames=getattr(ck.config, "frames", 1), checkpoint=checkpoint)
-    with at_stop_signal(out.save_best_now), bar_type(total=total, label="resume", quiet=quiet) as bar:
-
-        def on_progress(progress: Any) -> None:
-            bar(progress)
-            out.maybe_save_intermediate(progress)
-
-        # the checkpoint as read: the run takes over its arrays (one copy of the state in memory)
-        result, _ = run(
-            ck, max_iter=max_iter, time_limit=time_limit, callback=on_progress, on_result=out.save_result
-        )
-    done(out, result, quiet=quiet)
+    # the checkpoint as read: the run takes over its arrays (one copy of the state in memory)
+    result, _ = run_job(
+        out, run, ck, total=total, label="resume", quiet=quiet, max_iter=max_iter, time_limit=time_limit
+    )
+    finish(out, result, quiet=quiet)

@@ -18,10 +18,21 @@ from multiscale.config import (
 )
 
 from .errors import clean_errors
-from .options import compose, descriptor_options, float_list, name_list, output_options, pick, texture_options
+from .options import (
+    compose,
+    descriptor_options,
+    float_list,
+    name_list,
+    output_options,
+    pick,
+    run_options,
+    texture_options,
+)
 from .output import OutputPlan
-from .progress import ProgressBar
-from .synthesize import finish
+from .run import finish, run_job
+
+# Options whose default and help are synthesize's are picked from its groups (a test checks
+# that their defaults are StyleConfig's too); the rest say what they mean for a style transfer.
 
 # How the style is measured: synthesize's descriptor options, less --source-scale
 # and --source-width (stylize sizes the styles relative to the output instead).
@@ -71,8 +82,7 @@ stylize_run_options = compose(
                  help="Start image: the content recoloured to the styles' colour mean and covariance (the "
                  "content as it is with --preserve-color), the content, its mean colour plus noise, that "
                  "colour flat, or an image file."),
-    click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
-                 help="Random seed; the same seed on the same machine gives the same bytes."),
+    pick(run_options, "seed"),
     click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
                  help="L-BFGS-B iterations at most, per stage."),
     click.option("--tol", type=float, default=S.tol, show_default=True,
@@ -80,24 +90,11 @@ stylize_run_options = compose(
     click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
                  help="Stop after this many seconds (shared among the stages by pixel count) and keep "
                  "the best image so far."),
-    click.option("--history", type=click.IntRange(min=1), default=S.history, show_default=True,
-                 help="L-BFGS memory (correction pairs kept)."),
-    click.option("--max-input-pixels", type=click.IntRange(min=64), default=S.max_input_pixels,
-                 show_default=True, help="Refuse input images with more pixels (decompression-bomb guard)."),
+    pick(run_options, "history", "max_input_pixels"),
     click.option("--checkpoint-every", type=click.IntRange(min=1), default=S.checkpoint_every, metavar="N",
                  help="Write a resumable checkpoint every N iterations (counted over all stages)."),
     pick(texture_options, "checkpoint", "max_memory", "optimizer", "tile_size", "precision"),
 )  # fmt: skip
-
-
-class StageProgressBar(ProgressBar):
-    """The progress bar, also showing the stage and its size."""
-
-    def _describe(self, progress: Any) -> str | None:
-        text = super()._describe(progress)
-        if text is None or not hasattr(progress, "stage"):
-            return text
-        return f"stage {progress.stage}/{progress.stages} {progress.width}×{progress.height}  {text}"
 
 
 @click.command(
@@ -157,29 +154,8 @@ def stylize(
     )
     out.check(checkpoint=checkpoint)
     plan = prepare_stylize(content, list(styles), config=config)
-    with StageProgressBar(total=plan.total_iterations, label="stylize", quiet=quiet) as bar:
-
-        def on_progress(progress: Any) -> None:
-            bar(progress)
-            out.maybe_save_intermediate(progress)
-
-        result = run_plan(
-            plan, callback=on_progress, checkpoint=out.checkpoint, output=out.image, on_result=out.save_result
-        )
-    finish_stylize(out, result, quiet=quiet)
-
-
-def finish_stylize(out: OutputPlan, result: Any, *, quiet: bool) -> None:
-    """Save a result and say how the run ended, as synthesize does; the summary names the stages."""
-    finish(out, result, quiet=True)
-    if quiet:
-        return
-    report = result.report
-    loss = "not evaluated" if report.loss is None else f"loss {report.loss:.4g}"
-    kept = f"; checkpoint in {report.checkpoint}" if report.checkpoint else ""
-    click.echo(
-        f"{out.image}: {result.image.shape[1]}×{result.image.shape[0]}, {loss} after "
-        f"{report.iterations} iterations in {len(report.stages)} stage(s), {report.elapsed_s:.1f} s "
-        f"({report.message}){kept}",
-        err=True,
-    )
+    result = run_job(
+        out, run_plan, plan, total=plan.total_iterations, label="stylize", quiet=quiet,
+        checkpoint=out.checkpoint, output=out.image,
+    )  # fmt: skip
+    finish(out, result, quiet=quiet)

@@ -12,11 +12,18 @@ from click.core import ParameterSource
 
 from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
 
-from .errors import Interrupted, at_stop_signal, clean_errors
-from .grams import ImageProgress, report_build
-from .options import descriptor_options, grams_source_options, output_options, run_options, texture_options
-from .output import OutputPlan
-from .progress import ProgressBar
+from .errors import clean_errors
+from .options import (
+    descriptor_options,
+    grams_source_options,
+    output_options,
+    output_size,
+    run_options,
+    texture_options,
+)
+from .output import OutputPlan, SeriesPlan
+from .progress import build_with_progress
+from .run import finish, run_job, run_series
 
 
 @click.command(
@@ -35,20 +42,8 @@ Examples:
     help="Source image, folder or glob pattern (repeatable: their Gram matrices are averaged). "
     "Folders and patterns are streamed one image at a time and unreadable files in them skipped.",
 )  # fmt: skip
-@click.option(
-    "-W",
-    "--width",
-    type=click.IntRange(min=8),
-    default=None,
-    help="Output width in pixels (default: the source's).",
-)
-@click.option(
-    "-H",
-    "--height",
-    type=click.IntRange(min=8),
-    default=None,
-    help="Output height in pixels (default: the source's).",
-)
+@output_size("-W", "width")
+@output_size("-H", "height")
 @click.option(
     "--tileable", is_flag=True,
     help="Make a texture that tiles seamlessly in both directions (same as --padding wrap; "
@@ -94,7 +89,8 @@ def synthesize(
 
     --frames N makes an animation (numbered frames plus an animated WebP,
     GIF or APNG); --count N makes N independent textures from one
-    measurement of the sources. With the default projected optimizer, Ctrl-C
+    measurement of the sources, put in place together when the last is done
+    (a stop keeps those finished). With the default projected optimizer, Ctrl-C
     and --checkpoint-every write a checkpoint folder that `multiscale resume`
     continues exactly.
     """
@@ -150,8 +146,8 @@ def synthesize(
     out = OutputPlan.for_run(
         output=output, default_stem=f"{stem}_texture", config=config, overwrite=overwrite
     )
-    plans = [out] if count == 1 else [out.variation(i, count) for i in range(count)]
-    for plan in plans:
+    series = SeriesPlan.of(out, count) if count > 1 else None
+    for plan in [out] if series is None else series.plans:
         plan.check(frames=config.frames, animation=animation, checkpoint=checkpoint)
     if streamed:
         run["targets"] = _streamed_targets(
@@ -159,62 +155,18 @@ def synthesize(
         )
     elif sources:
         run["sources"] = list(sources)
-    if count > 1 and "targets" not in run:
-        from multiscale.jobs.synthesize import prepare_targets
+    from multiscale.jobs.synthesize import prepare_targets, run_synthesis
 
-        # Measured once, matched N times.
-        run = {"targets": prepare_targets(config=config, **run)}
-    for i, plan in enumerate(plans):
-        label = f"texture {i + 1}/{count}" if count > 1 else "synthesize"
-        _run_one(plan, dataclasses.replace(config, seed=config.seed + i), run, quiet=quiet, label=label)
-
-
-def _run_one(
-    out: OutputPlan, config: SynthesisConfig, run: dict[str, Any], *, quiet: bool, label: str
-) -> None:
-    """One synthesis into ``out``: progress bar, save, summary or clean failure."""
-    from multiscale.jobs.synthesize import run_synthesis
-
-    with (
-        at_stop_signal(out.save_best_now),
-        ProgressBar(total=config.max_iter, label=label, quiet=quiet) as bar,
-    ):
-
-        def on_progress(progress: Any) -> None:
-            bar(progress)
-            out.maybe_save_intermediate(progress)
-
-        result = run_synthesis(
-            config=config, callback=on_progress, checkpoint=out.checkpoint, output=out.image,
-            on_result=out.save_result, **run,
+    if series is None:
+        result = run_job(
+            out, run_synthesis, total=config.max_iter, label="synthesize", quiet=quiet, config=config,
+            checkpoint=out.checkpoint, output=out.image, **run,
         )  # fmt: skip
-    finish(out, result, quiet=quiet)
-
-
-def finish(out: OutputPlan, result: Any, *, quiet: bool) -> None:
-    """Save a result (unless the run did, through ``on_result``), then say how the run ended.
-
-    Exit status 128 + signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129); 1 on NaN.
-    """
-    written = out.save_result(result)
-    report = result.report
-    where = f"{written[0]}" if len(written) == 1 else f"{len(written)} files ({written[0]} …)"
-    kept = (
-        f"; checkpoint in {report.checkpoint} (continue with `multiscale resume {report.checkpoint}`)"
-        if report.checkpoint
-        else ""
-    )
-    if report.interrupted:
-        raise Interrupted(f"interrupted; best image so far written to {where} (and {out.metadata}){kept}")
-    if report.stop_reason == "non_finite":
-        raise click.ClickException(f"{report.message}; written to {where}")
-    if not quiet:
-        h, w = result.image.shape[-3:-1]
-        click.echo(
-            f"{where}: {w}×{h}, loss {report.loss:.4g} after {report.iterations} iterations in "
-            f"{report.elapsed_s:.1f} s ({report.message}){kept}",
-            err=True,
-        )
+        finish(out, result, quiet=quiet)
+        return
+    if "targets" not in run:  # measured once, matched N times
+        run = {"targets": prepare_targets(config=config, **run)}
+    run_series(series, run_synthesis, config=config, quiet=quiet, **run)
 
 
 def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int) -> None:
@@ -318,20 +270,17 @@ def _streamed_targets(
     sources: tuple[str, ...], config: SynthesisConfig, *, join: str, recursive: bool, quiet: bool
 ) -> Any:
     """Build a descriptor over the sources one image at a time and join it."""
-    from multiscale.descriptors.build import build_descriptor
     from multiscale.jobs.synthesize import require_images_for_sliced, targets_from_build
 
     require_images_for_sliced(config.descriptor, "folders of sources (streamed into a descriptor)")
-    with ImageProgress(label="measure", quiet=quiet) as bar:
-        result = build_descriptor(
-            list(sources),
-            config=config.descriptor,
-            recursive=recursive,
-            keep_all=join == "affine-invariant",
-            callback=bar,
-            max_input_pixels=config.max_input_pixels,
-        )
-    report_build(result, quiet=quiet)
+    result = build_with_progress(
+        list(sources),
+        quiet=quiet,
+        config=config.descriptor,
+        recursive=recursive,
+        keep_all=join == "affine-invariant",
+        max_input_pixels=config.max_input_pixels,
+    )
     return targets_from_build(result, join=join)
 
 

@@ -112,6 +112,28 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def temp_beside(path: PathLike) -> Path:
+    """Create an empty hidden temporary file beside ``path`` and return its path.
+
+    Named ``.NAME.XXXXXXXX.tmp.EXT``: in the same folder (a rename into place
+    is atomic), and keeping ``path``'s suffix so that writers choosing a
+    format by extension still work. Whoever creates it removes it.
+
+    Raises
+    ------
+    OutputError
+        If the folder does not take a new file; the message names ``path``.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"{p}: cannot write in {parent}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    return Path(name)
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
@@ -132,12 +154,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """
     p = check_writable(path, overwrite=overwrite)
     parent = p.parent if str(p.parent) else Path(".")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=parent)
-    except OSError as exc:
-        raise OutputError(f"{p}: cannot write in {parent}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(p)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -164,7 +181,7 @@ def atomic_outputs(paths: Iterable[PathLike], *, overwrite: bool = False) -> Ite
     """Yield one temporary path beside each of ``paths``; on success they replace ``paths`` together.
 
     For a set of files that belong together (animation frames and the
-    animation): every file is written and flushed to disk before the first
+    animation, the images of a series and their JSONs): every file is written and flushed to disk before the first
     is renamed into place, so a failure, a full disk or an interrupt while
     writing leaves the previous set whole and no temporary file behind. Only
     a crash during the burst of renames at the end can leave old and new
@@ -179,13 +196,7 @@ def atomic_outputs(paths: Iterable[PathLike], *, overwrite: bool = False) -> Ite
     tmps: list[Path] = []
     try:
         for p in targets:
-            parent = p.parent if str(p.parent) else Path(".")
-            try:
-                fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{p.suffix}", dir=parent)
-            except OSError as exc:
-                raise OutputError(f"{p}: cannot write in {parent}: {exc.strerror or exc}") from exc
-            os.close(fd)
-            tmps.append(Path(name))
+            tmps.append(temp_beside(p))
         yield tmps
         for tmp, p in zip(tmps, targets, strict=True):
             try:

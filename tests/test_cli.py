@@ -564,6 +564,44 @@ def test_help_and_version_exit_0(runner, command, args, expected):
     assert expected in result.output
 
 
+#: Options of each command that are not config fields (where files go, what to read, how to print).
+NOT_CONFIG = {
+    "synthesize": (["-s", "x.png"], {"sources", "output", "quiet", "overwrite", "tileable", "grams",
+                   "grams_weights", "join", "recursive", "max_grams_bytes", "count", "animation",
+                   "checkpoint", "dry_run"}),
+    "stylize": (["-c", "x.png", "-s", "y.png"], {"content", "styles", "output", "quiet", "overwrite", "checkpoint"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NOT_CONFIG))
+def test_every_option_default_is_the_config_default(name):
+    """One place for defaults: a run given no options gets the config's (stylize picks some of
+    synthesize's options, whose defaults come from the synthesis config)."""
+    command = cli.commands[name]
+    required, skip = NOT_CONFIG[name]
+    params = {k: v for k, v in command.make_context(name, required).params.items() if k not in skip}
+    params["bit_depth"] = int(params["bit_depth"])
+    make = importlib.import_module(f"multiscale.jobs.{name}").make_config
+    assert make(**params) == make()
+
+
+#: The modules of ``cli/`` that each hold one command; the others are shared by them.
+COMMAND_MODULES = {"synthesize", "stylize", "resume", "grams"}
+
+
+def test_command_modules_import_shared_modules_only_never_each_other():
+    import ast
+
+    folder = Path(__file__).resolve().parent.parent / "cli"
+    found = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        if path.stem in COMMAND_MODULES and imported & COMMAND_MODULES:
+            found[path.stem] = sorted(imported & COMMAND_MODULES)
+    assert found == {}
+
+
 def test_help_does_not_import_tensorflow():
     code = (
         "import sys\n"

@@ -514,6 +514,157 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(sou
     assert read_checkpoint(folder).state.iteration == 3 and _leftovers(folder) == []
 
 
+# --------------------------------------------------------------------------- a --count series as a set
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _earlier_series(folder: Path, count: int) -> dict[str, bytes]:
+    """The images and JSONs an earlier ``--count`` run left as v.001.png …; the folder's files."""
+    for i in range(1, count + 1):
+        save_image(folder / f"v.{i:03d}.png", np.full((48, 48, 3), i / 10, np.float32))
+        (folder / f"v.{i:03d}.png.json").write_text(json.dumps({"earlier": i}))
+    return _files(folder)
+
+
+def _series_report(seed: int, stop_reason: str = "max_iter"):
+    from types import SimpleNamespace
+
+    report = {"config": {"seed": seed}, "stop_reason": stop_reason}
+    return SimpleNamespace(
+        interrupted=stop_reason == "interrupted", stop_reason=stop_reason, to_dict=lambda: report
+    )
+
+
+def test_a_full_disk_in_the_middle_of_a_series_keeps_the_earlier_series_whole(tmp_path):
+    """Two variations done, the third no longer fits: none of the three replaces the earlier ones."""
+    from types import SimpleNamespace
+
+    from multiscale_cli.output import OutputPlan, SeriesPlan
+
+    (tmp_path / "src.png").write_bytes(b"")  # kept apart from the series in the snapshot
+    before = _earlier_series(tmp_path, 3)
+    out = OutputPlan.for_run(output=str(tmp_path / "v.png"), default_stem="v", config=CONFIG, overwrite=True)
+    rng = np.random.default_rng(0)
+    flat, noisy = np.full((48, 48, 3), 0.5, np.float32), rng.uniform(0, 1, (96, 96, 3)).astype(np.float32)
+    series = SeriesPlan.of(out, 3)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, as on a full disk
+    with series:
+        for plan, seed in zip(series.plans[:2], (0, 1), strict=True):
+            plan.save_result(SimpleNamespace(image=flat, report=_series_report(seed)))
+        assert _snapshot(tmp_path) != before  # two variations wait under temporary names …
+        assert {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith(".")} == before  # … unseen
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))  # 96² of noise is ≈ 28 kB as PNG: no
+        try:
+            with pytest.raises(OutputError, match=r"v\.003\.png: cannot write: File too large"):
+                series.plans[2].save_result(SimpleNamespace(image=noisy, report=_series_report(2)))
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, xfsz)
+    assert _snapshot(tmp_path) == before  # the earlier series whole, no temporary file left
+    assert series.written is None
+
+
+def test_a_stopped_series_puts_the_finished_variations_and_the_best_image_in_place_together(tmp_path):
+    """The stop's set replaces the earlier series: its later members go, so no two series mix."""
+    from types import SimpleNamespace
+
+    from multiscale_cli.output import OutputPlan, SeriesPlan
+
+    _earlier_series(tmp_path, 3)
+    out = OutputPlan.for_run(output=str(tmp_path / "v.png"), default_stem="v", config=CONFIG, overwrite=True)
+    image = np.full((48, 48, 3), 0.25, np.float32)
+    with SeriesPlan.of(out, 3) as series:
+        series.plans[0].save_result(SimpleNamespace(image=image, report=_series_report(0)))
+        second = series.plans[1]
+        second.latest = SimpleNamespace(best_image=image + 0.5)  # the run's best image at the signal
+        second.save_best_now()  # the helper thread's action
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["v.001.png", "v.001.png.json", "v.002.png"]
+        assert json.loads((tmp_path / "v.001.png.json").read_text())["config"]["seed"] == 0
+        assert load_image(tmp_path / "v.002.png")[0, 0, 0] == pytest.approx(0.75, abs=1 / 255)
+        # then the run's result, with its JSON
+        second.save_result(SimpleNamespace(image=image, report=_series_report(1, "interrupted")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "v.001.png", "v.001.png.json", "v.002.png", "v.002.png.json"
+    ]  # fmt: skip
+    assert load_image(tmp_path / "v.002.png")[0, 0, 0] == pytest.approx(0.25, abs=1 / 255)
+    assert series.images() == [tmp_path / "v.001.png", tmp_path / "v.002.png"]
+
+
+def test_ctrl_c_between_two_textures_puts_the_finished_ones_in_place(source_file, tmp_path, monkeypatch):
+    import multiscale.jobs.synthesize as jobs
+
+    real, calls = jobs.run_synthesis, []
+
+    def second_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # as the second texture loads the network
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "run_synthesis", second_interrupted)
+    out = tmp_path / "v.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "2", "--count", "3"]
+    result = CliRunner().invoke(cli, [*args, "-q", "-o", str(out)])
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: interrupted before texture 2/3 made an image; written as one set, each with its JSON: "
+        f"{tmp_path / 'v.001.png'}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.001.png", "v.001.png.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGKILL"])
+def test_a_count_series_appears_as_a_whole_and_a_stop_keeps_the_finished_textures(
+    source_file, tmp_path, name
+):
+    """While texture 2 of 3 runs, texture 1 is done but unseen: the earlier series is what a reader finds.
+    SIGKILL then leaves it so; SIGTERM puts texture 1 and texture 2's best image in their place."""
+    signum = getattr(signal, name)
+    before = _earlier_series(tmp_path, 3)
+    out = tmp_path / "v.png"
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "100000", "--tol", "0", "--count", "3"]
+    # the time limit ends each texture (the series goes on); a checkpoint each iteration says texture 2 runs
+    args += ["--time-limit", "3", "--checkpoint-every", "1", "--overwrite", "-q", "-o", str(out)]
+    proc = _start(args, tmp_path)
+    second = tmp_path / "v.002.png"
+    _wait_for_checkpoint(proc, default_folder(second), after=0)
+    try:
+        assert _files(tmp_path).items() >= before.items()  # the earlier series, untouched
+        assert any(p.name.startswith(".v.001.png.") for p in tmp_path.iterdir())  # texture 1, unseen
+    finally:
+        proc.send_signal(signum)
+        stderr = _finish(proc)
+    assert proc.returncode == (128 + signum if name == "SIGTERM" else -signum), stderr
+    series = {p.name for p in tmp_path.iterdir() if p.name.startswith("v.") and ".ckpt" not in p.name}
+    if name == "SIGKILL":
+        assert series == set(before) and all((tmp_path / n).read_bytes() == before[n] for n in series)
+        return
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "Error: interrupted by SIGTERM in texture 2/3; written as one set, each with its JSON: "
+        f"{tmp_path / 'v.001.png'} (finished), {second} (best so far); checkpoint in {second}.ckpt"
+    ), stderr
+    assert last.endswith("; texture 3 not made") and "Traceback" not in stderr
+    assert series == {
+        "v.001.png",
+        "v.001.png.json",
+        "v.002.png",
+        "v.002.png.json",
+    }  # 3: the earlier one's, gone
+    first = json.loads((tmp_path / "v.001.png.json").read_text())
+    report = json.loads((tmp_path / "v.002.png.json").read_text())
+    assert first["stop_reason"] == "time_limit" and first["config"]["seed"] == 0
+    assert report["stop_reason"] == "interrupted" and report["config"]["seed"] == 1
+    assert load_image(second).shape == (48, 48, 3)
+    assert read_checkpoint(default_folder(second)).state.iteration == report["iterations"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_folder_keeps_the_previous_checkpoint_and_says_which_folder(tmp_path):
     folder = _write(default_folder(tmp_path / "out.png"), 3)
