@@ -48,9 +48,10 @@ DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: Default ``tol`` of a synthesis (see :class:`SynthesisConfig`).
 DEFAULT_TOL = 1e-9
 #: Average pooling. Max pooling looked crisper in the same study, but the
-#: optimiser learns to rely on which pixel wins each max: rounding the result
-#: to 8 bits then raised its loss 8× (0.0011 → 0.0089 in the saved-image
-#: test), while with average pooling the saved image scores within 2 %.
+#: optimiser learns to rely on which pixel wins each max, so rounding the
+#: result to 8 bits raises its loss several-fold, while with average pooling
+#: the saved image scores about as the optimiser left it
+#: (benchmarks/RESULTS.md, "Defaults").
 DEFAULT_POOLING = "avg"
 
 #: Images larger than this (in pixels) are refused before decoding, as a
@@ -251,14 +252,13 @@ class SynthesisConfig:
     seed : int
         Seed of every random choice; same seed and machine → same bytes.
     max_iter : int
-        L-BFGS-B iterations at most.
+        L-BFGS iterations at most.
     tol : float
         Stop when the loss reduction of an iteration, divided by
         ``max(|f|, |f₊|, 1)``, falls below this (scipy's ``ftol``). The
         losses here are 1e-4–1e-2, so the floor of 1 makes it an absolute
-        step: at 1e-7 one short line-search step ended a 256² texture after
-        31 iterations at 10× the loss the same settings reached in 198;
-        :data:`DEFAULT_TOL` is 100× smaller.
+        step, and too large a ``tol`` lets one short line-search step end a
+        run far from converged (benchmarks/RESULTS.md, "Defaults").
     time_limit : float or None
         Stop after this many seconds (the best image so far is the result).
     history : int
@@ -271,8 +271,9 @@ class SynthesisConfig:
         Input images with more pixels are refused before decoding.
     optimizer : {"projected", "lbfgsb"}
         ``projected`` (default): the float32 projected L-BFGS of
-        :mod:`multiscale.optim.projected` — 6–9× less driver time per iteration than
-        scipy, as low a loss per iteration on the samples, and resumable
+        :mod:`multiscale.optim.projected` — far less driver time per
+        iteration than scipy, as low a loss per iteration on the samples
+        (benchmarks/RESULTS.md, "Optimiser's own time"), and resumable
         exactly (checkpoints, Ctrl-C). ``lbfgsb``: scipy's L-BFGS-B, the
         reference.
     frames : int
@@ -296,14 +297,15 @@ class SynthesisConfig:
     tile_size : int or None
         Evaluate the loss tile by tile, tiles of this many pixels (of the
         octave they cut) plus a halo: the same loss and gradient in far less
-        memory, about 1.6× the time (:mod:`multiscale.measure.engine`). ``None``:
+        memory, for more time (:mod:`multiscale.measure.engine`). ``None``:
         untiled when the memory estimate fits ``max_memory``, else the
         largest tile that fits.
     precision : {"float32", "bfloat16", "auto"}
         What the network's convolutions run in (Grams and losses stay
-        float32). ``bfloat16`` was measured 1.5–2× faster per evaluation on
-        a CPU with native bf16, with the same loss after 100 iterations at
-        256². On long runs its rounding noise stops the driver early (it
+        float32). ``bfloat16`` is faster per evaluation on a CPU with native
+        bf16 and reaches the same loss over the first hundred iterations
+        (benchmarks/RESULTS.md, "Objective throughput" and "bfloat16 against
+        float32"). On long runs its rounding noise stops the driver early (it
         meets ``tol`` or finds no decrease): a synthesis then finishes in
         float32 from that point (:func:`multiscale.jobs.synthesize.run_synthesis`).
         float32 stays the default. ``auto`` measures both
@@ -399,8 +401,9 @@ PRESERVE_COLORS = ("none", "luminance", "histogram")
 #: and leaves their textures free for the style (Gatys et al. 2016).
 DEFAULT_CONTENT_LAYERS = ("conv4_2",)
 
-#: Largest output side of ``stylize``; a 4096 × 4096 run already needs tens
-#: of GiB for the network's activations and their gradients.
+#: Largest output side of ``stylize`` (print sizes). Untiled, a 4096 × 4096
+#: stage would need tens of GiB for the network's activations and their
+#: gradients; it is evaluated in tiles (:mod:`multiscale.measure.engine`).
 MAX_STYLIZE_SIDE = 4096
 
 #: ``stages=None`` chooses the fewest stages (each twice the size of the one
@@ -492,7 +495,7 @@ class StyleConfig:
     seed, tol, history, save_every, bit_depth, max_input_pixels
         As in :class:`SynthesisConfig`.
     max_iter : int
-        L-BFGS-B iterations at most, per stage.
+        L-BFGS iterations at most, per stage.
     max_memory : int or None
         Refuse a run whose estimated peak memory (bytes, at the last stage)
         exceeds this; ``None``: 80 % of the memory available when it starts.
@@ -502,8 +505,8 @@ class StyleConfig:
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations, counted over all
         stages (see :mod:`multiscale.jobs.checkpoint`; needs a checkpoint folder).
-        The optimiser restarts from the best image of the stage reached
-        (scipy's L-BFGS-B cannot hand out its state).
+        The optimiser's correction pairs are not saved: a resumed run
+        restarts L-BFGS from the best image of the stage reached.
     optimizer : {"projected", "lbfgsb"}
         As in :class:`SynthesisConfig`: the float32 projected L-BFGS
         (default; its own cost stays small at print sizes) or scipy's.

@@ -2,8 +2,8 @@
 
 A stylize checkpoint holds the config, the provenance, every stage's targets
 (the content at the stage's size, the styles' blended Grams), the stage
-reached and its best image. scipy's L-BFGS-B keeps no state that could be
-saved, so a resume restarts the optimiser from that image and says so.
+reached and its best image. It keeps no correction pairs, so a resume
+restarts the optimiser from that image and says so.
 
 Sizes stay ≤ 64 px with 2 octaves and shallow layers; the whole file runs in
 well under a minute on two cores.

@@ -4,10 +4,11 @@ The convolutions are nearly all of an evaluation's work (see
 ``benchmarks/throughput.py``). Where the CPU has native bfloat16
 (``avx512_bf16`` on AVX-512 parts such as AMD Zen 4 and Intel Cooper Lake,
 AMX on Intel Sapphire Rapids and later) oneDNN runs a 3×3 bfloat16
-convolution faster than float32 (2.2× on a 2-core AMD EPYC, 6× reported
-with AMX); without it, or with oneDNN off, bfloat16 is emulated and far
-slower. :class:`~multiscale.measure.backbone.VGG16` takes ``compute_dtype`` to run
-the conv stack in bfloat16 while Grams and losses stay float32.
+convolution faster than float32; without it, or with oneDNN off, bfloat16
+is emulated and far slower (measured figures: ``benchmarks/RESULTS.md``,
+"Objective throughput"). :class:`~multiscale.measure.backbone.VGG16` takes
+``compute_dtype`` to run the conv stack in bfloat16 while Grams and losses
+stay float32.
 
 :func:`choose_precision` turns the ``precision`` setting (one of
 :data:`PRECISIONS`) into a :class:`PrecisionChoice`:
@@ -23,34 +24,24 @@ the conv stack in bfloat16 while Grams and losses stay float32.
 The accuracy check evaluates loss and gradient at one fixed point in both
 precisions: targets from one synthetic image (smooth random blobs plus
 noise, :func:`probe_images`), evaluated at another drawn from the same
-distribution, so the loss (about 0.2) lies where an optimisation spends its
-iterations rather than at a random start (loss about 7, where the precisions
-agree to 1e-4). Measured with the default descriptor (TF 2.21, AMD EPYC
-with avx512_bf16) at the 128² probe: relative loss difference 2.5e-3,
-gradient cosine 0.99999. Elsewhere: 1e-3 to 1.3e-2 and 0.998 to 0.9999
-at 256² on pairs of real and synthetic textures; 0.4–0.9 % between the
-two precisions' losses of the same finished 256² synthesis.
-:data:`MAX_LOSS_REL_DIFF` = 5e-2 and :data:`MIN_GRAD_COSINE` = 0.999 leave
-a margin of 20× and 100× at the probe and pass every case measured; a
-broken bfloat16 path (wrong layout, emulation bug) would give errors of order 1.
+distribution, so the loss lies where an optimisation spends its iterations
+rather than at a random start, where the precisions agree far more closely
+than they do later. :data:`MAX_LOSS_REL_DIFF` and :data:`MIN_GRAD_COSINE`
+leave a wide margin over every case measured, at the probe and on real and
+synthetic textures (``benchmarks/RESULTS.md``, "bfloat16 against float32");
+a broken bfloat16 path (wrong layout, emulation bug) would give errors of
+order 1.
 
 What the check does not promise: convergence to low losses. bfloat16 loss
-and gradient carry rounding noise of about 0.5 % of the loss; once an
-iteration's decrease is that small, line searches take tiny steps and the
-run stops early. Measured at 256² (gravel, default descriptor, projected
-L-BFGS, tol 1e-7): after 100 iterations bfloat16 and float32 runs reach
-the same float32 loss of the final 8-bit image within the spread between
-seeds (9.8e-4 vs 9.9e-4 and 9.2e-4 vs 9.7e-4; brick 5.8e-3 vs 5.7e-3 and
-5.5e-3 vs 5.6e-3), but a 300-iteration bfloat16 run stops at iteration
-216 at 3.7e-4 where float32 reaches 1.9e-4; bfloat16 for 150 iterations
-then float32 resumed from the L-BFGS state (loss and gradient re-evaluated
-in float32) reaches 2.1e-4. So a bfloat16 run is best finished in float32
-(``benchmarks/precision.py --iterations N`` re-measures this), and a
-synthesis does so: when the bfloat16 driver stops on its own, the run goes
-on in float32 from its best point (:func:`multiscale.optim.projected.switch_objective`).
-At 512² that schedule reached the float32 reference's 250-iteration loss
-1.43× sooner than scipy's L-BFGS-B and 1.25× sooner than the float32
-projected driver (``benchmarks/time_to_loss.py --candidate bf16``).
+and gradient carry rounding noise of a fraction of a percent of the loss;
+once an iteration's decrease is that small, line searches take tiny steps
+and the run stops early, above the loss a float32 run reaches. So a
+bfloat16 run is best finished in float32 (``benchmarks/precision.py
+--iterations N`` measures this), and a synthesis does so: when the bfloat16
+driver stops on its own, the run goes on in float32 from its best point
+(:func:`multiscale.optim.projected.switch_objective`). How much sooner that
+schedule reaches a float32 run's loss: ``benchmarks/RESULTS.md``,
+"Convergence at 512²" (``benchmarks/time_to_loss.py --candidate bf16``).
 
 The choice is cached per process and meant to be saved beside the output
 (:meth:`PrecisionChoice.to_dict`). Timing makes ``"auto"`` machine- and

@@ -1,9 +1,9 @@
 """The tile engine: exact tiled evaluation of feature statistics and their gradient, in bounded memory.
 
-At 4096² one untiled loss-and-gradient evaluation keeps about 30 GB of VGG
-activations for back-propagation. The Gram loss is a function of sums over
-positions, so it can be computed one tile at a time without changing a bit
-of the mathematics:
+At 4096² an untiled loss-and-gradient evaluation keeps tens of GB of VGG
+activations for back-propagation (:mod:`multiscale.measure.memory` estimates
+how many). The Gram loss is a function of sums over positions, so it can be
+computed one tile at a time without changing a bit of the mathematics:
 
 1. *Pyramid.* The Gaussian pyramid is built whole (3 channels: small) and
    kept on a gradient tape.
@@ -34,8 +34,8 @@ pad as usual. An octave smaller than the tile is one tile, evaluated in a
 single pass.
 
 The cost is one more forward pass per split octave plus the halos' share of
-the area: 1.6× the untiled evaluation at 512² with 256-pixel tiles (2.17 s
-against 1.33 s on 2 cores), 2.3× with 128-pixel tiles.
+the area, so smaller tiles cost more time (measured: ``benchmarks/RESULTS.md``,
+"Large syntheses", tiled against untiled evaluation).
 
 The engine computes sums (Gram sums, projections, squared content errors) and
 pulls seeds back through them; which loss the sums enter is the business of

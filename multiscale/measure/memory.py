@@ -27,14 +27,16 @@ selected layer (pooling layers included) at every octave:
     reuses its memory, so only the larger of ``sources`` and
     ``activations`` counts in the total.
 ``lbfgs``
-    The arrays scipy's L-BFGS-B allocates: ``8·(2mn + 5n + 11m² + 8m)``
-    (the float64 workspace: m correction pairs s, y of n values each, plus
-    work vectors) ``+ 4·3n`` (int32 index workspace) ``+ 20n`` (float64
-    lower/upper bounds, int32 bound kinds).
+    The driver's arrays: with the projected driver (the default)
+    :func:`projected_lbfgs_bytes`; with scipy's L-BFGS-B
+    ``8·(2mn + 5n + 11m² + 8m)`` (the float64 workspace: m correction pairs
+    s, y of n values each, plus work vectors) ``+ 4·3n`` (int32 index
+    workspace) ``+ 20n`` (float64 lower/upper bounds, int32 bound kinds).
 ``bounds``
-    ``BOUNDS_BYTES_PER_VALUE · n``: scipy converts the per-variable list of
-    (low, high) pairs it is given into arrays through Python lists; the
-    peak of that conversion stays in the process's high-water mark.
+    ``BOUNDS_BYTES_PER_VALUE · n``, scipy's driver only: scipy turns the
+    bounds into a list of n (low, high) pairs and back into arrays through
+    Python lists (even when given arrays); the peak of that conversion
+    stays in the process's high-water mark.
 ``images``
     ``IMAGE_BYTES_PER_VALUE · n`` (``PROJECTED_IMAGE_BYTES_PER_VALUE`` with
     the projected driver): float64 and float32 copies of the image
@@ -45,12 +47,9 @@ Calibration (TensorFlow 2.21, scipy 1.17, oneDNN on, x86-64 Linux, glibc
 malloc): the constants below were fitted to the peak RSS (``ru_maxrss``)
 of fresh processes running :func:`multiscale.jobs.synthesize.synthesize` on
 random array sources (``benchmarks/memory_calibration.py`` re-measures
-them). Estimate / measured: 1.000, 1.011, 1.011 at 128², 256², 512² (4
-octaves, history 2, 3 iterations); 1.02 at 1024²; 0.99 at 384² with
-history 10 over 12 iterations; 1.01 at 512² with 2 octaves; 1.00 at 384²
-with pool4 added; 1.09 at 256² from a 1024² source (the source pass
-dominates; its factor errs high). Peak RSS depends on the allocator and
-the TF build, so treat the estimate as ±25 %, not as a guarantee.
+them; estimate ÷ measured peak: ``benchmarks/RESULTS.md``, "Memory
+estimate"). Peak RSS depends on the allocator and the TF build, so treat
+the estimate as ±25 %, not as a guarantee.
 
 This module imports no TensorFlow, so ``--dry-run`` and the memory check
 cost nothing.
@@ -155,9 +154,9 @@ class MemoryEstimate:
     activations : int
         Peak of one loss-and-gradient evaluation of the output.
     lbfgs : int
-        scipy's L-BFGS-B arrays (correction pairs, work vectors, bounds).
+        The driver's arrays (correction pairs, work vectors, bounds).
     bounds : int
-        Peak of scipy's conversion of the bounds list.
+        Peak of scipy's conversion of the bounds (0 with the projected driver).
     images : int
         float64/float32 copies of the image and gradient outside TF.
     sliced : int
@@ -329,7 +328,7 @@ def projected_lbfgs_bytes(n: int, history: int) -> int:
     gradients, direction, masks, best point), float64 — or float32 above
     :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` variables, where the
     driver keeps its iterate in float32. A model from the module's layout,
-    checked once against tracemalloc (501 MiB at 1024², m = 10)."""
+    checked against tracemalloc (``benchmarks/RESULTS.md``, "Memory estimate")."""
     vector = 4 if n > FLOAT32_ITERATE_ABOVE else 8
     return 4 * 2 * (history + 1) * n + 8 * vector * n
 

@@ -20,7 +20,7 @@ class Progress:
     Attributes
     ----------
     iteration : int
-        Completed L-BFGS-B iterations (1-based).
+        Completed L-BFGS iterations (1-based).
     max_iter : int
     evaluations : int
         Loss-and-gradient evaluations so far (≥ iteration: line searches).

@@ -124,7 +124,8 @@ def minimize(
                 raise _Stop("callback", "stopped by the progress callback")
 
     # Arrays, not a list of n tuples: scipy converts a list element by element
-    # in Python, which cost 10 s at 512² and 66 s at 1024² before iteration 1.
+    # in Python, which took longer than many iterations (benchmarks/RESULTS.md,
+    # "Optimiser's own time").
     box = (
         scipy.optimize.Bounds(np.full(x0.size, bounds[0]), np.full(x0.size, bounds[1]))
         if bounds is not None

@@ -1,13 +1,14 @@
 """Projected L-BFGS in float32: a fast, resumable box-constrained driver.
 
 scipy's L-BFGS-B does its own work (generalised Cauchy point, subspace
-minimisation) in float64 with per-variable bounds: on a 2-core machine,
-0.28 s per evaluation at 512² (786 432 variables) and 1.16 s at 1024²,
-beyond the network's time. It cannot hand out its correction pairs either, so a
-checkpoint cannot continue a run exactly. This module is a drop-in
-alternative to :func:`multiscale.optim.lbfgsb.minimize` (same arguments, same
-result and stop reasons, same best-finite tracking) that needs a few passes
-over float32 memory per iteration.
+minimisation) in float64 with per-variable bounds, at a cost per iteration
+that becomes a sizeable share of the network's at large sizes
+(``benchmarks/RESULTS.md``, "Optimiser's own time"). It cannot hand out its
+correction pairs either, so a checkpoint of it cannot continue a run
+exactly. This module is a drop-in alternative to
+:func:`multiscale.optim.lbfgsb.minimize` (same arguments, same result and
+stop reasons, same best-finite tracking) that needs a few passes over
+float32 memory per iteration.
 
 Algorithm
 ---------
