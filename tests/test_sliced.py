@@ -234,7 +234,7 @@ def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(t
     config = make_config(
         max_iter=30, tol=3e-4, octaves=2, layers=LAYERS, width=32, height=32, statistics=("sliced",), seed=1
     )
-    with caplog.at_level(logging.INFO, logger="multiscale.jobs.synthesize"):
+    with caplog.at_level(logging.INFO, logger="multiscale.jobs.runner"):
         whole = run_synthesis(source, config=config)
     ends = {int(m) for m in re.findall(r"stopped at iteration (\d+)", caplog.text)}
     assert whole.report.iterations == 30 and len(ends) >= 2  # several draws ended early

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._version import __version__
 from ..config import (
     DEFAULT_SPECTRUM_WEIGHT,
     DESCRIPTOR_DEFAULTS,
@@ -25,9 +23,22 @@ from ..config import (
     DescriptorConfig,
     SynthesisConfig,
 )
-from ..errors import ConfigError, DescriptorError, ImageError
+from ..errors import ConfigError, DescriptorError
 from ..io import file_sha256, load_image, resize_image, scale_source
 from ..measure.sliced import SlicedTargets, join_sliced
+from .runner import (
+    STOPPED_EARLY,
+    Limits,
+    Phase,
+    SourceInfo,
+    check_array,
+    load_network,
+    optimize,
+    precision_network,
+    quantize,
+    resolve_precision,
+    versions,
+)
 from .starts import GENERATED_STARTS, generated_start
 
 if TYPE_CHECKING:
@@ -41,16 +52,6 @@ log = logging.getLogger(__name__)
 NEUTRAL_COLOR = (0.5, 0.5, 0.5)
 
 ImageSource = str | os.PathLike[str] | np.ndarray
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """Where one source image came from (recorded in the report)."""
-
-    name: str
-    sha256: str | None
-    height: int
-    width: int
 
 
 @dataclass
@@ -149,24 +150,6 @@ class SynthesisResult:
     report: SynthesisReport
 
 
-def versions() -> dict[str, str]:
-    """Versions of multiscale and the libraries that decide its numbers."""
-    import PIL
-    import scipy
-
-    from .._tf import tf
-
-    return {
-        "multiscale": __version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pillow": PIL.__version__,
-        "machine": platform.machine(),
-    }
-
-
 def load_sources(
     sources: Sequence[ImageSource], *, config: SynthesisConfig
 ) -> tuple[list[np.ndarray], list[SourceInfo]]:
@@ -177,7 +160,7 @@ def load_sources(
     images, infos = [], []
     for i, src in enumerate(sources):
         if isinstance(src, np.ndarray):
-            image, name, digest = _check_array(src, name=f"source #{i + 1}"), f"<array #{i + 1}>", None
+            image, name, digest = check_array(src, name=f"source #{i + 1}"), f"<array #{i + 1}>", None
         else:
             image = load_image(src, max_pixels=config.max_input_pixels)
             name, digest = os.fspath(src), file_sha256(src)
@@ -185,17 +168,6 @@ def load_sources(
         images.append(image)
         infos.append(SourceInfo(name=name, sha256=digest, height=image.shape[0], width=image.shape[1]))
     return images, infos
-
-
-def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ImageError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
-    image = np.asarray(image, dtype=np.float32)
-    if not np.isfinite(image).all():
-        raise ImageError(f"{name}: holds NaN or Inf values")
-    if image.min() < 0 or image.max() > 1:
-        raise ImageError(f"{name}: values must lie in [0, 1], got {image.min():g}…{image.max():g}")
-    return np.ascontiguousarray(image)
 
 
 def initial_image(
@@ -223,16 +195,6 @@ def initial_image(
     if image.shape[:2] != (height, width):
         image = resize_image(image, width=width, height=height)
     return image
-
-
-def quantize(image: np.ndarray, *, bit_depth: int) -> np.ndarray:
-    """Round an image in [0, 1] to the levels an integer file of ``bit_depth`` holds."""
-    levels = (1 << bit_depth) - 1
-    out = np.clip(image, 0.0, 1.0)  # one new array, then in place: at 8192² each is 805 MB
-    out *= levels
-    np.round(out, out=out)
-    out /= levels
-    return out.astype(np.float32, copy=False)
 
 
 def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
@@ -797,10 +759,6 @@ def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, widt
     return np.stack(images) if config.frames > 1 else images[0]
 
 
-#: Stops that end a run before it is done: always worth a checkpoint.
-_STOPPED_EARLY = ("interrupted", "time_limit", "callback")
-
-
 def run_synthesis(
     sources: ImageSource | Sequence[ImageSource] | None = None,
     *,
@@ -853,12 +811,9 @@ def run_synthesis(
 
     With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
-    from ..measure.backbone import VGG16, load_weights
-
     started = time.perf_counter()
     d = config.descriptor
-    weights = load_weights(d.weights)
-    network = VGG16(weights, pooling=d.pooling, padding=d.padding)
+    weights, network = load_network(d)
     if targets is None:
         targets = prepare_targets(
             sources, config=config, network=network, descriptors=descriptors, join=join,
@@ -906,19 +861,14 @@ def run_synthesis(
     finish = exact = None
     if run_network is not network:  # float32 finishes the run and scores the saved image
         finish, exact = objective_for(network)
-    # the iteration where float32 took over (None: not yet); _optimize sets it at the switch
-    phase: dict[str, Any] = {"switched": resume_float32_from if exact is not None else None}
-    if resume_sliced_draw is not None:  # the draw a resumed run is in, and where it began
-        phase["draw"], phase["draw_from"] = resume_sliced_draw
+    # the float32 switch (None: not yet; optimize() sets it) and the sliced draw a resumed run is in
+    phase = Phase(switched=resume_float32_from if exact is not None else None)
+    if resume_sliced_draw is not None:
+        phase.draw, phase.draw_from = resume_sliced_draw
 
     def octave_losses() -> np.ndarray | None:
-        last = (style if phase["switched"] is None else exact).last
+        last = (style if phase.switched is None else exact).last
         return None if last is None else last.octave_losses
-
-    def redraw(draw: int) -> None:
-        for target in (style, exact):
-            if target is not None:
-                target.redraw(draw)
 
     checkpointer = (
         None
@@ -929,14 +879,14 @@ def run_synthesis(
             targets=targets, shape=shape, phase=phase,
         )
     )  # fmt: skip
-    result, checkpointed = _optimize(
-        objective, x0, config=config, callback=callback, shape=shape, resume_state=resume_state,
+    result, checkpointed = optimize(
+        objective, x0, limits=Limits.of(config), callback=callback, shape=shape, resume_state=resume_state,
         octave_losses=octave_losses if config.frames == 1 else None, on_checkpoint=checkpointer,
         finish=finish if config.optimizer == "projected" else None, phase=phase,
-        redraw=redraw, redraw_every=style.redraw_every,
+        redraw_every=objective.redraw_every,
     )  # fmt: skip
     stop_state = getattr(result, "state", None)
-    if checkpointer is None or result.stop_reason not in _STOPPED_EARLY or stop_state is None:
+    if checkpointer is None or result.stop_reason not in STOPPED_EARLY or stop_state is None:
         stop_state = None
     if getattr(result, "state", None) is not None:
         result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) unless a checkpoint needs them
@@ -980,7 +930,7 @@ def run_synthesis(
             else None
         ),
         tile_size=tile,
-        precision={**choice.to_dict(), "float32_from_iteration": phase["switched"]},
+        precision={**choice.to_dict(), "float32_from_iteration": phase.switched},
         spectrum_loss=spectrum_loss,
     )
     from .checkpoint import save_then_checkpoint
@@ -988,7 +938,7 @@ def run_synthesis(
     done = SynthesisResult(image=image, report=report)
     save_then_checkpoint(
         done, on_result,
-        None if stop_state is None else lambda: checkpointer(stop_state, float32_from_iteration=phase["switched"]),
+        None if stop_state is None else lambda: checkpointer(stop_state),
     )  # fmt: skip
     return done
 
@@ -999,27 +949,6 @@ def resolve_spectrum_weight(config: SynthesisConfig, targets: Targets) -> float:
     if config.spectrum_weight is not None:
         return float(config.spectrum_weight)
     return DEFAULT_SPECTRUM_WEIGHT if targets.exemplars else 0.0
-
-
-def resolve_precision(config: Any, *, height: int, width: int, weights: Any) -> Any:
-    """The run's :class:`~multiscale.jobs.precision.PrecisionChoice` (``auto`` measures), logged."""
-    from .precision import choose_precision
-
-    choice = choose_precision(
-        config=config.descriptor, height=height, width=width, requested=config.precision, weights=weights
-    )
-    if config.precision != "float32":
-        log.info("precision: %s", choice.reason)
-    return choice
-
-
-def precision_network(network: Any, choice: Any) -> Any:
-    """``network``'s twin whose convolutions run in the chosen precision (activations float32)."""
-    from ..measure.backbone import VGG16
-
-    return VGG16(
-        network.weights, pooling=network.pooling, padding=network.padding, compute_dtype=choice.compute_dtype
-    )
 
 
 def make_objective(
@@ -1051,180 +980,6 @@ def make_objective(
     return TiledStyleObjective(tile=tile, **common)
 
 
-def _optimize(
-    objective: Any,
-    x0: np.ndarray,
-    *,
-    config: SynthesisConfig,
-    callback: Callable[[Any], bool | None] | None,
-    shape: tuple[int, ...],
-    octave_losses: Callable[[], np.ndarray | None] | None,
-    resume_state: Any,
-    on_checkpoint: Callable[..., None] | None,
-    finish: Any = None,
-    phase: dict[str, int | None] | None = None,
-    redraw: Callable[[int], None] | None = None,
-    redraw_every: int | None = None,
-) -> tuple[Any, int | None]:
-    """Run the chosen driver; with the projected one, in checkpointed segments.
-
-    ``redraw`` (with ``redraw_every``): the sliced statistic's directions
-    change every ``redraw_every`` iterations, and sooner when the driver
-    stops on its own within a draw (``tol`` met for these directions, or no
-    decrease found: the texture is not done, only this draw's 1-D
-    marginals); the driver goes on from its best point with fresh L-BFGS
-    memory (the objective changed). ``phase["draw"]`` is the current draw
-    and ``phase["draw_from"]`` the iteration it began at: set here, or by a
-    resumed run from its checkpoint, so a resume draws what the
-    uninterrupted run did. With scipy's driver the first draw serves the
-    whole run.
-
-    ``finish``: the float32 objective a bfloat16 run switches to when its
-    driver stops on its own before ``max_iter``. ``phase["switched"]`` is the
-    iteration of that switch: set here when it happens, or already set for a
-    resumed state that is a float32 one.
-
-    Writes the periodic checkpoints only; the caller writes the one of a
-    stop (:data:`_STOPPED_EARLY`) from ``result.state``, after the image.
-
-    Returns the driver's :class:`~multiscale.optim.base.OptimizeResult` and the
-    iteration of the last checkpoint written (``None``: none).
-    """
-    common = dict(
-        bounds=(0.0, 1.0), tol=config.tol, history=config.history, callback=callback,
-        octave_losses=octave_losses, shape=shape,
-    )  # fmt: skip
-    if config.optimizer == "lbfgsb":
-        from ..optim.lbfgsb import minimize
-
-        res = minimize(objective, x0, max_iter=config.max_iter, time_limit=config.time_limit, **common)
-        return res, None
-
-    from ..optim.projected import minimize as projected
-    from ..optim.projected import start_point, switch_objective
-
-    x0 = start_point(x0)
-    phase = {"switched": None} if phase is None else phase
-    current = finish if finish is not None and phase["switched"] is not None else objective
-
-    started = time.perf_counter()
-    state, checkpointed = resume_state, None
-    every = config.checkpoint_every
-    sliced = redraw is not None and bool(redraw_every)
-    if sliced:
-        phase.setdefault("draw", 0)
-        phase.setdefault("draw_from", 0)
-        redraw(phase["draw"])
-
-    def next_draw(state: Any) -> Any:
-        """The next draw of directions, from the best point so far, with fresh L-BFGS memory."""
-        draw = phase["draw"] + 1
-        redraw(draw)
-        try:
-            loss, grad = current(state.best_x)
-        except KeyboardInterrupt:
-            redraw(phase["draw"])  # the state is still the old draw's, and so is a checkpoint of it
-            raise
-        phase["draw"], phase["draw_from"] = draw, state.iteration
-        return switch_objective(state, loss=loss, grad=grad)
-
-    while True:
-        done = state.iteration if state is not None else 0
-        if sliced and state is not None and phase["draw_from"] + redraw_every <= done < config.max_iter:
-            try:
-                state = next_draw(state)
-            except KeyboardInterrupt:
-                return _interrupted_at(state), checkpointed
-        cap = min(config.max_iter, done + every) if every else config.max_iter
-        if sliced:
-            cap = min(cap, phase["draw_from"] + redraw_every)
-        remaining = (
-            None
-            if config.time_limit is None
-            else max(config.time_limit - (time.perf_counter() - started), 1e-9)
-        )
-        try:
-            # overwrite_inputs: the run starts in x0's buffer, a segment in the previous one's memory
-            res = projected(
-                current, x0, max_iter=cap, time_limit=remaining, state=state, overwrite_inputs=True, **common
-            )
-        except KeyboardInterrupt:
-            # Not in the driver's own handling: while it took over the previous segment's memory or
-            # handed it back, so its pairs may be half rearranged. The best point is a whole image;
-            # no checkpoint comes from that memory (the last one written stays).
-            if state is None:
-                raise
-            res = dataclasses.replace(
-                _interrupted_at(state), state=None,
-                message="interrupted between two segments; the last checkpoint written is kept",
-            )  # fmt: skip
-            return res, checkpointed
-        state = res.state if res.state is not None else state
-        res.state = state
-        segment_end = res.stop_reason == "max_iter" and res.iterations < config.max_iter
-        if on_checkpoint is not None and state is not None and every and res.stop_reason == "max_iter":
-            try:
-                on_checkpoint(state, float32_from_iteration=phase["switched"])
-            except KeyboardInterrupt:
-                # The previous checkpoint is intact; run_synthesis writes this stop's after the image.
-                res.stop_reason, res.message = "interrupted", "interrupted while writing a checkpoint"
-                return res, checkpointed
-            checkpointed = state.iteration
-        if segment_end:
-            continue
-        if (
-            sliced
-            and res.stop_reason in ("converged", "abnormal")
-            and state is not None
-            and phase["draw_from"] < state.iteration < config.max_iter
-            and (finish is None or current is finish)
-            and (config.time_limit is None or time.perf_counter() - started < config.time_limit)
-        ):
-            log.info("draw %d stopped at iteration %d (%s); drawing new directions", phase["draw"],
-                     state.iteration, res.message)  # fmt: skip
-            try:
-                state = next_draw(state)
-            except KeyboardInterrupt:
-                return _interrupted_at(state), checkpointed
-            continue
-        if (
-            finish is None
-            or current is finish
-            or res.stop_reason not in ("converged", "abnormal")
-            or state is None
-            or state.iteration >= config.max_iter
-        ):
-            return res, checkpointed
-        # The bfloat16 driver stopped on its own: go on in float32 from its best point.
-        if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
-            return res, checkpointed
-        try:
-            loss, grad = finish(state.best_x)
-        except KeyboardInterrupt:
-            return res, checkpointed
-        if not (np.isfinite(loss) and np.isfinite(grad).all()):
-            log.warning("float32 finish skipped: the loss at the bfloat16 result is not finite")
-            return res, checkpointed
-        log.info(
-            "bfloat16 stopped at iteration %d (%s); finishing in float32 from loss %.4g",
-            state.iteration, res.message, loss,
-        )  # fmt: skip
-        state = switch_objective(state, loss=loss, grad=grad)
-        res, current = None, finish
-        phase["switched"] = state.iteration
-
-
-def _interrupted_at(state: Any) -> Any:
-    """The result of a run interrupted between two segments: its best point so far."""
-    from ..optim.projected import LBFGSResult
-
-    return LBFGSResult(
-        x=state.best_x, loss=state.best_loss, iterations=state.iteration, evaluations=state.evaluations,
-        stop_reason="interrupted", message="interrupted between two draws of the sliced directions",
-        elapsed_s=0.0, history=list(state.history), state=state,
-    )  # fmt: skip
-
-
 class _Checkpointer:
     """Writes a run's checkpoints; the targets only the first time."""
 
@@ -1236,9 +991,9 @@ class _Checkpointer:
         output: Any,
         targets: Targets,
         shape: tuple[int, ...],
-        phase: Mapping[str, Any] | None = None,
+        phase: Phase,
     ) -> None:
-        self.phase = {} if phase is None else phase  # the sliced draw is read from it at each write
+        self.phase = phase  # the float32 switch and the sliced draw are read from it at each write
         self.folder, self.config, self.output, self.targets, self.shape = (
             folder,
             config,
@@ -1248,7 +1003,7 @@ class _Checkpointer:
         )
         self.first = True
 
-    def __call__(self, state: Any, *, float32_from_iteration: int | None = None) -> None:
+    def __call__(self, state: Any) -> None:
         from .checkpoint import write_checkpoint
 
         write_checkpoint(
@@ -1256,9 +1011,9 @@ class _Checkpointer:
             mean_color=self.targets.mean_color,
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
-            float32_from_iteration=float32_from_iteration, sliced=self.targets.sliced,
+            float32_from_iteration=self.phase.switched, sliced=self.targets.sliced,
             exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 else (),
-            sliced_draw=(self.phase["draw"], self.phase["draw_from"]) if "draw" in self.phase else None,
+            sliced_draw=None if self.phase.draw is None else (self.phase.draw, self.phase.draw_from),
         )  # fmt: skip
         self.first = False
 
