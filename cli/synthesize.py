@@ -176,7 +176,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
     from multiscale.measure.tiles import plan_octaves
 
     height, width = config.height, config.width
-    if (height is None or width is None) and len(sources) == 1 and os.path.isfile(sources[0]):
+    if (height is None or width is None) and len(sources) == 1 and not _is_set_of_files(sources[0]):
         from multiscale.io import image_size, scaled_size
 
         # the size the run would take: displayed (EXIF), then --source-scale / --source-width

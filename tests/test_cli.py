@@ -174,6 +174,22 @@ def test_a_bad_source_file_exits_1_naming_the_file_and_the_problem(
     assert_nothing_written(out)
 
 
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [
+        ("missing", "no such file"),
+        ("zero_bytes", "empty file"),
+        ("text", "not a recognised image"),
+        ("random_bytes", "not a recognised image"),
+        ("bomb_png", "50000×50000"),
+    ],
+)
+def test_dry_run_sizing_a_bad_source_file_exits_1_with_one_line(runner, bad_image_files, fault, problem):
+    """--dry-run reads the source's header for the output size: the same clean refusal as a run."""
+    path = bad_image_files[fault]
+    error_line(invoke(runner, "-s", str(path), "--dry-run"), 1, str(path), problem)
+
+
 def test_a_decompression_bomb_header_is_refused_naming_the_limit_option(runner, bad_image_files, out):
     path = bad_image_files["bomb_png"]
     result = invoke(runner, "-s", str(path), *TINY, "-o", str(out))
@@ -657,6 +673,35 @@ def test_a_non_finite_first_evaluation_still_writes_the_image_and_valid_json(
     data = read_json(out)  # strict JSON: no NaN or Infinity tokens
     assert data["stop_reason"] == "non_finite"
     assert data["best_loss"] is None  # nothing finite was evaluated: the start image is kept
+
+
+def test_a_non_finite_loss_in_a_series_stops_it_with_the_finished_textures_in_place(
+    runner, source, tmp_path, monkeypatch
+):
+    runs = {"n": 0}
+    real_run, original = synthesis_module.run_synthesis, multiscale.objectives.texture.StyleObjective.__call__
+
+    def counting(*args, **kwargs):
+        runs["n"] += 1
+        return real_run(*args, **kwargs)
+
+    def patched(self, x):
+        loss, grad = original(self, x)
+        return (math.nan if runs["n"] == 2 else loss), grad
+
+    monkeypatch.setattr(synthesis_module, "run_synthesis", counting)
+    monkeypatch.setattr(multiscale.objectives.texture.StyleObjective, "__call__", patched)
+    first, second = tmp_path / "v.001.png", tmp_path / "v.002.png"
+    result = invoke(runner, "-s", str(source), *TINY, "--count", "3", "-q", "-o", str(tmp_path / "v.png"))
+    line = error_line(result, 1, "Error: texture 2/3: ", "non-finite")
+    assert line.endswith(
+        f"; written as one set, each with its JSON: {first} (finished), {second} (best finite image); "
+        "texture 3 not made"
+    ), line
+    assert sorted(p.name for p in tmp_path.glob("v.*")) == [
+        "v.001.png", "v.001.png.json", "v.002.png", "v.002.png.json"
+    ]  # fmt: skip
+    assert read_json(second)["stop_reason"] == "non_finite" and np.isfinite(load_image(second)).all()
 
 
 def test_ctrl_c_during_the_optimisation_exits_130_writing_the_best_image(runner, source, out, monkeypatch):
