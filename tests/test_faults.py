@@ -209,22 +209,8 @@ def test_ctrl_c_during_a_periodic_checkpoint_keeps_the_best_image_and_a_checkpoi
 
     monkeypatch.setattr(checkpoint, "write_checkpoint", second_interrupted)
     out = tmp_path / "run.png"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "synthesize",
-            "-s",
-            str(source_file),
-            *TINY,
-            "--max-iter",
-            "6",
-            "--checkpoint-every",
-            "1",
-            "-q",
-            "-o",
-            str(out),
-        ],
-    )
+    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "6", "--checkpoint-every", "1"]
+    result = CliRunner().invoke(cli, [*args, "-q", "-o", str(out)])
     assert result.exit_code == 130, result.output
     assert "best image so far written to" in result.output and "Traceback" not in result.output
     report = json.loads(out.with_name("run.png.json").read_text())
