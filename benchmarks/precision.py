@@ -92,7 +92,8 @@ def synthesis_check(tf, networks, config, size: int, iterations: int) -> None:  
     import dataclasses
 
     from multiscale.io import load_image
-    from multiscale.jobs.synthesize import initial_image, quantize
+    from multiscale.jobs.runner import quantize
+    from multiscale.jobs.starts import initial_image
     from multiscale.measure.gram import image_grams
     from multiscale.objectives.texture import StyleObjective
     from multiscale.optim.projected import minimize

@@ -60,7 +60,9 @@ import numpy as np
 
 from multiscale.config import DescriptorConfig
 from multiscale.io import load_image
-from multiscale.jobs.synthesize import SynthesisConfig, initial_image, quantize
+from multiscale.jobs.runner import quantize
+from multiscale.jobs.starts import initial_image
+from multiscale.jobs.synthesize import SynthesisConfig
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.gram import image_grams
 from multiscale.objectives.texture import StyleObjective

@@ -9,7 +9,7 @@ import pytest
 
 from multiscale._tf import tf
 from multiscale.config import DescriptorConfig
-from multiscale.jobs.synthesize import quantize
+from multiscale.jobs.runner import quantize
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.gram import image_grams
 from multiscale.measure.pyramid import downsample, gaussian_pyramid

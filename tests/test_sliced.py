@@ -8,7 +8,7 @@ import pytest
 from multiscale._tf import tf
 from multiscale.config import DescriptorConfig
 from multiscale.errors import ConfigError
-from multiscale.jobs.synthesize import measure_sliced
+from multiscale.jobs.runner import measure_sliced
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.gram import image_grams
 from multiscale.measure.sliced import (

@@ -20,6 +20,7 @@ from multiscale._tf import tf
 from multiscale.config import DescriptorConfig, StyleConfig
 from multiscale.errors import ConfigError, ImageError, ImageTooSmallError, ResourceError
 from multiscale.io import load_image, resize_image
+from multiscale.jobs.runner import quantize
 from multiscale.jobs.stylize import (
     auto_stages,
     estimate_memory,
@@ -29,7 +30,6 @@ from multiscale.jobs.stylize import (
     stage_sizes,
     stylize,
 )
-from multiscale.jobs.synthesize import quantize
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.color import luminance, match_color, recombine, rgb_to_yiq, yiq_to_rgb
 from multiscale.measure.gram import content_features, image_grams, min_image_side

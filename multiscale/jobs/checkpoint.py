@@ -70,8 +70,10 @@ CHECKPOINT_VERSION = 2
 KINDS = ("synthesize", "stylize")
 _FORMAT = "multiscale-checkpoint"
 _DATA_FILES = ("targets.npz", "state.npz")
+#: Data files a checkpoint may hold: the projected driver's state of a stylize stage.
+_OPTIONAL_DATA = ("driver.npz",)
 #: Every file a checkpoint folder holds: only a folder of these is ever replaced.
-_FILES = (*_DATA_FILES, "checkpoint.json", "current.png", "best.png")
+_FILES = (*_DATA_FILES, *_OPTIONAL_DATA, "checkpoint.json", "current.png", "best.png")
 #: Name parts of a new checkpoint being written and of the old one being swapped out.
 _TMP, _OLD = ".tmp-", ".old-"
 #: Most bytes of arrays, members and central directory a checkpoint's ``.npz`` may declare.
@@ -147,6 +149,13 @@ class StylePosition:
     history : np.ndarray
         float64 (iterations,): the loss after each iteration so far, all
         stages one after the other.
+    state : LBFGSState or None
+        The projected driver's state in the stage (``None`` at a stage's
+        start, with ``lbfgsb``, or in a checkpoint written before it was
+        kept): a resume continues the stage from it exactly. Its
+        ``iteration`` counts the stage's iterations since the driver
+        started, which is ``stage_iterations`` unless an earlier resume
+        restarted the driver.
     """
 
     stage: int
@@ -157,6 +166,7 @@ class StylePosition:
     stages: list[dict[str, Any]]
     image: np.ndarray
     history: np.ndarray
+    state: Any = None
 
     @property
     def iterations(self) -> int:
@@ -363,7 +373,11 @@ def _write_meta(folder: Path, kind: str, fields: dict[str, Any]) -> None:
             "version": CHECKPOINT_VERSION,
             "kind": kind,
             **fields,
-            "sha256": {name: file_sha256(folder / name) for name in _DATA_FILES},
+            "sha256": {
+                name: file_sha256(folder / name)
+                for name in (*_DATA_FILES, *_OPTIONAL_DATA)
+                if name in _DATA_FILES or (folder / name).is_file()
+            },
         },
         overwrite=True,
     )
@@ -538,6 +552,10 @@ def write_style_checkpoint(
             },
             overwrite=True,
         )
+        if position.state is not None:
+            from ..optim.projected import save_state
+
+            save_state(tmp / "driver.npz", position.state, overwrite=True)
         _write_previews(tmp, current, best)
         _write_style_meta(tmp, config=config, output=output, content=content, styles=styles,
                           style_blend=style_blend, contents=contents, position=position,
@@ -575,6 +593,7 @@ def _write_style_meta(
             "stage_elapsed_s": position.stage_elapsed_s,
             "stages": position.stages,
             "sliced": sliced,
+            "driver_state": None if position.state is None else int(position.state.iteration),
         },
     )
 
@@ -621,7 +640,7 @@ def _read_meta(
         return folder, meta
     if not isinstance(hashes, dict):
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: 'sha256'")
-    for name in _DATA_FILES:
+    for name in (*_DATA_FILES, *(n for n in _OPTIONAL_DATA if n in hashes)):
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{folder}: {name} is missing")
@@ -807,6 +826,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         stage=stage, stage_iterations=stage_iterations, stage_evaluations=stage_evaluations,
         stage_elapsed_s=stage_elapsed_s, best_loss=best_loss, stages=stages,
         image=np.clip(state["image"], 0.0, 1.0).astype(np.float32), history=state["history"].astype(np.float64),
+        state=_driver_state(folder, meta, config, size=int(np.prod(state["image"].shape)), done=stage_iterations),
     )  # fmt: skip
     return StyleCheckpoint(
         folder=name, config=config, output=output, content=content, styles=styles, style_blend=blend,
@@ -815,6 +835,22 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         position=position,
         sliced=[_sliced_from(targets, f"stage{s + 1}/", m) for s, m in enumerate(sliced_meta)],
     )  # fmt: skip
+
+
+def _driver_state(folder: Path, meta: dict[str, Any], config: StyleConfig, *, size: int, done: int) -> Any:
+    """The projected driver's state of a stylize checkpoint, checked against its stage (``None``: none kept)."""
+    iteration = meta.get("driver_state")
+    if iteration is None:
+        return None
+    from ..optim.projected import load_state
+
+    state = load_state(folder / "driver.npz", history=config.history)
+    if state.size != size or state.iteration != iteration or state.iteration > done:
+        raise CheckpointError(
+            f"{folder}: driver.npz does not fit its stage ({state.size} variables at iteration "
+            f"{state.iteration}; the stage has {size} and {done} iterations)"
+        )
+    return state
 
 
 #: Settings that checkpoints written before they existed ran with (not today's defaults).

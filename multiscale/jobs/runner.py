@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 from .._version import __version__
 from ..config import DescriptorConfig
 from ..errors import ImageError
+from ..measure.sliced import SlicedTargets, join_sliced
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,31 @@ def precision_network(network: Any, choice: Any) -> Any:
 
 
 #: Stops that end a run before it is done: always worth a checkpoint.
+def measure_sliced(
+    images: Sequence[np.ndarray],
+    *,
+    network: Any,
+    config: DescriptorConfig,
+    weights: Sequence[float] | None = None,
+) -> SlicedTargets | None:
+    """The images' features for the sliced statistic, or ``None`` when ``config`` does not use it.
+
+    ``weights``: each image's share of the quantile barycentre (default equal).
+    """
+    if "sliced" not in config.statistics:
+        return None
+    from ..measure.gram import image_sliced_features
+
+    parts = [
+        SlicedTargets(
+            features={k: [f] for k, f in image_sliced_features(im, network=network, config=config).items()},
+            weights=[1.0],
+        )
+        for im in images
+    ]
+    return join_sliced(parts, weights)
+
+
 #: Why a run stopped before its end, leaving a checkpoint to continue from.
 STOPPED_EARLY = ("interrupted", "time_limit", "callback")
 

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import fft, ndimage
 
+from ..io import load_image, resize_image
+
 #: Starts computed here (anything else is an image path, loaded by the caller).
 GENERATED_STARTS = ("spectrum", "smooth", "noise", "mean")
 
@@ -145,3 +147,30 @@ def generated_start(
     sigma = 0.1 if init == "noise" else 0.01
     noise = rng.normal(0.0, sigma, size=(height, width, 3))
     return np.clip(np.asarray(mean_color)[None, None, :] + noise, 0.0, 1.0).astype(np.float32)
+
+
+def initial_image(
+    init: str,
+    *,
+    height: int,
+    width: int,
+    mean_color: np.ndarray,
+    seed: int,
+    max_input_pixels: int,
+    exemplars: Sequence[np.ndarray] = (),
+) -> np.ndarray:
+    """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
+
+    ``spectrum``, ``smooth``, ``noise`` and ``mean`` are made by
+    :func:`multiscale.jobs.starts.generated_start` (``exemplars``: the sources as
+    measured, for ``spectrum``); anything else is an image path, resized to
+    the output size.
+    """
+    if init in GENERATED_STARTS:
+        return generated_start(
+            init, height=height, width=width, mean_color=mean_color, seed=seed, exemplars=exemplars
+        )
+    image = load_image(init, max_pixels=max_input_pixels)
+    if image.shape[:2] != (height, width):
+        image = resize_image(image, width=width, height=height)
+    return image

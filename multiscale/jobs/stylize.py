@@ -29,6 +29,7 @@ the command line and prints nothing. Progress goes to ``callback``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -49,7 +50,7 @@ from ..config import (
     DescriptorConfig,
     StyleConfig,
 )
-from ..errors import CheckpointError, ConfigError, ImageError, ImageTooSmallError
+from ..errors import CheckpointError, ConfigError, ImageTooSmallError
 from ..io import file_sha256, load_image, resize_image
 from ..measure.color import grey_rgb, luminance, match_color, match_luminance, match_palette, recombine
 from ..measure.memory import (
@@ -67,7 +68,19 @@ from .checkpoint import (
     save_then_checkpoint,
     write_style_checkpoint,
 )
-from .synthesize import SourceInfo, initial_image, quantize, versions
+from .runner import (
+    Limits,
+    SourceInfo,
+    check_array,
+    load_network,
+    measure_sliced,
+    optimize,
+    precision_network,
+    quantize,
+    resolve_precision,
+    versions,
+)
+from .starts import initial_image
 
 log = logging.getLogger(__name__)
 
@@ -417,20 +430,9 @@ def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfi
 # --------------------------------------------------------------------------
 
 
-def _check_array(image: np.ndarray, *, name: str) -> np.ndarray:
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ImageError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
-    image = np.asarray(image, dtype=np.float32)
-    if not np.isfinite(image).all():
-        raise ImageError(f"{name}: holds NaN or Inf values")
-    if image.min() < 0 or image.max() > 1:
-        raise ImageError(f"{name}: values must lie in [0, 1], got {image.min():g}…{image.max():g}")
-    return np.ascontiguousarray(image)
-
-
 def _load(src: ImageSource, *, label: str, max_pixels: int) -> tuple[np.ndarray, SourceInfo]:
     if isinstance(src, np.ndarray):
-        image, name, digest = _check_array(src, name=label), f"<array: {label}>", None
+        image, name, digest = check_array(src, name=label), f"<array: {label}>", None
     else:
         image = load_image(src, max_pixels=max_pixels)
         name, digest = os.fspath(src), file_sha256(src)
@@ -578,8 +580,6 @@ def _stage_styles(plan: StylizePlan, stage_width: int) -> tuple[list[np.ndarray]
 
 def _blended_sliced(plan: StylizePlan, network: Any, stage_width: int) -> Any:
     """The styles' features for the sliced statistic (quantile barycentre with the blend), or ``None``."""
-    from .synthesize import measure_sliced
-
     if plan.config.style_weight <= 0:
         return None
     images, weights = _stage_styles(plan, stage_width)
@@ -675,8 +675,6 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
         else None
     )
     if config.precision != "float32":
-        from .synthesize import precision_network, resolve_precision
-
         if choice is None:
             choice = resolve_precision(config, height=height, width=width, weights=network.weights)
         if choice.compute_dtype is not None:
@@ -779,6 +777,95 @@ class _StyleCheckpointer:
         )  # fmt: skip
 
 
+@dataclass
+class _StageRun:
+    """One stage's optimisation: the progress its callback reports and the checkpoints it writes.
+
+    ``done``: iterations, evaluations and seconds of the stage before this
+    driver run (a resume that restarted the driver); ``past``: the run's
+    losses before them; ``offset`` and ``before``: iterations before this
+    driver run, over the plan's budget (for progress) and as done (for the
+    checkpoint cadence, counted over all stages).
+    """
+
+    index: int
+    stages: int
+    config: StyleConfig
+    content: np.ndarray
+    shape: tuple[int, int, int]
+    offset: int
+    before: int
+    done: tuple[int, int, float]
+    past: list[float]
+    records: list[StageInfo]
+    total_iterations: int
+    run_started: float
+    callback: Callable[[Any], bool | None] | None
+    checkpointer: _StyleCheckpointer | None
+    started: float = field(default_factory=time.perf_counter)
+    losses: list[float] = field(default_factory=list)
+    latest_x: np.ndarray | None = None
+
+    def position(
+        self, iterations: int, evaluations: int, best: float, image: np.ndarray, losses: Sequence[float],
+        driver: Any = None,
+    ) -> StylePosition:  # fmt: skip
+        """Where the stage stands after ``iterations`` of this driver run."""
+        return StylePosition(
+            stage=self.index, stage_iterations=self.done[0] + iterations,
+            stage_evaluations=self.done[1] + evaluations,
+            stage_elapsed_s=self.done[2] + time.perf_counter() - self.started, best_loss=_finite_or_none(best),
+            stages=[dataclasses.asdict(r) for r in self.records], image=np.array(image, dtype=np.float32),
+            history=np.array(self.past + list(losses)), state=driver,
+        )  # fmt: skip
+
+    def on_iteration(self, p: Progress) -> bool | None:
+        """The driver's callback: the user's progress, and ``lbfgsb``'s checkpoints."""
+        stop = None
+        config = self.config
+        if self.callback is not None:
+            image = None if p.image is None else _to_rgb(p.image, self.content, config)
+            stop = self.callback(
+                StageProgress(
+                    iteration=self.offset + p.iteration, max_iter=self.total_iterations,
+                    evaluations=p.evaluations, loss=p.loss, best_loss=p.best_loss,
+                    elapsed_s=time.perf_counter() - self.run_started, octave_losses=p.octave_losses, image=image,
+                    stage=self.index + 1, stages=self.stages, stage_iteration=self.done[0] + p.iteration,
+                    height=self.shape[0], width=self.shape[1],
+                )
+            )  # fmt: skip
+        if self.checkpointer is None or config.optimizer != "lbfgsb":
+            return stop
+        # scipy's driver hands out no state: its checkpoints hold the best image, and a resume
+        # restarts L-BFGS from it (the projected driver's come from optimize(), exactly resumable)
+        self.losses.append(p.loss)
+        self.latest_x = np.array(p.image, dtype=np.float32)
+        if config.checkpoint_every and (self.before + p.iteration) % config.checkpoint_every == 0:
+            self.checkpointer(
+                self.position(p.iteration, p.evaluations, p.best_loss, p.best_image, self.losses),
+                current=self.latest_x,
+            )
+        return stop
+
+    def on_checkpoint(self, state: Any) -> None:
+        """A checkpoint with the projected driver's state, at the end of a segment that reached a
+        multiple of ``checkpoint_every`` over all stages (a stage's own end is not one: the run's
+        end writes its checkpoint after the image)."""
+        every = self.config.checkpoint_every
+        if self.checkpointer is None or not every or (self.before + state.iteration) % every:
+            return
+        self.checkpointer(
+            self.position(state.iteration, state.evaluations, state.best_loss,
+                          state.best_x.reshape(self.shape), state.history, state),
+            current=state.x.reshape(self.shape),
+        )  # fmt: skip
+
+
+def _octave_losses(objective: Any) -> np.ndarray | None:
+    """The style term's share per octave at the objective's latest evaluation (``None``: none yet)."""
+    return None if objective.last is None else objective.last.octave_losses
+
+
 def _stage_start(
     stage: int, image: np.ndarray, records: list[StageInfo], history: list[float]
 ) -> tuple[StylePosition, np.ndarray]:
@@ -801,14 +888,6 @@ def _worth_a_checkpoint(reason: str, *, last: bool, periodic: bool) -> bool:
     if reason in ("interrupted", "callback"):
         return True
     return last and reason != "non_finite" and (periodic or reason == "time_limit")
-
-
-def _network(config: StyleConfig) -> tuple[Any, Any]:
-    from ..measure.backbone import VGG16, load_weights
-
-    d = config.descriptor
-    weights = load_weights(d.weights)
-    return weights, VGG16(weights, pooling=d.pooling, padding=d.padding)
 
 
 def run_plan(
@@ -843,14 +922,12 @@ def run_plan(
         raise ConfigError("output", "a checkpoint must record the output it is for; give output=")
     started = time.perf_counter()
     config = plan.config
-    weights, network = _network(config)
+    weights, network = load_network(config.descriptor)
     job = _Job(
         config=config, targets=stage_targets(plan, network), content_info=plan.content_info,
         style_infos=plan.style_infos, blend=plan.blend,
     )  # fmt: skip
     if config.precision == "auto":
-        from .synthesize import resolve_precision
-
         height, width = plan.stage_sizes[-1]
         job.precision = resolve_precision(config, height=height, width=width, weights=weights)
     h, w = plan.stage_sizes[0]
@@ -886,16 +963,13 @@ def _run_stages(
 
     ``finished`` are the records of the stages before ``start.stage``. A
     stage with iterations already done goes on for the rest of its
-    ``max_iter``, from ``start.image``, with a fresh L-BFGS-B. The
-    checkpoint of the run's end is written after ``on_result`` has the image.
+    ``max_iter``: exactly from ``start.state``, the projected driver's state,
+    when the checkpoint kept one; otherwise from ``start.image`` with fresh
+    L-BFGS memory. Each stage runs through :func:`multiscale.jobs.runner.optimize`,
+    in checkpointed segments. The checkpoint of the run's end is written
+    after ``on_result`` has the image.
     """
     config = job.config
-    from ..optim.projected import start_point
-
-    if config.optimizer == "projected":
-        from ..optim.projected import minimize
-    else:
-        from ..optim.lbfgsb import minimize
     channels = 1 if config.preserve_color == "luminance" else 3
     sizes = job.stage_sizes
     n = len(sizes)
@@ -916,10 +990,12 @@ def _run_stages(
             note = f"resumed at the start of stage {s} of {n}"
         elif k >= config.max_iter:
             note = f"resumed after stage {s} of {n}, which had done its {k} iterations"
+        elif start.state is not None:
+            note = f"resumed stage {s} of {n} after {k} iteration(s), exactly where it stopped"
         else:
             note = (
                 f"resumed stage {s} of {n} from its best image after {k} iteration(s); "
-                "L-BFGS restarted from it (its correction pairs are not saved)"
+                "L-BFGS restarted from it (the checkpoint kept no driver state: lbfgsb)"
             )
         log.info("%s: %s", resumed_from, note)
 
@@ -960,72 +1036,47 @@ def _run_stages(
             optimise_start = optimise_start or time.perf_counter()
             remaining = config.time_limit - (time.perf_counter() - optimise_start)
             budget = max(remaining, 0.0) * pixels[i] / sum(pixels[i:])
-        offset = i * config.max_iter + done_iters
-        before = sum(r.iterations for r in records) + done_iters
-        stage_losses: list[float] = []
-        latest: dict[str, np.ndarray] = {}
-
-        def on_iteration(
-            p: Progress, stage: int = i, offset: int = offset, content_s: np.ndarray = content_s,
-            before: int = before, done: tuple[int, int, float] = (done_iters, done_evals, done_s),
-            losses: list[float] = stage_losses, latest: dict[str, np.ndarray] = latest,
-            past: list[float] = history,
-        ) -> bool | None:  # fmt: skip
-            stop = None
-            if callback is not None:
-                image = None if p.image is None else _to_rgb(p.image, content_s, config)
-                stop = callback(
-                    StageProgress(
-                        iteration=offset + p.iteration, max_iter=total_iterations, evaluations=p.evaluations,
-                        loss=p.loss, best_loss=p.best_loss, elapsed_s=time.perf_counter() - started,
-                        octave_losses=p.octave_losses, image=image, stage=stage + 1, stages=n,
-                        stage_iteration=done[0] + p.iteration, height=content_s.shape[0],
-                        width=content_s.shape[1],
-                    )
-                )  # fmt: skip
-            if checkpointer is None:
-                return stop
-            losses.append(p.loss)
-            latest["x"] = np.array(p.image, dtype=np.float32)
-            if config.checkpoint_every and (before + p.iteration) % config.checkpoint_every == 0:
-                checkpointer(
-                    StylePosition(
-                        stage=stage, stage_iterations=done[0] + p.iteration,
-                        stage_evaluations=done[1] + p.evaluations, stage_elapsed_s=done[2] + p.elapsed_s,
-                        best_loss=_finite_or_none(p.best_loss), stages=[dataclasses.asdict(r) for r in records],
-                        image=np.array(p.best_image, dtype=np.float32), history=np.array(past + losses),
-                    ),
-                    current=latest["x"],
-                )  # fmt: skip
-            return stop
-
+        # A resumed driver state holds the stage's iterations, evaluations and losses since the
+        # driver started; done_* count only those before (an older resume that restarted it).
+        state = start.state if first else None
+        if state is not None:
+            done_iters -= state.iteration
+            done_evals -= state.evaluations
+            del history[len(history) - state.iteration :]
+        stage = _StageRun(
+            index=i, stages=n, config=config, content=content_s, shape=(h, w, channels),
+            offset=i * config.max_iter + done_iters, before=sum(r.iterations for r in records) + done_iters,
+            done=(done_iters, done_evals, done_s), past=list(history), records=list(records),
+            total_iterations=total_iterations, run_started=started, callback=callback, checkpointer=checkpointer,
+        )  # fmt: skip
         stage_obj = objective
         try:
-            result = minimize(
-                stage_obj,
-                start_point(x0) if config.optimizer == "projected" else x0.reshape(-1),
-                bounds=(0.0, 1.0),
-                max_iter=config.max_iter - done_iters,
-                tol=config.tol,
-                history=config.history,
-                time_limit=budget,
-                callback=on_iteration,
-                octave_losses=lambda obj=stage_obj: None if obj.last is None else obj.last.octave_losses,
-                shape=(h, w, channels),
-            )
+            result, _ = optimize(
+                stage_obj, x0.reshape(-1),
+                limits=Limits.of(
+                    config, max_iter=config.max_iter - done_iters, time_limit=budget,
+                    checkpoint_offset=stage.before,
+                    checkpoint_every=config.checkpoint_every if checkpointer is not None else None,
+                ),
+                callback=stage.on_iteration, shape=stage.shape, resume_state=state,
+                octave_losses=functools.partial(_octave_losses, stage_obj),
+                on_checkpoint=stage.on_checkpoint if checkpointer is not None else None,
+            )  # fmt: skip
         except KeyboardInterrupt:
-            # Outside the driver's own handling (its set-up or hand-back): the stage's progress in
+            # Before the driver's first segment took over (its set-up): the stage's progress in
             # memory is lost. The run ends with the previous stage's image, as if interrupted while
             # preparing this stage; a checkpoint written during the stage stays.
             if current is None:
                 raise
             objective = None
             reason, message = "interrupted", f"interrupted at the start or end of stage {i + 1} of {n}"
-            if checkpointer is not None and not latest:
+            if checkpointer is not None and not checkpointer.written:
                 final_checkpoint = _stage_start(i, _resize(current, h, w), records, history)
             break
-        if getattr(result, "state", None) is not None:
-            result.state = None  # no resume from a stage's L-BFGS state: free its pairs now
+        stage_state = getattr(result, "state", None)  # the projected driver's; lbfgsb has none
+        if stage_state is not None:
+            result.state = None  # frees the driver's pairs unless a checkpoint needs them
+        stage_s = time.perf_counter() - stage.started
         current = result.x.reshape(h, w, channels).astype(np.float32)
         history += result.history
         best_loss = _finite_or_none(result.loss)
@@ -1034,22 +1085,27 @@ def _run_stages(
         record = StageInfo(
             stage=i + 1, height=h, width=w, iterations=done_iters + result.iterations,
             evaluations=done_evals + result.evaluations, loss=best_loss, stop_reason=result.stop_reason,
-            message=result.message, elapsed_s=done_s + result.elapsed_s, time_limit_s=budget,
+            message=result.message, elapsed_s=done_s + stage_s, time_limit_s=budget,
             tile_size=stage_obj.tile, precision=stage_obj.precision,
         )  # fmt: skip
         log.info("stage %d of %d (%d×%d): %s", i + 1, n, w, h, result.message)
         if checkpointer is not None and _worth_a_checkpoint(
             reason, last=i == n - 1, periodic=config.checkpoint_every is not None
         ):
-            # only ever at the run's last stage (see _worth_a_checkpoint): written after the image
+            # only ever at the run's last stage (see _worth_a_checkpoint): written after the image;
+            # with the driver's state when it handed one out, so a resume goes on exactly
             final_checkpoint = (
                 StylePosition(
                     stage=i, stage_iterations=record.iterations, stage_evaluations=record.evaluations,
                     stage_elapsed_s=record.elapsed_s, best_loss=best_loss,
                     stages=[dataclasses.asdict(r) for r in records], image=current, history=np.array(history),
+                    state=stage_state,
                 ),
-                latest.get("x", current),
+                (stage.latest_x if stage.latest_x is not None else current)
+                if stage_state is None
+                else stage_state.x.reshape(stage.shape),
             )  # fmt: skip
+        del stage_state
         records.append(record)
         if reason in ("interrupted", "non_finite", "callback"):
             break
@@ -1130,11 +1186,14 @@ def resume_stylize(
 
     The run goes on from the stage it reached with its own settings and
     targets (the checkpoint holds the content at every stage's size and the
-    styles' Grams, so no source file is read). scipy's L-BFGS-B cannot hand
-    out its state, so a stage stopped part-way restarts the optimiser from
-    that stage's best image, for the rest of its ``max_iter``: the result is
-    close to, not the same as, an uninterrupted run's. The log, the report's
-    ``message`` and ``resumed_from`` say so. ``max_iter`` (per stage) and
+    styles' Grams, so no source file is read). With the projected driver
+    (the default) the checkpoint holds its state, and a stage stopped
+    part-way goes on exactly: the result is the uninterrupted run's, bit
+    for bit. scipy's L-BFGS-B (``optimizer="lbfgsb"``) cannot hand out its
+    state, so such a stage restarts the optimiser from its best image, for
+    the rest of its ``max_iter``: close to, not the same as, an
+    uninterrupted run. The log, the report's ``message`` and
+    ``resumed_from`` say which. ``max_iter`` (per stage) and
     ``time_limit`` (for this session, shared among the remaining stages) may
     be changed. The continued run checkpoints into the same folder;
     ``on_result`` as in :func:`run_plan`. ``checkpoint`` is the folder or
@@ -1169,7 +1228,7 @@ def resume_stylize(
         ],
         content_info=content_info, style_infos=style_infos, blend=tuple(ck.style_blend),
     )  # fmt: skip
-    weights, network = _network(config)
+    weights, network = load_network(config.descriptor)
     result = _run_stages(
         job, start=ck.position, finished=finished, weights=weights, network=network, started=started,
         callback=callback, checkpointer=_StyleCheckpointer(ck.folder, job=job, output=ck.output, targets_written=True),

@@ -24,8 +24,8 @@ from ..config import (
     SynthesisConfig,
 )
 from ..errors import ConfigError, DescriptorError
-from ..io import file_sha256, load_image, resize_image, scale_source
-from ..measure.sliced import SlicedTargets, join_sliced
+from ..io import file_sha256, load_image, scale_source
+from ..measure.sliced import SlicedTargets
 from .runner import (
     STOPPED_EARLY,
     Limits,
@@ -33,13 +33,14 @@ from .runner import (
     SourceInfo,
     check_array,
     load_network,
+    measure_sliced,
     optimize,
     precision_network,
     quantize,
     resolve_precision,
     versions,
 )
-from .starts import GENERATED_STARTS, generated_start
+from .starts import initial_image
 
 if TYPE_CHECKING:
     from ..descriptors.build import BuildResult
@@ -168,33 +169,6 @@ def load_sources(
         images.append(image)
         infos.append(SourceInfo(name=name, sha256=digest, height=image.shape[0], width=image.shape[1]))
     return images, infos
-
-
-def initial_image(
-    init: str,
-    *,
-    height: int,
-    width: int,
-    mean_color: np.ndarray,
-    seed: int,
-    max_input_pixels: int,
-    exemplars: Sequence[np.ndarray] = (),
-) -> np.ndarray:
-    """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
-
-    ``spectrum``, ``smooth``, ``noise`` and ``mean`` are made by
-    :func:`multiscale.jobs.starts.generated_start` (``exemplars``: the sources as
-    measured, for ``spectrum``); anything else is an image path, resized to
-    the output size.
-    """
-    if init in GENERATED_STARTS:
-        return generated_start(
-            init, height=height, width=width, mean_color=mean_color, seed=seed, exemplars=exemplars
-        )
-    image = load_image(init, max_pixels=max_input_pixels)
-    if image.shape[:2] != (height, width):
-        image = resize_image(image, width=width, height=height)
-    return image
 
 
 def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
@@ -366,31 +340,6 @@ def targets_from_images(
         grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2], exemplars=images,
         sliced=measure_sliced(images, network=network, config=config.descriptor),
     )  # fmt: skip
-
-
-def measure_sliced(
-    images: Sequence[np.ndarray],
-    *,
-    network: Any,
-    config: DescriptorConfig,
-    weights: Sequence[float] | None = None,
-) -> SlicedTargets | None:
-    """The images' features for the sliced statistic, or ``None`` when ``config`` does not use it.
-
-    ``weights``: each image's share of the quantile barycentre (default equal).
-    """
-    if "sliced" not in config.statistics:
-        return None
-    from ..measure.gram import image_sliced_features
-
-    parts = [
-        SlicedTargets(
-            features={k: [f] for k, f in image_sliced_features(im, network=network, config=config).items()},
-            weights=[1.0],
-        )
-        for im in images
-    ]
-    return join_sliced(parts, weights)
 
 
 def require_images_for_sliced(config: DescriptorConfig, what: str) -> None:
