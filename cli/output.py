@@ -72,9 +72,9 @@ class OutputPlan:
             bit_depth=config.bit_depth,
             overwrite=overwrite,
             save_every=config.save_every,
-            # stylize checkpoints with either optimizer (a resume restarts the
-            # stage's optimiser from its best image); synthesize resumes
-            # exactly, which needs the projected optimizer's state.
+            # stylize checkpoints with either optimizer (with lbfgsb a resume restarts
+            # the stage's optimiser from its best image); synthesize resumes exactly,
+            # which needs the projected optimizer's state.
             resumable=isinstance(config, StyleConfig) or config.optimizer == "projected",
         )
         check_output_format(image, bit_depth=config.bit_depth)

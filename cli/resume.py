@@ -39,12 +39,12 @@ Examples:
 def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quiet: bool) -> None:  # fmt: skip
     """Continue the run saved in CHECKPOINT (a folder written by Ctrl-C or --checkpoint-every).
 
-    A synthesis goes on with its own settings, targets and optimiser state,
-    so it ends where an uninterrupted run would. A style transfer goes on
-    from the stage it reached to the last, with its own settings and
-    targets; scipy's L-BFGS-B keeps no state that could be saved, so that
-    stage starts the optimiser again from its best image (the summary says
-    so). The final image replaces the run's own output (the one recorded in
+    A run goes on with its own settings, targets and optimiser state, so it
+    ends where an uninterrupted run would (a style transfer from the stage
+    it reached to the last). With --optimizer lbfgsb, whose state scipy does
+    not hand out, a stopped stylize stage starts the optimiser again from its
+    best image (the summary says so). A resume that will not fit in memory
+    is refused before anything is loaded, as a fresh run would be. The final image replaces the run's own output (the one recorded in
     the checkpoint, which may hold the best image saved at the
     interruption); the checkpoint is refreshed on the way.
     """
@@ -54,11 +54,12 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
         read_checkpoint,
         read_style_checkpoint,
     )
-    from multiscale.jobs.stylize import resume_stylize
+    from multiscale.jobs.stylize import check_resume_memory, resume_stylize
     from multiscale.jobs.synthesize import check_run_memory, resume_synthesis
 
     ck: Any
     if checkpoint_kind(checkpoint) == "stylize":
+        check_resume_memory(checkpoint)  # refused like a fresh run, before the state is loaded
         ck = read_style_checkpoint(checkpoint)
         total = len(ck.stage_sizes) * (max_iter or ck.config.max_iter)
         run, stem = resume_stylize, "stylized"

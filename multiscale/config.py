@@ -505,8 +505,9 @@ class StyleConfig:
     checkpoint_every : int or None
         Write a resumable checkpoint every N iterations, counted over all
         stages (see :mod:`multiscale.jobs.checkpoint`; needs a checkpoint folder).
-        The optimiser's correction pairs are not saved: a resumed run
-        restarts L-BFGS from the best image of the stage reached.
+        With the projected optimizer it holds the driver's state and a
+        resume continues exactly; with ``lbfgsb`` a resume restarts L-BFGS
+        from the best image of the stage reached.
     optimizer : {"projected", "lbfgsb"}
         As in :class:`SynthesisConfig`: the float32 projected L-BFGS
         (default; its own cost stays small at print sizes) or scipy's.

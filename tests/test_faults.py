@@ -696,6 +696,28 @@ def test_a_resume_that_will_not_fit_is_refused_before_its_state_is_loaded(source
     assert result.exit_code == 1 and "more than the 1.00 MiB allowed" in result.output, result.output
 
 
+def test_a_stylize_resume_that_will_not_fit_is_refused_before_its_checkpoint_is_loaded(
+    source_file, tmp_path, monkeypatch
+):
+    import multiscale.jobs.checkpoint as checkpoint
+
+    out = tmp_path / "styled.png"
+    args = ["stylize", "-c", str(source_file), "-s", str(source_file), "--width", "48", "--stages", "1",
+            "--octaves", "2", "--layers", "conv1_1,pool1", "--max-iter", "2", "--checkpoint-every", "1", "-q"]  # fmt: skip
+    assert CliRunner().invoke(cli, [*args, "-o", str(out)]).exit_code == 0
+    meta = default_folder(out) / "checkpoint.json"
+    data = json.loads(meta.read_text())
+    data["config"]["max_memory"] = 1 << 20
+    meta.write_text(json.dumps(data))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded")
+
+    monkeypatch.setattr(checkpoint, "read_style_checkpoint", never)
+    result = CliRunner().invoke(cli, ["resume", str(default_folder(out)), "--max-iter", "4"])
+    assert result.exit_code == 1 and "more than the 1.00 MiB allowed" in result.output, result.output
+
+
 def test_a_loaded_state_is_laid_out_for_the_driver_to_take_over(tmp_path):
     """A resume holds its optimiser state once: the pairs are read into the driver's block."""
     from multiscale.optim.projected import _exported_block

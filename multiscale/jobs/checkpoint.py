@@ -17,8 +17,12 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
     iterate, pairs, counters, best point — a resumed run continues bit for
     bit. Stylize: the best image of the stage reached (float32, the
     optimiser's variables: 1 channel with ``preserve_color="luminance"``)
-    and the loss history. The optimiser's correction pairs are not kept, so
-    a resumed stylize run restarts L-BFGS from that image.
+    and the loss history.
+``driver.npz`` (stylize, projected optimizer)
+    the projected L-BFGS state within the stage reached, as synthesize's
+    ``state.npz``: a resumed stylize run continues it bit for bit. Without
+    it (``lbfgsb``, a stage's start, a checkpoint from before it was kept)
+    a resume restarts L-BFGS from the stage's best image.
 ``current.png``, ``best.png``
     the current and the best image, for looking at (16-bit PNG).
 
@@ -681,6 +685,26 @@ def checkpoint_config(folder: PathLike) -> SynthesisConfig | StyleConfig:
         return kind.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
+
+
+def style_checkpoint_sizes(folder: PathLike) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """A stylize checkpoint's stage sizes and its styles' sizes as loaded, (height, width) each,
+    from ``checkpoint.json`` alone: for planning a resume's memory before its data is read.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_style_checkpoint`, for the folder and its JSON.
+    """
+    folder, meta = _read_meta(folder, kind="stylize", verify=False)
+    try:
+        sizes = [(_count(h, "stage_sizes", 1), _count(w, "stage_sizes", 1)) for h, w in meta["stage_sizes"]]
+        styles = [(_count(s["height"], "styles", 1), _count(s["width"], "styles", 1)) for s in meta["styles"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
+    if not sizes:
+        raise CheckpointError(f"{folder}: checkpoint.json has no stage sizes")
+    return sizes, styles
 
 
 def read_checkpoint(folder: PathLike) -> Checkpoint:

@@ -1174,6 +1174,30 @@ def _run_stages(
     return result
 
 
+def check_resume_memory(folder: str | os.PathLike[str]) -> None:
+    """Refuse a resume whose last stage will not fit in memory, before its checkpoint is loaded.
+
+    The estimate and the limit are a fresh run's (:func:`stage_tiling`): the
+    resumed driver takes over the loaded state, so a resume holds what the
+    original run held.
+
+    Raises
+    ------
+    MemoryLimitError
+        As a fresh run would be refused.
+    CheckpointError
+        For a folder whose ``checkpoint.json`` is not a stylize checkpoint's.
+    """
+    from .checkpoint import checkpoint_config, style_checkpoint_sizes
+
+    config = checkpoint_config(folder)
+    sizes, styles = style_checkpoint_sizes(folder)
+    height, width = sizes[-1]
+    final_style_sizes = [style_size(h, w, stage_width=width, style_scale=config.style_scale) for h, w in styles]
+    _, estimate, limit = stage_tiling(height, width, config=config, style_sizes=final_style_sizes)
+    check_memory(estimate, max_memory=limit, what=f"resuming a {width}×{height} stylize run")
+
+
 def resume_stylize(
     checkpoint: str | os.PathLike[str] | StyleCheckpoint,
     *,
