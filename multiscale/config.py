@@ -13,10 +13,13 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
 from .layers import LAYER_NAMES
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 PADDINGS = ("reflect", "wrap", "same", "valid")
 #: Texture statistics a descriptor can match (:mod:`multiscale.objectives.texture`, :mod:`multiscale.measure.sliced`).
@@ -233,26 +236,27 @@ def job_descriptor() -> DescriptorConfig:
     return DescriptorConfig(statistics=DEFAULT_STATISTICS)
 
 
-@dataclass(frozen=True)
-class SynthesisConfig:
-    """Every option of a texture synthesis run, with its default.
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What every job's config shares: the descriptor, the start, the driver and its limits, the output.
+
+    :class:`SynthesisConfig` and :class:`StyleConfig` add their own fields
+    (and :class:`StyleConfig` its own ``init`` and ``tol`` defaults). Every
+    config validates itself when built, so the API and the CLI refuse the
+    same values with the same :class:`ConfigError`.
 
     Attributes
     ----------
     descriptor : DescriptorConfig
         What is measured (octaves, layers, padding, …).
-    width, height : int or None
-        Output size in pixels; ``None`` takes the first source's (scaled) size.
+    width : int or None
+        Output width in pixels; ``None`` takes the source's.
     init : str
-        Start image (:mod:`multiscale.jobs.starts`): ``"spectrum"`` (random-phase
-        noise with the sources' colours and power spectrum; the mean colour
-        plus smooth noise when there are no source images), ``"smooth"``,
-        ``"noise"`` (the mean colour plus independent noise per channel: it
-        leaves colour speckle), ``"mean"`` or the path of an image.
+        Start image; the choices are the job's (see each config).
     seed : int
         Seed of every random choice; same seed and machine → same bytes.
     max_iter : int
-        L-BFGS iterations at most.
+        L-BFGS iterations at most (per stage for style transfer).
     tol : float
         Stop when the loss reduction of an iteration, divided by
         ``max(|f|, |f₊|, 1)``, falls below this (scipy's ``ftol``). The
@@ -260,7 +264,9 @@ class SynthesisConfig:
         step, and too large a ``tol`` lets one short line-search step end a
         run far from converged (benchmarks/RESULTS.md, "Defaults").
     time_limit : float or None
-        Stop after this many seconds (the best image so far is the result).
+        Stop after this many seconds (for style transfer: all stages
+        together, shared in proportion to their pixels); the best image so
+        far is the result.
     history : int
         L-BFGS memory: number of (s, y) correction pairs kept.
     save_every : int or None
@@ -269,6 +275,14 @@ class SynthesisConfig:
         Bits per channel of PNG/TIFF output.
     max_input_pixels : int
         Input images with more pixels are refused before decoding.
+    max_memory : int or None
+        Refuse a run whose estimated peak memory (bytes) exceeds this;
+        ``None``: 80 % of the memory available when the run starts.
+    checkpoint_every : int or None
+        Write a resumable checkpoint every N iterations (counted over all
+        stages for style transfer; see :mod:`multiscale.jobs.checkpoint`). With the
+        projected optimizer it holds the driver's state and a resume
+        continues exactly.
     optimizer : {"projected", "lbfgsb"}
         ``projected`` (default): the float32 projected L-BFGS of
         :mod:`multiscale.optim.projected` — far less driver time per
@@ -276,24 +290,6 @@ class SynthesisConfig:
         (benchmarks/RESULTS.md, "Optimiser's own time"), and resumable
         exactly (checkpoints, Ctrl-C). ``lbfgsb``: scipy's L-BFGS-B, the
         reference.
-    frames : int
-        Number of frames; more than 1 makes an animation.
-    frame_weight : float
-        Pull between consecutive frames (see :mod:`multiscale.jobs.animate`).
-    loop : bool
-        Also pull the last frame toward the first (a seamless loop).
-    spectrum_weight : float or None
-        Weight of the spectrum constraint (:mod:`multiscale.objectives.spectrum`): the
-        squared distance to the images with the sources' Fourier spectrum,
-        which keeps quasi-periodic textures (bricks, tiles) in line; 0 leaves
-        it out. It needs source images; ``None`` (the default) is
-        :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
-        files, folder builds). Reports and checkpoints record the resolved value.
-    checkpoint_every : int or None
-        Write a resumable checkpoint every N iterations (needs ``projected``).
-    max_memory : int or None
-        Refuse a run whose estimated peak memory (bytes) exceeds this;
-        ``None``: 80 % of the memory available when the run starts.
     tile_size : int or None
         Evaluate the loss tile by tile, tiles of this many pixels (of the
         octave they cut) plus a halo: the same loss and gradient in far less
@@ -305,17 +301,13 @@ class SynthesisConfig:
         float32). ``bfloat16`` is faster per evaluation on a CPU with native
         bf16 and reaches the same loss over the first hundred iterations
         (benchmarks/RESULTS.md, "Objective throughput" and "bfloat16 against
-        float32"). On long runs its rounding noise stops the driver early (it
-        meets ``tol`` or finds no decrease): a synthesis then finishes in
-        float32 from that point (:func:`multiscale.jobs.synthesize.run_synthesis`).
-        float32 stays the default. ``auto`` measures both
-        on a small probe and checks bf16's accuracy (:mod:`multiscale.jobs.precision`);
+        float32"). float32 stays the default. ``auto`` measures both on a
+        small probe and checks bf16's accuracy (:mod:`multiscale.jobs.precision`);
         the choice and its figures go into the output's JSON.
     """
 
     descriptor: DescriptorConfig = field(default_factory=job_descriptor)
     width: int | None = None
-    height: int | None = None
     init: str = "spectrum"
     seed: int = 0
     max_iter: int = 200
@@ -325,21 +317,22 @@ class SynthesisConfig:
     save_every: int | None = None
     bit_depth: int = 8
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-    optimizer: str = "projected"
-    frames: int = 1
-    frame_weight: float = 1.0
-    loop: bool = False
-    spectrum_weight: float | None = None
-    checkpoint_every: int | None = None
     max_memory: int | None = None
+    checkpoint_every: int | None = None
+    optimizer: str = "projected"
     tile_size: int | None = None
     precision: str = "float32"
+
+    #: The descriptor options :meth:`with_options` takes (``None``: every field of DescriptorConfig).
+    descriptor_options: ClassVar[tuple[str, ...] | None] = None
+    #: The job's name in messages ("is not an option of …").
+    job: ClassVar[str] = "a run"
 
     def __post_init__(self) -> None:
         self.validate()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SynthesisConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """Rebuild a config from :meth:`to_dict` output (lists become tuples).
 
         Raises
@@ -347,43 +340,114 @@ class SynthesisConfig:
         ConfigError
             For unknown fields or invalid values.
         """
-        data = dict(data)
-        desc = dict(data.pop("descriptor", {}))
-        for key in ("layers", "layer_weights", "octave_weights", "statistics"):
-            if desc.get(key) is not None:
-                desc[key] = tuple(desc[key])
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = (set(data) - known) | (set(desc) - {f.name for f in dataclasses.fields(DescriptorConfig)})
+        return _config_from_dict(cls, data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def with_options(cls, config: Self | None = None, **options: Any) -> Self:
+        """The config ``config`` (default: the class's defaults) with keyword options changed.
+
+        Descriptor options (``octaves``, ``layers``, …) and run options
+        (``max_iter``, ``seed``, …) may be mixed; unknown names raise
+        :class:`ConfigError`. Sequences become tuples and paths strings.
+        """
+        base = config if config is not None else cls()
+        desc_names = {f.name for f in dataclasses.fields(DescriptorConfig)}
+        if cls.descriptor_options is not None:
+            desc_names &= set(cls.descriptor_options)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "descriptor"}
+        unknown = set(options) - desc_names - set(fields)
         if unknown:
-            raise ConfigError(sorted(unknown)[0], "is not a known setting")
-        return cls(descriptor=DescriptorConfig(**desc), **data)
+            raise ConfigError(sorted(unknown)[0], f"is not an option of {cls.job}")
+        desc_fields = {f.name: f for f in dataclasses.fields(DescriptorConfig)}
+        desc = {k: _option(v, desc_fields[k]) for k, v in options.items() if k in desc_names}
+        run = {k: _option(v, fields[k]) for k, v in options.items() if k in fields}
+        return dataclasses.replace(base, descriptor=dataclasses.replace(base.descriptor, **desc), **run)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if not isinstance(self.descriptor, DescriptorConfig):
             raise ConfigError("descriptor", "must be a DescriptorConfig")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is not None:
-                _positive_int(name, value, minimum=8)
-        if self.init not in INITS and not os.fspath(self.init):
-            raise ConfigError("init", "must be noise, mean or an image path")
+        if self.width is not None:
+            _positive_int("width", self.width, minimum=8)
         _validate_run(self)
-        _positive_int("frames", self.frames)
-        _positive_float("frame_weight", self.frame_weight, allow_zero=True)
-        if self.spectrum_weight is not None:
-            _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
-            if self.optimizer != "projected":
-                raise ConfigError(
-                    "checkpoint_every",
-                    "exact checkpoints need --optimizer projected (scipy's L-BFGS-B cannot hand out its state)",
-                )
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists)."""
         return dataclasses.asdict(self)
+
+
+def _option(value: Any, spec: dataclasses.Field[Any]) -> Any:
+    """A keyword option as the config field ``spec`` holds it: any sequence as a tuple (a lone
+    string as a one-element tuple) where the field is a tuple, a path as a string."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if value is not None and "tuple[" in str(spec.type):
+        return (value,) if isinstance(value, str) else tuple(value)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthesisConfig(RunConfig):
+    """Every option of a texture synthesis run, with its default: :class:`RunConfig`'s and these.
+
+    Attributes
+    ----------
+    width, height : int or None
+        Output size in pixels; ``None`` takes the first source's (scaled) size.
+    init : str
+        Start image (:mod:`multiscale.jobs.starts`): ``"spectrum"`` (random-phase
+        noise with the sources' colours and power spectrum; the mean colour
+        plus smooth noise when there are no source images), ``"smooth"``,
+        ``"noise"`` (the mean colour plus independent noise per channel: it
+        leaves colour speckle), ``"mean"`` or the path of an image.
+    frames : int
+        Number of frames; more than 1 makes an animation.
+    frame_weight : float
+        Pull between consecutive frames (see :mod:`multiscale.objectives.frames`).
+    loop : bool
+        Also pull the last frame toward the first (a seamless loop).
+    spectrum_weight : float or None
+        Weight of the spectrum constraint (:mod:`multiscale.objectives.spectrum`): the
+        squared distance to the images with the sources' Fourier spectrum,
+        which keeps quasi-periodic textures (bricks, tiles) in line; 0 leaves
+        it out. It needs source images; ``None`` (the default) is
+        :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
+        files, folder builds). Reports and checkpoints record the resolved value.
+    checkpoint_every : int or None
+        As :class:`RunConfig`'s; it needs ``optimizer="projected"``.
+    precision : {"float32", "bfloat16", "auto"}
+        As :class:`RunConfig`'s. On long runs bfloat16's rounding noise stops
+        the driver early (it meets ``tol`` or finds no decrease): a synthesis
+        then finishes in float32 from that point
+        (:func:`multiscale.jobs.synthesize.run_synthesis`).
+    """
+
+    height: int | None = None
+    frames: int = 1
+    frame_weight: float = 1.0
+    loop: bool = False
+    spectrum_weight: float | None = None
+
+    job: ClassVar[str] = "synthesize"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        super().validate()
+        if self.height is not None:
+            _positive_int("height", self.height, minimum=8)
+        if self.init not in INITS and not os.fspath(self.init):
+            raise ConfigError("init", "must be noise, mean or an image path")
+        _positive_int("frames", self.frames)
+        _positive_float("frame_weight", self.frame_weight, allow_zero=True)
+        if self.spectrum_weight is not None:
+            _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
+        if self.checkpoint_every is not None and self.optimizer != "projected":
+            raise ConfigError(
+                "checkpoint_every",
+                "exact checkpoints need --optimizer projected (scipy's L-BFGS-B cannot hand out its state)",
+            )
 
 
 SYNTHESIS_DEFAULTS = SynthesisConfig()
@@ -446,9 +510,9 @@ def _config_from_dict(cls: Any, data: Any, *, name: str = "config") -> Any:
     return cls(**values)
 
 
-@dataclass(frozen=True)
-class StyleConfig:
-    """Every option of a style transfer run, with its default.
+@dataclass(frozen=True, kw_only=True)
+class StyleConfig(RunConfig):
+    """Every option of a style transfer run, with its default: :class:`RunConfig`'s and these.
 
     The objective is ``content_weight · L_content + style_weight · L_style +
     tv_weight · L_tv``; each term is normalised so that its scale does not
@@ -492,91 +556,37 @@ class StyleConfig:
         content as it is), ``"content"`` (the content image), ``"noise"``
         (the content's mean colour plus Gaussian noise), ``"mean"`` (that
         colour flat, with faint noise) or an image path.
-    seed, tol, history, save_every, bit_depth, max_input_pixels
-        As in :class:`SynthesisConfig`.
-    max_iter : int
-        L-BFGS iterations at most, per stage.
-    max_memory : int or None
-        Refuse a run whose estimated peak memory (bytes, at the last stage)
-        exceeds this; ``None``: 80 % of the memory available when it starts.
-    time_limit : float or None
-        Seconds for all stages together, shared out in proportion to each
-        stage's pixel count; the best image so far is the result.
-    checkpoint_every : int or None
-        Write a resumable checkpoint every N iterations, counted over all
-        stages (see :mod:`multiscale.jobs.checkpoint`; needs a checkpoint folder).
-        With the projected optimizer it holds the driver's state and a
-        resume continues exactly; with ``lbfgsb`` a resume restarts L-BFGS
-        from the best image of the stage reached.
-    optimizer : {"projected", "lbfgsb"}
-        As in :class:`SynthesisConfig`: the float32 projected L-BFGS
-        (default; its own cost stays small at print sizes) or scipy's.
-    tile_size : int or None
-        As in :class:`SynthesisConfig`: tiled exact evaluation, chosen from
-        the memory estimate of the last stage when ``None``.
+    tol : float
+        As :class:`RunConfig`'s, default 1e-7.
     precision : {"float32", "bfloat16", "auto"}
-        As in :class:`SynthesisConfig`, except that stylize has no float32
+        As :class:`RunConfig`'s, except that stylize has no float32
         finish: its stages run wholly in the chosen precision (``auto``
         chooses once, at the last stage's size, and a checkpoint keeps the
         choice). The targets and the saved image's score are float32.
     """
 
-    descriptor: DescriptorConfig = field(default_factory=job_descriptor)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
-    # Both terms are relative errors, so weight 1 each balances them. Measured
-    # on chelsea.png at 192 px, 200 iterations, default style layers
-    # (content / style loss): with the Hubble field, style weight 0.5 gives
-    # 0.017 / 0.54, 1 gives 0.023 / 0.47 (the cat, in the style's relief),
-    # 2 gives 0.052 / 0.32 and starts to hand the picture to the black sky;
-    # with gravel, 1 gives 0.15 / 0.18 and 3 gives 0.26 / 0.066. (Earlier, with
-    # layers conv1_1,pool1,pool2,pool3, weight 5 at 384 px turned the whole
-    # picture into the sky: 0.13 / 0.028.) A TV weight of 30 rather than 1
-    # halves the total variation (the pixel-level ripples) at no cost in style
-    # (256 px, 100 iterations, style weight 10, those earlier layers: TV 0.0039
-    # vs 0.0075, style 0.130 vs 0.145). The samples (384 px, defaults) end at
-    # 0.027 / 0.45 (Hubble) and 0.046 / 0.076 (gravel + brick, luminance).
+    # Both terms are relative errors, so weight 1 each balances them; TV 30 halves the
+    # pixel-level ripples at no cost in style (benchmarks/RESULTS.md, "Defaults").
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 30.0
     style_weights: tuple[float, ...] | None = None
     style_scale: float = 1.0
     preserve_color: str = "none"
-    width: int | None = None
     stages: int | None = None
     init: str = "palette"
-    seed: int = 0
-    max_iter: int = 200
     tol: float = 1e-7
-    time_limit: float | None = None
-    history: int = 10
-    save_every: int | None = None
-    bit_depth: int = 8
-    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-    max_memory: int | None = None
-    checkpoint_every: int | None = None
-    optimizer: str = "projected"
-    tile_size: int | None = None
-    precision: str = "float32"
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StyleConfig:
-        """Rebuild a config from :meth:`to_dict` output (lists become tuples).
-
-        Raises
-        ------
-        ConfigError
-            For unknown fields or invalid values.
-        """
-        return _config_from_dict(cls, data)  # type: ignore[no-any-return]
+    descriptor_options: ClassVar[tuple[str, ...] | None] = (
+        "octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights", "statistics"
+    )  # fmt: skip
+    job: ClassVar[str] = "stylize"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
+        super().validate()
         d = self.descriptor
-        if not isinstance(d, DescriptorConfig):
-            raise ConfigError("descriptor", "must be a DescriptorConfig")
         if d.source_scale != 1.0 or d.source_width is not None:
             raise ConfigError(
                 "source_scale", "is not used by stylize; size the styles with style_scale (--style-scale)"
@@ -604,23 +614,14 @@ class StyleConfig:
             raise ConfigError(
                 "preserve_color", f"must be one of {', '.join(PRESERVE_COLORS)}, got {self.preserve_color!r}"
             )
-        if self.width is not None:
-            _positive_int("width", self.width, minimum=8)
-            if self.width > MAX_STYLIZE_SIDE:
-                raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
+        if self.width is not None and self.width > MAX_STYLIZE_SIDE:
+            raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
         if self.stages is not None:
             _positive_int("stages", self.stages)
             if self.stages > MAX_STAGES:
                 raise ConfigError("stages", f"must be at most {MAX_STAGES}, got {self.stages}")
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError("init", "must be content, noise, mean or an image path")
-        _validate_run(self)
-        if self.checkpoint_every is not None:
-            _positive_int("checkpoint_every", self.checkpoint_every)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON-ready data (tuples become lists)."""
-        return dataclasses.asdict(self)
 
 
 STYLE_DEFAULTS = StyleConfig()

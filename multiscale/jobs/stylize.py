@@ -392,37 +392,14 @@ def estimate_memory(
 # Config
 # --------------------------------------------------------------------------
 
-_DESCRIPTOR_FIELDS = (
-    "octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights", "statistics"
-)  # fmt: skip
-
-
 def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfig:
-    """Build a :class:`StyleConfig` from keyword options.
+    """A :class:`StyleConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
 
-    Style-descriptor options (``octaves``, ``layers``, …) and run options
-    (``content_weight``, ``stages``, …) may be mixed; unknown names raise
-    :class:`ConfigError`. ``config``, if given, supplies the starting values.
+    Descriptor options (``octaves``, ``layers``, …) and run options may be
+    mixed; unknown names raise :class:`ConfigError`. ``config``, if given,
+    supplies the starting values.
     """
-    base = config or STYLE_DEFAULTS
-    run_fields = {f.name for f in dataclasses.fields(StyleConfig)} - {"descriptor"}
-    unknown = set(options) - set(_DESCRIPTOR_FIELDS) - run_fields
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "is not an option of stylize")
-    desc = {k: v for k, v in options.items() if k in _DESCRIPTOR_FIELDS}
-    for key in ("layers", "layer_weights", "octave_weights", "statistics"):
-        if desc.get(key) is not None:
-            desc[key] = (desc[key],) if isinstance(desc[key], str) else tuple(desc[key])
-    if desc.get("weights") is not None:
-        desc["weights"] = os.fspath(desc["weights"])
-    descriptor = dataclasses.replace(base.descriptor, **desc)
-    run = {k: v for k, v in options.items() if k in run_fields}
-    for key in ("content_layers", "style_weights"):
-        if run.get(key) is not None:
-            run[key] = tuple(run[key])
-    if "init" in run:
-        run["init"] = os.fspath(run["init"])
-    return dataclasses.replace(base, descriptor=descriptor, **run)
+    return StyleConfig.with_options(config, **options)
 
 
 # --------------------------------------------------------------------------

@@ -172,27 +172,13 @@ def load_sources(
 
 
 def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
-    """Build a :class:`SynthesisConfig` from keyword options.
+    """A :class:`SynthesisConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
 
-    Descriptor options (``octaves``, ``layers``, …) and run options
-    (``max_iter``, ``seed``, …) may be mixed; unknown names raise
-    :class:`ConfigError`. ``config``, if given, supplies the starting values.
+    Descriptor options (``octaves``, ``layers``, …) and run options may be
+    mixed; unknown names raise :class:`ConfigError`. ``config``, if given,
+    supplies the starting values.
     """
-    base = config or SYNTHESIS_DEFAULTS
-    desc_fields = {f.name for f in dataclasses.fields(DescriptorConfig)}
-    run_fields = {f.name for f in dataclasses.fields(SynthesisConfig)} - {"descriptor"}
-    unknown = set(options) - desc_fields - run_fields
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "is not an option of synthesize")
-    desc = {k: v for k, v in options.items() if k in desc_fields}
-    for key in ("layers", "layer_weights", "octave_weights", "statistics"):
-        if desc.get(key) is not None:
-            desc[key] = (desc[key],) if isinstance(desc[key], str) else tuple(desc[key])
-    descriptor = dataclasses.replace(base.descriptor, **desc)
-    run = {k: v for k, v in options.items() if k in run_fields}
-    if "init" in run:
-        run["init"] = os.fspath(run["init"])
-    return dataclasses.replace(base, descriptor=descriptor, **run)
+    return SynthesisConfig.with_options(config, **options)
 
 
 def synthesize(

@@ -1,0 +1,61 @@
+"""The configs: one base (RunConfig) holds every field the jobs share, with one way to build
+them from options and from their JSON."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from multiscale.config import RunConfig, StyleConfig, SynthesisConfig
+from multiscale.errors import ConfigError
+
+SHARED = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+@pytest.mark.parametrize("cls", [SynthesisConfig, StyleConfig])
+def test_the_jobs_share_the_run_fields_and_declare_only_their_own(cls):
+    own = {f.name for f in dataclasses.fields(cls)} - SHARED
+    assert {"max_iter", "tol", "seed", "checkpoint_every", "precision", "optimizer"} <= SHARED
+    assert own == ({"height", "frames", "frame_weight", "loop", "spectrum_weight"} if cls is SynthesisConfig else
+                   {"content_layers", "content_weight", "style_weight", "tv_weight", "style_weights", "style_scale",
+                    "preserve_color", "stages"})  # fmt: skip
+
+
+def test_each_job_keeps_its_own_defaults_where_they_differ():
+    assert SynthesisConfig().init == "spectrum" and StyleConfig().init == "palette"
+    assert SynthesisConfig().tol == 1e-9 and StyleConfig().tol == 1e-7
+
+
+@pytest.mark.parametrize("cls", [SynthesisConfig, StyleConfig])
+def test_options_mix_descriptor_and_run_fields_and_normalise_their_types(cls):
+    c = cls.with_options(
+        octaves=2, layers="pool1", statistics=["gram", "sliced"], max_iter=7, init=Path("a.png")
+    )
+    assert c.descriptor.octaves == 2 and c.descriptor.layers == ("pool1",)
+    assert c.descriptor.statistics == ("gram", "sliced") and c.max_iter == 7 and c.init == "a.png"
+    assert cls.with_options(c, seed=3) == dataclasses.replace(c, seed=3)  # starts from the given config
+    with pytest.raises(ConfigError, match=f"frobnicate: is not an option of {cls.job}"):
+        cls.with_options(frobnicate=1)
+
+
+def test_stylize_takes_no_source_sizing_options():
+    assert SynthesisConfig.with_options(source_scale=0.5).descriptor.source_scale == 0.5
+    with pytest.raises(ConfigError, match="source_scale: is not an option of stylize"):
+        StyleConfig.with_options(source_scale=0.5)
+
+
+@pytest.mark.parametrize("cls", [SynthesisConfig, StyleConfig])
+def test_a_config_survives_its_json_and_refuses_unknown_or_invalid_settings(cls):
+    c = cls.with_options(octaves=3, layers=("conv1_1", "pool2"), max_iter=9, checkpoint_every=2)
+    assert cls.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="is not a known setting"):
+        cls.from_dict({**c.to_dict(), "colour": "blue"})
+    with pytest.raises(ConfigError, match="max_iter"):
+        cls.from_dict({**c.to_dict(), "max_iter": 0})
+
+
+@pytest.mark.parametrize("cls", [SynthesisConfig, StyleConfig])
+def test_shared_checks_are_made_once_for_every_job(cls):
+    for bad in ({"seed": -1}, {"history": 0}, {"bit_depth": 12}, {"optimizer": "adam"}, {"width": 4}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            cls(**bad)
