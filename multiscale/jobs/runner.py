@@ -23,7 +23,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,62 @@ from ..errors import ImageError
 from ..measure.sliced import SlicedTargets, join_sliced
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class RunReport:
+    """What every job's report holds (written as JSON beside every output); the jobs' reports
+    add their own fields.
+
+    Attributes
+    ----------
+    loss : float or None
+        Loss of the returned image as it will be saved (quantised to
+        ``config.bit_depth`` bits); ``None`` where it was not scored.
+    best_loss : float or None
+        Lowest loss the optimiser evaluated (before quantisation).
+    octave_losses : list of float
+        Each octave's share of the texture statistics' part of ``loss``.
+    iterations, evaluations : int
+    stop_reason, message : str
+        Why the run ended (see :data:`multiscale.optim.base.STOP_REASONS`).
+    elapsed_s : float
+        Wall time of the whole job, loading included.
+    history : list of float
+        Loss after each iteration.
+    config : RunConfig
+    backbone, weights_path, weights_sha256 : str
+    versions : dict of str → str
+    checkpoint : str or None
+        The checkpoint folder last written, if any.
+    """
+
+    loss: float | None
+    best_loss: float | None
+    octave_losses: list[float]
+    iterations: int
+    evaluations: int
+    stop_reason: str
+    message: str
+    elapsed_s: float
+    history: list[float]
+    config: Any
+    backbone: str
+    weights_path: str
+    weights_sha256: str
+    versions: dict[str, str] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        """True if the run was stopped by Ctrl-C or a stop signal."""
+        return self.stop_reason == "interrupted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written beside every output."""
+        d = dataclasses.asdict(self)
+        d["config"] = self.config.to_dict()
+        return d
 
 
 def load_network(descriptor: DescriptorConfig) -> tuple[Any, Any]:

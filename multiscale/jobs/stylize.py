@@ -70,6 +70,7 @@ from .checkpoint import (
 )
 from .runner import (
     Limits,
+    RunReport,
     SourceInfo,
     check_array,
     load_network,
@@ -130,9 +131,10 @@ class StageProgress(Progress):
     width: int = 0
 
 
-@dataclass
-class StylizeReport:
-    """Everything needed to understand and reproduce a result.
+@dataclass(kw_only=True)
+class StylizeReport(RunReport):
+    """Everything needed to understand and reproduce a style transfer:
+    :class:`~multiscale.jobs.runner.RunReport`'s fields, read as below, and these.
 
     Attributes
     ----------
@@ -150,10 +152,7 @@ class StylizeReport:
     iterations, evaluations : int
         Over all stages.
     stop_reason, message : str
-        Why the last stage that ran ended (see
-        :data:`multiscale.optim.base.STOP_REASONS`).
-    elapsed_s : float
-        Wall time of the whole job, loading included.
+        Why the last stage that ran ended.
     history : list of float
         Loss after each iteration, all stages one after the other (the
         stages' ``iterations`` split it).
@@ -165,26 +164,13 @@ class StylizeReport:
     styles : list of SourceInfo
     style_blend : list of float
         The styles' weights, normalised to sum to 1.
-    backbone, weights_path, weights_sha256 : str
-    versions : dict of str → str
-    checkpoint : str or None
-        The checkpoint folder this run wrote (``None``: none was written).
     resumed_from : str or None
         The checkpoint this run continued (:func:`resume_stylize`).
     """
 
-    loss: float | None
     content_loss: float | None
     style_loss: float | None
     tv_loss: float | None
-    octave_losses: list[float]
-    best_loss: float | None
-    iterations: int
-    evaluations: int
-    stop_reason: str
-    message: str
-    elapsed_s: float
-    history: list[float]
     stages: list[StageInfo]
     config: StyleConfig
     height: int
@@ -192,23 +178,7 @@ class StylizeReport:
     content: SourceInfo
     styles: list[SourceInfo]
     style_blend: list[float]
-    backbone: str
-    weights_path: str
-    weights_sha256: str
-    versions: dict[str, str] = field(default_factory=dict)
-    checkpoint: str | None = None
     resumed_from: str | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        """True if the run was stopped by Ctrl-C."""
-        return self.stop_reason == "interrupted"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, written beside every output."""
-        d = dataclasses.asdict(self)
-        d["config"] = self.config.to_dict()
-        return d
 
 
 @dataclass
@@ -391,6 +361,7 @@ def estimate_memory(
 # --------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------
+
 
 def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfig:
     """A :class:`StyleConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
@@ -1170,7 +1141,9 @@ def check_resume_memory(folder: str | os.PathLike[str]) -> None:
     config = checkpoint_config(folder)
     sizes, styles = style_checkpoint_sizes(folder)
     height, width = sizes[-1]
-    final_style_sizes = [style_size(h, w, stage_width=width, style_scale=config.style_scale) for h, w in styles]
+    final_style_sizes = [
+        style_size(h, w, stage_width=width, style_scale=config.style_scale) for h, w in styles
+    ]
     _, estimate, limit = stage_tiling(height, width, config=config, style_sizes=final_style_sizes)
     check_memory(estimate, max_memory=limit, what=f"resuming a {width}×{height} stylize run")
 

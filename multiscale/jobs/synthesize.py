@@ -30,6 +30,7 @@ from .runner import (
     STOPPED_EARLY,
     Limits,
     Phase,
+    RunReport,
     SourceInfo,
     check_array,
     load_network,
@@ -55,30 +56,15 @@ NEUTRAL_COLOR = (0.5, 0.5, 0.5)
 ImageSource = str | os.PathLike[str] | np.ndarray
 
 
-@dataclass
-class SynthesisReport:
-    """Everything needed to understand and reproduce a result.
+@dataclass(kw_only=True)
+class SynthesisReport(RunReport):
+    """Everything needed to understand and reproduce a synthesis: :class:`~multiscale.jobs.runner.RunReport`'s
+    fields and these.
 
     Attributes
     ----------
-    loss : float
-        Loss of the returned image as it will be saved (quantised to
-        ``config.bit_depth`` bits).
-    best_loss : float
-        Lowest loss the optimiser evaluated (before quantisation).
-    octave_losses : list of float
-        Each octave's share of the texture statistics' part of ``loss``.
-    iterations, evaluations : int
-    stop_reason, message : str
-        Why the run ended (see :data:`multiscale.optim.base.STOP_REASONS`).
-    elapsed_s : float
-        Wall time of the whole job, loading included.
-    history : list of float
-        Loss after each iteration.
     config : SynthesisConfig
     sources : list of SourceInfo
-    backbone, weights_path, weights_sha256 : str
-    versions : dict of str → str
     join : str or None
         How the sources' Grams were averaged (``None``: the plain mean of a
         few named images).
@@ -87,8 +73,6 @@ class SynthesisReport:
         ``total_weight``, ``weight``: the file's share of the target).
     skipped : list of dict
         Source files skipped by a streaming build (``name``, ``reason``).
-    checkpoint : str or None
-        The checkpoint folder last written, if any.
     tile_size : int or None
         Tile size of the exact tiled evaluation (``None``: untiled), as
         chosen from the memory estimate or given.
@@ -101,39 +85,14 @@ class SynthesisReport:
         constraint), so that ``loss == sum(octave_losses) + spectrum_loss``.
     """
 
-    loss: float
-    best_loss: float
-    octave_losses: list[float]
-    iterations: int
-    evaluations: int
-    stop_reason: str
-    message: str
-    elapsed_s: float
-    history: list[float]
     config: SynthesisConfig
     sources: list[SourceInfo]
-    backbone: str
-    weights_path: str
-    weights_sha256: str
-    versions: dict[str, str] = field(default_factory=dict)
     join: str | None = None
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    checkpoint: str | None = None
     tile_size: int | None = None
     precision: dict[str, Any] | None = None
     spectrum_loss: float | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        """True if the run was stopped by Ctrl-C."""
-        return self.stop_reason == "interrupted"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, written beside every output."""
-        d = dataclasses.asdict(self)
-        d["config"] = self.config.to_dict()
-        return d
 
 
 @dataclass
