@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ from ..errors import ImageError
 from ..measure.sliced import SlicedTargets, join_sliced
 
 log = logging.getLogger(__name__)
+
+#: An image given to a job: a file path, or a float32 (H, W, 3) array in [0, 1].
+ImageSource = str | os.PathLike[str] | np.ndarray
 
 
 @dataclass(kw_only=True)

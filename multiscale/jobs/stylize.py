@@ -69,6 +69,7 @@ from .checkpoint import (
     write_style_checkpoint,
 )
 from .runner import (
+    ImageSource,
     Limits,
     RunReport,
     SourceInfo,
@@ -84,8 +85,6 @@ from .runner import (
 from .starts import initial_image
 
 log = logging.getLogger(__name__)
-
-ImageSource = str | os.PathLike[str] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -363,14 +362,8 @@ def estimate_memory(
 # --------------------------------------------------------------------------
 
 
-def make_config(config: StyleConfig | None = None, **options: Any) -> StyleConfig:
-    """A :class:`StyleConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
-
-    Descriptor options (``octaves``, ``layers``, …) and run options may be
-    mixed; unknown names raise :class:`ConfigError`. ``config``, if given,
-    supplies the starting values.
-    """
-    return StyleConfig.with_options(config, **options)
+#: A :class:`StyleConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
+make_config = StyleConfig.with_options
 
 
 # --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from ..io import file_sha256, load_image, scale_source
 from ..measure.sliced import SlicedTargets
 from .runner import (
     STOPPED_EARLY,
+    ImageSource,
     Limits,
     Phase,
     RunReport,
@@ -52,8 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Start colour of a synthesis whose descriptors do not record their sources' colour.
 NEUTRAL_COLOR = (0.5, 0.5, 0.5)
-
-ImageSource = str | os.PathLike[str] | np.ndarray
 
 
 @dataclass(kw_only=True)
@@ -130,14 +129,8 @@ def load_sources(
     return images, infos
 
 
-def make_config(config: SynthesisConfig | None = None, **options: Any) -> SynthesisConfig:
-    """A :class:`SynthesisConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
-
-    Descriptor options (``octaves``, ``layers``, …) and run options may be
-    mixed; unknown names raise :class:`ConfigError`. ``config``, if given,
-    supplies the starting values.
-    """
-    return SynthesisConfig.with_options(config, **options)
+#: A :class:`SynthesisConfig` from keyword options (:meth:`~multiscale.config.RunConfig.with_options`).
+make_config = SynthesisConfig.with_options
 
 
 def synthesize(
