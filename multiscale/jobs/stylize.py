@@ -4,9 +4,10 @@ The output x minimises (see :mod:`multiscale.objectives.style`)::
 
     content_weight · L_content(x) + style_weight · L_style(x) + tv_weight · L_tv(x)
 
-where ``L_style`` is the same multiscale Gram loss as texture synthesis: every
-octave of x's Gaussian pyramid against the same octave of the (blended)
-styles'. The pixels are optimised with bounded L-BFGS-B.
+where ``L_style`` is the same multiscale statistics loss as texture synthesis:
+every octave of x's Gaussian pyramid against the same octave of the
+(blended) styles'. The pixels are optimised with bounded L-BFGS, each stage
+by the runner every job shares (:func:`multiscale.jobs.runner.optimize`).
 
 Large outputs are made in stages: the first stage optimises a small version
 (long side ≤ 512 px by default), each later stage doubles the size, starts
@@ -18,9 +19,10 @@ relative to the picture throughout.
 Given a checkpoint folder, a run writes a resumable checkpoint
 (:mod:`multiscale.jobs.checkpoint`) on Ctrl-C and every ``checkpoint_every``
 iterations: the content at every stage's size, the styles' blended Grams,
-the stage reached and its best image. :func:`resume_stylize` continues it
-to the end of the plan; scipy's L-BFGS-B keeps no state that could be
-saved, so the stage reached restarts the optimiser from its best image.
+the stage reached, its best image and the projected driver's state.
+:func:`resume_stylize` continues it exactly to the end of the plan (with
+``lbfgsb``, whose state scipy does not hand out, the stage reached restarts
+the optimiser from its best image).
 
 The job is a function of (config, images) → result; it loads nothing from
 the command line and prints nothing. Progress goes to ``callback``.
