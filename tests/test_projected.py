@@ -15,7 +15,7 @@ from multiscale.optim.base import Progress
 from multiscale.optim.projected import LBFGSResult, LBFGSState, load_state, minimize, save_state
 
 TARGET = np.linspace(-0.5, 1.5, 12)
-# Ill-conditioned on purpose (condition 1000), as in test_optimize.
+# Ill-conditioned on purpose (condition 1000), as in test_lbfgsb.
 SCALE = np.logspace(0, 3, 12)
 
 
