@@ -17,9 +17,15 @@ An objective is what an optimiser minimises over the pixels of one output
   statistic's directions (``redraw_every`` is ``None`` when the objective
   never changes).
 
-A term of the image alone (no network, such as the spectrum constraint)
-joins any objective through :class:`WithImageTerms`; a new term is added in
-:func:`multiscale.objectives.image_terms.image_terms`, and no job changes.
+Where a new statistic goes, without touching the objectives' classes or
+the jobs:
+
+* a statistic of the network's features: :class:`Statistics` (its loss on
+  whole-image features, and on the tile engine's sums, with the per-tile
+  part the engine accumulates in :mod:`multiscale.measure.engine`);
+* a term of the image alone (no network, such as the spectrum constraint):
+  :func:`multiscale.objectives.image_terms.image_terms`; it joins any
+  objective through :class:`WithImageTerms`.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ import numpy as np
 from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
-from ..measure.gram import output_positions
+from ..measure.gram import gram_matrix, output_positions
 from ..measure.sliced import REDRAW_EVERY, SlicedTargets, sorted_cotangent, target_norm
-from .terms import sliced_term, term_shares, weighted_terms
+from .terms import sliced_term, style_loss, term_shares, weighted_terms
 
 
 @dataclass(frozen=True)
@@ -297,3 +303,111 @@ def _directions(draws: SlicedDraws) -> dict[GramKey, tf.Tensor] | None:
 
 def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
     return tf.constant(float(value), dtype=dtype)
+
+
+class Statistics:
+    """The ``style`` term every objective shares: the multiscale statistics of the image's features
+    against the targets' (Gram and/or sliced, as ``config.statistics`` says).
+
+    This is where a network statistic lives: :meth:`loss` for a whole-image
+    evaluation (traced TF) and :meth:`tiled` for the tile engine's sums; the
+    objectives only hand over features or sums.
+
+    Parameters
+    ----------
+    config : DescriptorConfig
+    grams : dict of (octave, layer) → np.ndarray (C, C) or None
+        Target Grams (used when ``config.statistics`` has ``gram``).
+    draws : SlicedDraws
+        The sliced terms' directions and targets (inactive without ``sliced``).
+    dtype : tf.DType
+        The network's.
+    active : bool
+        ``False``: no style term at all (a style transfer with style weight 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: DescriptorConfig,
+        grams: Mapping[GramKey, np.ndarray] | None,
+        draws: SlicedDraws,
+        dtype: tf.DType,
+        active: bool = True,
+    ) -> None:
+        self.config, self.draws, self.dtype = config, draws, dtype
+        self.use_gram = active and "gram" in config.statistics
+        self.targets = (
+            {k: tf.constant(g, dtype=dtype) for k, g in (grams or {}).items()} if self.use_gram else {}
+        )
+
+    def loss(self, feats: Mapping[GramKey, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """(total, per octave) of the features ``feats`` (1, h, w, C) per (octave, layer); TF, differentiable."""
+        total, per_octave = tf.zeros([], self.dtype), tf.zeros([self.config.octaves], self.dtype)
+        if self.use_gram:
+            gram_total, gram_octaves = style_loss(
+                {k: gram_matrix(f) for k, f in feats.items()}, self.targets, config=self.config
+            )
+            total, per_octave = total + gram_total, per_octave + gram_octaves
+        if self.draws.active:
+            sliced_total, sliced_octaves = self.draws.loss(feats)
+            total, per_octave = total + sliced_total, per_octave + sliced_octaves
+        return total, per_octave
+
+    def tiled(
+        self,
+        sums: Mapping[GramKey, tf.Tensor],
+        projections: Mapping[GramKey, Sequence[np.ndarray]],
+        positions: Callable[[GramKey], int],
+        *,
+        scale: float,
+        gradient: bool,
+    ) -> tuple[float, np.ndarray, dict[GramKey, tf.Tensor], dict[GramKey, list[np.ndarray]]]:
+        """The term from the tile engine's first pass: Gram sums ``Σ FᵀF`` and every tile's projections.
+
+        ``positions(key)``: the positions the sums run over. Returns the total
+        and its per-octave shares (unscaled) and, with ``gradient``, the seeds
+        of ``scale ×`` the term for the engine's second pass: per Gram key
+        the gradient with respect to the sum, per sliced key each tile's.
+        """
+        total, per_octave = 0.0, np.zeros(self.config.octaves)
+        gram_seeds: dict[GramKey, tf.Tensor] = {}
+        if self.use_gram:
+            divisors = {key: _divisor(positions(key), self.dtype) for key in sums}
+            grams = {key: s / divisors[key] for key, s in sums.items()}
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(grams)
+                gram_total, gram_octaves = style_loss(grams, self.targets, config=self.config)
+            total += float(gram_total.numpy())
+            per_octave += gram_octaves.numpy().astype(np.float64)
+            if gradient:
+                d_grams = tape.gradient(gram_total, grams)
+                gram_seeds = {key: scale * d / divisors[key] for key, d in d_grams.items()}
+        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self.draws, projections, scale=scale)
+        return total + sliced_total, per_octave + sliced_octaves, gram_seeds, projection_seeds
+
+
+def compiled(
+    terms: Callable[[tf.Tensor], tuple[tf.Tensor, ...]], shape: tuple[int, ...], dtype: tf.DType
+) -> tuple[Callable[[tf.Tensor], tuple[tf.Tensor, ...]], Callable[[tf.Tensor], tuple[tf.Tensor, ...]]]:
+    """``terms(x) -> (total, *parts)`` traced twice: ``(total, ∂total/∂x, *parts)`` and ``(total, *parts)``.
+
+    autograph is off here and in every traced function of the package: the
+    graphs are Python loops over static structure (octaves, layers, tiles),
+    and autograph's conversion alone took most of a small objective's first
+    call (benchmarks/RESULTS.md, "Objective throughput").
+    """
+    spec = [tf.TensorSpec(shape, dtype)]
+
+    @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
+    def with_gradient(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = terms(x)
+        return (out[0], tape.gradient(out[0], x), *out[1:])
+
+    @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
+    def value(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        return terms(x)
+
+    return with_gradient, value

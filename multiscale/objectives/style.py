@@ -38,11 +38,19 @@ from ..measure.backbone import VGG16, preprocess
 from ..measure.engine import (
     _TiledPasses,
 )
-from ..measure.gram import gram_matrix
 from ..measure.pyramid import gaussian_pyramid
 from ..measure.sliced import SlicedTargets
-from .base import Evaluation, Objective, SlicedDraws, _directions, _divisor, _sliced_terms, gradient_like
-from .terms import TERMS, content_loss, style_loss, total_variation
+from .base import (
+    Evaluation,
+    Objective,
+    SlicedDraws,
+    Statistics,
+    _directions,
+    _divisor,
+    compiled,
+    gradient_like,
+)
+from .terms import TERMS, content_loss, total_variation
 
 #: Floor of mean(F(c)²) so a content image with dead features cannot divide by zero.
 _NORM_FLOOR = 1e-8
@@ -113,15 +121,14 @@ class StylizeObjective(Objective):
         self._dtype = dtype
         use_style = style_weight > 0
         use_content = content_weight > 0
-        use_gram = use_style and "gram" in config.statistics
         draws = SlicedDraws(
             config=config, height=height, width=width, sliced=sliced if use_style else None, seed=seed,
             dtype=dtype, active=use_style,
         )  # fmt: skip
         self._draws = draws
         self.redraw_every = draws.redraw_every
-        self._style_targets = (
-            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if use_gram else {}
+        statistics = Statistics(
+            config=config, grams=style_targets, draws=draws, dtype=dtype, active=use_style
         )
         self._content_targets = (
             {layer: tf.constant(f, dtype=dtype) for layer, f in content_targets.items()}
@@ -148,33 +155,13 @@ class StylizeObjective(Objective):
                     style_feats.update({(k, layer): feats[layer] for layer in config.layers})
                 if k == 0:
                     feats_c = {layer: feats[layer] for layer in content_layers}
-            style, per_octave = zero, tf.zeros([config.octaves], dtype)
-            if use_gram:
-                grams = {key: gram_matrix(f) for key, f in style_feats.items()}
-                style, per_octave = style_loss(grams, self._style_targets, config=config)
-            if draws.active:
-                sliced_total, sliced_octaves = draws.loss(style_feats)
-                style, per_octave = style + sliced_total, per_octave + sliced_octaves
+            style, per_octave = statistics.loss(style_feats)
             content = content_loss(feats_c, self._content_targets) if use_content else zero
             tv = total_variation(x)
             stacked = tf.stack([content, style, tv])
             return tf.reduce_sum(weights * stacked), stacked, per_octave
 
-        spec = [tf.TensorSpec(self.shape, dtype)]
-
-        @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
-        def loss_and_grad(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                total, stacked, per_octave = terms(x)
-            return total, tape.gradient(total, x), stacked, per_octave
-
-        @tf.function(input_signature=spec, reduce_retracing=True, autograph=False)
-        def loss_only(x: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            return terms(x)
-
-        self._loss_and_grad = loss_and_grad
-        self._loss_only = loss_only
+        self._loss_and_grad, self._loss_only = compiled(terms, self.shape, dtype)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat float64 pixel vector ``x`` (values in [0, 1]).
@@ -233,7 +220,6 @@ class TiledStylizeObjective(Objective):
         dtype = network.dtype
         self._weights = (float(content_weight), float(style_weight), float(tv_weight))
         self._use_style = style_weight > 0
-        self._use_gram = self._use_style and "gram" in config.statistics
         self._draws = SlicedDraws(
             config=config, height=height, width=width, sliced=sliced if self._use_style else None, seed=seed,
             dtype=dtype, active=self._use_style,
@@ -249,11 +235,12 @@ class TiledStylizeObjective(Objective):
         self._passes = _TiledPasses(
             network=network, config=config, height=height, width=width, tile=tile,
             style=self._use_style, content_layers=tuple(self._content), channels=channels,
-            gram=self._use_gram, sliced=self._draws.active, image_term=total_variation,
+            gram=self._use_style and "gram" in config.statistics, sliced=self._draws.active,
+            image_term=total_variation,
         )  # fmt: skip
         self.plans = self._passes.plans
-        self._targets = (
-            {key: tf.constant(g, dtype=dtype) for key, g in style_targets.items()} if self._use_gram else {}
+        self._statistics = Statistics(
+            config=config, grams=style_targets, draws=self._draws, dtype=dtype, active=self._use_style
         )
 
     def _evaluate(
@@ -265,17 +252,9 @@ class TiledStylizeObjective(Objective):
         levels = passes.pyramid(x)
         dirs = _directions(self._draws)
         sums, errors, projections = passes.first_pass(levels, self._content, dirs)
-        positions = {key: _divisor(self.plans[key[0]].positions(key[1]), dtype) for key in sums}
-        grams = {key: s / positions[key] for key, s in sums.items()}
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(grams)
-            if self._use_gram:
-                gram_style, per_octave = style_loss(grams, self._targets, config=self.config)
-            else:
-                gram_style, per_octave = tf.zeros([], dtype), tf.zeros([self.config.octaves], dtype)
-        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self._draws, projections, scale=ws)
-        style = float(gram_style.numpy()) + sliced_total
-        per_octave = per_octave.numpy().astype(np.float64) + sliced_octaves
+        style, per_octave, gram_seeds, projection_seeds = self._statistics.tiled(
+            sums, projections, lambda key: self.plans[key[0]].positions(key[1]), scale=ws, gradient=gradient
+        )
         # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
         n_content = max(len(self._content), 1)
         content = sum(
@@ -287,10 +266,6 @@ class TiledStylizeObjective(Objective):
         total = float(np.dot(self._weights, stacked))
         grad = None
         if gradient:
-            gram_seeds = {}
-            if self._use_gram:
-                d_grams = tape.gradient(gram_style, grams)
-                gram_seeds = {key: ws * d / positions[key] for key, d in d_grams.items()}
             error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
             grad = passes.second_pass(
                 x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds

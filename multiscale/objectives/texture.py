@@ -30,19 +30,18 @@ from ..measure.backbone import VGG16
 from ..measure.engine import (
     _TiledPasses,
 )
-from ..measure.gram import gram_matrix, pyramid_features
+from ..measure.gram import pyramid_features
 from ..measure.sliced import SlicedTargets
 from .base import (
     Evaluation,
     Objective,
     SlicedDraws,
+    Statistics,
     _directions,
-    _divisor,
-    _sliced_terms,
+    compiled,
     gradient_like,
     texture_evaluation,
 )
-from .terms import style_loss
 
 
 class StyleObjective(Objective):
@@ -95,43 +94,12 @@ class StyleObjective(Objective):
             config=config, height=height, width=width, sliced=sliced, seed=seed, dtype=dtype
         )
         self.redraw_every = self._draws.redraw_every
-        use_gram = "gram" in config.statistics
-        self._targets = {key: tf.constant(g, dtype=dtype) for key, g in targets.items()} if use_gram else {}
-        draws = self._draws
+        statistics = Statistics(config=config, grams=targets, draws=self._draws, dtype=dtype)
 
         def loss_of(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            feats = pyramid_features(x, network=network, config=config)
-            parts = []
-            if use_gram:
-                parts.append(
-                    style_loss({k: gram_matrix(f) for k, f in feats.items()}, self._targets, config=config)
-                )
-            if draws.active:
-                parts.append(draws.loss(feats))
-            total = tf.add_n([p[0] for p in parts])
-            return total, tf.add_n([p[1] for p in parts])
+            return statistics.loss(pyramid_features(x, network=network, config=config))
 
-        # autograph=False here and in every traced function of the package: the
-        # graphs are Python loops over static structure (octaves, layers, tiles),
-        # and autograph's conversion alone cost 1.2–2 s of a 128² objective's
-        # first call (1.9–2.9 s against 0.7–0.8 s, measured).
-        @tf.function(
-            input_signature=[tf.TensorSpec(self.shape, dtype)], reduce_retracing=True, autograph=False
-        )
-        def loss_and_grad(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                total, per_octave = loss_of(x)
-            return total, tape.gradient(total, x), per_octave
-
-        @tf.function(
-            input_signature=[tf.TensorSpec(self.shape, dtype)], reduce_retracing=True, autograph=False
-        )
-        def loss_only(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return loss_of(x)
-
-        self._loss_and_grad = loss_and_grad
-        self._loss_only = loss_only
+        self._loss_and_grad, self._loss_only = compiled(loss_of, self.shape, dtype)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at the flat pixel vector ``x`` (RGB in [0, 1]).
@@ -196,44 +164,26 @@ class TiledStyleObjective(Objective):
         self.size = height * width * 3
         self.config = config
         self.tile = tile
-        self._use_gram = "gram" in config.statistics
         self._draws = SlicedDraws(
             config=config, height=height, width=width, sliced=sliced, seed=seed, dtype=network.dtype
         )
         self.redraw_every = self._draws.redraw_every
         self._passes = _TiledPasses(
             network=network, config=config, height=height, width=width, tile=tile,
-            gram=self._use_gram, sliced=self._draws.active,
+            gram="gram" in config.statistics, sliced=self._draws.active,
         )  # fmt: skip
         self.plans = self._passes.plans
-        self._targets = (
-            {key: tf.constant(g, dtype=network.dtype) for key, g in targets.items()} if self._use_gram else {}
-        )
+        self._statistics = Statistics(config=config, grams=targets, draws=self._draws, dtype=network.dtype)
 
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
-        passes, config = self._passes, self.config
+        passes = self._passes
         x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
         levels = passes.pyramid(x)
-        draws = self._draws
-        dirs_tf = _directions(draws)
+        dirs_tf = _directions(self._draws)
         sums, _, projections = passes.first_pass(levels, {}, dirs_tf)
-        total = 0.0
-        per_octave = np.zeros(config.octaves)
-        seeds: dict[GramKey, tf.Tensor] = {}
-        if self._use_gram:
-            positions = {key: _divisor(self.plans[key[0]].positions(key[1]), passes.dtype) for key in sums}
-            grams = {key: s / positions[key] for key, s in sums.items()}
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(grams)
-                gram_total, gram_octaves = style_loss(grams, self._targets, config=config)
-            total += float(gram_total.numpy())
-            per_octave += gram_octaves.numpy().astype(np.float64)
-            if gradient:
-                d_grams = tape.gradient(gram_total, grams)
-                seeds = {key: d / positions[key] for key, d in d_grams.items()}
-        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(draws, projections, scale=1.0)
-        total += sliced_total
-        per_octave += sliced_octaves
+        total, per_octave, seeds, projection_seeds = self._statistics.tiled(
+            sums, projections, lambda key: self.plans[key[0]].positions(key[1]), scale=1.0, gradient=gradient
+        )
         grad = None
         if gradient:
             grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0, dirs_tf, projection_seeds)
