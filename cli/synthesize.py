@@ -75,10 +75,13 @@ def synthesize(
     """Synthesize a texture whose multiscale statistics match the SOURCE photos.
 
     Each source is turned into a Gaussian pyramid; every octave goes through
-    VGG16 and the Gram matrices of the chosen layers are the texture's
-    descriptor. Starting from noise, the output's pixels are optimised with
-    L-BFGS-B (bounded to the displayable range) until its Grams match the
-    sources' at every octave at once.
+    VGG16 and the statistics of the chosen layers (Gram matrices, and with
+    --statistics sliced the whole feature distributions) are the texture's
+    descriptor. Starting from noise with the sources' colours and Fourier
+    spectrum (--init), the output's pixels are optimised with bounded L-BFGS
+    until its statistics match the sources' at every octave at once; with
+    source photos, a spectrum constraint (--spectrum-weight) keeps regular
+    patterns such as bricks in line.
 
     Output size is independent of the source size. The best image so far is
     kept if the run is stopped (Ctrl-C, --time-limit, a numerical failure).
@@ -119,8 +122,8 @@ def synthesize(
     config: SynthesisConfig = make_config(**options)
     streamed = bool(sources) and (join is not None or recursive or any(_is_set_of_files(s) for s in sources))
     if streamed and not _given("statistics"):
-        # A folder is measured into a Gram descriptor, one image at a time: the sliced
-        # statistic needs the images themselves, so a folder run matches Grams unless told otherwise.
+        # A folder is measured into a descriptor, one image at a time: Grams unless told otherwise
+        # (--statistics gram,sliced measures a quantile bank too).
         config = dataclasses.replace(
             config, descriptor=dataclasses.replace(config.descriptor, statistics=("gram",))
         )
@@ -134,7 +137,7 @@ def synthesize(
     else:
         stem = _source_stem(sources[0])
     if dry_run:
-        _print_plan(config, sources=sources, count=count)
+        _print_plan(config, sources=sources, count=count, bank=bool(grams) or streamed)
         return
     if count > 1 and config.frames > 1:
         raise click.UsageError("--count and --frames cannot be combined; make the variations one at a time")
@@ -169,7 +172,7 @@ def synthesize(
     run_series(series, run_synthesis, config=config, quiet=quiet, **run)
 
 
-def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int) -> None:
+def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int, bank: bool) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
     from multiscale.jobs.synthesize import plan_run_memory
     from multiscale.measure.memory import human_bytes
@@ -186,7 +189,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
     if height is None or width is None:
         raise click.UsageError("--dry-run needs the output size here: give -W and -H")
     d = config.descriptor
-    tile, estimate, limit = plan_run_memory(config, height=height, width=width)
+    tile, estimate, limit = plan_run_memory(config, height=height, width=width, bank=bank)
     plans = plan_octaves(height, width, config=d, tile=tile)
     sizes = ", ".join(f"{w}×{h}" for h, w in (p.size for p in plans))
     if tile is None:
@@ -270,9 +273,8 @@ def _streamed_targets(
     sources: tuple[str, ...], config: SynthesisConfig, *, join: str, recursive: bool, quiet: bool
 ) -> Any:
     """Build a descriptor over the sources one image at a time and join it."""
-    from multiscale.jobs.synthesize import require_images_for_sliced, targets_from_build
+    from multiscale.jobs.synthesize import targets_from_build
 
-    require_images_for_sliced(config.descriptor, "folders of sources (streamed into a descriptor)")
     result = build_with_progress(
         list(sources),
         quiet=quiet,
