@@ -200,3 +200,16 @@ def test_library_never_imports_the_cli(forbidden):
             if _canonical(name).split(".")[0] == forbidden:
                 offenders.append(f"{module} (line {line}): imports {name}")
     assert not offenders, "\n".join(sorted(set(offenders)))
+
+
+def test_every_subpackage_is_installed():
+    """pyproject.toml lists its packages explicitly: a sub-package left out would import in a
+    checkout and be missing from the wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(["multiscale", *p.parent.relative_to(PACKAGES["multiscale"]).parts])
+        for p in PACKAGES["multiscale"].rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
