@@ -22,7 +22,13 @@ from numpy.lib import format as npy_format
 
 from multiscale.config import DescriptorConfig
 from multiscale.descriptors import joins
-from multiscale.descriptors.descriptor import FORMAT_VERSION, GramDescriptor, keep_all_nbytes, measurement_of
+from multiscale.descriptors.descriptor import (
+    FORMAT_VERSION,
+    GRAMS_ONLY_VERSION,
+    GramDescriptor,
+    keep_all_nbytes,
+    measurement_of,
+)
 from multiscale.errors import ConfigError, DescriptorError, OutputError
 
 CHANNELS = {"conv1_1": 4, "pool1": 4, "pool2": 8}
@@ -355,7 +361,7 @@ def test_save_load_round_trip_is_exact(tmp_path, keep_all):
     d = build(range(5), keep_all=keep_all)
     path = d.save(tmp_path / "tex.npz")
     e = GramDescriptor.load(path)
-    assert e.version == FORMAT_VERSION
+    assert e.version == GRAMS_ONLY_VERSION  # no quantile bank: the format older readers read
     assert (e.backbone, e.weights_sha256, e.eps, e.keep_all) == (
         d.backbone,
         d.weights_sha256,
@@ -388,7 +394,7 @@ def test_saved_file_is_a_plain_npz_with_json_meta(tmp_path):
         assert set(z.files) == {"meta"} | {
             f"{k}/{o}/{layer}" for k in ("sum", "log_sum", "all") for o, layer in build([]).keys
         }
-    assert meta["version"] == FORMAT_VERSION and meta["count"] == 2
+    assert meta["version"] == GRAMS_ONLY_VERSION and meta["count"] == 2
     assert meta["descriptor"] == measurement_of(CONFIG)
     assert meta["sources"][1] == {"name": "img1.png", "sha256": sha(1), "weight": weight(1)}
     assert "multiscale" in meta["created"]
@@ -424,7 +430,7 @@ def test_info_is_json_ready(tmp_path):
     info = GramDescriptor.load(path).info()
     json.dumps(info, allow_nan=False)
     assert info["path"] == str(path) and info["file_bytes"] == path.stat().st_size
-    assert info["count"] == 2 and info["version"] == FORMAT_VERSION and info["keep_all"] is True
+    assert info["count"] == 2 and info["version"] == GRAMS_ONLY_VERSION and info["keep_all"] is True
     assert {"octave": 1, "layer": "pool2", "shape": [8, 8]} in info["keys"]
     assert info["weights_sha256"] == WEIGHTS_SHA and info["backbone"] == BACKBONE
     assert build([]).info()["path"] is None

@@ -16,6 +16,11 @@ the local build to float64 round-off. Workers open the files by absolute
 path: a remote cluster needs the photos on a file system the workers share.
 
 Per-image weights come from a CSV file (:func:`read_image_weights`).
+
+When the config's ``statistics`` include ``sliced``, each image's quantile
+functions are measured too and the descriptor holds a quantile bank
+(:class:`multiscale.measure.sliced.QuantileBank`); it merges exactly like the
+Grams, so a Dask build's bank equals a local build's to round-off.
 """
 
 from __future__ import annotations
@@ -332,16 +337,22 @@ def _measure_into(
     descriptor: GramDescriptor, item: _Item, *, network: Any, config: DescriptorConfig, max_pixels: int
 ) -> UsedImage:
     """Read, scale and measure one image and add it; raises a MultiscaleError or OSError."""
-    from ..measure.gram import check_image_size, image_grams
+    from ..measure.gram import check_image_size, image_grams, image_sliced_features
+    from ..measure.sliced import measure_bank
 
     image = scale_source(load_image(item.path, max_pixels=max_pixels), config=config)
     height, width = image.shape[:2]
     check_image_size(height, width, config=config, name=item.name)
     grams = image_grams(image, network=network, config=config)
+    bank = (
+        measure_bank(image_sliced_features(image, network=network, config=config))
+        if descriptor.has_bank
+        else None
+    )
     mean_color = image.reshape(-1, 3).mean(axis=0, dtype=np.float64)
     del image
     digest = file_sha256(item.path)
-    descriptor.add(grams, name=item.name, sha256=digest, weight=item.weight, mean_color=mean_color)
+    descriptor.add(grams, name=item.name, sha256=digest, weight=item.weight, mean_color=mean_color, bank=bank)
     return UsedImage(name=item.name, sha256=digest, weight=item.weight, height=height, width=width)
 
 
@@ -362,6 +373,7 @@ def _empty(config: DescriptorConfig, weights: Any, keep_all: bool) -> GramDescri
         weights_sha256=weights.sha256,
         channels={layer: layer_channels(layer) for layer in config.layers},
         keep_all=keep_all,
+        bank="sliced" in config.statistics,
     )
 
 
@@ -464,7 +476,8 @@ def build_descriptor(
         Files, folders and glob patterns (see :func:`multiscale.io.list_images`).
     config : DescriptorConfig
         What to measure: ``octaves``, ``layers``, ``pooling``, ``padding``,
-        ``source_scale``, ``source_width`` and ``weights`` (the VGG16 file).
+        ``source_scale``, ``source_width`` and ``weights`` (the VGG16 file);
+        with ``sliced`` among its ``statistics``, a quantile bank too.
     recursive : bool
         Search folders recursively; ``**`` in patterns spans folders.
     weights_file : path, optional

@@ -1,14 +1,16 @@
 """Gram descriptors: a streaming accumulator of Gram matrices and its file format.
 
 A descriptor summarises any number of source images by running sums of their
-Gram matrices, one per ``(octave, layer)`` key. Memory is independent of the
+Gram matrices, one per ``(octave, layer)`` key, and optionally of their
+sliced statistic's quantile functions (a *quantile bank*, see
+:class:`multiscale.measure.sliced.QuantileBank`). Memory is independent of the
 number of images (unless every Gram is kept for the affine-invariant join),
 descriptors built on separate shards merge exactly, and the result is saved
 as an ``.npz`` file that is checked member by member before anything is
 allocated when it is read back.
 
-File format (version 1)
------------------------
+File format (version 2; version 1 is the same without a bank)
+--------------------------------------------------------------
 A zip archive readable by :func:`numpy.load` (``allow_pickle=False``) with
 uncompressed ``.npy`` members:
 
@@ -22,7 +24,8 @@ uncompressed ``.npy`` members:
     ``Σ w_i m_i`` with ``m_i`` image i's mean RGB in [0, 1] (three numbers,
     or null when some image was added without its colour; files without the
     key read as null). It gives a synthesis from the descriptor alone its
-    start colour.
+    start colour. Version 2 adds ``bank``: null, or ``{draws, levels,
+    seed}``, the shape and directions' seed of the quantile bank.
 ``sum/{octave}/{layer}``
     float64, shape (C, C): ``Σ w_i G_i``.
 ``log_sum/{octave}/{layer}``
@@ -30,6 +33,19 @@ uncompressed ``.npy`` members:
     :func:`multiscale.descriptors.joins.regularise` with the recorded ``eps``.
 ``all/{octave}/{layer}``
     float64, shape (count, C, C): every image's Gram (only when ``keep_all``).
+``bank_levels`` (with a bank)
+    float64, shape (L,): the levels, increasing in (0, 1).
+``bank_sum/{octave}/{layer}`` (with a bank)
+    float32, shape (draws, L, C): ``Σ w_i q_i``, ``q_i`` image i's quantile
+    functions of its features projected on the bank's directions
+    (:func:`multiscale.measure.sliced.measure_bank`). Sums of nondecreasing
+    functions, so each is nondecreasing along L. Held in float64 in memory;
+    float32 in the file (5 MiB for the default layers at 4 octaves), so a
+    merge of files equals one build to float32 rounding.
+
+A descriptor without a bank is written as version 1, which older versions
+of multiscale read as before; one with a bank is version 2, which they
+refuse with "made by a newer multiscale … upgrade".
 
 Members are written in a fixed order with a fixed timestamp, so the same
 descriptor always gives the same bytes.
@@ -55,6 +71,7 @@ from ..config import DescriptorConfig
 from ..errors import ConfigError, DescriptorError
 from ..io import PathLike
 from ..layers import GramKey
+from ..measure.sliced import BANK_DRAWS, BANK_SEED, QuantileBank, bank_levels
 from ..npz import Member, NpzReader, write_npz
 from .joins import (
     DEFAULT_EPS,
@@ -69,9 +86,18 @@ from .joins import (
 
 logger = logging.getLogger(__name__)
 
-#: Version of the file format written by this module; files with a larger
-#: version were made by a newer multiscale and are refused.
-FORMAT_VERSION = 1
+#: Newest version of the file format (written when the descriptor holds a
+#: quantile bank); files with a larger version were made by a newer
+#: multiscale and are refused.
+FORMAT_VERSION = 2
+
+#: Version written for a descriptor without a quantile bank: the Gram-only
+#: format, which older multiscale versions read.
+GRAMS_ONLY_VERSION = 1
+
+#: Most draws and levels a file's quantile bank may declare.
+MAX_BANK_DRAWS = 1024
+MAX_BANK_LEVELS = 65536
 
 #: Value of ``meta["format"]``, telling a descriptor from any other npz.
 FORMAT_NAME = "multiscale-gram-descriptor"
@@ -92,7 +118,7 @@ MEASUREMENT_FIELDS = ("octaves", "layers", "pooling", "padding", "source_scale",
 MAX_META_BYTES = 64 * 1024**2
 
 #: Most members and central-directory bytes an archive may list. A descriptor
-#: has 1 + 3 × octaves × layers ≤ 541 members.
+#: has 2 + 4 × octaves × layers ≤ 722 members.
 MAX_MEMBERS = 4096
 MAX_DIRECTORY_BYTES = 4 * 1024**2
 
@@ -119,6 +145,7 @@ FloatArray = NDArray[np.float64]
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FORMAT_VERSION",
+    "GRAMS_ONLY_VERSION",
     "JOIN_METHODS",
     "MEASUREMENT_FIELDS",
     "GramDescriptor",
@@ -187,7 +214,10 @@ class GramDescriptor:
       image's Gram, needed by the affine-invariant join. That costs
       :func:`keep_all_nbytes` bytes: count × octaves × Σ C² × 8, e.g.
       1.44 GB (1.34 GiB) for 500 images, 4 octaves and conv1_1, pool1,
-      pool2, pool3 (C = 64, 64, 128, 256).
+      pool2, pool3 (C = 64, 64, 128, 256);
+    - with a quantile bank (for the sliced statistic), ``bank_sums[key]``,
+      shape (draws, L, C): ``Σ w_i q_i`` of the images' quantile functions
+      (see :attr:`bank`).
 
     ``count`` (images) and ``total_weight`` (``Σ w_i``) are shared by all keys
     since every image contributes to every key. Arrays handed out are
@@ -211,7 +241,10 @@ class GramDescriptor:
         all_grams: dict[GramKey, list[FloatArray]] | None = None,
         created: dict[str, str] | None = None,
         color_sum: FloatArray | None = None,
-        version: int = FORMAT_VERSION,
+        bank_sums: dict[GramKey, FloatArray] | None = None,
+        bank_levels: FloatArray | None = None,
+        bank_seed: int = BANK_SEED,
+        version: int | None = None,
         path: Path | None = None,
         file_bytes: int | None = None,
     ) -> None:
@@ -238,10 +271,24 @@ class GramDescriptor:
         self._color_sum = (
             np.zeros(3) if color_sum is None and count == 0 else None if color_sum is None else color_sum
         )
-        self._version = version
+        # The quantile bank: None, or its levels (L,) and Σ w_i q_i per key (draws, L, C).
+        self._bank_levels = bank_levels
+        self._bank_seed = int(bank_seed)
+        self._bank_sums: dict[GramKey, FloatArray] = {}
+        if bank_levels is not None:
+            bank_levels.setflags(write=False)
+            self._bank_sums = (
+                bank_sums
+                if bank_sums is not None
+                else {
+                    k: np.zeros((BANK_DRAWS, len(bank_levels), channels[k[1]]), np.float64)
+                    for k in self._keys
+                }
+            )
+        self._version = version if version is not None else self._written_version()
         self._path = path
         self._file_bytes = file_bytes
-        for arrays in (self._sums, self._log_sums):
+        for arrays in (self._sums, self._log_sums, self._bank_sums):
             for a in arrays.values():
                 a.setflags(write=False)
 
@@ -257,6 +304,7 @@ class GramDescriptor:
         channels: Mapping[str, int],
         keep_all: bool = False,
         eps: float = DEFAULT_EPS,
+        bank: bool = False,
     ) -> GramDescriptor:
         """A descriptor holding no images yet.
 
@@ -277,6 +325,11 @@ class GramDescriptor:
         eps : float
             Relative regulariser of the log-Euclidean sums (≥ 0), see
             :func:`multiscale.descriptors.joins.regularise`.
+        bank : bool
+            Hold a quantile bank for the sliced statistic
+            (:data:`~multiscale.measure.sliced.BANK_DRAWS` draws at
+            :func:`~multiscale.measure.sliced.bank_levels`); every
+            :meth:`add` must then bring the image's.
 
         Returns
         -------
@@ -312,6 +365,7 @@ class GramDescriptor:
             channels=chans,
             eps=float(eps),
             keep_all=bool(keep_all),
+            bank_levels=bank_levels() if bank else None,
         )
 
     def add(
@@ -322,6 +376,7 @@ class GramDescriptor:
         sha256: str,
         weight: float = 1.0,
         mean_color: ArrayLike | None = None,
+        bank: Mapping[GramKey, ArrayLike] | None = None,
     ) -> None:
         """Add one image's Grams, with a weight (and optionally its mean colour).
 
@@ -344,6 +399,10 @@ class GramDescriptor:
             The image's mean RGB in [0, 1], as measured; kept as a weighted
             sum so that :attr:`mean_color` can start a synthesis. Without it
             the descriptor stops tracking colour.
+        bank : mapping of (int, str) to array_like, optional
+            The image's quantile functions per key, shape (draws, L, C)
+            (:func:`multiscale.measure.sliced.measure_bank` at this
+            descriptor's levels); required when it holds a bank, refused otherwise.
 
         Raises
         ------
@@ -402,8 +461,13 @@ class GramDescriptor:
             except DescriptorError as exc:
                 raise DescriptorError(f"{where}: {exc}") from None
             new_grams[key] = g
+        new_bank = self._checked_bank(bank, name)
 
         # Commit: new arrays rather than in-place updates, so views handed out stay valid.
+        for key in new_bank:
+            b = self._bank_sums[key] + weight * new_bank[key]
+            b.setflags(write=False)
+            self._bank_sums[key] = b
         for key in self._keys:
             s = self._sums[key] + weight * new_grams[key]
             ls = self._log_sums[key] + weight * new_logs[key]
@@ -421,6 +485,36 @@ class GramDescriptor:
         self._count += 1
         self._total_weight += weight
         self._sources.append({"name": name, "sha256": sha, "weight": weight})
+
+    def _checked_bank(self, bank: Mapping[GramKey, ArrayLike] | None, name: str) -> dict[GramKey, FloatArray]:
+        """One image's quantile bank, checked against this descriptor's (empty when it holds none)."""
+        if self._bank_levels is None:
+            if bank is not None:
+                raise DescriptorError(f"{name}: a quantile bank was given, but this descriptor holds none")
+            return {}
+        if bank is None:
+            raise DescriptorError(f"{name}: this descriptor holds a quantile bank; give the image's")
+        given = {_normalise_key(k) or k: v for k, v in bank.items()}
+        if set(given) != set(self._keys):
+            raise DescriptorError(f"{name}: the quantile bank does not match the descriptor's keys")
+        out = {}
+        for key in self._keys:
+            arr = np.asarray(given[key], dtype=np.float64)
+            shape = self._bank_sums[key].shape
+            if arr.shape != shape:
+                raise DescriptorError(
+                    f"{name}: quantile bank at {_key_label(key)} has shape {arr.shape}, expected {shape}"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise DescriptorError(
+                    f"{name}: quantile bank at {_key_label(key)} has NaN or infinite entries"
+                )
+            if np.any(np.diff(arr, axis=1) < 0):
+                raise DescriptorError(
+                    f"{name}: quantile bank at {_key_label(key)} decreases along the levels; not quantiles"
+                )
+            out[key] = arr
+        return out
 
     def merge(self, *others: GramDescriptor) -> GramDescriptor:
         """A new descriptor holding the images of ``self`` and ``others``.
@@ -445,7 +539,9 @@ class GramDescriptor:
         octaves, layers, pooling, padding, source scale and width, channels
         and ``eps``. If some keep every Gram and others do not, the result
         does not (logged as a warning): the affine-invariant join then needs
-        a rebuild with ``--keep-grams``.
+        a rebuild with ``--keep-grams``. Likewise for quantile banks: they
+        add when every descriptor holds one (of the same draws and levels),
+        else the result holds none (a warning says so).
 
         Parameters
         ----------
@@ -482,6 +578,21 @@ class GramDescriptor:
                 "merging descriptors with and without kept Grams: the result keeps none, "
                 "so the affine-invariant join needs a rebuild with --keep-grams"
             )
+        banks = [d._bank_levels is not None for d in ds]
+        if any(banks) and not all(banks):
+            logger.warning(
+                "merging descriptors with and without a quantile bank: the result holds none, "
+                "so the sliced statistic needs a rebuild with --statistics gram,sliced"
+            )
+        if all(banks):
+            diffs = [
+                f"{first._label(0)} and {d._label(i)} hold other quantile banks ({'; '.join(found)})"
+                for i, d in enumerate(ds[1:], start=1)
+                if (found := _differences(first._bank_identity(), d._bank_identity()))
+            ]
+            if diffs:
+                raise DescriptorError("cannot merge incompatible descriptors: " + " | ".join(diffs))
+        bank_sums = {k: _sum_arrays(d._bank_sums[k] for d in ds) for k in first._keys} if all(banks) else None
         sums = {k: _sum_arrays(d._sums[k] for d in ds) for k in first._keys}
         log_sums = {k: _sum_arrays(d._log_sums[k] for d in ds) for k in first._keys}
         all_grams = {k: [g for d in ds for g in d._all[k]] for k in first._keys} if keep_all else None
@@ -508,6 +619,9 @@ class GramDescriptor:
             log_sums=log_sums,
             all_grams=all_grams,
             color_sum=color_sum,
+            bank_sums=bank_sums,
+            bank_levels=None if bank_sums is None else first._bank_levels.copy(),
+            bank_seed=first._bank_seed,
         )
 
     # ------------------------------------------------------------------ results
@@ -666,11 +780,15 @@ class GramDescriptor:
         def members() -> Iterator[tuple[str, np.ndarray]]:
             # A generator, so that only one kept-Grams stack exists at a time.
             yield "meta", np.frombuffer(meta, dtype=np.uint8)
+            if self._bank_levels is not None:
+                yield "bank_levels", self._bank_levels
             for k in self._keys:
                 yield _member("sum", k), self._sums[k]
                 yield _member("log_sum", k), self._log_sums[k]
                 if self._keep_all:
                     yield _member("all", k), np.stack(self._all[k])
+                if self._bank_levels is not None:
+                    yield _member("bank_sum", k), self._bank_sums[k].astype(np.float32)
 
         write_npz(path, members(), overwrite=overwrite)
         logger.info("wrote descriptor %s (%d images)", path, self._count)
@@ -721,13 +839,15 @@ class GramDescriptor:
             ``version``, ``backbone``, ``weights_sha256``, ``descriptor``,
             ``channels``, ``eps``, ``keep_all``, ``count``, ``total_weight``,
             ``created``, ``color_sum`` and ``mean_color`` (``None`` if not
-            tracked), ``memory_bytes``, ``keys`` (octave, layer, shape) and
-            ``sources``.
+            tracked), ``memory_bytes``, ``keys`` (octave, layer, shape),
+            ``sources`` and ``bank`` (``None``, or its ``draws``, ``levels``
+            and ``seed``).
         """
         color = self.mean_color
         return {
             "path": None if self._path is None else os.fspath(self._path),
             "file_bytes": self._file_bytes,
+            "bank": None,
             **self._meta(),
             "version": self._version,
             "mean_color": None if color is None else [float(v) for v in color],
@@ -739,7 +859,8 @@ class GramDescriptor:
 
     @property
     def version(self) -> int:
-        """Format version (of the file it was loaded from, else :data:`FORMAT_VERSION`)."""
+        """Format version (of the file it was loaded from, else the one :meth:`save` writes:
+        :data:`GRAMS_ONLY_VERSION` without a bank, :data:`FORMAT_VERSION` with one)."""
         return self._version
 
     @property
@@ -834,11 +955,50 @@ class GramDescriptor:
         return {k: np.stack(v) if v else np.zeros((0, c[k[1]], c[k[1]])) for k, v in self._all.items()}
 
     @property
+    def has_bank(self) -> bool:
+        """Whether the descriptor holds a quantile bank (the sliced statistic can use it)."""
+        return self._bank_levels is not None
+
+    @property
+    def bank_draws(self) -> int:
+        """Draws of directions in the quantile bank (0 without one)."""
+        return 0 if not self._bank_sums else int(next(iter(self._bank_sums.values())).shape[0])
+
+    @property
+    def bank(self) -> QuantileBank | None:
+        """The sliced statistic's targets: the images' weighted mean quantile functions.
+
+        ``None`` without a bank. A mean of quantile functions is the 1-D
+        Wasserstein barycentre of the images' projected features, whichever
+        :meth:`join` the Grams use.
+
+        Raises
+        ------
+        DescriptorError
+            The descriptor holds no images.
+        """
+        if self._bank_levels is None:
+            return None
+        if self._count == 0:
+            raise DescriptorError(f"{self._label()}: holds no images; no quantile bank")
+        return QuantileBank(
+            quantiles={k: (s / self._total_weight).astype(np.float32) for k, s in self._bank_sums.items()},
+            levels=self._bank_levels.copy(),
+            seed=self._bank_seed,
+        )
+
+    @property
+    def bank_sums(self) -> dict[GramKey, FloatArray]:
+        """``Σ w_i q_i`` per key: read-only float64 arrays (draws, L, C); empty without a bank."""
+        return dict(self._bank_sums)
+
+    @property
     def nbytes(self) -> int:
         """Bytes of array data held in memory."""
         sums = sum(a.nbytes for a in self._sums.values()) * 2
         kept = sum(g.nbytes for v in self._all.values() for g in v)
-        return sums + kept
+        bank = sum(a.nbytes for a in self._bank_sums.values())
+        return sums + kept + bank
 
     def __repr__(self) -> str:
         where = f" from {self._path}" if self._path else ""
@@ -861,7 +1021,6 @@ class GramDescriptor:
     def _identity(self) -> dict[str, Any]:
         """Everything two descriptors must share to be merged."""
         return {
-            "version": self._version,
             "backbone": self._backbone,
             "weights_sha256": self._weights_sha256,
             **self._measurement,
@@ -869,10 +1028,30 @@ class GramDescriptor:
             "eps": self._eps,
         }
 
+    def _bank_identity(self) -> dict[str, Any]:
+        """What two quantile banks must share to be added."""
+        levels = self._bank_levels
+        return {
+            "bank draws": None if levels is None else self.bank_draws,
+            "bank levels": None if levels is None else [float(v) for v in levels],
+            "bank seed": self._bank_seed,
+        }
+
+    def _written_version(self) -> int:
+        """The format version a file of this descriptor gets: the oldest that holds it."""
+        return GRAMS_ONLY_VERSION if self._bank_levels is None else FORMAT_VERSION
+
     def _meta(self) -> dict[str, Any]:
+        bank = (
+            {}
+            if self._bank_levels is None
+            else {
+                "bank": {"draws": self.bank_draws, "levels": len(self._bank_levels), "seed": self._bank_seed}
+            }
+        )
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self._written_version(),
             "backbone": self._backbone,
             "weights_sha256": self._weights_sha256,
             "descriptor": self.measurement,
@@ -884,6 +1063,7 @@ class GramDescriptor:
             "sources": self.sources,
             "created": dict(self._created),
             "color_sum": None if self._color_sum is None else [float(v) for v in self._color_sum],
+            **bank,
         }
 
 
@@ -918,7 +1098,7 @@ class _Loader:
         text = reader.read({"meta": _META}, max_bytes=MAX_META_BYTES)["meta"]
         meta = self._parse_meta(text.tobytes())
         count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
-        measurement = meta["descriptor"]
+        measurement, bank = meta["descriptor"], meta["bank"]
         keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
 
         expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
@@ -928,16 +1108,29 @@ class _Loader:
             expected[_member("log_sum", k)] = ("log_sum", k, (c, c))
             if keep_all:
                 expected[_member("all", k)] = ("all", k, (count, c, c))
-        needed = sum(8 * math.prod(shape) for _, _, shape in expected.values())
+        bank_shapes = (
+            {}
+            if bank is None
+            else {_member("bank_sum", k): (bank["draws"], bank["levels"], channels[k[1]]) for k in keys}
+        )
+        needed = sum(8 * math.prod(shape) for _, _, shape in expected.values()) + sum(
+            4 * math.prod(shape) for shape in bank_shapes.values()
+        )
         if needed > self.max_bytes:
             raise self.fail(
                 f"declares {needed} bytes of arrays ({count} images, keep_all={keep_all}), more than "
                 f"max_bytes={self.max_bytes}; raise the limit only for a file you trust"
             )
         schema = {name: Member(shape, finite=True) for name, (_, _, shape) in expected.items()}
+        schema.update(
+            {name: Member(shape, (np.float32,), finite=True) for name, shape in bank_shapes.items()}
+        )
+        if bank is not None:
+            schema["bank_levels"] = Member((bank["levels"],), finite=True)
         reader.check_names(schema, fit="the metadata", allowed=("meta",))
         # Every header is checked before any array is allocated.
         arrays = reader.read(schema, max_bytes=self.max_bytes)
+        bank_sums, levels = self._bank(arrays, bank, keys)
 
         sums: dict[GramKey, FloatArray] = {}
         log_sums: dict[GramKey, FloatArray] = {}
@@ -976,10 +1169,30 @@ class _Loader:
             all_grams=all_grams,
             created=meta["created"],
             color_sum=meta["color_sum"],
+            bank_sums=bank_sums,
+            bank_levels=levels,
+            bank_seed=BANK_SEED if bank is None else bank["seed"],
             version=meta["version"],
             path=self.path,
             file_bytes=reader.size,
         )
+
+    def _bank(
+        self, arrays: Mapping[str, np.ndarray], bank: dict[str, int] | None, keys: Iterable[GramKey]
+    ) -> tuple[dict[GramKey, FloatArray] | None, FloatArray | None]:
+        """The quantile bank's sums (float64) and levels, checked; (None, None) without one."""
+        if bank is None:
+            return None, None
+        levels = arrays["bank_levels"]
+        if levels[0] <= 0 or levels[-1] >= 1 or np.any(np.diff(levels) <= 0):
+            raise self.fail("member bank_levels must increase strictly within (0, 1)")
+        sums = {}
+        for k in keys:
+            name = _member("bank_sum", k)
+            if np.any(np.diff(arrays[name], axis=1) < 0):
+                raise self.fail(f"member {name} decreases along the levels; not a sum of quantile functions")
+            sums[k] = arrays[name].astype(np.float64)
+        return sums, levels.astype(np.float64)
 
     # -- metadata
 
@@ -1062,7 +1275,9 @@ class _Loader:
         created = meta.get("created", {})
         if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
             raise self.fail("meta created must map names to version strings")
+        bank = self._parse_bank(meta.get("bank"), version)
         return {
+            "bank": bank,
             "version": version,
             "backbone": backbone,
             "weights_sha256": weights_sha,
@@ -1076,6 +1291,22 @@ class _Loader:
             "created": dict(created),
             "color_sum": color_sum,
         }
+
+    def _parse_bank(self, bank: Any, version: int) -> dict[str, int] | None:
+        """meta ``bank``: null, or draws, levels and seed (version 2 on)."""
+        if bank is None:
+            return None
+        if version < FORMAT_VERSION:
+            raise self.fail(f"meta declares a quantile bank, which format version {version} does not have")
+        limits = {"draws": MAX_BANK_DRAWS, "levels": MAX_BANK_LEVELS, "seed": 2**63 - 1}
+        if not isinstance(bank, dict) or set(bank) != set(limits):
+            raise self.fail("meta bank must be null or an object with draws, levels and seed")
+        for name, top in limits.items():
+            v = bank[name]
+            low = 0 if name == "seed" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= top:
+                raise self.fail(f"meta bank {name} must be an integer in {low}…{top}, got {v!r}")
+        return dict(bank)
 
     def _parse_measurement(self, d: dict[str, Any]) -> dict[str, Any]:
         missing = [f for f in MEASUREMENT_FIELDS if f not in d]

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from ..config import DescriptorConfig
 from ..errors import ResourceError
 from ..layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
+from .sliced import BANK_DRAWS, BANK_LEVELS
 
 #: Mirrors :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` (that module imports
 #: scipy; this one must stay light). A test checks they agree.
@@ -134,6 +135,10 @@ SLICED_BYTES_PER_VALUE = 32
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
 #: (:data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
 SLICED_SOURCE_ROWS = 1 << 18
+
+#: Bytes per value of a descriptor's quantile bank in a run from descriptor
+#: files: the loaded descriptor's float64 sums and the run's float32 means.
+BANK_BYTES_PER_VALUE = 12
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,7 @@ def estimate_synthesis_memory(
     optimizer: str = "lbfgsb",
     frames: int = 1,
     tile: int | None = None,
+    bank: bool = False,
 ) -> MemoryEstimate:
     """Estimate the peak resident memory of a synthesis run.
 
@@ -385,6 +391,9 @@ def estimate_synthesis_memory(
     baseline : int
         Bytes of the process before any work; default
         :data:`TF_BASELINE_BYTES`.
+    bank : bool
+        The sliced statistic's targets are a descriptor's quantile bank
+        (:func:`bank_bytes`), not source features.
 
     Returns
     -------
@@ -408,6 +417,7 @@ def estimate_synthesis_memory(
         bounds=BOUNDS_BYTES_PER_VALUE * n if bounded and optimizer != "projected" else 0,
         images=(PROJECTED_IMAGE_BYTES_PER_VALUE if optimizer == "projected" else IMAGE_BYTES_PER_VALUE) * n,
         sliced=sliced_bytes(height, width, config=config, sources=sources)
+        + (bank_bytes(config) if bank else 0)
         if "sliced" in config.statistics
         else 0,
     )
@@ -429,6 +439,13 @@ def sliced_bytes(
 
     output = values(height, width) * (SLICED_BYTES_PER_VALUE + 4)
     return output + sum(4 * values(h, w, SLICED_SOURCE_ROWS) for h, w in sources)
+
+
+def bank_bytes(config: DescriptorConfig) -> int:
+    """Memory of a descriptor's quantile bank in a run: :data:`BANK_BYTES_PER_VALUE` per value,
+    ``BANK_DRAWS × BANK_LEVELS × Σ C`` values per octave (:mod:`multiscale.measure.sliced`)."""
+    per_octave = BANK_DRAWS * BANK_LEVELS * sum(layer_channels(layer) for layer in config.layers)
+    return BANK_BYTES_PER_VALUE * config.octaves * per_octave
 
 
 def check_memory(estimate: MemoryEstimate, *, max_memory: int | None, what: str = "this run") -> None:
@@ -592,6 +609,7 @@ def default_max_memory() -> int | None:
 
 __all__ = [
     "MemoryEstimate",
+    "bank_bytes",
     "estimate_synthesis_memory",
     "check_memory",
     "human_bytes",

@@ -30,6 +30,23 @@ size can be matched to a source of any size.
 Each term is relative, like the Gram terms: divided by the target's mean
 square, so layers and octaves of different magnitude count alike.
 
+Quantile banks (descriptor files)
+---------------------------------
+A descriptor file cannot hold every photo's features, and the directions of
+a run are not known when it is built. It holds instead a *quantile bank*
+(:class:`QuantileBank`): for a fixed set of :data:`BANK_DRAWS` draws of
+directions (seeded by :data:`BANK_SEED`, not by the run), the weighted mean
+over its photos of their projections' quantile functions at
+:data:`BANK_LEVELS` levels (:func:`bank_levels`). A mean of quantile
+functions is the 1-D Wasserstein barycentre, so banks of photo sets merge
+exactly by weighted sums, like Grams. A run's draw ``d`` uses bank entry
+``(seed + d) mod BANK_DRAWS`` and reads its targets off the stored quantile
+function by linear interpolation in the level. The levels crowd toward 0
+and 1 (a stretched probit grid), where the quantile functions of VGG
+features bend most: on the gravel sample the interpolated targets differ
+from the exact ones by about 1e-5 of their mean square, against 2e-3 for
+evenly spaced levels (``benchmarks/RESULTS.md``).
+
 This module is numpy (no TensorFlow): the differentiable term of the
 untiled objectives is :func:`multiscale.objectives.terms.sliced_term`; the tiled
 objectives use :func:`sorted_cotangent` on projections gathered from every
@@ -56,6 +73,23 @@ MAX_SOURCE_POSITIONS = 1 << 18
 
 #: Floor of a target's mean square (an all-zero layer cannot divide by zero).
 _NORM_FLOOR = 1e-8
+
+#: Draws of directions a quantile bank holds (:class:`QuantileBank`): 16 draws
+#: cover a 400-iteration run with fresh directions (one draw per
+#: :data:`REDRAW_EVERY` iterations); longer runs reuse them in turn.
+BANK_DRAWS = 16
+
+#: Levels at which a bank stores each quantile function (see :func:`bank_levels`).
+#: With :data:`BANK_DRAWS` that is 16 × 64 × Σ C float32 values per octave:
+#: 5.0 MiB for the default layers (pool1, conv3_2) at 4 octaves, beside their Grams' 4.3 MiB.
+BANK_LEVELS = 64
+
+#: Seed of a bank's directions: fixed, so every descriptor file holds the same
+#: directions and banks merge.
+BANK_SEED = 0
+
+#: How far :func:`bank_levels` pushes its levels toward 0 and 1.
+BANK_STRETCH = 2.0
 
 
 def directions(channels: int, *, seed: int, draw: int, key: GramKey) -> np.ndarray:
@@ -94,6 +128,183 @@ def quantiles(sorted_values: np.ndarray, count: int) -> np.ndarray:
     return sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac
 
 
+def quantiles_at(sorted_values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The quantile function of each column at ``levels`` in [0, 1], as :func:`quantiles` takes it.
+
+    Level ``t`` is read at position ``t·n − ½`` between the order statistics
+    (clamped to the first and the last), so ``quantiles_at(s, (i + ½) / count)``
+    equals ``quantiles(s, count)``.
+
+    Parameters
+    ----------
+    sorted_values : np.ndarray (n, K), each column sorted ascending
+    levels : np.ndarray (L,), float
+
+    Returns
+    -------
+    np.ndarray (L, K), float64
+    """
+    n = sorted_values.shape[0]
+    pos = np.clip(np.asarray(levels, np.float64) * n - 0.5, 0.0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo)[:, None]
+    values = sorted_values.astype(np.float64, copy=False)
+    return values[lo] * (1 - frac) + values[hi] * frac
+
+
+def bank_levels(count: int = BANK_LEVELS, *, stretch: float = BANK_STRETCH) -> np.ndarray:
+    """The levels of a quantile bank: ``Φ(stretch · Φ⁻¹((i + ½) / count))``, float64 (count,).
+
+    Increasing, symmetric about ½, in (0, 1); with ``stretch`` > 1 they
+    crowd toward the tails (the outermost of 64 is 7e-7 from 0 and 1, so an
+    output's extreme ranks are read off stored values, not clamped), and
+    the middle ones are ``stretch / count`` apart.
+    """
+    from scipy.special import ndtr, ndtri
+
+    return np.asarray(ndtr(stretch * ndtri((np.arange(count) + 0.5) / count)), np.float64)
+
+
+def measure_bank(
+    features: Mapping[GramKey, np.ndarray],
+    *,
+    draws: int = BANK_DRAWS,
+    levels: np.ndarray | None = None,
+    seed: int = BANK_SEED,
+) -> dict[GramKey, np.ndarray]:
+    """One image's quantile functions for a bank: per key, float64 (draws, L, C).
+
+    Entry ``[j, :, k]`` is the quantile function, at ``levels`` (default
+    :func:`bank_levels`), of the feature vectors projected on column ``k``
+    of ``directions(C, seed=seed, draw=j, key=key)``.
+
+    Parameters
+    ----------
+    features : dict of (octave, layer) → np.ndarray (n, C)
+        The image's feature vectors (:func:`multiscale.measure.gram.image_sliced_features`).
+    """
+    lv = bank_levels() if levels is None else np.asarray(levels, np.float64)
+    out = {}
+    for key, f in features.items():
+        c = f.shape[1]
+        out[key] = np.stack(
+            [
+                quantiles_at(np.sort(f @ directions(c, seed=seed, draw=j, key=key), axis=0), lv)
+                for j in range(draws)
+            ]
+        )
+    return out
+
+
+def interpolate_quantiles(levels: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
+    """A quantile function known at ``levels``, read at the ``count`` levels (i + ½) / count.
+
+    Linear in the level between stored levels, constant beyond the first
+    and the last.
+
+    Parameters
+    ----------
+    levels : np.ndarray (L,), increasing
+    values : np.ndarray (L, K)
+    count : int
+
+    Returns
+    -------
+    np.ndarray (count, K), float64
+    """
+    t = (np.arange(count) + 0.5) / count
+    pos = np.interp(t, levels, np.arange(len(levels), dtype=np.float64))
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(levels) - 1)
+    frac = (pos - lo)[:, None]
+    v = values.astype(np.float64, copy=False)
+    return v[lo] * (1 - frac) + v[hi] * frac
+
+
+@dataclass
+class QuantileBank:
+    """Sliced targets from a descriptor file: mean quantile functions for a fixed set of draws.
+
+    Serves the same :meth:`draw` as :class:`SlicedTargets`, so the
+    objectives cannot tell them apart: draw ``d`` of a run seeded ``seed``
+    uses bank entry ``j = (seed + d) mod B`` — its directions
+    ``directions(C, seed=self.seed, draw=j, key=key)`` and its quantile
+    functions read at the output's positions (:func:`interpolate_quantiles`).
+
+    Attributes
+    ----------
+    quantiles : dict of (octave, layer) → np.ndarray float32 (B, L, C)
+        The weighted mean over the photos of their quantile functions
+        (each nondecreasing along L).
+    levels : np.ndarray float64 (L,)
+        The levels they are stored at (:func:`bank_levels`).
+    seed : int
+        Seed of the bank's directions (:data:`BANK_SEED`).
+    """
+
+    quantiles: dict[GramKey, np.ndarray]
+    levels: np.ndarray
+    seed: int = BANK_SEED
+
+    @property
+    def draws(self) -> int:
+        """B, the draws of directions the bank holds."""
+        return int(next(iter(self.quantiles.values())).shape[0])
+
+    @property
+    def channels(self) -> dict[GramKey, int]:
+        """C of every (octave, layer) key."""
+        return {key: int(q.shape[2]) for key, q in self.quantiles.items()}
+
+    @property
+    def features(self) -> dict[GramKey, list[np.ndarray]]:
+        """Per key, one empty (0, C) array: a bank holds no feature vectors, and this is
+        only the keys and channels that :class:`~multiscale.objectives.base.SlicedDraws` reads."""
+        return {key: [np.zeros((0, c), np.float32)] for key, c in self.channels.items()}
+
+    def draw(
+        self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
+    ) -> dict[GramKey, tuple[np.ndarray, np.ndarray]]:
+        """Directions and target quantiles of a run's draw ``draw``, as :meth:`SlicedTargets.draw`."""
+        j = (seed + draw) % self.draws
+        out = {}
+        for key, q in self.quantiles.items():
+            d = directions(q.shape[2], seed=self.seed, draw=j, key=key)
+            out[key] = (d, interpolate_quantiles(self.levels, q[j], counts[key]).astype(np.float32))
+        return out
+
+    @classmethod
+    def blend(cls, banks: Sequence[QuantileBank], weights: Sequence[float]) -> QuantileBank:
+        """The banks' weighted mean (weights normalised): the barycentre of their textures.
+
+        Raises ``ValueError`` for banks of other levels, seeds, draws or keys.
+        """
+        first = banks[0]
+        for b in banks[1:]:
+            same = (
+                b.seed == first.seed
+                and np.array_equal(b.levels, first.levels)
+                and b.channels == first.channels
+                and b.draws == first.draws
+            )
+            if not same:
+                raise ValueError("quantile banks of other draws, levels or layers cannot be blended")
+        w = np.asarray(weights, np.float64) / float(np.sum(weights))
+        quantiles = {
+            key: sum(wk * b.quantiles[key].astype(np.float64) for wk, b in zip(w, banks, strict=True)).astype(
+                np.float32
+            )
+            for key in first.quantiles
+        }
+        return cls(quantiles=quantiles, levels=first.levels, seed=first.seed)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the bank."""
+        return sum(q.nbytes for q in self.quantiles.values()) + self.levels.nbytes
+
+
 @dataclass
 class SlicedTargets:
     """Source features for the sliced terms, from which each draw's targets are made.
@@ -109,6 +320,11 @@ class SlicedTargets:
 
     features: dict[GramKey, list[np.ndarray]]
     weights: list[float]
+
+    @property
+    def channels(self) -> dict[GramKey, int]:
+        """C of every (octave, layer) key."""
+        return {key: int(feats[0].shape[1]) for key, feats in self.features.items()}
 
     def draw(
         self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
