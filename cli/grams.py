@@ -43,6 +43,7 @@ Examples:
   multiscale grams build photos/oak/ -o oak.grams.npz --octaves 4
   multiscale grams build 'photos/**/*.jpg' --recursive -o all.grams.npz --keep-grams
   multiscale grams build photos/ -o oak.grams.npz --workers 4
+  multiscale grams build photos/oak/ -o oak.grams.npz --statistics gram,sliced
   multiscale grams build /shared/photos/ -o oak.grams.npz --dask tcp://scheduler:8786
 """,
 )
@@ -103,6 +104,8 @@ def build(
     Photos are read one at a time, so memory does not grow with their number.
     Files that cannot be used (unreadable, not an image, too small for the
     octaves) are skipped and listed with the reason; none usable is an error.
+    With --statistics gram,sliced the file also holds a quantile bank, so that
+    `synthesize --grams FILE --statistics sliced` works from it.
     """
     from multiscale.io import check_writable
 
@@ -205,6 +208,12 @@ def format_info(data: dict[str, Any]) -> str:
         else f"sources scaled by {m['source_scale']:g}"
     )
     joins = "mean, log-euclidean" + (", affine-invariant" if data["keep_all"] else "")
+    bank = data.get("bank")
+    sliced = (
+        "no (--statistics sliced unavailable; rebuild with --statistics gram,sliced)"
+        if bank is None
+        else f"quantile bank of {bank['draws']} draws × {bank['levels']} levels (--statistics sliced)"
+    )
     kept = (
         "yes (every image's Grams)"
         if data["keep_all"]
@@ -222,6 +231,7 @@ def format_info(data: dict[str, Any]) -> str:
         ("scale", scale),
         ("kept Grams", kept),
         ("joins", joins),
+        ("sliced", sliced),
         ("mean colour", "not recorded" if color is None else " ".join(f"{c:.3f}" for c in color) + " (RGB)"),
         ("memory", _size(data["memory_bytes"])),
         ("created by", ", ".join(f"{k} {v}" for k, v in data["created"].items())),

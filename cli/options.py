@@ -230,8 +230,8 @@ measurement_options = compose(
         show_default=True,
         metavar="gram,sliced",
         help="What the descriptor serves: gram (Gram matrices, always kept) and, with sliced, a quantile "
-        "bank for the sliced statistic (16 draws of directions × 128 quantile levels per octave and "
-        "layer: 10 MiB for the default layers at 4 octaves).",
+        "bank for the sliced statistic (16 draws of directions × 64 quantile levels per octave and "
+        "layer: 5 MiB for the default layers at 4 octaves).",
     ),
 )
 

@@ -166,8 +166,9 @@ class DescriptorConfig:
     statistics : tuple of str
         What is matched at every (octave, layer): ``gram`` (Gram matrices,
         second moments) and/or ``sliced`` (sliced-Wasserstein distance of
-        the whole feature distribution, :mod:`multiscale.measure.sliced`; needs
-        source images, not descriptor files). Several add up. ``("gram",)``
+        the whole feature distribution, :mod:`multiscale.measure.sliced`; from
+        descriptor files, only those built with it, which hold a quantile
+        bank). Several add up. ``("gram",)``
         here; synthesis and style transfer default to :data:`DEFAULT_STATISTICS`
         (:func:`job_descriptor`).
     """

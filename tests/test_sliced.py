@@ -157,12 +157,8 @@ def test_the_source_itself_has_zero_sliced_loss_and_a_redraw_changes_a_noise_ima
     assert obj.draw == 1 and obj.evaluate(noise).total != first and obj.evaluate(source).total < 1e-10
 
 
-def test_the_sliced_statistic_is_refused_without_images() -> None:
-    from multiscale.jobs.synthesize import require_images_for_sliced
-
-    with pytest.raises(ConfigError, match="sliced statistic needs source images"):
-        require_images_for_sliced(DescriptorConfig(statistics=("gram", "sliced")), "descriptor files")
-    require_images_for_sliced(DescriptorConfig(), "descriptor files")
+def test_unknown_or_no_statistics_are_refused() -> None:
+    # (descriptor files without a quantile bank: tests/test_sliced_bank.py)
     with pytest.raises(ConfigError, match="statistics"):
         DescriptorConfig(statistics=("moments",))
     with pytest.raises(ConfigError, match="statistics"):

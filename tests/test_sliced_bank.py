@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from multiscale_cli.main import cli
 from PIL import Image
 from scipy.special import ndtri
 
 from multiscale.config import DescriptorConfig
 from multiscale.descriptors import descriptor as descriptor_module
 from multiscale.descriptors.descriptor import FORMAT_VERSION, GRAMS_ONLY_VERSION, GramDescriptor
-from multiscale.errors import DescriptorError
+from multiscale.errors import ConfigError, DescriptorError
 from multiscale.measure.sliced import (
     BANK_DRAWS,
     BANK_LEVELS,
@@ -312,6 +314,66 @@ def test_a_build_measures_the_bank_of_each_photo_and_a_dask_build_equals_it(phot
         np.testing.assert_allclose(remote.bank_sums[k], local.bank_sums[k], rtol=1e-12, atol=1e-12)
 
 
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_cli_builds_a_bank_and_synthesizes_from_it_with_the_sliced_statistic(photos, tmp_path):
+    measure = ["--octaves", "2", "--layers", "conv1_1,pool1"]
+    banked, plain = tmp_path / "b.grams.npz", tmp_path / "p.grams.npz"
+    result = _invoke("grams", "build", *photos, "-o", banked, *measure, "--statistics", "gram,sliced", "-q")
+    assert result.exit_code == 0, result.output
+    assert _invoke("grams", "build", *photos, "-o", plain, *measure, "-q").exit_code == 0
+    info = _invoke("grams", "info", banked)
+    assert f"quantile bank of {BANK_DRAWS} draws × {BANK_LEVELS} levels" in info.output
+    out = tmp_path / "t.png"
+    result = _invoke(
+        "synthesize", "--grams", banked, "--statistics", "gram,sliced", "-W", "32", "-H", "32", "-o", out,
+        "--max-iter", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "t.png.json").read_text())
+    assert meta["config"]["descriptor"]["statistics"] == ["gram", "sliced"]
+    refused = _invoke(
+        "synthesize",
+        "--grams",
+        plain,
+        "--statistics",
+        "sliced",
+        "-W",
+        "32",
+        "-H",
+        "32",
+        "-o",
+        tmp_path / "x.png",
+    )
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "rebuild it with `multiscale grams build --statistics gram,sliced`" in refused.stderr
+    assert str(plain) in refused.stderr and not (tmp_path / "x.png").exists()
+    # a folder streamed into a descriptor can be matched by the sliced statistic too
+    folder_out = tmp_path / "f.png"
+    result = _invoke(
+        "synthesize", "-s", photos[0].parent, "--statistics", "sliced", *measure, "-o", folder_out,
+        "--max-iter", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_prepare_targets_refuses_sliced_without_a_bank():
+    from multiscale.jobs.synthesize import make_config, targets_from_descriptors
+
+    config = make_config(width=32, height=32, statistics=("sliced",), octaves=2, layers=CONFIG.layers)
+    with pytest.raises(ConfigError, match="holds Gram matrices only"):
+        targets_from_descriptors(
+            [build(range(1), bank=False)], config=config, backbone="vgg16-test", weights_sha256=WEIGHTS_SHA
+        )
+    targets = targets_from_descriptors(
+        [build(range(1)), build(range(1, 3))], config=config, backbone="vgg16-test", weights_sha256=WEIGHTS_SHA,
+        grams_weights=[1, 3],
+    )  # fmt: skip
+    assert isinstance(targets.sliced, QuantileBank)
+
+
 def test_the_memory_estimate_counts_the_bank():
     from multiscale.measure.memory import BANK_BYTES_PER_VALUE, bank_bytes, estimate_synthesis_memory
 
@@ -320,3 +382,36 @@ def test_the_memory_estimate_counts_the_bank():
     with_bank = estimate_synthesis_memory(bank=True, **kwargs)
     assert with_bank.total - estimate_synthesis_memory(**kwargs).total == bank_bytes(config)
     assert bank_bytes(config) == BANK_BYTES_PER_VALUE * BANK_DRAWS * BANK_LEVELS * 4 * (64 + 256)
+
+
+@pytest.mark.slow
+def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_path):
+    from multiscale.descriptors.build import build_descriptor
+    from multiscale.jobs.checkpoint import read_checkpoint
+    from multiscale.jobs.synthesize import (
+        config_for_descriptors,
+        make_config,
+        resume_synthesis,
+        run_synthesis,
+    )
+    from multiscale.measure.sliced import REDRAW_EVERY
+
+    d = build_descriptor(photos, config=REAL).descriptor
+    base = make_config(width=32, height=32, statistics=("gram", "sliced"), max_iter=REDRAW_EVERY + 5, seed=3)
+    config = config_for_descriptors([d], base, explicit={"statistics"})
+    whole = run_synthesis(config=config, descriptors=[d])
+    assert whole.report.iterations == REDRAW_EVERY + 5
+    stop = REDRAW_EVERY + 2
+    first = run_synthesis(
+        config=config, descriptors=[d], callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    assert first.report.stop_reason == "callback"
+    ck = read_checkpoint(tmp_path / "ck")
+    assert isinstance(ck.sliced, QuantileBank) and ck.sliced_draw[0] == 1
+    for k, q in d.bank.quantiles.items():
+        np.testing.assert_array_equal(ck.sliced.quantiles[k], q)
+    resumed, _ = resume_synthesis(ck)
+    assert resumed.report.iterations == whole.report.iterations
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert resumed.report.loss == whole.report.loss

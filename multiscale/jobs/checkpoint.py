@@ -10,7 +10,8 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
 ``targets.npz``
     what the run matches, so a resume needs neither the source photos nor
     the network pass over them. Synthesize: the joined target Grams and the
-    mean colour. Stylize: for every stage, the content resized to the
+    mean colour (and, for the sliced statistic, the sources' features or a
+    descriptor's quantile bank). Stylize: for every stage, the content resized to the
     stage (float32) and the styles' blended Grams at the stage's style size.
 ``state.npz``
     Synthesize: the projected L-BFGS state (:mod:`multiscale.optim.projected`):
@@ -66,7 +67,7 @@ from ..config import StyleConfig, SynthesisConfig
 from ..errors import CheckpointError, ConfigError, MultiscaleError, OutputError
 from ..io import PathLike, file_sha256, fsync_dir, save_image, write_json_atomic
 from ..layers import layer_channels
-from ..measure.sliced import MAX_SOURCE_POSITIONS, SlicedTargets
+from ..measure.sliced import MAX_SOURCE_POSITIONS, QuantileBank, SlicedTargets
 from ..npz import Member, read_npz, write_npz
 
 #: Version 2 added ``kind`` and stylize checkpoints.
@@ -85,6 +86,9 @@ _MAX_DATA_BYTES = 1 << 30
 _MAX_MEMBERS = 1 << 16
 _MAX_DIRECTORY_BYTES = 16 * 1024**2
 _FLOATS = (np.float32, np.float64)
+#: Most draws and levels a checkpoint's quantile bank may declare.
+_MAX_BANK_DRAWS = 1024
+_MAX_BANK_LEVELS = 65536
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ class Checkpoint:
         Set for a bfloat16 run that had switched to its float32 finish (at
         this iteration): the state's loss and gradient are float32 ones, and
         the run goes on in float32.
-    sliced : SlicedTargets or None
-        The sources' features, for a run with the sliced statistic.
+    sliced : SlicedTargets or QuantileBank or None
+        The sources' features, or the descriptor files' quantile bank, for a
+        run with the sliced statistic.
     sliced_draw : (int, int) or None
         That run's draw of directions and the iteration where it began.
     exemplars : list of np.ndarray float32 (h, w, 3)
@@ -123,7 +128,7 @@ class Checkpoint:
     sources: list[dict[str, Any]]
     state: Any
     float32_from_iteration: int | None = None
-    sliced: SlicedTargets | None = None
+    sliced: SlicedTargets | QuantileBank | None = None
     sliced_draw: tuple[int, int] | None = None
     exemplars: list[np.ndarray] = field(default_factory=list)
 
@@ -391,10 +396,20 @@ def _gram_members(prefix: str, grams: Mapping[tuple[int, str], np.ndarray]) -> d
     return {f"{prefix}gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
 
 
-def _sliced_members(prefix: str, sliced: SlicedTargets | None) -> dict[str, np.ndarray]:
-    """``{prefix}sliced/{source}/{octave}/{layer}``: each source's feature vectors (n, C), float32."""
+def _sliced_members(prefix: str, sliced: SlicedTargets | QuantileBank | None) -> dict[str, np.ndarray]:
+    """``{prefix}sliced/{source}/{octave}/{layer}``: each source's feature vectors (n, C), float32;
+    for a quantile bank ``{prefix}bank_levels`` (L,) float64 and ``{prefix}bank/{octave}/{layer}``
+    (draws, L, C) float32, exactly as the run holds them."""
     if sliced is None:
         return {}
+    if isinstance(sliced, QuantileBank):
+        return {
+            f"{prefix}bank_levels": np.asarray(sliced.levels, np.float64),
+            **{
+                f"{prefix}bank/{k}/{layer}": np.asarray(q, np.float32)
+                for (k, layer), q in sliced.quantiles.items()
+            },
+        }
     return {
         f"{prefix}sliced/{i}/{k}/{layer}": np.asarray(f, np.float32)
         for (k, layer), feats in sliced.features.items()
@@ -402,10 +417,13 @@ def _sliced_members(prefix: str, sliced: SlicedTargets | None) -> dict[str, np.n
     }
 
 
-def _sliced_meta(sliced: SlicedTargets | None) -> dict[str, Any] | None:
-    """What a reader needs to check the sliced members before loading them: weights and row counts."""
+def _sliced_meta(sliced: SlicedTargets | QuantileBank | None) -> dict[str, Any] | None:
+    """What a reader needs to check the sliced members before loading them: weights and row counts,
+    or a quantile bank's draws, levels and seed."""
     if sliced is None:
         return None
+    if isinstance(sliced, QuantileBank):
+        return {"bank": {"draws": sliced.draws, "levels": len(sliced.levels), "seed": int(sliced.seed)}}
     rows = {
         f"{i}/{k}/{layer}": int(f.shape[0])
         for (k, layer), feats in sliced.features.items()
@@ -420,8 +438,24 @@ def _sliced_expected(
     """Shapes of the sliced members that ``meta`` (from :func:`_sliced_meta`) announces, checked.
 
     Raises ``ValueError`` for a meta that does not describe every source at
-    every (octave, layer) with a sane number of rows.
+    every (octave, layer) with a sane number of rows, or a sane quantile bank.
+    (A reader from before quantile banks finds no ``weights`` in a bank's
+    meta and refuses the checkpoint.)
     """
+    if "bank" in meta:
+        bank = meta["bank"]
+        draws, levels = _count(bank["draws"], "bank draws", 1), _count(bank["levels"], "bank levels", 1)
+        _count(bank["seed"], "bank seed")
+        if draws > _MAX_BANK_DRAWS or levels > _MAX_BANK_LEVELS:
+            raise ValueError(f"'sliced' bank of {draws} draws × {levels} levels is too large")
+        return {
+            f"{prefix}bank_levels": (levels,),
+            **{
+                f"{prefix}bank/{k}/{layer}": (draws, levels, layer_channels(layer))
+                for k in range(octaves)
+                for layer in layers
+            },
+        }
     weights = meta["weights"]
     if not isinstance(weights, list) or not weights or not all(isinstance(w, (int, float)) for w in weights):
         raise ValueError("'sliced' weights must be a list of numbers")
@@ -438,8 +472,19 @@ def _sliced_expected(
     return out
 
 
-def _sliced_from(arrays: Mapping[str, np.ndarray], prefix: str, meta: Any) -> SlicedTargets:
-    """The :class:`SlicedTargets` held by ``{prefix}sliced/…`` members (shapes already checked)."""
+def _sliced_from(arrays: Mapping[str, np.ndarray], prefix: str, meta: Any) -> SlicedTargets | QuantileBank:
+    """The :class:`SlicedTargets` held by ``{prefix}sliced/…`` members, or the :class:`QuantileBank`
+    of ``{prefix}bank…`` ones (shapes already checked)."""
+    if "bank" in meta:
+        levels = arrays[f"{prefix}bank_levels"].astype(np.float64)
+        if levels[0] <= 0 or levels[-1] >= 1 or np.any(np.diff(levels) <= 0):
+            raise ValueError("the quantile bank's levels must increase strictly within (0, 1)")
+        head = f"{prefix}bank/"
+        quantiles = {}
+        for name in (n for n in arrays if n.startswith(head)):  # in the run's (octave, layer) order
+            k, layer = name[len(head) :].split("/")
+            quantiles[(int(k), layer)] = arrays[name].astype(np.float32)
+        return QuantileBank(quantiles=quantiles, levels=levels, seed=int(meta["bank"]["seed"]))
     features: dict[tuple[int, str], list[np.ndarray]] = {}
     count = len(meta["weights"])
     for name in sorted(n for n in arrays if n.startswith(prefix + "sliced/")):
@@ -470,7 +515,8 @@ def write_checkpoint(
     which ``state.x`` and ``state.best_x`` are viewed for the PNGs. The
     targets never change during a run: later checkpoints of the same run
     pass ``write_targets=False``. ``float32_from_iteration``: see :class:`Checkpoint`.
-    ``sliced``: the sources' features when the run uses the sliced statistic;
+    ``sliced``: the sources' features (or descriptor files' quantile bank) when the run uses the
+    sliced statistic;
     ``sliced_draw``: its current draw of directions and the iteration it began at;
     ``exemplars``: the source images, for a run with the spectrum constraint.
     """
@@ -766,10 +812,14 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
             f"{folder}: checkpoint.json has a bad or missing 'sliced' field: {exc}"
         ) from exc
     arrays = _read_arrays(folder / "targets.npz", expected, fit="the run's layers")
+    try:
+        sliced = None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta)
+    except ValueError as exc:
+        raise CheckpointError(f"{folder}: targets.npz: {exc}") from None
     return Checkpoint(
         folder=name, config=config, output=output, grams=_grams(arrays, ""),
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
-        sliced=None if sliced_meta is None else _sliced_from(arrays, "", sliced_meta), sliced_draw=draw,
+        sliced=sliced, sliced_draw=draw,
         exemplars=[arrays[f"exemplar/{i}"].astype(np.float32) for i in range(len(sizes))],
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip

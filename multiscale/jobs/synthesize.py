@@ -25,7 +25,7 @@ from ..config import (
 )
 from ..errors import ConfigError, DescriptorError
 from ..io import file_sha256, load_image, scale_source
-from ..measure.sliced import SlicedTargets
+from ..measure.sliced import QuantileBank, SlicedTargets
 from .runner import (
     STOPPED_EARLY,
     ImageSource,
@@ -237,9 +237,10 @@ class Targets:
     exemplars : list of np.ndarray float32 (h, w, 3)
         The source images as measured, for the ``spectrum`` start; empty
         when the targets come from descriptor files or a checkpoint.
-    sliced : SlicedTargets or None
-        The sources' features for the sliced statistic (only when the
-        descriptor config asks for it).
+    sliced : SlicedTargets or QuantileBank or None
+        What the sliced statistic matches (only when the descriptor config
+        asks for it): the sources' features, or the quantile bank of
+        descriptor files.
     """
 
     grams: dict[Any, np.ndarray]
@@ -250,7 +251,7 @@ class Targets:
     descriptors: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     exemplars: list[np.ndarray] = field(default_factory=list, repr=False)
-    sliced: SlicedTargets | None = field(default=None, repr=False)
+    sliced: SlicedTargets | QuantileBank | None = field(default=None, repr=False)
 
 
 def targets_from_images(
@@ -280,13 +281,17 @@ def targets_from_images(
     )  # fmt: skip
 
 
-def require_images_for_sliced(config: DescriptorConfig, what: str) -> None:
-    """Raise :class:`ConfigError` when the sliced statistic is asked of ``what`` (descriptor files, a build)."""
-    if "sliced" in config.statistics:
+def require_banks(config: DescriptorConfig, descriptors: Sequence[GramDescriptor]) -> None:
+    """Raise :class:`ConfigError` when the sliced statistic is asked of descriptors without a quantile bank."""
+    if "sliced" not in config.statistics:
+        return
+    lacking = [_label(d) for d in descriptors if not d.has_bank]
+    if lacking:
         raise ConfigError(
             "statistics",
-            f"the sliced statistic needs source images, and {what} hold Gram matrices only: "
-            "give the images with -s, or use --statistics gram",
+            f"the sliced statistic needs a descriptor built with it, and {', '.join(lacking)} holds Gram "
+            "matrices only: rebuild it with `multiscale grams build --statistics gram,sliced`, give the "
+            "images with -s, or use --statistics gram",
         )
 
 
@@ -307,6 +312,7 @@ def targets_from_build(result: BuildResult, *, join: str = "mean") -> Targets:
     first = result.used[0]
     mean_color = d.mean_color
     return Targets(
+        sliced=d.bank,
         grams=d.join(join),
         mean_color=np.array(NEUTRAL_COLOR, np.float32) if mean_color is None else mean_color,
         sources=[
@@ -342,7 +348,8 @@ def config_for_descriptors(
         Measurement fields the user set on purpose: each must equal the
         descriptors' value (else :class:`ConfigError`); the others are
         replaced silently. ``statistics``, unless explicit, becomes
-        ``("gram",)``: a descriptor holds Gram matrices.
+        ``("gram",)``; ``sliced`` can be asked of descriptors that hold a
+        quantile bank (see :func:`prepare_targets`).
 
     Raises
     ------
@@ -385,7 +392,7 @@ def config_for_descriptors(
             "the descriptor with it",
         )
     desc = dataclasses.replace(base.descriptor, **{n: getattr(measured, n) for n in MEASUREMENT_FIELDS})
-    if "statistics" not in explicit:  # a descriptor holds Grams: what it can be matched by
+    if "statistics" not in explicit:  # every descriptor holds Grams; only some a quantile bank
         desc = dataclasses.replace(desc, statistics=("gram",))
     return dataclasses.replace(base, descriptor=desc)
 
@@ -408,6 +415,10 @@ def targets_from_descriptors(
     affine-invariant for ``affine-invariant``. A share therefore does not
     depend on how many photos a descriptor holds; to pool photo sets with
     equal weight per photo, merge them first (:meth:`GramDescriptor.merge`).
+    With ``sliced`` among the config's statistics, the descriptors' quantile
+    banks are blended with the same shares (a mean of quantile functions:
+    the Wasserstein barycentre of the textures, whatever ``join`` does to
+    the Grams).
 
     Parameters
     ----------
@@ -435,7 +446,8 @@ def targets_from_descriptors(
         A descriptor does not match the run (every difference listed), or
         ``affine-invariant`` is asked of one without kept Grams.
     ConfigError
-        Bad ``grams_weights`` or ``join``.
+        Bad ``grams_weights`` or ``join``; ``sliced`` asked of a descriptor
+        without a quantile bank.
     """
     from ..descriptors.joins import affine_invariant_mean, spd_exp, symmetrise
 
@@ -444,6 +456,7 @@ def targets_from_descriptors(
     shares = _shares(grams_weights, len(descriptors))
     for d in descriptors:
         d.check_compatible(config.descriptor, backbone=backbone, weights_sha256=weights_sha256)
+    require_banks(config.descriptor, descriptors)
     active = [k for k, share in enumerate(shares) if share > 0]
     w = np.array([shares[k] for k in active]) / sum(shares[k] for k in active)
     joined = {k: descriptors[k].join(join) for k in active}
@@ -476,7 +489,16 @@ def targets_from_descriptors(
         }
         for k, d in enumerate(descriptors)
     ]
-    return Targets(grams=grams, mean_color=mean_color, sources=[], size=None, join=join, descriptors=files)
+    sliced = None
+    if "sliced" in config.descriptor.statistics:
+        banks = [descriptors[k].bank for k in active]
+        try:
+            sliced = QuantileBank.blend(banks, w)
+        except ValueError as exc:
+            raise DescriptorError(f"{_label(descriptors[active[0]])} and the others: {exc}") from None
+    return Targets(
+        grams=grams, mean_color=mean_color, sources=[], size=None, join=join, descriptors=files, sliced=sliced
+    )
 
 
 def _shares(grams_weights: Sequence[float] | None, n: int) -> list[float]:
@@ -530,7 +552,6 @@ def prepare_targets(
     if descriptors is not None:
         if sources is not None:
             raise ConfigError("grams", "give source images or descriptors, not both")
-        require_images_for_sliced(d, "descriptor files")
         return targets_from_descriptors(
             descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
             join=join, grams_weights=grams_weights,
@@ -560,18 +581,27 @@ def estimate_memory(
     width: int,
     sources: Sequence[tuple[int, int]] = (),
     tile: int | None = None,
+    bank: bool = False,
 ) -> Any:
-    """Estimated peak memory of a run (:class:`multiscale.measure.memory.MemoryEstimate`), untiled or with ``tile``."""
+    """Estimated peak memory of a run (:class:`multiscale.measure.memory.MemoryEstimate`), untiled or with ``tile``.
+
+    ``bank``: the sliced statistic's targets are descriptor files' quantile bank.
+    """
     from ..measure.memory import estimate_synthesis_memory
 
     return estimate_synthesis_memory(
         height=height, width=width, config=config.descriptor, history=config.history, sources=list(sources),
-        optimizer=config.optimizer, frames=config.frames, tile=tile,
+        optimizer=config.optimizer, frames=config.frames, tile=tile, bank=bank,
     )  # fmt: skip
 
 
 def plan_run_memory(
-    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+    config: SynthesisConfig,
+    *,
+    height: int,
+    width: int,
+    sources: Sequence[tuple[int, int]] = (),
+    bank: bool = False,
 ) -> tuple[int | None, Any, int | None]:
     """Choose how the loss is evaluated, from the memory estimate, without allocating.
 
@@ -600,7 +630,7 @@ def plan_run_memory(
     def estimate(tile: int | None) -> Any:
         if tile is not None:
             plan_octaves(height, width, config=config.descriptor, tile=tile)  # refuses odd wrap sizes
-        return estimate_memory(config, height=height, width=width, sources=sources, tile=tile)
+        return estimate_memory(config, height=height, width=width, sources=sources, tile=tile, bank=bank)
 
     limit = config.max_memory if config.max_memory is not None else default_max_memory()
     tile, chosen = choose_tile(estimate, height=height, width=width, limit=limit, tile_size=config.tile_size)
@@ -608,7 +638,12 @@ def plan_run_memory(
 
 
 def check_run_memory(
-    config: SynthesisConfig, *, height: int, width: int, sources: Sequence[tuple[int, int]] = ()
+    config: SynthesisConfig,
+    *,
+    height: int,
+    width: int,
+    sources: Sequence[tuple[int, int]] = (),
+    bank: bool = False,
 ) -> int | None:
     """Choose the tiling (:func:`plan_run_memory`) and refuse, before allocating, a run that will not fit.
 
@@ -624,7 +659,7 @@ def check_run_memory(
     """
     from ..measure.memory import check_memory
 
-    tile, estimate, limit = plan_run_memory(config, height=height, width=width, sources=sources)
+    tile, estimate, limit = plan_run_memory(config, height=height, width=width, sources=sources, bank=bank)
     check_memory(estimate, max_memory=limit, what=f"a {width}×{height} run")
     return tile
 
@@ -707,7 +742,7 @@ def run_synthesis(
             grams_weights=grams_weights,
         )  # fmt: skip
     height, width = output_size(config, targets)
-    tile = check_run_memory(config, height=height, width=width)
+    tile = check_run_memory(config, height=height, width=width, bank=isinstance(targets.sliced, QuantileBank))
 
     shape = (config.frames, height, width, 3) if config.frames > 1 else (height, width, 3)
     x0 = (
