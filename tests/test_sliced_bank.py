@@ -25,6 +25,8 @@ from multiscale.config import DescriptorConfig
 from multiscale.descriptors import descriptor as descriptor_module
 from multiscale.descriptors.descriptor import FORMAT_VERSION, GRAMS_ONLY_VERSION, GramDescriptor
 from multiscale.errors import ConfigError, DescriptorError
+from multiscale.measure.backbone import VGG16, load_weights
+from multiscale.measure.gram import image_grams, image_sliced_features
 from multiscale.measure.sliced import (
     BANK_DRAWS,
     BANK_LEVELS,
@@ -293,8 +295,6 @@ CONFIG_REAL_GRAMS = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1"))
 def test_a_build_measures_the_bank_of_each_photo_and_a_dask_build_equals_it(photos):
     from multiscale.descriptors.build import build_descriptor
     from multiscale.io import load_image
-    from multiscale.measure.backbone import VGG16, load_weights
-    from multiscale.measure.gram import image_sliced_features
 
     local = build_descriptor(photos, config=REAL).descriptor
     assert local.has_bank and not build_descriptor(photos[:1], config=CONFIG_REAL_GRAMS).descriptor.has_bank
@@ -415,3 +415,36 @@ def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_pat
     assert resumed.report.iterations == whole.report.iterations
     np.testing.assert_array_equal(resumed.image, whole.image)
     assert resumed.report.loss == whole.report.loss
+
+
+def test_tiled_evaluation_with_a_bank_equals_the_untiled_one():
+    """The objectives only call draw(): tiles ranked together give the untiled values, as with images."""
+    from multiscale._tf import tf
+    from multiscale.objectives.texture import StyleObjective, TiledStyleObjective
+
+    config = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1"), statistics=("gram", "sliced"))
+    rng = np.random.default_rng(9)
+    source = rng.uniform(size=(40, 40, 3)).astype(np.float32)
+    net32 = VGG16(load_weights())
+    bank = QuantileBank(
+        quantiles={
+            k: q.astype(np.float32)
+            for k, q in measure_bank(image_sliced_features(source, network=net32, config=config)).items()
+        },
+        levels=bank_levels(),
+    )
+    net = VGG16(load_weights(), dtype=tf.float64)
+    common = dict(
+        targets=image_grams(source, network=net32, config=config), network=net, config=config, height=36,
+        width=32, sliced=bank, seed=4,
+    )  # fmt: skip
+    whole, tiled = StyleObjective(**common), TiledStyleObjective(tile=16, **common)
+    assert max(p.tiles for p in tiled.plans) > 1
+    x = rng.uniform(0.05, 0.95, size=36 * 32 * 3)
+    for draw in (0, BANK_DRAWS + 3):
+        whole.redraw(draw)
+        tiled.redraw(draw)
+        loss, grad = whole(x)
+        tloss, tgrad = tiled(x)
+        assert tloss == pytest.approx(loss, rel=1e-12)
+        np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
