@@ -359,14 +359,16 @@ def test_cli_builds_a_bank_and_synthesizes_from_it_with_the_sliced_statistic(pho
     assert result.exit_code == 0, result.output
 
 
-def test_prepare_targets_refuses_sliced_without_a_bank():
-    from multiscale.jobs.synthesize import make_config, targets_from_descriptors
+def test_sliced_without_a_bank_is_refused_before_the_network_loads():
+    from multiscale.jobs.synthesize import config_for_descriptors, make_config, targets_from_descriptors
 
     config = make_config(width=32, height=32, statistics=("sliced",), octaves=2, layers=CONFIG.layers)
+    plain = build(range(1), bank=False)
     with pytest.raises(ConfigError, match="holds Gram matrices only"):
-        targets_from_descriptors(
-            [build(range(1), bank=False)], config=config, backbone="vgg16-test", weights_sha256=WEIGHTS_SHA
-        )
+        config_for_descriptors([plain], config, explicit={"statistics"})
+    assert config_for_descriptors([plain], config).descriptor.statistics == ("gram",)
+    with pytest.raises(ConfigError, match="holds Gram matrices only"):
+        targets_from_descriptors([plain], config=config, backbone="vgg16-test", weights_sha256=WEIGHTS_SHA)
     targets = targets_from_descriptors(
         [build(range(1)), build(range(1, 3))], config=config, backbone="vgg16-test", weights_sha256=WEIGHTS_SHA,
         grams_weights=[1, 3],

@@ -357,8 +357,9 @@ def config_for_descriptors(
         The descriptors disagree with one another (every difference listed).
     ConfigError
         An explicit field conflicts with the descriptors (field: the first
-        conflicting one; message: all of them), or the run's layer or
-        octave weights do not fit the descriptors' layers or octaves.
+        conflicting one; message: all of them), the run's layer or octave
+        weights do not fit the descriptors' layers or octaves, or ``sliced``
+        is asked of a descriptor without a quantile bank.
     """
     from ..descriptors.descriptor import MEASUREMENT_FIELDS
 
@@ -394,6 +395,7 @@ def config_for_descriptors(
     desc = dataclasses.replace(base.descriptor, **{n: getattr(measured, n) for n in MEASUREMENT_FIELDS})
     if "statistics" not in explicit:  # every descriptor holds Grams; only some a quantile bank
         desc = dataclasses.replace(desc, statistics=("gram",))
+    require_banks(desc, descriptors)
     return dataclasses.replace(base, descriptor=desc)
 
 
