@@ -120,8 +120,13 @@ def _objectives(config, *, size=(40, 32), tile=16, dtype=tf.float64, seed=5):
 def test_tiled_sliced_loss_and_gradient_equal_the_untiled_ones(statistics, padding, octaves) -> None:
     config = DescriptorConfig(octaves=octaves, layers=LAYERS, padding=padding, statistics=statistics)
     whole, tiled, x, _ = _objectives(config)
+    assert_tiled_equals_untiled(whole, tiled, x, draws=(0, 3))
+
+
+def assert_tiled_equals_untiled(whole, tiled, x, *, draws) -> None:
+    """Loss, gradient and octave losses of ``tiled`` equal ``whole``'s at ``x`` (float64) in each draw."""
     assert max(p.tiles for p in tiled.plans) > 1
-    for draw in (0, 3):
+    for draw in draws:
         whole.redraw(draw)
         tiled.redraw(draw)
         loss, grad = whole(x)

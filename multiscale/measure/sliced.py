@@ -43,9 +43,8 @@ exactly by weighted sums, like Grams. A run's draw ``d`` uses bank entry
 ``(seed + d) mod BANK_DRAWS`` and reads its targets off the stored quantile
 function by linear interpolation in the level. The levels crowd toward 0
 and 1 (a stretched probit grid), where the quantile functions of VGG
-features bend most: on the gravel sample the interpolated targets differ
-from the exact ones by about 1e-5 of their mean square, against 2e-3 for
-evenly spaced levels (``benchmarks/RESULTS.md``).
+features bend most; evenly spaced levels would err tens to hundreds of times
+more (figures: ``benchmarks/RESULTS.md``, ``benchmarks/sliced_bank.py``).
 
 This module is numpy (no TensorFlow): the differentiable term of the
 untiled objectives is :func:`multiscale.objectives.terms.sliced_term`; the tiled
