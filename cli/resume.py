@@ -50,6 +50,7 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
     """
     from multiscale.jobs.checkpoint import (
         checkpoint_config,
+        checkpoint_holds_bank,
         checkpoint_kind,
         read_checkpoint,
         read_style_checkpoint,
@@ -66,7 +67,9 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
     else:
         planned = checkpoint_config(checkpoint)
         if planned.height and planned.width:  # refused like a fresh run, before the state is loaded
-            check_run_memory(planned, height=planned.height, width=planned.width)
+            check_run_memory(
+                planned, height=planned.height, width=planned.width, bank=checkpoint_holds_bank(checkpoint)
+            )
         ck = read_checkpoint(checkpoint)
         if max_iter is not None and max_iter <= ck.state.iteration:
             raise click.UsageError(

@@ -391,7 +391,7 @@ def test_the_memory_estimate_counts_the_bank():
 @pytest.mark.slow
 def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_path):
     from multiscale.descriptors.build import build_descriptor
-    from multiscale.jobs.checkpoint import read_checkpoint
+    from multiscale.jobs.checkpoint import checkpoint_holds_bank, read_checkpoint
     from multiscale.jobs.synthesize import (
         config_for_descriptors,
         make_config,
@@ -411,6 +411,7 @@ def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_pat
         output=tmp_path / "o.png",
     )  # fmt: skip
     assert first.report.stop_reason == "callback"
+    assert checkpoint_holds_bank(tmp_path / "ck")  # the resume's memory check counts the bank
     ck = read_checkpoint(tmp_path / "ck")
     assert isinstance(ck.sliced, QuantileBank) and ck.sliced_draw[0] == 1
     for k, q in d.bank.quantiles.items():

@@ -733,6 +733,19 @@ def checkpoint_config(folder: PathLike) -> SynthesisConfig | StyleConfig:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
 
 
+def checkpoint_holds_bank(folder: PathLike) -> bool:
+    """Whether a synthesize checkpoint's targets hold a descriptor's quantile bank, from
+    ``checkpoint.json`` alone: for planning a resume's memory before its data is read.
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_checkpoint`, for the folder and its JSON.
+    """
+    sliced = _read_meta(folder, kind="synthesize", verify=False)[1].get("sliced")
+    return isinstance(sliced, dict) and "bank" in sliced
+
+
 def style_checkpoint_sizes(folder: PathLike) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """A stylize checkpoint's stage sizes and its styles' sizes as loaded, (height, width) each,
     from ``checkpoint.json`` alone: for planning a resume's memory before its data is read.
@@ -982,6 +995,7 @@ __all__ = [
     "StyleCheckpoint",
     "StylePosition",
     "checkpoint_config",
+    "checkpoint_holds_bank",
     "checkpoint_kind",
     "default_folder",
     "find_checkpoint",
