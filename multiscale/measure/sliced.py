@@ -256,12 +256,6 @@ class QuantileBank:
         """C of every (octave, layer) key."""
         return {key: int(q.shape[2]) for key, q in self.quantiles.items()}
 
-    @property
-    def features(self) -> dict[GramKey, list[np.ndarray]]:
-        """Per key, one empty (0, C) array: a bank holds no feature vectors, and this is
-        only the keys and channels that :class:`~multiscale.objectives.base.SlicedDraws` reads."""
-        return {key: [np.zeros((0, c), np.float32)] for key, c in self.channels.items()}
-
     def draw(
         self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
     ) -> dict[GramKey, tuple[np.ndarray, np.ndarray]]:

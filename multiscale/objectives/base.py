@@ -40,7 +40,7 @@ from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
 from ..measure.gram import gram_matrix, output_positions
-from ..measure.sliced import REDRAW_EVERY, SlicedTargets, sorted_cotangent, target_norm
+from ..measure.sliced import REDRAW_EVERY, QuantileBank, SlicedTargets, sorted_cotangent, target_norm
 from .terms import sliced_term, style_loss, term_shares, weighted_terms
 
 
@@ -221,7 +221,7 @@ class SlicedDraws:
         config: DescriptorConfig,
         height: int,
         width: int,
-        sliced: SlicedTargets | None,
+        sliced: SlicedTargets | QuantileBank | None,
         seed: int,
         dtype: tf.DType,
         active: bool = True,
@@ -235,12 +235,11 @@ class SlicedDraws:
         if not self.active:
             return
         if sliced is None:
-            raise ValueError("the sliced statistic needs the sources' features (SlicedTargets)")
+            raise ValueError("the sliced statistic needs the sources' features or a quantile bank")
         self.sliced = sliced
         self.counts = output_positions(height, width, config=config)
         self._dirs, self._targets, self._norms = {}, {}, {}
-        for key, feats in sliced.features.items():
-            c = feats[0].shape[1]
+        for key, c in sliced.channels.items():
             self._dirs[key] = tf.Variable(tf.zeros([c, c], dtype), trainable=False)
             self._targets[key] = tf.Variable(tf.zeros([self.counts[key], c], dtype), trainable=False)
             self._norms[key] = tf.Variable(tf.ones([], dtype), trainable=False)
