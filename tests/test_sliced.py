@@ -90,6 +90,29 @@ def test_sliced_term_is_zero_for_the_target_distribution_in_any_order() -> None:
     assert float(sliced_term(tf.constant(shuffled), tf.constant(d), tf.constant(target), 1.0)) < 1e-12
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_sliced_term_and_its_gradient_equal_tf_sort_ones_in_float64(relu) -> None:
+    """The term ranks in numpy; tf.sort and its gradient are the reference. With ReLU zeros, equal
+    projections may be ranked in another order: the value and the tied rows' summed gradient agree."""
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((300, 5))
+    f = np.maximum(f, 0.0) if relu else f
+    d = tf.constant(directions(5, seed=1, draw=0, key=(0, "a")).astype(np.float64))
+    target = tf.constant(np.sort(rng.standard_normal((300, 5)), axis=0))
+    x = tf.constant(f)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        value = sliced_term(x, d, target, 0.5)
+        ranked = tf.transpose(tf.sort(tf.transpose(tf.matmul(x, d)), axis=-1))
+        reference = tf.reduce_mean(tf.square(ranked - target)) / 0.5
+    assert float(value) == pytest.approx(float(reference), rel=1e-12)
+    grad, ref_grad = tape.gradient(value, x).numpy(), tape.gradient(reference, x).numpy()
+    tied = np.all(f == 0.0, axis=1)
+    assert tied.any() == relu
+    np.testing.assert_allclose(grad[~tied], ref_grad[~tied], atol=1e-14)
+    np.testing.assert_allclose(grad[tied].sum(axis=0), ref_grad[tied].sum(axis=0), atol=1e-14)
+
+
 def test_source_positions_are_capped_by_a_fixed_subset() -> None:
     big = np.arange((MAX_SOURCE_POSITIONS + 10) * 2, dtype=np.float32).reshape(-1, 2)
     kept = sample_positions(big)

@@ -374,18 +374,23 @@ def target_norm(target: np.ndarray) -> float:
 def sorted_cotangent(projected: np.ndarray, target: np.ndarray, scale: float) -> tuple[float, np.ndarray]:
     """``scale · mean((sort(P) − T)²)`` and its gradient with respect to ``P`` (numpy).
 
-    The tiled objective gathers every tile's projections into ``projected``
-    (N, K), computes this once, and hands each tile its rows of the gradient.
+    Both objectives use it: the untiled one on the whole image's projections
+    (:func:`multiscale.objectives.terms.sliced_term`), the tiled one on every
+    tile's projections gathered into ``projected`` (N, K), handing each tile
+    its rows of the gradient. Each direction is ranked along a contiguous row
+    of the transposed projections, where numpy's sort is several times faster
+    than TensorFlow's on the CPU. Equal projections (ReLU zeros) are ranked in
+    a deterministic order; any order gives the same value.
 
     Returns
     -------
     value : float
     grad : np.ndarray (N, K), ``projected``'s dtype
     """
-    order = np.argsort(projected, axis=0, kind="stable")
-    ranked = np.take_along_axis(projected, order, axis=0)
-    diff = ranked.astype(np.float64) - target
-    value = scale * float(np.mean(np.square(diff)))
-    grad = np.empty_like(projected)
-    np.put_along_axis(grad, order, (2.0 * scale / diff.size * diff).astype(projected.dtype), axis=0)
-    return value, grad
+    rows = np.ascontiguousarray(projected.T)
+    order = np.argsort(rows, axis=1)
+    diff = np.take_along_axis(rows, order, axis=1) - np.ascontiguousarray(target.T, dtype=rows.dtype)
+    value = scale * float(np.mean(np.square(diff, dtype=np.float64)))
+    grad = np.empty_like(rows)
+    np.put_along_axis(grad, order, diff * rows.dtype.type(2.0 * scale / diff.size), axis=1)
+    return value, grad.T

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
+from ..measure.sliced import sorted_cotangent
 
 #: Floor of ‖A‖² so an all-zero target (a black source) cannot divide by zero.
 _NORM_FLOOR = 1e-8
@@ -90,9 +93,28 @@ def sliced_term(flat: tf.Tensor, d: tf.Tensor, target: tf.Tensor, norm: tf.Tenso
     norm : tf.Tensor scalar
         :func:`target_norm` of ``target``.
     """
-    projected = tf.matmul(flat, d)
-    ranked = tf.transpose(tf.sort(tf.transpose(projected), axis=-1))
-    return tf.reduce_mean(tf.square(ranked - target)) / norm
+    return _sorted_distance(tf.matmul(flat, d), tf.convert_to_tensor(target)) / norm
+
+
+@tf.custom_gradient
+def _sorted_distance(projected: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, object]:
+    """``mean((sort(projected) − target)²)`` by column, ranked in numpy (:func:`sorted_cotangent`,
+    several times faster than ``tf.sort`` and its gradient on a CPU); ``target`` is a constant."""
+
+    def ranked(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = sorted_cotangent(p, t, 1.0)
+        return np.asarray(value, p.dtype), grad
+
+    value, grad = tf.numpy_function(
+        ranked, [projected, target], [projected.dtype, projected.dtype], stateful=False
+    )
+    value.set_shape([])
+    grad.set_shape(projected.shape)
+
+    def backward(upstream: tf.Tensor) -> tuple[tf.Tensor, None]:
+        return upstream * grad, None
+
+    return value, backward
 
 
 #: Names of the loss terms, in the order :class:`StylizeObjective` reports them.
