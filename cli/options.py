@@ -20,6 +20,7 @@ from multiscale.config import (
     PADDINGS,
     POOLINGS,
     PRECISIONS,
+    DescriptorConfig,
     parse_float_list,
     parse_name_list,
 )
@@ -97,11 +98,13 @@ descriptor_options = compose(
         callback=name_list,
         default=",".join(D.statistics),
         show_default=True,
-        metavar="gram,sliced",
+        metavar="auto|gram,sliced",
         help="What is matched at every octave and layer: gram (Gram matrices: second moments of the "
         "features) and/or sliced (sliced-Wasserstein distance of the whole feature distribution, "
-        "random directions redrawn every 25 iterations; --grams files must be built with it). "
-        "Both listed: their losses add.",
+        "random directions redrawn every 25 iterations; --grams files must be built with it); both "
+        "listed, their losses add. auto: sliced where it has its targets (source images) and its "
+        "memory fits (it grows with the output: about 4.5 GB at 1024²), gram otherwise; the JSON "
+        "records the choice.",
     ),
     relative_weights("--layer-weights", "layer in --layers"),
     relative_weights("--octave-weights", "octave, finest first"),
@@ -186,12 +189,13 @@ output_options = compose(
 # ---------------------------------------------------------------- Gram descriptors
 
 
-def pick(decorator: Decorator, *names: str) -> Decorator:
+def pick(decorator: Decorator, *names: str, defaults: dict[str, Any] | None = None) -> Decorator:
     """The options of ``decorator`` whose parameter names are ``names``, as a decorator.
 
     Lets a command reuse some options of a group above without defining
     them twice (``grams build`` measures like ``synthesize`` but has no loss
-    weights). Order is kept; each command gets its own copies.
+    weights). Order is kept; each command gets its own copies, with the
+    ``defaults`` given (by parameter name) where its config's differ.
     """
 
     def probe() -> None:
@@ -204,7 +208,11 @@ def pick(decorator: Decorator, *names: str) -> Decorator:
 
     def apply(func: Callable[..., Any]) -> Callable[..., Any]:
         params = func.__dict__.setdefault("__click_params__", [])
-        params.extend(copy.copy(p) for p in found)
+        for p in found:
+            q = copy.copy(p)
+            if defaults and p.name in defaults:
+                q.default = defaults[p.name]
+            params.append(q)
         return func
 
     return apply
@@ -226,7 +234,7 @@ measurement_options = compose(
     click.option(
         "--statistics",
         callback=name_list,
-        default=",".join(D.statistics),
+        default=",".join(DescriptorConfig().statistics),
         show_default=True,
         metavar="gram,sliced",
         help="What the descriptor serves: gram (Gram matrices, always kept) and, with sliced, a quantile "

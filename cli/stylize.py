@@ -46,6 +46,7 @@ style_descriptor_options = pick(
     "padding",
     "weights",
     "statistics",
+    defaults={"layers": ",".join(S.descriptor.layers), "statistics": ",".join(S.descriptor.statistics)},
 )
 
 

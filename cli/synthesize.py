@@ -174,7 +174,7 @@ def synthesize(
 
 def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int, bank: bool) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
-    from multiscale.jobs.synthesize import plan_run_memory
+    from multiscale.jobs.synthesize import plan_run_memory, resolve_statistics
     from multiscale.measure.memory import human_bytes
     from multiscale.measure.tiles import plan_octaves
 
@@ -188,6 +188,10 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         width, height = width or w0, height or h0
     if height is None or width is None:
         raise click.UsageError("--dry-run needs the output size here: give -W and -H")
+    # auto: sources have the sliced statistic's targets; descriptor files only with a bank
+    config = resolve_statistics(
+        config, height=height, width=width, sliced=bank or not _given("grams"), bank=bank
+    )
     d = config.descriptor
     tile, estimate, limit = plan_run_memory(config, height=height, width=width, bank=bank)
     plans = plan_octaves(height, width, config=d, tile=tile)

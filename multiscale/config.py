@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 PADDINGS = ("reflect", "wrap", "same", "valid")
-#: Texture statistics a descriptor can match (:mod:`multiscale.objectives.texture`, :mod:`multiscale.measure.sliced`).
-STATISTICS = ("gram", "sliced")
+#: Texture statistics a descriptor can match (:mod:`multiscale.objectives.texture`, :mod:`multiscale.measure.sliced`);
+#: ``auto``, alone, lets a synthesis choose (:data:`DEFAULT_STATISTICS`).
+STATISTICS = ("gram", "sliced", "auto")
 POOLINGS = ("avg", "max")
 #: Generated starts (:mod:`multiscale.jobs.starts`); an image path is accepted too.
 INITS = ("spectrum", "smooth", "noise", "mean")
@@ -32,18 +33,32 @@ OPTIMIZERS = ("projected", "lbfgsb")
 #: What the network's convolutions run in: ``auto`` measures (see :mod:`multiscale.jobs.precision`).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
-#: Layers matched by default, chosen by benchmarks/defaults_study.py (256²,
-#: 100 iterations, gravel and hubble_field; README "Defaults"): pool1 +
-#: conv3_2 stops the network after 6 of its 13 convolutions, the cheapest
-#: candidate, and looked as good as conv1_1+pool1…pool3(+pool4); the four
-#: octaves already cover the large scales that pool3/pool4 would add.
-DEFAULT_LAYERS = ("pool1", "conv3_2")
-#: Gram matrices. On the 12 standard textures of benchmarks/quality.py the sliced
-#: statistic came closer to the examples by every measure (README "Defaults"), but it
-#: ranks N × C projections of the whole output per (octave, layer), about 36 bytes
-#: each: 1.6 GB at 1024², 19 GB at 4096², outside the tiled evaluation's bounded
-#: memory. It stays an option until a default can choose it only where it fits.
-DEFAULT_STATISTICS = ("gram",)
+#: Layers matched by default. pool1 + conv3_2 stops the network after 6 of its 13
+#: convolutions (benchmarks/defaults_study.py); the four octaves already cover the
+#: large scales that pool3/pool4 would add. conv1_1 adds the only full-resolution
+#: layer (Heitz et al. 2021 match every convolution from conv1_1 on): without it
+#: nothing in the objective sees the finest octave's pixel-scale detail, and on the
+#: standard textures of benchmarks/quality.py it brought the output closer to the
+#: examples by every measure at little cost (benchmarks/RESULTS.md).
+DEFAULT_LAYERS = ("conv1_1", "pool1", "conv3_2")
+#: A synthesis matches the sliced statistic where it has its targets (source images,
+#: or descriptor files with a quantile bank) and its memory fits the run's limit, Gram
+#: matrices otherwise (:func:`multiscale.jobs.synthesize.resolve_statistics`). On the 12
+#: standard textures of benchmarks/quality.py sliced came closer to the examples by every
+#: measure (README "Defaults"), but it ranks the N × C projections of the whole output per
+#: (octave, layer), outside the tiled evaluation's bounded memory: about 0.3 GB at 256²,
+#: 4.5 GB at 1024², 18 GB at 2048² with the default layers.
+DEFAULT_STATISTICS = ("auto",)
+#: ``auto`` takes the sliced statistic only while its share of the memory estimate stays
+#: under this (outputs up to about 1150² with the default layers), so that the choice
+#: follows from the settings and the size, not from how much memory is free at the time;
+#: and only if the whole run fits the memory limit with it.
+AUTO_SLICED_MAX_BYTES = 6 * 1024**3
+#: What style transfer matches by default: the settings its palette and schedule were
+#: measured with (benchmarks/stylize_palette.py, stylize_schedule.py); conv1_1 and the
+#: sliced statistic were measured for synthesis only.
+STYLE_LAYERS = ("pool1", "conv3_2")
+STYLE_STATISTICS = ("gram",)
 #: Weight of the spectrum constraint when source images are given: on the 12
 #: standard textures of benchmarks/quality.py, 1 came closer to the examples than
 #: none on 10–12 of them by every measure that does not score the spectrum itself.
@@ -168,9 +183,10 @@ class DescriptorConfig:
         second moments) and/or ``sliced`` (sliced-Wasserstein distance of
         the whole feature distribution, :mod:`multiscale.measure.sliced`; from
         descriptor files, only those built with it, which hold a quantile
-        bank). Several add up. ``("gram",)``
-        here; synthesis and style transfer default to :data:`DEFAULT_STATISTICS`
-        (:func:`job_descriptor`).
+        bank). Several add up. ``auto`` (alone) lets a synthesis choose sliced
+        where it has its targets and fits in memory, Gram matrices otherwise.
+        ``("gram",)`` here; synthesis defaults to :data:`DEFAULT_STATISTICS`
+        (:func:`job_descriptor`), style transfer to :data:`STYLE_STATISTICS`.
     """
 
     octaves: int = 4
@@ -196,6 +212,8 @@ class DescriptorConfig:
             )
         if len(set(self.statistics)) != len(self.statistics):
             raise ConfigError("statistics", "a statistic is listed twice")
+        if "auto" in self.statistics and len(self.statistics) > 1:
+            raise ConfigError("statistics", "auto chooses between gram and sliced: give it alone")
         _positive_int("octaves", self.octaves)
         if self.octaves > 10:
             raise ConfigError("octaves", f"at most 10 are supported, got {self.octaves}")
@@ -231,10 +249,15 @@ class DescriptorConfig:
 
 
 def job_descriptor() -> DescriptorConfig:
-    """The descriptor config a synthesis or style transfer starts from: every default of
-    :class:`DescriptorConfig` but the statistics, :data:`DEFAULT_STATISTICS` (a descriptor
-    on its own — a file, a build — holds Gram matrices)."""
+    """The descriptor config a synthesis starts from: every default of :class:`DescriptorConfig`
+    but the statistics, :data:`DEFAULT_STATISTICS` (a descriptor on its own — a file, a
+    build — holds Gram matrices)."""
     return DescriptorConfig(statistics=DEFAULT_STATISTICS)
+
+
+def style_descriptor() -> DescriptorConfig:
+    """The descriptor config a style transfer starts from: :data:`STYLE_LAYERS` and :data:`STYLE_STATISTICS`."""
+    return DescriptorConfig(layers=STYLE_LAYERS, statistics=STYLE_STATISTICS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -566,6 +589,7 @@ class StyleConfig(RunConfig):
         choice). The targets and the saved image's score are float32.
     """
 
+    descriptor: DescriptorConfig = field(default_factory=style_descriptor)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     # Both terms are relative errors, so weight 1 each balances them; TV 30 halves the
     # pixel-level ripples at no cost in style (benchmarks/RESULTS.md, "Defaults").
@@ -588,6 +612,8 @@ class StyleConfig(RunConfig):
         """Raise :class:`ConfigError` naming the first invalid field."""
         super().validate()
         d = self.descriptor
+        if "auto" in d.statistics:
+            raise ConfigError("statistics", "stylize matches gram and/or sliced; auto is for synthesize")
         if d.source_scale != 1.0 or d.source_width is not None:
             raise ConfigError(
                 "source_scale", "is not used by stylize; size the styles with style_scale (--style-scale)"

@@ -491,9 +491,17 @@ def test_the_json_holds_the_resolved_config_with_every_option(finished):
 def test_the_json_config_rebuilds_the_run_s_config(finished):
     config = read_json(finished[2])["config"]
     flat = {**config.pop("descriptor"), **config}
-    # the JSON records the spectrum weight as resolved: the default with a source image
+    # the JSON records what the defaults resolved to with a source image: the spectrum weight 1,
+    # and statistics auto as the sliced statistic (it fits in memory at this size)
     expected = make_config(
-        octaves=2, layers=("conv1_1", "pool1"), max_iter=3, width=48, height=48, seed=7, spectrum_weight=1.0
+        octaves=2,
+        layers=("conv1_1", "pool1"),
+        max_iter=3,
+        width=48,
+        height=48,
+        seed=7,
+        spectrum_weight=1.0,
+        statistics=("sliced",),
     )
     assert make_config(**flat) == expected
 

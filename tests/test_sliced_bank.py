@@ -381,7 +381,7 @@ def test_sliced_without_a_bank_is_refused_before_the_network_loads():
 def test_the_memory_estimate_counts_the_bank():
     from multiscale.measure.memory import BANK_BYTES_PER_VALUE, bank_bytes, estimate_synthesis_memory
 
-    config = DescriptorConfig(statistics=("gram", "sliced"))
+    config = DescriptorConfig(layers=("pool1", "conv3_2"), statistics=("gram", "sliced"))
     kwargs = dict(height=256, width=256, config=config, history=5, sources=[], optimizer="projected")
     with_bank = estimate_synthesis_memory(bank=True, **kwargs)
     assert with_bank.total - estimate_synthesis_memory(**kwargs).total == bank_bytes(config)

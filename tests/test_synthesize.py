@@ -38,7 +38,10 @@ def test_result_is_an_image_in_range_with_a_report(source):
 
 @pytest.mark.parametrize("optimizer", ["projected", "lbfgsb"])
 def test_loss_of_the_image_as_saved_and_reloaded_is_within_2_percent_of_the_best(source, tmp_path, optimizer):
-    result = synthesize(source, width=64, height=64, optimizer=optimizer, **{**SMALL, "max_iter": 40})
+    # Gram statistics, so the objective rebuilt here is the run's (auto would choose sliced at 64²)
+    result = synthesize(
+        source, width=64, height=64, optimizer=optimizer, statistics=("gram",), **{**SMALL, "max_iter": 40}
+    )
     path = save_image(tmp_path / "out.png", result.image)
     reloaded = load_image(path)
     cfg = DescriptorConfig(octaves=2, layers=SMALL["layers"])
@@ -139,3 +142,38 @@ def test_public_api_is_importable_without_tensorflow():
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_statistics_auto_takes_sliced_where_it_has_targets_and_fits_and_gram_otherwise():
+    from multiscale.config import AUTO_SLICED_MAX_BYTES, StyleConfig
+    from multiscale.jobs.synthesize import make_config, plan_run_memory, resolve_statistics
+
+    config = make_config(octaves=2, layers=("conv1_1", "pool1"))
+    assert config.descriptor.statistics == ("auto",)  # the default
+    chosen = lambda c, **kw: resolve_statistics(c, **kw).descriptor.statistics  # noqa: E731
+    assert chosen(config, height=64, width=64, sliced=True) == ("sliced",)
+    assert chosen(config, height=64, width=64, sliced=False) == ("gram",)  # e.g. descriptors, no bank
+    # past AUTO_SLICED_MAX_BYTES of projections, whatever the machine has free
+    big = make_config(octaves=2, layers=("conv1_1", "pool1"), max_memory=1 << 50)
+    side = 4096
+    sliced_big = make_config(
+        octaves=2, layers=("conv1_1", "pool1"), statistics=("sliced",), max_memory=1 << 50
+    )
+    assert plan_run_memory(sliced_big, height=side, width=side)[1].sliced > AUTO_SLICED_MAX_BYTES
+    assert chosen(big, height=side, width=side, sliced=True) == ("gram",)
+    # a limit the Gram run fits and the sliced one does not
+    gram_total = plan_run_memory(make_config(octaves=2, layers=("conv1_1", "pool1"), statistics=("gram",)),
+                                 height=256, width=256)[1].total  # fmt: skip
+    tight = make_config(octaves=2, layers=("conv1_1", "pool1"), max_memory=gram_total + (1 << 20))
+    assert chosen(tight, height=256, width=256, sliced=True) == ("gram",)
+    # an explicit choice is kept; style transfer refuses auto
+    explicit = make_config(statistics=("gram", "sliced"))
+    assert resolve_statistics(explicit, height=64, width=64, sliced=False) is explicit
+    with pytest.raises(ConfigError, match="auto is for synthesize"):
+        StyleConfig.with_options(statistics="auto")
+
+
+def test_a_default_run_records_the_statistic_auto_chose(source):
+    res = synthesize(source, width=40, height=40, **{**SMALL, "max_iter": 3})
+    assert res.report.config.descriptor.statistics == ("sliced",)
+    assert list(res.report.to_dict()["config"]["descriptor"]["statistics"]) == ["sliced"]

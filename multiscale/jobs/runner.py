@@ -230,11 +230,12 @@ def measure_sliced(
     config: DescriptorConfig,
     weights: Sequence[float] | None = None,
 ) -> SlicedTargets | None:
-    """The images' features for the sliced statistic, or ``None`` when ``config`` does not use it.
+    """The images' features for the sliced statistic, or ``None`` when ``config`` does not use it
+    (with ``auto`` they are measured, for the run to choose).
 
     ``weights``: each image's share of the quantile barycentre (default equal).
     """
-    if "sliced" not in config.statistics:
+    if not {"sliced", "auto"} & set(config.statistics):
         return None
     from ..measure.gram import image_sliced_features
 

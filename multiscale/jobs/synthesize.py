@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import (
+    AUTO_SLICED_MAX_BYTES,
     DEFAULT_SPECTRUM_WEIGHT,
     DESCRIPTOR_DEFAULTS,
     SYNTHESIS_DEFAULTS,
@@ -492,7 +493,9 @@ def targets_from_descriptors(
         for k, d in enumerate(descriptors)
     ]
     sliced = None
-    if "sliced" in config.descriptor.statistics:
+    statistics = config.descriptor.statistics
+    wants_bank = statistics == ("auto",) and all(descriptors[k].has_bank for k in active)
+    if "sliced" in statistics or wants_bank:
         banks = [descriptors[k].bank for k in active]
         try:
             sliced = QuantileBank.blend(banks, w)
@@ -595,6 +598,36 @@ def estimate_memory(
         height=height, width=width, config=config.descriptor, history=config.history, sources=list(sources),
         optimizer=config.optimizer, frames=config.frames, tile=tile, bank=bank,
     )  # fmt: skip
+
+
+def resolve_statistics(
+    config: SynthesisConfig, *, height: int, width: int, sliced: bool, bank: bool = False
+) -> SynthesisConfig:
+    """``config`` with ``statistics=("auto",)`` made concrete for an H×W run (other values pass).
+
+    ``("sliced",)`` when the sliced statistic has its targets (``sliced``: the
+    sources' features, or with ``bank`` descriptor files' quantile bank), its
+    projections' memory stays under :data:`~multiscale.config.AUTO_SLICED_MAX_BYTES`
+    (they are ranked over the whole image, so tiles do not shrink them) and the
+    run fits the memory limit with it (:func:`plan_run_memory`); ``("gram",)``
+    otherwise. The choice is logged, and the report and checkpoints record it.
+    """
+    d = config.descriptor
+    if d.statistics != ("auto",):
+        return config
+    chosen = ("gram",)
+    reason = "the sliced statistic has no targets here (descriptor files without a quantile bank)"
+    if sliced:
+        trial = dataclasses.replace(config, descriptor=dataclasses.replace(d, statistics=("sliced",)))
+        _, estimate, limit = plan_run_memory(trial, height=height, width=width, bank=bank)
+        if estimate.sliced > AUTO_SLICED_MAX_BYTES:
+            reason = f"its projections would take {estimate.sliced / 2**30:.1f} GiB at this size"
+        elif limit is not None and estimate.total > limit:
+            reason = f"with it the run would need {estimate.total / 2**30:.1f} GiB, over the limit"
+        else:
+            chosen, reason = ("sliced",), "it fits in memory"
+    log.info("statistics auto: %s (%s)", ",".join(chosen), reason)
+    return dataclasses.replace(config, descriptor=dataclasses.replace(d, statistics=chosen))
 
 
 def plan_run_memory(
@@ -744,6 +777,13 @@ def run_synthesis(
             grams_weights=grams_weights,
         )  # fmt: skip
     height, width = output_size(config, targets)
+    config = resolve_statistics(
+        config, height=height, width=width, sliced=targets.sliced is not None,
+        bank=isinstance(targets.sliced, QuantileBank),
+    )  # fmt: skip
+    if "sliced" not in config.descriptor.statistics and targets.sliced is not None:
+        targets = dataclasses.replace(targets, sliced=None)  # measured for auto; gram was chosen
+    d = config.descriptor
     tile = check_run_memory(config, height=height, width=width, bank=isinstance(targets.sliced, QuantileBank))
 
     shape = (config.frames, height, width, 3) if config.frames > 1 else (height, width, 3)

@@ -334,6 +334,8 @@ class Statistics:
         dtype: tf.DType,
         active: bool = True,
     ) -> None:
+        if "auto" in config.statistics:
+            raise ValueError("statistics 'auto' must be resolved by the job before an objective is built")
         self.config, self.draws, self.dtype = config, draws, dtype
         self.use_gram = active and "gram" in config.statistics
         self.targets = (
