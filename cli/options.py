@@ -30,7 +30,7 @@ from multiscale.config import (
 from multiscale.config import (
     SYNTHESIS_DEFAULTS as S,
 )
-from multiscale.descriptors.descriptor import DEFAULT_MAX_BYTES, JOIN_METHODS
+from multiscale.descriptors.descriptor import DEFAULT_MAX_BYTES, JOIN_METHODS, MEASUREMENT_FIELDS
 from multiscale.layers import LAYER_NAMES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -221,16 +221,7 @@ def pick(decorator: Decorator, *names: str, defaults: dict[str, Any] | None = No
 #: What a descriptor measures (``grams build``): the descriptor options less the loss weights, and
 #: ``--statistics``, which there says whether a quantile bank is measured for the sliced statistic.
 measurement_options = compose(
-    pick(
-        descriptor_options,
-        "octaves",
-        "layers",
-        "pooling",
-        "padding",
-        "source_scale",
-        "source_width",
-        "weights",
-    ),
+    pick(descriptor_options, *MEASUREMENT_FIELDS, "weights"),
     click.option(
         "--statistics",
         callback=name_list,

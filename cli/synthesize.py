@@ -11,6 +11,7 @@ import click
 from click.core import ParameterSource
 
 from multiscale.config import DESCRIPTOR_DEFAULTS, SynthesisConfig
+from multiscale.descriptors.descriptor import MEASUREMENT_FIELDS
 
 from .errors import clean_errors
 from .options import (
@@ -222,16 +223,8 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
     click.echo("\n".join(lines))
 
 
-#: Options that decide what a descriptor measures, by parameter name.
-_MEASUREMENT_PARAMS = (
-    "octaves",
-    "layers",
-    "pooling",
-    "padding",
-    "source_scale",
-    "source_width",
-    "statistics",
-)
+#: Options that decide what a descriptor measures, by parameter name (and what it serves: statistics).
+_MEASUREMENT_PARAMS = (*MEASUREMENT_FIELDS, "statistics")
 
 
 def _given(name: str) -> bool:

@@ -677,33 +677,22 @@ def test_write_errors_name_the_checkpoint_folder(tmp_path):
 # --------------------------------------------------------------------------- resume within the estimate
 
 
-def test_a_resume_that_will_not_fit_is_refused_before_its_state_is_loaded(source_file, tmp_path, monkeypatch):
-    import multiscale.optim.projected as lbfgs
-
-    out = tmp_path / "run.png"
-    args = ["synthesize", "-s", str(source_file), *TINY, "--max-iter", "2", "--checkpoint-every", "1", "-q"]
-    assert CliRunner().invoke(cli, [*args, "-o", str(out)]).exit_code == 0
-    meta = default_folder(out) / "checkpoint.json"
-    data = json.loads(meta.read_text())
-    data["config"]["max_memory"] = 1 << 20
-    meta.write_text(json.dumps(data))
-
-    def never(*args, **kwargs):
-        raise AssertionError("the state was loaded")
-
-    monkeypatch.setattr(lbfgs, "load_state", never)
-    result = CliRunner().invoke(cli, ["resume", str(default_folder(out)), "--max-iter", "4"])
-    assert result.exit_code == 1 and "more than the 1.00 MiB allowed" in result.output, result.output
-
-
-def test_a_stylize_resume_that_will_not_fit_is_refused_before_its_checkpoint_is_loaded(
-    source_file, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    "job, loader",
+    [
+        (["synthesize", "-W", "48", "-H", "48"], "multiscale.optim.projected.load_state"),
+        (["stylize", "-c", "{src}", "--width", "48", "--stages", "1"],
+         "multiscale.jobs.checkpoint.read_style_checkpoint"),
+    ],
+    ids=["synthesize", "stylize"],
+)  # fmt: skip
+def test_a_resume_that_will_not_fit_is_refused_before_its_checkpoint_is_loaded(
+    source_file, tmp_path, monkeypatch, job, loader
 ):
-    import multiscale.jobs.checkpoint as checkpoint
-
-    out = tmp_path / "styled.png"
-    args = ["stylize", "-c", str(source_file), "-s", str(source_file), "--width", "48", "--stages", "1",
-            "--octaves", "2", "--layers", "conv1_1,pool1", "--max-iter", "2", "--checkpoint-every", "1", "-q"]  # fmt: skip
+    out = tmp_path / "run.png"
+    command = [a.replace("{src}", str(source_file)) for a in job]
+    args = [*command, "-s", str(source_file), "--octaves", "2", "--layers", "conv1_1,pool1", "--max-iter", "2",
+            "--checkpoint-every", "1", "-q"]  # fmt: skip
     assert CliRunner().invoke(cli, [*args, "-o", str(out)]).exit_code == 0
     meta = default_folder(out) / "checkpoint.json"
     data = json.loads(meta.read_text())
@@ -713,7 +702,7 @@ def test_a_stylize_resume_that_will_not_fit_is_refused_before_its_checkpoint_is_
     def never(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded")
 
-    monkeypatch.setattr(checkpoint, "read_style_checkpoint", never)
+    monkeypatch.setattr(loader, never)
     result = CliRunner().invoke(cli, ["resume", str(default_folder(out)), "--max-iter", "4"])
     assert result.exit_code == 1 and "more than the 1.00 MiB allowed" in result.output, result.output
 
