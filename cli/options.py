@@ -230,7 +230,7 @@ measurement_options = compose(
         metavar="gram,sliced",
         help="What the descriptor serves: gram (Gram matrices, always kept) and, with sliced, a quantile "
         "bank for the sliced statistic (16 draws of directions × 64 quantile levels per octave and "
-        "layer: 5 MiB for the default layers at 4 octaves).",
+        "layer: 6 MiB for the default layers at 4 octaves).",
     ),
 )
 
