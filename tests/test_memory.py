@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -222,8 +223,9 @@ _CHILD = textwrap.dedent(
     import numpy as np
     from multiscale.jobs.synthesize import synthesize
     size, history, max_iter = (int(v) for v in sys.argv[1:4])
+    statistics = tuple(sys.argv[4].split(","))
     source = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
-    synthesize(source, width=size, height=size, octaves=4, history=history, max_iter=max_iter)
+    synthesize(source, width=size, height=size, octaves=4, history=history, max_iter=max_iter, statistics=statistics)
     from multiscale.measure.memory import peak_rss_bytes  # VmHWM: ru_maxrss survives fork+exec
     print(json.dumps(peak_rss_bytes()))
     """
@@ -237,14 +239,15 @@ def test_estimate_within_25_percent_of_measured_peak_rss():
     # allocates (lazily, by calloc), so the run's peak is the whole run's.
     history, max_iter = 1, 2
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    for size in (128, 224, 320):
+    for size, statistics in ((128, "gram"), (224, "gram"), (320, "gram"), (224, "sliced")):
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(size), str(history), str(max_iter)],
+            [sys.executable, "-c", _CHILD, str(size), str(history), str(max_iter), statistics],
             capture_output=True, text=True, env=env, timeout=300, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         measured = json.loads(proc.stdout.strip().splitlines()[-1])
-        e = estimate(size, history=history)
+        config = dataclasses.replace(CONFIG, statistics=tuple(statistics.split(",")))
+        e = estimate(size, history=history, config=config)
         assert 0.75 <= e.total / measured <= 1.25, (
             f"{size}²: estimated {human_bytes(e.total)}, measured {human_bytes(measured)}: {e.describe()}"
         )
