@@ -219,6 +219,22 @@ def test_dry_run_prints_the_plan_and_writes_nothing(source_file, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "size, args, expected",
+    [
+        ("256", [], "sliced"),  # auto: a source image, and it fits
+        ("2048", [], "gram"),  # auto: its projections would pass AUTO_SLICED_MAX_BYTES
+        ("2048", ["--statistics", "sliced", "--max-memory", "64G"], "sliced"),  # asked for: kept
+    ],
+)
+def test_dry_run_says_which_statistic_the_run_will_match(source_file, size, args, expected):
+    result = CliRunner().invoke(
+        cli, ["synthesize", "-s", str(source_file), "-W", size, "-H", size, *args, "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"statistics  {expected}\n" in result.output
+
+
+@pytest.mark.parametrize(
     "scale_args,expected",
     [([], "96×192"), (["--source-scale", "0.5"], "48×96"), (["--source-width", "64"], "64×128")],
 )
