@@ -104,30 +104,6 @@ def _weights(name: str, values: tuple[float, ...] | None, count: int, what: str)
 MIN_TILE_SIZE = 32
 
 
-def _validate_run(config: Any) -> None:
-    """Checks shared by every job's config: seed, iterations, output, limits."""
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
-        raise ConfigError("seed", f"must be an integer ≥ 0, got {config.seed!r}")
-    _positive_int("max_iter", config.max_iter)
-    _positive_float("tol", config.tol, allow_zero=True)
-    if config.time_limit is not None:
-        _positive_float("time_limit", config.time_limit)
-    _positive_int("history", config.history, minimum=1)
-    if config.save_every is not None:
-        _positive_int("save_every", config.save_every)
-    if config.bit_depth not in BIT_DEPTHS:
-        raise ConfigError("bit_depth", f"must be 8 or 16, got {config.bit_depth!r}")
-    _positive_int("max_input_pixels", config.max_input_pixels, minimum=64)
-    if config.max_memory is not None:
-        _positive_int("max_memory", config.max_memory, minimum=1 << 20)
-    if config.optimizer not in OPTIMIZERS:
-        raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
-    if config.tile_size is not None:
-        _positive_int("tile_size", config.tile_size, minimum=MIN_TILE_SIZE)
-    if config.precision not in PRECISIONS:
-        raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
-
-
 def parse_float_list(text: str | None) -> tuple[float, ...] | None:
     """Parse ``"1,0.5,2"`` into ``(1.0, 0.5, 2.0)``; ``None`` or ``""`` gives ``None``."""
     if text is None or not str(text).strip():
@@ -393,7 +369,26 @@ class RunConfig:
             raise ConfigError("descriptor", "must be a DescriptorConfig")
         if self.width is not None:
             _positive_int("width", self.width, minimum=8)
-        _validate_run(self)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", f"must be an integer ≥ 0, got {self.seed!r}")
+        _positive_int("max_iter", self.max_iter)
+        _positive_float("tol", self.tol, allow_zero=True)
+        if self.time_limit is not None:
+            _positive_float("time_limit", self.time_limit)
+        _positive_int("history", self.history, minimum=1)
+        if self.save_every is not None:
+            _positive_int("save_every", self.save_every)
+        if self.bit_depth not in BIT_DEPTHS:
+            raise ConfigError("bit_depth", f"must be 8 or 16, got {self.bit_depth!r}")
+        _positive_int("max_input_pixels", self.max_input_pixels, minimum=64)
+        if self.max_memory is not None:
+            _positive_int("max_memory", self.max_memory, minimum=1 << 20)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.tile_size is not None:
+            _positive_int("tile_size", self.tile_size, minimum=MIN_TILE_SIZE)
+        if self.precision not in PRECISIONS:
+            raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
 

@@ -607,45 +607,28 @@ def write_style_checkpoint(
 
             save_state(tmp / "driver.npz", position.state, overwrite=True)
         _write_previews(tmp, current, best)
-        _write_style_meta(tmp, config=config, output=output, content=content, styles=styles,
-                          style_blend=style_blend, contents=contents, position=position,
-                          sliced=[_sliced_meta(sl) for sl in sliced])  # fmt: skip
+        _write_meta(
+            tmp,
+            "stylize",
+            {
+                "output": str(output),
+                "iteration": position.iterations,
+                "best_loss": position.best_loss,
+                "config": config.to_dict(),
+                "content": content,
+                "styles": styles,
+                "style_blend": [float(w) for w in style_blend],
+                "stage_sizes": [[int(h), int(w)] for h, w in (c.shape[:2] for c in contents)],
+                "stage": position.stage + 1,
+                "stage_iterations": position.stage_iterations,
+                "stage_evaluations": position.stage_evaluations,
+                "stage_elapsed_s": position.stage_elapsed_s,
+                "stages": position.stages,
+                "sliced": [_sliced_meta(sl) for sl in sliced],
+                "driver_state": None if position.state is None else int(position.state.iteration),
+            },
+        )
     return folder
-
-
-def _write_style_meta(
-    folder: Path,
-    *,
-    config: StyleConfig,
-    output: PathLike,
-    content: dict[str, Any],
-    styles: list[dict[str, Any]],
-    style_blend: Sequence[float],
-    contents: Sequence[np.ndarray],
-    position: StylePosition,
-    sliced: list[dict[str, Any] | None],
-) -> None:
-    _write_meta(
-        folder,
-        "stylize",
-        {
-            "output": str(output),
-            "iteration": position.iterations,
-            "best_loss": position.best_loss,
-            "config": config.to_dict(),
-            "content": content,
-            "styles": styles,
-            "style_blend": [float(w) for w in style_blend],
-            "stage_sizes": [[int(h), int(w)] for h, w in (c.shape[:2] for c in contents)],
-            "stage": position.stage + 1,
-            "stage_iterations": position.stage_iterations,
-            "stage_evaluations": position.stage_evaluations,
-            "stage_elapsed_s": position.stage_elapsed_s,
-            "stages": position.stages,
-            "sliced": sliced,
-            "driver_state": None if position.state is None else int(position.state.iteration),
-        },
-    )
 
 
 # --------------------------------------------------------------------------
