@@ -131,19 +131,10 @@ class ImageTerm:
     fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
-class WithImageTerms(Objective):
-    """An objective plus weighted terms of its image: ``L = L_inner + Σ weight · term(image)``.
+class Wrapping(Objective):
+    """An objective built around another, ``inner``, whose tiling, precision and draws are its own."""
 
-    Everything else (tiling, precision, draws) is the inner objective's.
-    Terms are evaluated in float64 numpy on the whole image; their gradient
-    is added in the driver's dtype.
-    """
-
-    def __init__(self, inner: Objective, terms: Sequence[ImageTerm]) -> None:
-        self.inner = inner
-        self.terms = tuple(terms)
-        self.shape, self.size, self.config = inner.shape, inner.size, inner.config
-        self.redraw_every = inner.redraw_every
+    inner: Objective
 
     @property
     def tile(self) -> int | None:  # type: ignore[override]
@@ -159,6 +150,20 @@ class WithImageTerms(Objective):
 
     def redraw(self, draw: int) -> None:
         self.inner.redraw(draw)
+
+
+class WithImageTerms(Wrapping):
+    """An objective plus weighted terms of its image: ``L = L_inner + Σ weight · term(image)``.
+
+    Terms are evaluated in float64 numpy on the whole image; their gradient
+    is added in the driver's dtype.
+    """
+
+    def __init__(self, inner: Objective, terms: Sequence[ImageTerm]) -> None:
+        self.inner = inner
+        self.terms = tuple(terms)
+        self.shape, self.size, self.config = inner.shape, inner.size, inner.config
+        self.redraw_every = inner.redraw_every
 
     def _plus(
         self, inner: Evaluation, total: float, image: np.ndarray, grad: np.ndarray | None

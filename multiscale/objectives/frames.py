@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Evaluation, Objective
+from .base import Evaluation, Objective, Wrapping
 
 
 def frame_pairs(frames: int, *, loop: bool) -> list[tuple[int, int]]:
@@ -26,7 +26,7 @@ def frame_pairs(frames: int, *, loop: bool) -> list[tuple[int, int]]:
     return pairs
 
 
-class FramesObjective(Objective):
+class FramesObjective(Wrapping):
     """Loss and gradient of N frames: mean style loss plus inter-frame coupling.
 
     Parameters
@@ -45,7 +45,7 @@ class FramesObjective(Objective):
     def __init__(
         self, style: Objective, *, frames: int, frame_weight: float, loop: bool, frame_size: int
     ) -> None:
-        self.style = style
+        self.inner = style
         self.shape = (frames, *style.shape[1:])
         self.size = frames * frame_size
         self.config = style.config
@@ -61,12 +61,26 @@ class FramesObjective(Objective):
         grad = np.empty_like(f)
         evaluations = []
         for i in range(self.frames):
-            _, grad_i = self.style(f[i])
-            if self.style.last is None:
+            _, grad_i = self.inner(f[i])
+            if self.inner.last is None:
                 raise RuntimeError("the frame objective recorded no evaluation")
-            evaluations.append(self.style.last)
+            evaluations.append(self.inner.last)
             grad[i] = grad_i / self.frames
-        total = float(np.mean([e.total for e in evaluations]))
+        total, squares = self._coupled(f, float(np.mean([e.total for e in evaluations])), grad)
+        self.last = self._combined(evaluations, squares, total)
+        return total, grad.reshape(-1)
+
+    def evaluate(self, image: np.ndarray) -> Evaluation:
+        """Value of (frames, H, W, 3) frames: each frame's terms averaged, plus ``frames``
+        (the inter-frame term, unweighted)."""
+        f = np.reshape(image, (self.frames, -1)).astype(np.float64)
+        evaluations = [self.inner.evaluate(np.reshape(fi, self.shape[1:])) for fi in f]
+        total, squares = self._coupled(f, float(np.mean([e.total for e in evaluations])))
+        return self._combined(evaluations, squares, total)
+
+    def _coupled(self, f: np.ndarray, total: float, grad: np.ndarray | None = None) -> tuple[float, float]:
+        """``total`` plus the inter-frame term of the frames ``f`` (frames, n), and ``Σ ‖f_b − f_a‖²``
+        over the pairs; with ``grad`` (frames, n), the term's gradient is added into it."""
         squares = 0.0
         if self.pairs and self.frame_weight > 0:
             scale = self.frame_weight / (len(self.pairs) * self.frame_size)
@@ -75,23 +89,10 @@ class FramesObjective(Objective):
                 square = float(d @ d)
                 total += scale * square
                 squares += square
-                grad[b] += 2 * scale * d
-                grad[a] -= 2 * scale * d
-        self.last = self._combined(evaluations, squares, total)
-        return total, grad.reshape(-1)
-
-    def evaluate(self, image: np.ndarray) -> Evaluation:
-        """Value of (frames, H, W, 3) frames: each frame's terms averaged, plus ``frames``
-        (the inter-frame term, unweighted)."""
-        f = np.reshape(image, (self.frames, -1)).astype(np.float64)
-        evaluations = [self.style.evaluate(np.reshape(fi, self.shape[1:])) for fi in f]
-        squares = (
-            sum(float((f[b] - f[a]) @ (f[b] - f[a])) for a, b in self.pairs) if self.frame_weight > 0 else 0.0
-        )
-        total = float(np.mean([e.total for e in evaluations]))
-        if self.pairs:
-            total += self.frame_weight / (len(self.pairs) * self.frame_size) * squares
-        return self._combined(evaluations, squares, total)
+                if grad is not None:
+                    grad[b] += 2 * scale * d
+                    grad[a] -= 2 * scale * d
+        return total, squares
 
     def _combined(self, evaluations: list[Evaluation], squares: float, total: float) -> Evaluation:
         """Each frame's terms averaged, plus ``frames``: the mean squared inter-frame difference."""
@@ -101,18 +102,3 @@ class FramesObjective(Objective):
         weights["frames"] = self.frame_weight
         octave_losses = np.mean([e.octave_losses for e in evaluations], axis=0)
         return Evaluation(total=total, terms=terms, weights=weights, octave_losses=octave_losses)
-
-    @property
-    def tile(self) -> int | None:  # type: ignore[override]
-        return self.style.tile
-
-    @property
-    def precision(self) -> dict | None:  # type: ignore[override]
-        return self.style.precision
-
-    @property
-    def draw(self) -> int | None:
-        return self.style.draw
-
-    def redraw(self, draw: int) -> None:
-        self.style.redraw(draw)
