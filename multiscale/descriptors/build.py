@@ -318,10 +318,9 @@ def read_image_weights(path: PathLike, images: Sequence[PathLike]) -> list[float
 @functools.lru_cache(maxsize=2)
 def _network(weights_path: str | None, pooling: str, padding: str) -> tuple[Any, Any]:
     """The weights and VGG16 stack for a config, built once per process (and Dask worker)."""
-    from ..measure.backbone import VGG16, load_weights
+    from ..measure.backbone import network_for
 
-    weights = load_weights(weights_path)
-    return weights, VGG16(weights, pooling=pooling, padding=padding)
+    return network_for(weights_path, pooling=pooling, padding=padding)
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,9 @@ class RunReport:
 
 def load_network(descriptor: DescriptorConfig) -> tuple[Any, Any]:
     """The descriptor's weights and a float32 VGG16 on them, with its pooling and padding."""
-    from ..measure.backbone import VGG16, load_weights
+    from ..measure.backbone import network_for
 
-    weights = load_weights(descriptor.weights)
-    return weights, VGG16(weights, pooling=descriptor.pooling, padding=descriptor.padding)
+    return network_for(descriptor.weights, pooling=descriptor.pooling, padding=descriptor.padding)
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,6 @@ def precision_network(network: Any, choice: Any) -> Any:
     )
 
 
-#: Stops that end a run before it is done: always worth a checkpoint.
 def measure_sliced(
     images: Sequence[np.ndarray],
     *,

@@ -550,18 +550,18 @@ def prepare_targets(
     Computed once, they can serve many runs (``--count`` variations, a
     checkpoint). ``network`` is built from ``config`` when not given.
     """
-    from ..measure.backbone import VGG16, load_weights
+    from ..measure.backbone import load_weights
 
     d = config.descriptor
-    weights = load_weights(d.weights)
     if descriptors is not None:
+        weights = load_weights(d.weights)
         if sources is not None:
             raise ConfigError("grams", "give source images or descriptors, not both")
         return targets_from_descriptors(
             descriptors, config=config, backbone=weights.backbone_id, weights_sha256=weights.sha256,
             join=join, grams_weights=grams_weights,
         )  # fmt: skip
-    network = network or VGG16(weights, pooling=d.pooling, padding=d.padding)
+    network = network or load_network(d)[1]
     return targets_from_images([] if sources is None else sources, config=config, network=network)
 
 

@@ -279,3 +279,11 @@ class VGG16:
             if name in wanted:
                 out[name] = tf.cast(x, self.dtype) if mixed else x
         return out
+
+
+def network_for(
+    weights: str | os.PathLike[str] | None, *, pooling: str, padding: str
+) -> tuple[VGGWeights, VGG16]:
+    """The weights at ``weights`` (``None``: the embedded default) and a float32 VGG16 on them."""
+    loaded = load_weights(weights)
+    return loaded, VGG16(loaded, pooling=pooling, padding=padding)
