@@ -189,13 +189,14 @@ output_options = compose(
 # ---------------------------------------------------------------- Gram descriptors
 
 
-def pick(decorator: Decorator, *names: str, defaults: dict[str, Any] | None = None) -> Decorator:
+def pick(decorator: Decorator, *names: str, changes: dict[str, dict[str, Any]] | None = None) -> Decorator:
     """The options of ``decorator`` whose parameter names are ``names``, as a decorator.
 
     Lets a command reuse some options of a group above without defining
     them twice (``grams build`` measures like ``synthesize`` but has no loss
     weights). Order is kept; each command gets its own copies, with the
-    ``defaults`` given (by parameter name) where its config's differ.
+    attributes in ``changes`` (by parameter name: ``default``, ``help``, …)
+    set where the command's config or meaning differ.
     """
 
     def probe() -> None:
@@ -210,8 +211,8 @@ def pick(decorator: Decorator, *names: str, defaults: dict[str, Any] | None = No
         params = func.__dict__.setdefault("__click_params__", [])
         for p in found:
             q = copy.copy(p)
-            if defaults and p.name in defaults:
-                q.default = defaults[p.name]
+            for attribute, value in (changes or {}).get(p.name, {}).items():
+                setattr(q, attribute, value)
             params.append(q)
         return func
 

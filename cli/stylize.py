@@ -46,7 +46,17 @@ style_descriptor_options = pick(
     "padding",
     "weights",
     "statistics",
-    defaults={"layers": ",".join(S.descriptor.layers), "statistics": ",".join(S.descriptor.statistics)},
+    changes={
+        "layers": {"default": ",".join(S.descriptor.layers)},
+        "statistics": {
+            "default": ",".join(S.descriptor.statistics),
+            "metavar": "gram,sliced",
+            "help": "What the styles and the output match at every octave and layer: gram (Gram "
+            "matrices: second moments of the features) and/or sliced (sliced-Wasserstein distance of "
+            "the whole feature distribution, one draw of directions a stage); both listed, their "
+            "losses add.",
+        },
+    },
 )
 
 
