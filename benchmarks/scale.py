@@ -58,7 +58,7 @@ def child(
     """One run, in this (fresh) process; returns its figures."""
     import numpy as np
 
-    from multiscale.jobs.synthesize import estimate_memory, make_config, synthesize
+    from multiscale.jobs.synthesize import estimate_memory, synthesize
     from multiscale.measure.memory import peak_rss_bytes, process_memory
 
     started = time.perf_counter()
@@ -77,8 +77,10 @@ def child(
     )  # fmt: skip
     wall = time.perf_counter() - started
     report = result.report
-    config = make_config(width=size, height=size, history=history, max_memory=max_memory, tile_size=tile)
-    estimate = estimate_memory(config, height=size, width=size, sources=[(256, 256)], tile=report.tile_size)
+    # the run's own config as it resolved it (statistics auto → what it chose), so the estimate is the run's
+    estimate = estimate_memory(
+        report.config, height=size, width=size, sources=[(256, 256)], tile=report.tile_size
+    )
     steady = None
     if len(marks) >= 2:
         (i0, _, t0), (i1, _, t1) = marks[0], marks[-1]
@@ -96,6 +98,7 @@ def child(
         "rss_per_iteration": rss,
         "precision": report.precision.get("precision", precision) if report.precision else precision,
         "estimate": estimate.total,
+        "statistics": ",".join(report.config.descriptor.statistics),
         "loss": report.loss,
     }
 
