@@ -21,6 +21,7 @@ and prints the factors they imply for the constants in multiscale.memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -76,6 +77,8 @@ def child_synthesize(
         "seconds": time.perf_counter() - started,
         "iterations": result.report.iterations,
         "evaluations": result.report.evaluations,
+        # what the run matched (statistics auto resolves by size): the estimate must count the same
+        "statistics": list(result.report.config.descriptor.statistics),
     }
 
 
@@ -163,8 +166,9 @@ def main_synthesize(
     for size in sizes:
         src = source_size or size
         r = run_child("synth", str(size), str(octaves), str(history), str(max_iter), str(src), *layers)
+        run_config = dataclasses.replace(config, statistics=tuple(r["statistics"]))
         est = estimate_synthesis_memory(
-            height=size, width=size, config=config, history=history, sources=[(src, src)]
+            height=size, width=size, config=run_config, history=history, sources=[(src, src)]
         )
         ratio = est.total / r["peak"]
         worst = max(worst, abs(ratio - 1))
