@@ -105,7 +105,9 @@ def build(
     Files that cannot be used (unreadable, not an image, too small for the
     octaves) are skipped and listed with the reason; none usable is an error.
     With --statistics gram,sliced the file also holds a quantile bank, so that
-    `synthesize --grams FILE --statistics sliced` works from it.
+    `synthesize --grams FILE --statistics sliced` works from it; with
+    --statistics gram,mean the images' mean feature vectors, for
+    `synthesize --grams FILE --statistics gram,mean`.
     """
     from multiscale.io import check_writable
 
@@ -214,6 +216,11 @@ def format_info(data: dict[str, Any]) -> str:
         if bank is None
         else f"quantile bank of {bank['draws']} draws × {bank['levels']} levels (--statistics sliced)"
     )
+    means = (
+        "yes (--statistics mean)"
+        if data.get("means")
+        else "no (--statistics mean unavailable; rebuild with --statistics gram,mean)"
+    )
     kept = (
         "yes (every image's Grams)"
         if data["keep_all"]
@@ -232,6 +239,7 @@ def format_info(data: dict[str, Any]) -> str:
         ("kept Grams", kept),
         ("joins", joins),
         ("sliced", sliced),
+        ("means", means),
         ("mean colour", "not recorded" if color is None else " ".join(f"{c:.3f}" for c in color) + " (RGB)"),
         ("memory", _size(data["memory_bytes"])),
         ("created by", ", ".join(f"{k} {v}" for k, v in data["created"].items())),

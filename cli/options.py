@@ -98,13 +98,14 @@ descriptor_options = compose(
         callback=name_list,
         default=",".join(D.statistics),
         show_default=True,
-        metavar="auto|gram,sliced",
+        metavar="auto|gram,sliced,mean",
         help="What is matched at every octave and layer: gram (Gram matrices: second moments of the "
-        "features) and/or sliced (sliced-Wasserstein distance of the whole feature distribution, "
-        "random directions redrawn every 25 iterations; --grams files must be built with it); both "
-        "listed, their losses add. auto: sliced where it has its targets (source images) and its "
-        "memory fits (it grows with the output: about 4.5 GB at 1024²), gram otherwise; the JSON "
-        "records the choice.",
+        "features), sliced (sliced-Wasserstein distance of the whole feature distribution, "
+        "random directions redrawn every 25 iterations; --grams files must be built with it) and/or "
+        "mean (first moments: each layer's mean feature vector, weighted like its Gram; --grams files "
+        "must be built with it); several listed, their losses add. auto: sliced where it has its "
+        "targets (source images) and its memory fits (it grows with the output: about 4.5 GB at "
+        "1024²), gram otherwise; the JSON records the choice.",
     ),
     relative_weights("--layer-weights", "layer in --layers"),
     relative_weights("--octave-weights", "octave, finest first"),
@@ -220,7 +221,8 @@ def pick(decorator: Decorator, *names: str, changes: dict[str, dict[str, Any]] |
 
 
 #: What a descriptor measures (``grams build``): the descriptor options less the loss weights, and
-#: ``--statistics``, which there says whether a quantile bank is measured for the sliced statistic.
+#: ``--statistics``, which there says whether a quantile bank (sliced) and mean feature vectors (mean)
+#: are measured.
 measurement_options = compose(
     pick(descriptor_options, *MEASUREMENT_FIELDS, "weights"),
     click.option(
@@ -228,10 +230,11 @@ measurement_options = compose(
         callback=name_list,
         default=",".join(DescriptorConfig().statistics),
         show_default=True,
-        metavar="gram,sliced",
-        help="What the descriptor serves: gram (Gram matrices, always kept) and, with sliced, a quantile "
+        metavar="gram,sliced,mean",
+        help="What the descriptor serves: gram (Gram matrices, always kept); with sliced, a quantile "
         "bank for the sliced statistic (16 draws of directions × 64 quantile levels per octave and "
-        "layer: 6 MiB for the default layers at 4 octaves).",
+        "layer: 6 MiB for the default layers at 4 octaves); with mean, the images' mean feature "
+        "vectors for the mean statistic (a few KiB).",
     ),
 )
 

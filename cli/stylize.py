@@ -50,11 +50,12 @@ style_descriptor_options = pick(
         "layers": {"default": ",".join(S.descriptor.layers)},
         "statistics": {
             "default": ",".join(S.descriptor.statistics),
-            "metavar": "gram,sliced",
+            "metavar": "gram,sliced,mean",
             "help": "What the styles and the output match at every octave and layer: gram (Gram "
-            "matrices: second moments of the features) and/or sliced (sliced-Wasserstein distance of "
-            "the whole feature distribution, one draw of directions a stage); both listed, their "
-            "losses add.",
+            "matrices: second moments of the features), sliced (sliced-Wasserstein distance of "
+            "the whole feature distribution, one draw of directions a stage) and/or mean (first "
+            "moments: each layer's mean feature vector, weighted like its Gram); several listed, "
+            "their losses add.",
         },
     },
 )

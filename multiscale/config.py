@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 PADDINGS = ("reflect", "wrap", "same", "valid")
 #: Texture statistics a descriptor can match (:mod:`multiscale.objectives.texture`, :mod:`multiscale.measure.sliced`);
 #: ``auto``, alone, lets a synthesis choose (:data:`DEFAULT_STATISTICS`).
-STATISTICS = ("gram", "sliced", "auto")
+STATISTICS = ("gram", "sliced", "mean", "auto")
 POOLINGS = ("avg", "max")
 #: Generated starts (:mod:`multiscale.jobs.starts`); an image path is accepted too.
 INITS = ("spectrum", "smooth", "noise", "mean")
@@ -159,7 +159,9 @@ class DescriptorConfig:
         second moments) and/or ``sliced`` (sliced-Wasserstein distance of
         the whole feature distribution, :mod:`multiscale.measure.sliced`; from
         descriptor files, only those built with it, which hold a quantile
-        bank). Several add up. ``auto`` (alone) lets a synthesis choose sliced
+        bank) and/or ``mean`` (first moments: each layer's mean feature
+        vector; from descriptor files, only those built with it). Several
+        add up. ``auto`` (alone) lets a synthesis choose sliced
         where it has its targets and fits in memory, Gram matrices otherwise.
         ``("gram",)`` here; synthesis defaults to :data:`DEFAULT_STATISTICS`
         (:func:`job_descriptor`), style transfer to :data:`STYLE_STATISTICS`.
@@ -608,7 +610,9 @@ class StyleConfig(RunConfig):
         super().validate()
         d = self.descriptor
         if "auto" in d.statistics:
-            raise ConfigError("statistics", "stylize matches gram and/or sliced; auto is for synthesize")
+            raise ConfigError(
+                "statistics", "stylize matches gram, sliced and/or mean; auto is for synthesize"
+            )
         if d.source_scale != 1.0 or d.source_width is not None:
             raise ConfigError(
                 "source_scale", "is not used by stylize; size the styles with style_scale (--style-scale)"

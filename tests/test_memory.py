@@ -41,7 +41,14 @@ def test_total_is_the_sum_with_sources_and_activations_overlapping():
     parts = e.components()
     assert parts["total"] == e.total
     assert e.total == (
-        e.baseline + e.weights + max(e.sources, e.activations) + e.lbfgs + e.bounds + e.images + e.sliced
+        e.baseline
+        + e.weights
+        + max(e.sources, e.activations)
+        + e.lbfgs
+        + e.bounds
+        + e.images
+        + e.sliced
+        + e.means
     )
     assert all(isinstance(v, int) and v >= 0 for v in parts.values())
     assert list(parts) == [
@@ -53,6 +60,7 @@ def test_total_is_the_sum_with_sources_and_activations_overlapping():
         "bounds",
         "images",
         "sliced",
+        "means",
         "total",
     ]
 

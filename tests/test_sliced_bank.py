@@ -23,7 +23,7 @@ from scipy.special import ndtri
 
 from multiscale.config import DescriptorConfig
 from multiscale.descriptors import descriptor as descriptor_module
-from multiscale.descriptors.descriptor import FORMAT_VERSION, GRAMS_ONLY_VERSION, GramDescriptor
+from multiscale.descriptors.descriptor import BANK_VERSION, GRAMS_ONLY_VERSION, GramDescriptor
 from multiscale.errors import ConfigError, DescriptorError
 from multiscale.measure.backbone import VGG16, load_weights
 from multiscale.measure.gram import image_grams, image_sliced_features
@@ -190,7 +190,7 @@ def test_round_trip_through_a_file(tmp_path):
     d = build(range(3))
     path = d.save(tmp_path / "t.grams.npz")
     e = GramDescriptor.load(path)
-    assert e.version == FORMAT_VERSION == 2 and e.has_bank and e.bank_draws == BANK_DRAWS
+    assert e.version == BANK_VERSION == 2 and e.has_bank and e.bank_draws == BANK_DRAWS
     np.testing.assert_array_equal(e.bank.levels, bank_levels())
     for k in KEYS:
         np.testing.assert_allclose(e.bank.quantiles[k], d.bank.quantiles[k], rtol=2e-7, atol=1e-7)

@@ -20,7 +20,9 @@ Per-image weights come from a CSV file (:func:`read_image_weights`).
 When the config's ``statistics`` include ``sliced``, each image's quantile
 functions are measured too and the descriptor holds a quantile bank
 (:class:`multiscale.measure.sliced.QuantileBank`); it merges exactly like the
-Grams, so a Dask build's bank equals a local build's to round-off.
+Grams, so a Dask build's bank equals a local build's to round-off. With
+``mean``, each image's mean feature vectors are summed the same way (from the
+pass that measures its Grams).
 """
 
 from __future__ import annotations
@@ -336,13 +338,13 @@ def _measure_into(
     descriptor: GramDescriptor, item: _Item, *, network: Any, config: DescriptorConfig, max_pixels: int
 ) -> UsedImage:
     """Read, scale and measure one image and add it; raises a MultiscaleError or OSError."""
-    from ..measure.gram import check_image_size, image_grams, image_sliced_features
+    from ..measure.gram import check_image_size, image_moments, image_sliced_features
     from ..measure.sliced import measure_bank
 
     image = scale_source(load_image(item.path, max_pixels=max_pixels), config=config)
     height, width = image.shape[:2]
     check_image_size(height, width, config=config, name=item.name)
-    grams = image_grams(image, network=network, config=config)
+    grams, means = image_moments(image, network=network, config=config)
     bank = (
         measure_bank(image_sliced_features(image, network=network, config=config))
         if descriptor.has_bank
@@ -351,7 +353,10 @@ def _measure_into(
     mean_color = image.reshape(-1, 3).mean(axis=0, dtype=np.float64)
     del image
     digest = file_sha256(item.path)
-    descriptor.add(grams, name=item.name, sha256=digest, weight=item.weight, mean_color=mean_color, bank=bank)
+    descriptor.add(
+        grams, name=item.name, sha256=digest, weight=item.weight, mean_color=mean_color, bank=bank,
+        means=means if descriptor.has_means else None,
+    )  # fmt: skip
     return UsedImage(name=item.name, sha256=digest, weight=item.weight, height=height, width=width)
 
 
@@ -373,6 +378,7 @@ def _empty(config: DescriptorConfig, weights: Any, keep_all: bool) -> GramDescri
         channels={layer: layer_channels(layer) for layer in config.layers},
         keep_all=keep_all,
         bank="sliced" in config.statistics,
+        means="mean" in config.statistics,
     )
 
 
@@ -476,7 +482,8 @@ def build_descriptor(
     config : DescriptorConfig
         What to measure: ``octaves``, ``layers``, ``pooling``, ``padding``,
         ``source_scale``, ``source_width`` and ``weights`` (the VGG16 file);
-        with ``sliced`` among its ``statistics``, a quantile bank too.
+        with ``sliced`` among its ``statistics``, a quantile bank too; with
+        ``mean``, the images' mean feature vectors.
     recursive : bool
         Search folders recursively; ``**`` in patterns spans folders.
     weights_file : path, optional

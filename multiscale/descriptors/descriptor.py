@@ -9,8 +9,8 @@ descriptors built on separate shards merge exactly, and the result is saved
 as an ``.npz`` file that is checked member by member before anything is
 allocated when it is read back.
 
-File format (version 2; version 1 is the same without a bank)
---------------------------------------------------------------
+File format (version 3; version 2 is the same without means, version 1 without a bank either)
+----------------------------------------------------------------------------------------------
 A zip archive readable by :func:`numpy.load` (``allow_pickle=False``) with
 uncompressed ``.npy`` members:
 
@@ -25,7 +25,9 @@ uncompressed ``.npy`` members:
     or null when some image was added without its colour; files without the
     key read as null). It gives a synthesis from the descriptor alone its
     start colour. Version 2 adds ``bank``: null, or ``{draws, levels,
-    seed}``, the shape and directions' seed of the quantile bank.
+    seed}``, the shape and directions' seed of the quantile bank. Version 3
+    adds ``means``: true when the file holds the first moments (files
+    without the key hold none).
 ``sum/{octave}/{layer}``
     float64, shape (C, C): ``Σ w_i G_i``.
 ``log_sum/{octave}/{layer}``
@@ -42,10 +44,17 @@ uncompressed ``.npy`` members:
     functions, so each is nondecreasing along L. Held in float64 in memory;
     float32 in the file (5 MiB for the default layers at 4 octaves), so a
     merge of files equals one build to float32 rounding.
+``mean_sum/{octave}/{layer}`` (with means)
+    float64, shape (C,): ``Σ w_i μ_i``, ``μ_i`` image i's mean feature vector
+    (:func:`multiscale.measure.gram.feature_mean`), for the ``mean`` statistic.
 
-A descriptor without a bank is written as version 1, which older versions
-of multiscale read as before; one with a bank is version 2, which they
-refuse with "made by a newer multiscale … upgrade".
+A file gets the oldest version that holds what it holds: without a bank or
+means it is version 1, which older versions of multiscale read as before;
+with a bank (and no means) version 2; with means version 3. Older readers
+refuse a newer version with "made by a newer multiscale … upgrade".
+Means are stored only when asked for (``grams build --statistics …,mean``),
+although they are small (Σ C floats per octave), so that a Gram-only file
+stays readable by every older multiscale.
 
 Members are written in a fixed order with a fixed timestamp, so the same
 descriptor always gives the same bytes.
@@ -86,10 +95,16 @@ from .joins import (
 
 logger = logging.getLogger(__name__)
 
-#: Newest version of the file format (written when the descriptor holds a
-#: quantile bank); files with a larger version were made by a newer
+#: Newest version of the file format (written when the descriptor holds
+#: first moments); files with a larger version were made by a newer
 #: multiscale and are refused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+
+#: Version written for a descriptor with a quantile bank and no means.
+BANK_VERSION = 2
+
+#: Version written for a descriptor with first moments (means).
+MEANS_VERSION = 3
 
 #: Version written for a descriptor without a quantile bank: the Gram-only
 #: format, which older multiscale versions read.
@@ -144,13 +159,16 @@ FloatArray = NDArray[np.float64]
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "BANK_VERSION",
     "FORMAT_VERSION",
     "GRAMS_ONLY_VERSION",
+    "MEANS_VERSION",
     "JOIN_METHODS",
     "MEASUREMENT_FIELDS",
     "GramDescriptor",
     "keep_all_nbytes",
     "measurement_of",
+    "require_means",
 ]
 
 
@@ -217,7 +235,9 @@ class GramDescriptor:
       pool2, pool3 (C = 64, 64, 128, 256);
     - with a quantile bank (for the sliced statistic), ``bank_sums[key]``,
       shape (draws, L, C): ``Σ w_i q_i`` of the images' quantile functions
-      (see :attr:`bank`).
+      (see :attr:`bank`);
+    - with means (for the ``mean`` statistic), ``mean_sums[key]``, shape
+      (C,): ``Σ w_i μ_i`` of the images' mean feature vectors (see :attr:`means`).
 
     ``count`` (images) and ``total_weight`` (``Σ w_i``) are shared by all keys
     since every image contributes to every key. Arrays handed out are
@@ -244,6 +264,7 @@ class GramDescriptor:
         bank_sums: dict[GramKey, FloatArray] | None = None,
         bank_levels: FloatArray | None = None,
         bank_seed: int = BANK_SEED,
+        mean_sums: dict[GramKey, FloatArray] | None = None,
         version: int | None = None,
         path: Path | None = None,
         file_bytes: int | None = None,
@@ -285,10 +306,12 @@ class GramDescriptor:
                     for k in self._keys
                 }
             )
+        # Σ w_i μ_i per key (C,); None: the descriptor holds no means.
+        self._mean_sums = mean_sums
         self._version = version if version is not None else self._written_version()
         self._path = path
         self._file_bytes = file_bytes
-        for arrays in (self._sums, self._log_sums, self._bank_sums):
+        for arrays in (self._sums, self._log_sums, self._bank_sums, self._mean_sums or {}):
             for a in arrays.values():
                 a.setflags(write=False)
 
@@ -305,6 +328,7 @@ class GramDescriptor:
         keep_all: bool = False,
         eps: float = DEFAULT_EPS,
         bank: bool = False,
+        means: bool = False,
     ) -> GramDescriptor:
         """A descriptor holding no images yet.
 
@@ -330,6 +354,9 @@ class GramDescriptor:
             (:data:`~multiscale.measure.sliced.BANK_DRAWS` draws at
             :func:`~multiscale.measure.sliced.bank_levels`); every
             :meth:`add` must then bring the image's.
+        means : bool
+            Hold the images' mean feature vectors for the ``mean`` statistic;
+            every :meth:`add` must then bring the image's.
 
         Returns
         -------
@@ -366,6 +393,7 @@ class GramDescriptor:
             eps=float(eps),
             keep_all=bool(keep_all),
             bank_levels=bank_levels() if bank else None,
+            mean_sums={k: np.zeros(chans[k[1]]) for k in _keys_of(config)} if means else None,
         )
 
     def add(
@@ -377,6 +405,7 @@ class GramDescriptor:
         weight: float = 1.0,
         mean_color: ArrayLike | None = None,
         bank: Mapping[GramKey, ArrayLike] | None = None,
+        means: Mapping[GramKey, ArrayLike] | None = None,
     ) -> None:
         """Add one image's Grams, with a weight (and optionally its mean colour).
 
@@ -403,6 +432,10 @@ class GramDescriptor:
             The image's quantile functions per key, shape (draws, L, C)
             (:func:`multiscale.measure.sliced.measure_bank` at this
             descriptor's levels); required when it holds a bank, refused otherwise.
+        means : mapping of (int, str) to array_like, optional
+            The image's mean feature vector per key, shape (C,)
+            (:func:`multiscale.measure.gram.image_moments`); required when
+            it holds means, refused otherwise.
 
         Raises
         ------
@@ -462,8 +495,13 @@ class GramDescriptor:
                 raise DescriptorError(f"{where}: {exc}") from None
             new_grams[key] = g
         new_bank = self._checked_bank(bank, name)
+        new_means = self._checked_means(means, name)
 
         # Commit: new arrays rather than in-place updates, so views handed out stay valid.
+        for key in new_means:
+            m = self._mean_sums[key] + weight * new_means[key]
+            m.setflags(write=False)
+            self._mean_sums[key] = m
         for key in new_bank:
             b = self._bank_sums[key] + weight * new_bank[key]
             b.setflags(write=False)
@@ -516,6 +554,36 @@ class GramDescriptor:
             out[key] = arr
         return out
 
+    def _checked_means(
+        self, means: Mapping[GramKey, ArrayLike] | None, name: str
+    ) -> dict[GramKey, FloatArray]:
+        """One image's mean feature vectors, checked against this descriptor's (empty when it holds none)."""
+        if self._mean_sums is None:
+            if means is not None:
+                raise DescriptorError(
+                    f"{name}: mean feature vectors were given, but this descriptor holds none"
+                )
+            return {}
+        if means is None:
+            raise DescriptorError(f"{name}: this descriptor holds mean feature vectors; give the image's")
+        given = {_normalise_key(k) or k: v for k, v in means.items()}
+        if set(given) != set(self._keys):
+            raise DescriptorError(f"{name}: the mean feature vectors do not match the descriptor's keys")
+        out = {}
+        for key in self._keys:
+            arr = np.asarray(given[key], dtype=np.float64)
+            shape = (self._channels[key[1]],)
+            if arr.shape != shape:
+                raise DescriptorError(
+                    f"{name}: mean feature vector at {_key_label(key)} has shape {arr.shape}, expected {shape}"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise DescriptorError(
+                    f"{name}: mean feature vector at {_key_label(key)} has NaN or infinite entries"
+                )
+            out[key] = arr
+        return out
+
     def merge(self, *others: GramDescriptor) -> GramDescriptor:
         """A new descriptor holding the images of ``self`` and ``others``.
 
@@ -541,7 +609,7 @@ class GramDescriptor:
         does not (logged as a warning): the affine-invariant join then needs
         a rebuild with ``--keep-grams``. Likewise for quantile banks: they
         add when every descriptor holds one (of the same draws and levels),
-        else the result holds none (a warning says so).
+        else the result holds none (a warning says so); so do means.
 
         Parameters
         ----------
@@ -593,6 +661,17 @@ class GramDescriptor:
             if diffs:
                 raise DescriptorError("cannot merge incompatible descriptors: " + " | ".join(diffs))
         bank_sums = {k: _sum_arrays(d._bank_sums[k] for d in ds) for k in first._keys} if all(banks) else None
+        with_means = [d._mean_sums is not None for d in ds]
+        if any(with_means) and not all(with_means):
+            logger.warning(
+                "merging descriptors with and without mean feature vectors: the result holds none, "
+                "so the mean statistic needs a rebuild with --statistics gram,mean"
+            )
+        mean_sums = (
+            {k: _sum_arrays(d._mean_sums[k] for d in ds) for k in first._keys}  # type: ignore[index]
+            if all(with_means)
+            else None
+        )
         sums = {k: _sum_arrays(d._sums[k] for d in ds) for k in first._keys}
         log_sums = {k: _sum_arrays(d._log_sums[k] for d in ds) for k in first._keys}
         all_grams = {k: [g for d in ds for g in d._all[k]] for k in first._keys} if keep_all else None
@@ -622,6 +701,7 @@ class GramDescriptor:
             bank_sums=bank_sums,
             bank_levels=None if bank_sums is None else first._bank_levels.copy(),
             bank_seed=first._bank_seed,
+            mean_sums=mean_sums,
         )
 
     # ------------------------------------------------------------------ results
@@ -789,6 +869,8 @@ class GramDescriptor:
                     yield _member("all", k), np.stack(self._all[k])
                 if self._bank_levels is not None:
                     yield _member("bank_sum", k), self._bank_sums[k].astype(np.float32)
+                if self._mean_sums is not None:
+                    yield _member("mean_sum", k), self._mean_sums[k]
 
         write_npz(path, members(), overwrite=overwrite)
         logger.info("wrote descriptor %s (%d images)", path, self._count)
@@ -840,14 +922,15 @@ class GramDescriptor:
             ``channels``, ``eps``, ``keep_all``, ``count``, ``total_weight``,
             ``created``, ``color_sum`` and ``mean_color`` (``None`` if not
             tracked), ``memory_bytes``, ``keys`` (octave, layer, shape),
-            ``sources`` and ``bank`` (``None``, or its ``draws``, ``levels``
-            and ``seed``).
+            ``sources``, ``bank`` (``None``, or its ``draws``, ``levels``
+            and ``seed``) and ``means`` (whether it holds mean feature vectors).
         """
         color = self.mean_color
         return {
             "path": None if self._path is None else os.fspath(self._path),
             "file_bytes": self._file_bytes,
             "bank": None,
+            "means": False,
             **self._meta(),
             "version": self._version,
             "mean_color": None if color is None else [float(v) for v in color],
@@ -860,7 +943,8 @@ class GramDescriptor:
     @property
     def version(self) -> int:
         """Format version (of the file it was loaded from, else the one :meth:`save` writes:
-        :data:`GRAMS_ONLY_VERSION` without a bank, :data:`FORMAT_VERSION` with one)."""
+        :data:`GRAMS_ONLY_VERSION` without a bank or means, :data:`BANK_VERSION` with a bank and
+        no means, :data:`MEANS_VERSION` with means)."""
         return self._version
 
     @property
@@ -993,12 +1077,41 @@ class GramDescriptor:
         return dict(self._bank_sums)
 
     @property
+    def has_means(self) -> bool:
+        """Whether the descriptor holds the images' mean feature vectors (the mean statistic can use them)."""
+        return self._mean_sums is not None
+
+    @property
+    def means(self) -> dict[GramKey, FloatArray] | None:
+        """The ``mean`` statistic's targets: ``mean_sums / total_weight`` per key, float64 (C,).
+
+        ``None`` without means. Always the arithmetic mean, whichever
+        :meth:`join` the Grams use (a vector has no other geometry here).
+
+        Raises
+        ------
+        DescriptorError
+            The descriptor holds no images.
+        """
+        if self._mean_sums is None:
+            return None
+        if self._count == 0:
+            raise DescriptorError(f"{self._label()}: holds no images; no mean feature vectors")
+        return {k: s / self._total_weight for k, s in self._mean_sums.items()}
+
+    @property
+    def mean_sums(self) -> dict[GramKey, FloatArray]:
+        """``Σ w_i μ_i`` per key: read-only float64 arrays (C,); empty without means."""
+        return dict(self._mean_sums or {})
+
+    @property
     def nbytes(self) -> int:
         """Bytes of array data held in memory."""
         sums = sum(a.nbytes for a in self._sums.values()) * 2
         kept = sum(g.nbytes for v in self._all.values() for g in v)
         bank = sum(a.nbytes for a in self._bank_sums.values())
-        return sums + kept + bank
+        means = sum(a.nbytes for a in (self._mean_sums or {}).values())
+        return sums + kept + bank + means
 
     def __repr__(self) -> str:
         where = f" from {self._path}" if self._path else ""
@@ -1039,7 +1152,9 @@ class GramDescriptor:
 
     def _written_version(self) -> int:
         """The format version a file of this descriptor gets: the oldest that holds it."""
-        return GRAMS_ONLY_VERSION if self._bank_levels is None else FORMAT_VERSION
+        if self._mean_sums is not None:
+            return MEANS_VERSION
+        return GRAMS_ONLY_VERSION if self._bank_levels is None else BANK_VERSION
 
     def _meta(self) -> dict[str, Any]:
         bank = (
@@ -1064,6 +1179,7 @@ class GramDescriptor:
             "created": dict(self._created),
             "color_sum": None if self._color_sum is None else [float(v) for v in self._color_sum],
             **bank,
+            **({} if self._mean_sums is None else {"means": True}),
         }
 
 
@@ -1098,7 +1214,7 @@ class _Loader:
         text = reader.read({"meta": _META}, max_bytes=MAX_META_BYTES)["meta"]
         meta = self._parse_meta(text.tobytes())
         count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
-        measurement, bank = meta["descriptor"], meta["bank"]
+        measurement, bank, means = meta["descriptor"], meta["bank"], meta["means"]
         keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
 
         expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
@@ -1108,13 +1224,16 @@ class _Loader:
             expected[_member("log_sum", k)] = ("log_sum", k, (c, c))
             if keep_all:
                 expected[_member("all", k)] = ("all", k, (count, c, c))
+        mean_shapes = {_member("mean_sum", k): (channels[k[1]],) for k in keys} if means else {}
         bank_shapes = (
             {}
             if bank is None
             else {_member("bank_sum", k): (bank["draws"], bank["levels"], channels[k[1]]) for k in keys}
         )
-        needed = sum(8 * math.prod(shape) for _, _, shape in expected.values()) + sum(
-            4 * math.prod(shape) for shape in bank_shapes.values()
+        needed = (
+            sum(8 * math.prod(shape) for _, _, shape in expected.values())
+            + sum(4 * math.prod(shape) for shape in bank_shapes.values())
+            + sum(8 * math.prod(shape) for shape in mean_shapes.values())
         )
         if needed > self.max_bytes:
             raise self.fail(
@@ -1125,6 +1244,7 @@ class _Loader:
         schema.update(
             {name: Member(shape, (np.float32,), finite=True) for name, shape in bank_shapes.items()}
         )
+        schema.update({name: Member(shape, finite=True) for name, shape in mean_shapes.items()})
         if bank is not None:
             schema["bank_levels"] = Member((bank["levels"],), finite=True)
         reader.check_names(schema, fit="the metadata", allowed=("meta",))
@@ -1172,6 +1292,7 @@ class _Loader:
             bank_sums=bank_sums,
             bank_levels=levels,
             bank_seed=BANK_SEED if bank is None else bank["seed"],
+            mean_sums={k: arrays[_member("mean_sum", k)].astype(np.float64) for k in keys} if means else None,
             version=meta["version"],
             path=self.path,
             file_bytes=reader.size,
@@ -1276,8 +1397,16 @@ class _Loader:
         if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
             raise self.fail("meta created must map names to version strings")
         bank = self._parse_bank(meta.get("bank"), version)
+        means = meta.get("means", False)
+        if not isinstance(means, bool):
+            raise self.fail(f"meta means must be true or false, got {means!r}")
+        if means and version < MEANS_VERSION:
+            raise self.fail(
+                f"meta declares mean feature vectors, which format version {version} does not have"
+            )
         return {
             "bank": bank,
+            "means": means,
             "version": version,
             "backbone": backbone,
             "weights_sha256": weights_sha,
@@ -1296,7 +1425,7 @@ class _Loader:
         """meta ``bank``: null, or draws, levels and seed (version 2 on)."""
         if bank is None:
             return None
-        if version < FORMAT_VERSION:
+        if version < BANK_VERSION:
             raise self.fail(f"meta declares a quantile bank, which format version {version} does not have")
         limits = {"draws": MAX_BANK_DRAWS, "levels": MAX_BANK_LEVELS, "seed": 2**63 - 1}
         if not isinstance(bank, dict) or set(bank) != set(limits):
@@ -1343,6 +1472,24 @@ class _Loader:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def require_means(config: DescriptorConfig, descriptors: Iterable[GramDescriptor]) -> None:
+    """Raise :class:`ConfigError` when the ``mean`` statistic is asked of descriptors without means."""
+    if "mean" not in config.statistics:
+        return
+    lacking = [d._label() for d in descriptors if not d.has_means]
+    if lacking:
+        raise ConfigError(
+            "statistics",
+            f"the mean statistic needs a descriptor built with it, and {', '.join(lacking)} holds no mean "
+            "feature vectors: rebuild it with `multiscale grams build --statistics gram,mean` (add sliced "
+            "if you use it), give the images with -s, or leave mean out of --statistics",
+        )
+
+
+def _keys_of(config: DescriptorConfig) -> list[GramKey]:
+    return [(o, layer) for o in range(config.octaves) for layer in config.layers]
 
 
 def _created_info() -> dict[str, str]:

@@ -11,8 +11,10 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
     what the run matches, so a resume needs neither the source photos nor
     the network pass over them. Synthesize: the joined target Grams and the
     mean colour (and, for the sliced statistic, the sources' features or a
-    descriptor's quantile bank). Stylize: for every stage, the content resized to the
-    stage (float32) and the styles' blended Grams at the stage's style size.
+    descriptor's quantile bank; for the mean statistic, the target mean
+    feature vectors ``mean/{octave}/{layer}``, float64 (C,)). Stylize: for
+    every stage, the content resized to the stage (float32) and the styles'
+    blended Grams (and means) at the stage's style size.
 ``state.npz``
     Synthesize: the projected L-BFGS state (:mod:`multiscale.optim.projected`):
     iterate, pairs, counters, best point — a resumed run continues bit for
@@ -118,6 +120,8 @@ class Checkpoint:
         That run's draw of directions and the iteration where it began.
     exemplars : list of np.ndarray float32 (h, w, 3)
         The source images, for a run with the spectrum constraint.
+    means : dict of (octave, layer) → np.ndarray float64 (C,) or None
+        The target mean feature vectors, for a run with the mean statistic.
     """
 
     folder: Path
@@ -131,6 +135,7 @@ class Checkpoint:
     sliced: SlicedTargets | QuantileBank | None = None
     sliced_draw: tuple[int, int] | None = None
     exemplars: list[np.ndarray] = field(default_factory=list)
+    means: dict[tuple[int, str], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,9 @@ class StyleCheckpoint:
     sliced : list of SlicedTargets
         Per stage, the styles' features, for a run with the sliced
         statistic (empty otherwise).
+    means : list of dict
+        Per stage, (octave, layer) → float64 (C,): the styles' blended mean
+        feature vectors, for a run with the mean statistic (empty otherwise).
     """
 
     folder: Path
@@ -224,6 +232,7 @@ class StyleCheckpoint:
     grams: list[dict[tuple[int, str], np.ndarray]] | None
     position: StylePosition
     sliced: list[SlicedTargets] = field(default_factory=list)
+    means: list[dict[tuple[int, str], np.ndarray]] = field(default_factory=list)
 
 
 def default_folder(output: PathLike) -> Path:
@@ -392,8 +401,18 @@ def _write_meta(folder: Path, kind: str, fields: dict[str, Any]) -> None:
     )
 
 
-def _gram_members(prefix: str, grams: Mapping[tuple[int, str], np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{prefix}gram/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
+def _gram_members(
+    prefix: str, grams: Mapping[tuple[int, str], np.ndarray], kind: str = "gram"
+) -> dict[str, np.ndarray]:
+    """``{prefix}{kind}/{octave}/{layer}``: Grams (``gram``) or mean feature vectors (``mean``), float64."""
+    return {f"{prefix}{kind}/{k}/{layer}": np.asarray(g, np.float64) for (k, layer), g in grams.items()}
+
+
+def _mean_members(prefix: str, means: Mapping[tuple[int, str], np.ndarray] | None, config: Any) -> dict:
+    """The mean statistic's targets, for a run that matches it (none otherwise)."""
+    if "mean" not in config.descriptor.statistics or means is None:
+        return {}
+    return _gram_members(prefix, means, "mean")
 
 
 def _sliced_members(prefix: str, sliced: SlicedTargets | QuantileBank | None) -> dict[str, np.ndarray]:
@@ -508,6 +527,7 @@ def write_checkpoint(
     sliced: SlicedTargets | None = None,
     sliced_draw: tuple[int, int] | None = None,
     exemplars: Sequence[np.ndarray] = (),
+    means: Mapping[tuple[int, str], np.ndarray] | None = None,
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
@@ -518,7 +538,8 @@ def write_checkpoint(
     ``sliced``: the sources' features (or descriptor files' quantile bank) when the run uses the
     sliced statistic;
     ``sliced_draw``: its current draw of directions and the iteration it began at;
-    ``exemplars``: the source images, for a run with the spectrum constraint.
+    ``exemplars``: the source images, for a run with the spectrum constraint;
+    ``means``: the target mean feature vectors, for a run with the mean statistic.
     """
     from ..optim.projected import save_state
 
@@ -527,7 +548,7 @@ def write_checkpoint(
         _write_targets(
             tmp, previous, not write_targets,
             lambda: {
-                **_gram_members("", grams), **_sliced_members("", sliced),
+                **_gram_members("", grams), **_sliced_members("", sliced), **_mean_members("", means, config),
                 **{f"exemplar/{i}": np.asarray(e, np.float32) for i, e in enumerate(exemplars)},
                 "mean_color": np.asarray(mean_color, np.float32),
             },
@@ -568,12 +589,13 @@ def write_style_checkpoint(
     best: np.ndarray,
     write_targets: bool = True,
     sliced: Sequence[SlicedTargets | None] = (),
+    means: Sequence[Mapping[tuple[int, str], np.ndarray] | None] = (),
 ) -> Path:
     """Write (or refresh) a stylize checkpoint folder; return its path.
 
     Parameters
     ----------
-    contents, grams
+    contents, grams, sliced, means
         Every stage's targets (see :class:`StyleCheckpoint`); written only
         when ``write_targets`` (they never change during a run) or missing.
     position : StylePosition
@@ -589,6 +611,8 @@ def write_style_checkpoint(
             members.update(_gram_members(f"stage{s + 1}/", g))
         for s, sl in enumerate(sliced):
             members.update(_sliced_members(f"stage{s + 1}/", sl))
+        for s, m in enumerate(means):
+            members.update(_mean_members(f"stage{s + 1}/", m, config))
         return members
 
     folder = Path(folder)
@@ -800,6 +824,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
             f"{folder}: the run's spectrum constraint needs its source images, not saved here"
         )
     expected.update({f"exemplar/{i}": (h, w, 3) for i, (h, w) in enumerate(sizes)})
+    expected.update(_mean_shapes("", d))
     try:
         if "sliced" in d.statistics:
             expected.update(_sliced_expected("", sliced_meta, octaves=d.octaves, layers=d.layers))
@@ -817,6 +842,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         mean_color=arrays["mean_color"].astype(np.float32), sources=sources,
         sliced=sliced, sliced_draw=draw,
         exemplars=[arrays[f"exemplar/{i}"].astype(np.float32) for i in range(len(sizes))],
+        means=_grams(arrays, "", "mean") if "mean" in d.statistics else None,
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
     )  # fmt: skip
 
@@ -873,6 +899,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
                     for layer in d.layers
                 }
             )
+            expected.update(_mean_shapes(f"stage{s + 1}/", d))
     sliced_meta: list[Any] = []
     if config.style_weight > 0 and "sliced" in d.statistics:
         try:
@@ -904,6 +931,11 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         grams=[_grams(targets, f"stage{s + 1}/") for s in range(len(sizes))] if config.style_weight > 0 else None,
         position=position,
         sliced=[_sliced_from(targets, f"stage{s + 1}/", m) for s, m in enumerate(sliced_meta)],
+        means=(
+            [_grams(targets, f"stage{s + 1}/", "mean") for s in range(len(sizes))]
+            if config.style_weight > 0 and "mean" in d.statistics
+            else []
+        ),
     )  # fmt: skip
 
 
@@ -949,12 +981,24 @@ def _gram_shape(layer: str) -> tuple[int, int]:
     return (c, c)
 
 
-def _grams(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[tuple[int, str], np.ndarray]:
-    """The ``{prefix}gram/{octave}/{layer}`` members, keyed by (octave, layer), float64."""
+def _mean_shapes(prefix: str, d: Any) -> dict[str, tuple[int]]:
+    """Shapes of the ``{prefix}mean/{octave}/{layer}`` members a run with the mean statistic holds."""
+    if "mean" not in d.statistics:
+        return {}
+    return {
+        f"{prefix}mean/{k}/{layer}": (layer_channels(layer),) for k in range(d.octaves) for layer in d.layers
+    }
+
+
+def _grams(
+    arrays: Mapping[str, np.ndarray], prefix: str, kind: str = "gram"
+) -> dict[tuple[int, str], np.ndarray]:
+    """The ``{prefix}{kind}/{octave}/{layer}`` members (Grams, or ``mean`` vectors), keyed by
+    (octave, layer), float64."""
     grams = {}
     for name, a in arrays.items():
-        if name.startswith(prefix + "gram/"):
-            k, layer = name[len(prefix) + len("gram/") :].split("/")
+        if name.startswith(f"{prefix}{kind}/"):
+            k, layer = name[len(prefix) + len(kind) + 1 :].split("/")
             grams[(int(k), layer)] = a.astype(np.float64)
     return grams
 

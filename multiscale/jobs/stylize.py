@@ -528,15 +528,34 @@ def _blended_sliced(plan: StylizePlan, network: Any, stage_width: int) -> Any:
     return measure_sliced(images, network=network, config=plan.config.descriptor, weights=weights)
 
 
-def _blended_grams(plan: StylizePlan, network: Any, stage_width: int) -> dict[Any, np.ndarray]:
-    from ..measure.gram import image_grams
+def _blended_moments(
+    plan: StylizePlan, network: Any, stage_width: int
+) -> tuple[dict[Any, np.ndarray], dict[Any, np.ndarray]]:
+    """The styles' Grams and mean feature vectors, each blended with the style weights (one pass a style)."""
+    from ..measure.gram import image_moments
 
-    total: dict[Any, np.ndarray] = {}
+    grams: dict[Any, np.ndarray] = {}
+    means: dict[Any, np.ndarray] = {}
     for image, weight in zip(*_stage_styles(plan, stage_width), strict=True):
-        grams = image_grams(image, network=network, config=plan.config.descriptor)
-        for key, g in grams.items():
-            total[key] = total[key] + weight * g if key in total else weight * g
-    return total
+        for total, measured in zip(
+            (grams, means), image_moments(image, network=network, config=plan.config.descriptor), strict=True
+        ):
+            for key, value in measured.items():
+                total[key] = total[key] + weight * value if key in total else weight * value
+    return grams, means
+
+
+def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> StageTargets:
+    """One stage's :class:`StageTargets` at ``height`` × ``width``."""
+    grams = means = None
+    if plan.config.style_weight > 0:
+        grams, means = _blended_moments(plan, network, width)
+        if "mean" not in plan.config.descriptor.statistics:
+            means = None
+    return StageTargets(
+        content=_resize(plan.content, height, width), grams=grams,
+        sliced=_blended_sliced(plan, network, width), means=means,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -554,11 +573,16 @@ class StageTargets:
     sliced : SlicedTargets or None
         The styles' features for the sliced statistic, when the descriptor
         config asks for it (and ``style_weight`` > 0).
+    means : dict of (octave, layer) → np.ndarray float64 (C,), or None
+        The styles' blended mean feature vectors (weighted like ``grams``),
+        when the descriptor config asks for the mean statistic (and
+        ``style_weight`` > 0).
     """
 
     content: np.ndarray
     grams: dict[tuple[int, str], np.ndarray] | None
     sliced: Any = None
+    means: dict[tuple[int, str], np.ndarray] | None = None
 
 
 def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
@@ -568,15 +592,7 @@ def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
     checkpoint can hold them and a resume needs neither the source files nor
     their network passes (one forward pass per style and stage).
     """
-    grams = plan.config.style_weight > 0
-    return [
-        StageTargets(
-            content=_resize(plan.content, h, w),
-            grams=_blended_grams(plan, network, w) if grams else None,
-            sliced=_blended_sliced(plan, network, w),
-        )  # fmt: skip
-        for h, w in plan.stage_sizes
-    ]
+    return [_stage_targets(plan, network, h, w) for h, w in plan.stage_sizes]
 
 
 def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
@@ -587,13 +603,7 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     With ``preserve_color="luminance"`` the objective's variables are one
     luminance channel and the content's targets are those of its grey version.
     """
-    grams = _blended_grams(plan, network, width) if plan.config.style_weight > 0 else None
-    targets = StageTargets(
-        content=_resize(plan.content, height, width),
-        grams=grams,
-        sliced=_blended_sliced(plan, network, width),
-    )
-    return _objective(plan.config, network, targets)
+    return _objective(plan.config, network, _stage_targets(plan, network, height, width))
 
 
 def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choice: Any = None) -> Any:
@@ -642,6 +652,7 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
         channels=1 if lum else 3,
         sliced=targets.sliced,
         seed=config.seed,
+        means=targets.means,
     )
     objective.precision = None if choice is None else choice.to_dict()  # for the stage's record
     return objective
@@ -711,6 +722,7 @@ class _StyleCheckpointer:
             position=position, current=_to_rgb(current, content, config),
             best=_to_rgb(position.image, content, config), write_targets=self.write_targets,
             sliced=[t.sliced for t in job.targets if t.sliced is not None],
+            means=[t.means for t in job.targets if t.means is not None],
         )  # fmt: skip
         self.write_targets, self.written = False, True
         log.info(
@@ -1188,11 +1200,12 @@ def resume_stylize(
         raise CheckpointError(f"{ck.folder}: checkpoint.json has a malformed record: {exc}") from exc
     grams = ck.grams or [None] * len(ck.contents)
     sliced = ck.sliced or [None] * len(ck.contents)
+    means = ck.means or [None] * len(ck.contents)
     job = _Job(
         config=config,
         targets=[
-            StageTargets(content=c, grams=g, sliced=sl)
-            for c, g, sl in zip(ck.contents, grams, sliced, strict=True)
+            StageTargets(content=c, grams=g, sliced=sl, means=m)
+            for c, g, sl, m in zip(ck.contents, grams, sliced, means, strict=True)
         ],
         content_info=content_info, style_infos=style_infos, blend=tuple(ck.style_blend),
     )  # fmt: skip

@@ -242,6 +242,10 @@ class Targets:
         What the sliced statistic matches (only when the descriptor config
         asks for it): the sources' features, or the quantile bank of
         descriptor files.
+    means : dict of (octave, layer) → np.ndarray float64 (C,), or None
+        The mean feature vectors the ``mean`` statistic matches (weighted
+        like ``grams``); ``None`` when there are none (descriptor files
+        built without them).
     """
 
     grams: dict[Any, np.ndarray]
@@ -253,6 +257,7 @@ class Targets:
     skipped: list[dict[str, str]] = field(default_factory=list)
     exemplars: list[np.ndarray] = field(default_factory=list, repr=False)
     sliced: SlicedTargets | QuantileBank | None = field(default=None, repr=False)
+    means: dict[Any, np.ndarray] | None = field(default=None, repr=False)
 
 
 def targets_from_images(
@@ -265,7 +270,7 @@ def targets_from_images(
     ImageError, ImageTooSmallError
         For a source that cannot be read or is too small for the descriptor.
     """
-    from ..measure.gram import check_image_size, image_grams
+    from ..measure.gram import check_image_size, image_moments
 
     if isinstance(sources, (str, os.PathLike, np.ndarray)):
         sources = [sources]
@@ -274,16 +279,21 @@ def targets_from_images(
     images, infos = load_sources(list(sources), config=config)
     for image, info in zip(images, infos, strict=True):
         check_image_size(image.shape[0], image.shape[1], config=config.descriptor, name=info.name)
-    grams = average_grams([image_grams(im, network=network, config=config.descriptor) for im in images])
+    moments = [image_moments(im, network=network, config=config.descriptor) for im in images]
+    grams, means = average_grams([g for g, _ in moments]), average_grams([m for _, m in moments])
     mean_color = np.mean([im.reshape(-1, 3).mean(axis=0) for im in images], axis=0).astype(np.float32)
     return Targets(
         grams=grams, mean_color=mean_color, sources=infos, size=images[0].shape[:2], exemplars=images,
-        sliced=measure_sliced(images, network=network, config=config.descriptor),
+        sliced=measure_sliced(images, network=network, config=config.descriptor), means=means,
     )  # fmt: skip
 
 
 def require_banks(config: DescriptorConfig, descriptors: Sequence[GramDescriptor]) -> None:
-    """Raise :class:`ConfigError` when the sliced statistic is asked of descriptors without a quantile bank."""
+    """Raise :class:`ConfigError` when the sliced statistic is asked of descriptors without a quantile bank
+    (or the mean statistic of descriptors without means)."""
+    from ..descriptors.descriptor import require_means
+
+    require_means(config, descriptors)
     if "sliced" not in config.statistics:
         return
     lacking = [_label(d) for d in descriptors if not d.has_bank]
@@ -314,6 +324,7 @@ def targets_from_build(result: BuildResult, *, join: str = "mean") -> Targets:
     mean_color = d.mean_color
     return Targets(
         sliced=d.bank,
+        means=d.means,
         grams=d.join(join),
         mean_color=np.array(NEUTRAL_COLOR, np.float32) if mean_color is None else mean_color,
         sources=[
@@ -501,9 +512,14 @@ def targets_from_descriptors(
             sliced = QuantileBank.blend(banks, w)
         except ValueError as exc:
             raise DescriptorError(f"{_label(descriptors[active[0]])} and the others: {exc}") from None
+    means = None
+    if all(descriptors[k].has_means for k in active):  # blended with the Grams' shares
+        each = [descriptors[k].means for k in active]
+        means = {key: sum(wk * m[key] for wk, m in zip(w, each, strict=True)) for key in grams}
     return Targets(
-        grams=grams, mean_color=mean_color, sources=[], size=None, join=join, descriptors=files, sliced=sliced
-    )
+        grams=grams, mean_color=mean_color, sources=[], size=None, join=join, descriptors=files, sliced=sliced,
+        means=means,
+    )  # fmt: skip
 
 
 def _shares(grams_weights: Sequence[float] | None, n: int) -> list[float]:
@@ -807,7 +823,7 @@ def run_synthesis(
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""
         style = make_objective(
             targets.grams, network=net, config=d, height=height, width=width, tile=tile,
-            sliced=targets.sliced, seed=config.seed,
+            sliced=targets.sliced, seed=config.seed, means=targets.means,
         )  # fmt: skip
         if extra:
             style = WithImageTerms(style, extra)
@@ -925,14 +941,17 @@ def make_objective(
     tile: int | None,
     sliced: SlicedTargets | None = None,
     seed: int = 0,
+    means: Mapping[Any, np.ndarray] | None = None,
 ) -> Any:
     """The texture objective for an H×W output: untiled, or tiled with ``tile`` (same values).
 
     ``sliced`` and ``seed``: the sliced statistic's source features and the
-    seed of its directions, when ``config.statistics`` has ``sliced``.
+    seed of its directions, when ``config.statistics`` has ``sliced``;
+    ``means``: the mean feature vectors, when it has ``mean``.
     """
     common = dict(
-        targets=grams, network=network, config=config, height=height, width=width, sliced=sliced, seed=seed
+        targets=grams, network=network, config=config, height=height, width=width, sliced=sliced, seed=seed,
+        means=means,
     )  # fmt: skip
     if tile is None:
         from ..objectives.texture import StyleObjective
@@ -978,6 +997,7 @@ class _Checkpointer:
             float32_from_iteration=self.phase.switched, sliced=self.targets.sliced,
             exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 else (),
             sliced_draw=None if self.phase.draw is None else (self.phase.draw, self.phase.draw_from),
+            means=self.targets.means,
         )  # fmt: skip
         self.first = False
 
@@ -1015,7 +1035,7 @@ def resume_synthesis(
     ]
     targets = Targets(
         grams=ck.grams, mean_color=ck.mean_color, sources=sources, size=size, sliced=ck.sliced,
-        exemplars=list(ck.exemplars),
+        exemplars=list(ck.exemplars), means=ck.means,
     )  # fmt: skip
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,

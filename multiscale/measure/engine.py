@@ -37,8 +37,12 @@ The cost is one more forward pass per split octave plus the halos' share of
 the area, so smaller tiles cost more time (measured: ``benchmarks/RESULTS.md``,
 "Large syntheses", tiled against untiled evaluation).
 
-The engine computes sums (Gram sums, projections, squared content errors) and
-pulls seeds back through them; which loss the sums enter is the business of
+The first moments are sums over positions too: the first pass adds each
+interior's ``Σ F`` (C,) per layer, ``μ_l = Σ_tiles Σ F / N_l``, and the second
+pass back-propagates ``∂L/∂μ_l / N_l``, the same vector at every position.
+
+The engine computes sums (Gram sums, feature sums, projections, squared
+content errors) and pulls seeds back through them; which loss the sums enter is the business of
 :mod:`multiscale.objectives`.
 """
 
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -81,8 +86,52 @@ def _add_wrapped(acc: np.ndarray, grad: np.ndarray, rows: AxisSegment, cols: Axi
             ]
 
 
+@dataclass(frozen=True)
+class TileSums:
+    """What the first pass measures, summed over every tile's interior.
+
+    Attributes
+    ----------
+    grams : dict of (octave, layer) → tf.Tensor (C, C)
+        ``Σ Fᵀ F`` per Gram key.
+    means : dict of (octave, layer) → tf.Tensor (C,)
+        ``Σ F`` (over positions) per mean key.
+    errors : dict of layer → tf.Tensor scalar
+        ``Σ (F − F_c)²`` per content layer.
+    projections : dict of (octave, layer) → list of np.ndarray (n_tile, K)
+        ``F D`` of every tile's interior per sliced key, in tile order.
+    """
+
+    grams: dict[GramKey, tf.Tensor] = field(default_factory=dict)
+    means: dict[GramKey, tf.Tensor] = field(default_factory=dict)
+    errors: dict[str, tf.Tensor] = field(default_factory=dict)
+    projections: dict[GramKey, list[np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TileSeeds:
+    """The gradients the second pass pulls back, one per part of :class:`TileSums`.
+
+    Attributes
+    ----------
+    grams : dict of (octave, layer) → tf.Tensor (C, C)
+        ``∂L/∂(Σ Fᵀ F)``.
+    means : dict of (octave, layer) → tf.Tensor (C,)
+        ``∂L/∂(Σ F)``, broadcast over the positions.
+    errors : dict of layer → tf.Tensor scalar
+        ``∂L/∂(Σ (F − F_c)²)``.
+    projections : dict of (octave, layer) → list of np.ndarray (n_tile, K)
+        ``∂L/∂(F D)`` of each tile, in the tile order of the first pass.
+    """
+
+    grams: Mapping[GramKey, tf.Tensor] = field(default_factory=dict)
+    means: Mapping[GramKey, tf.Tensor] = field(default_factory=dict)
+    errors: Mapping[str, tf.Tensor] = field(default_factory=dict)
+    projections: Mapping[GramKey, Sequence[np.ndarray]] = field(default_factory=dict)
+
+
 class _TiledPasses:
-    """The two passes over the tiles, for any mix of Gram (style) and content terms.
+    """The two passes over the tiles, for any mix of Gram (style), first-moment and content terms.
 
     Parameters
     ----------
@@ -95,9 +144,9 @@ class _TiledPasses:
         Interior size of a tile (``None``: one tile per octave).
     style : bool
         Whether ``config.layers`` are measured at every octave.
-    gram, sliced : bool
-        What is measured there (with ``style``): Gram sums, and/or the
-        projections of the interiors' feature vectors on given directions.
+    gram, sliced, mean : bool
+        What is measured there (with ``style``): Gram sums, the projections
+        of the interiors' feature vectors on given directions, feature sums.
     content_layers : tuple of str
         Layers whose activations at octave 0 enter a content term.
     channels : {3, 1}
@@ -121,12 +170,14 @@ class _TiledPasses:
         channels: int = 3,
         gram: bool = True,
         sliced: bool = False,
+        mean: bool = False,
         image_term: Callable[[tf.Tensor], tf.Tensor] | None = None,
     ) -> None:
         self.network = network
         self.dtype = network.dtype
         self.style_layers = tuple(config.layers) if style and gram else ()
         self.sliced_layers = tuple(config.layers) if style and sliced else ()
+        self.mean_layers = tuple(config.layers) if style and mean else ()
         self.content_layers = tuple(content_layers)
         if not style:
             config = dataclasses.replace(
@@ -192,8 +243,9 @@ class _TiledPasses:
         self, crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], dirs: list[tf.Tensor], key: tuple
     ) -> list[tf.Tensor]:
         """``Fᵀ F`` of each Gram layer's interior, ``F D`` of each sliced layer's (rows in
-        row-major order of the interior), then ``Σ (F − F_c)²`` of each content layer's."""
-        edges, layers, style, content, sliced = key
+        row-major order of the interior), ``Σ F`` of each mean layer's, then ``Σ (F − F_c)²``
+        of each content layer's."""
+        edges, layers, style, content, sliced, mean = key
         feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
         inner = {n: _interior(feats[n], bounds[i]) for i, n in enumerate(layers)}
         out = []
@@ -202,6 +254,8 @@ class _TiledPasses:
             out.append(tf.matmul(flat, flat, transpose_a=True))
         for name, d in zip(sliced, dirs, strict=True):
             out.append(tf.matmul(tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]]), d))
+        for name in mean:
+            out.append(tf.reduce_sum(inner[name], axis=[0, 1]))
         for name, target in zip(content, fc, strict=True):
             out.append(tf.reduce_sum(tf.square(inner[name] - target)))
         return out
@@ -217,7 +271,8 @@ class _TiledPasses:
             style = tuple(n for n in layers if n in self.style_layers)
             content = tuple(n for n in layers if k == 0 and n in self.content_layers)
             sliced = tuple(n for n in layers if n in self.sliced_layers)
-            out.append((rows, cols, bounds, (edges, layers, style, content, sliced)))
+            mean = tuple(n for n in layers if n in self.mean_layers)
+            out.append((rows, cols, bounds, (edges, layers, style, content, sliced, mean)))
         return out
 
     def first_pass(
@@ -225,42 +280,42 @@ class _TiledPasses:
         levels: Sequence[tf.Tensor],
         content: Mapping[str, np.ndarray],
         dirs: Mapping[GramKey, tf.Tensor] | None = None,
-    ) -> tuple[dict[GramKey, tf.Tensor], dict[str, tf.Tensor], dict[GramKey, list[np.ndarray]]]:
-        """Gram sums per (octave, Gram layer), squared content errors per content layer, and
-        the projections ``F D`` of every tile's interior per (octave, sliced layer), in tile order
-        (``dirs``: the directions D of each sliced key)."""
-        grams: dict[GramKey, tf.Tensor] = {}
-        errors: dict[str, tf.Tensor] = {}
-        projections: dict[GramKey, list[np.ndarray]] = {}
+    ) -> TileSums:
+        """Gram sums and feature sums per (octave, layer), squared content errors per content
+        layer, and the projections ``F D`` of every tile's interior per (octave, sliced layer),
+        in tile order (``dirs``: the directions D of each sliced key)."""
+        sums = TileSums()
         for k, level in enumerate(levels):
             for rows, cols, bounds, key in self.tiles(k):
-                style, content_layers, sliced = key[2], key[3], key[4]
+                style, content_layers, sliced, mean = key[2], key[3], key[4], key[5]
                 tile_dirs = [dirs[(k, n)] for n in sliced] if sliced and dirs is not None else []
-                parts = self._tile_parts(
-                    _crop(level, rows, cols), bounds, _fc(content, rows, cols, key), tile_dirs, key
+                parts = iter(
+                    self._tile_parts(
+                        _crop(level, rows, cols), bounds, _fc(content, rows, cols, key), tile_dirs, key
+                    )
                 )
-                for name, value in zip(style, parts[: len(style)], strict=True):
-                    grams[(k, name)] = grams[(k, name)] + value if (k, name) in grams else value
-                for name, value in zip(sliced, parts[len(style) : len(style) + len(sliced)], strict=True):
-                    projections.setdefault((k, name), []).append(value.numpy())
-                for name, value in zip(content_layers, parts[len(style) + len(sliced) :], strict=True):
-                    errors[name] = errors[name] + value if name in errors else value
-        return grams, errors, projections
+                for name in style:
+                    _accumulate(sums.grams, (k, name), next(parts))
+                for name in sliced:
+                    sums.projections.setdefault((k, name), []).append(next(parts).numpy())
+                for name in mean:
+                    _accumulate(sums.means, (k, name), next(parts))
+                for name in content_layers:
+                    _accumulate(sums.errors, name, next(parts))
+        return sums
 
     def second_pass(
         self,
         x: tf.Tensor,
         levels: Sequence[tf.Tensor],
         content: Mapping[str, np.ndarray],
-        gram_seeds: Mapping[GramKey, tf.Tensor],
-        error_seeds: Mapping[str, tf.Tensor],
+        seeds: TileSeeds,
         term_weight: float,
         dirs: Mapping[GramKey, tf.Tensor] | None = None,
-        projection_seeds: Mapping[GramKey, Sequence[np.ndarray]] | None = None,
     ) -> np.ndarray:
         """Gradient of ``Σ seed · part`` (plus ``term_weight ·`` the image term) with respect to the image.
 
-        ``projection_seeds``: per sliced key, the gradient with respect to each
+        ``seeds.projections``: per sliced key, the gradient with respect to each
         tile's projections, in the tile order of :meth:`first_pass`."""
         level_grads = []
         for k, level in enumerate(levels):
@@ -268,13 +323,14 @@ class _TiledPasses:
             for i, (rows, cols, bounds, key) in enumerate(self.tiles(k)):
                 sliced = key[4]
                 tile_dirs = [dirs[(k, n)] for n in sliced] if sliced and dirs is not None else []
-                seeds = (
-                    [gram_seeds[(k, n)] for n in key[2]]
-                    + [tf.constant(projection_seeds[(k, n)][i]) for n in sliced]
-                    + [error_seeds[n] for n in key[3]]
+                tile_seeds = (
+                    [seeds.grams[(k, n)] for n in key[2]]
+                    + [tf.constant(seeds.projections[(k, n)][i]) for n in sliced]
+                    + [seeds.means[(k, n)] for n in key[5]]
+                    + [seeds.errors[n] for n in key[3]]
                 )
                 fc = _fc(content, rows, cols, key)
-                grad = self._tile_grad(_crop(level, rows, cols), bounds, fc, tile_dirs, seeds, key)
+                grad = self._tile_grad(_crop(level, rows, cols), bounds, fc, tile_dirs, tile_seeds, key)
                 _add_wrapped(acc, grad.numpy()[0], rows, cols)
             level_grads.append(tf.constant(acc[None]))
             del acc
@@ -295,6 +351,11 @@ class _TiledPasses:
                     (r0, r1), (c0, c1) = rows.placed[name], cols.placed[name]
                     out[name][0, r0:r1, c0:c1] = value.numpy()
         return out
+
+
+def _accumulate(sums: dict, key: object, value: tf.Tensor) -> None:
+    """``sums[key] += value`` (first value: itself)."""
+    sums[key] = sums[key] + value if key in sums else value
 
 
 def _interior(feats: tf.Tensor, bounds: tf.Tensor) -> tf.Tensor:
@@ -326,14 +387,33 @@ def tiled_grams(
     -------
     dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
     """
+    return tiled_moments(image, network=network, config=config, tile=tile)[0]
+
+
+def tiled_moments(
+    image: np.ndarray, *, network: VGG16, config: DescriptorConfig, tile: int
+) -> tuple[dict[GramKey, np.ndarray], dict[GramKey, np.ndarray]]:
+    """:func:`multiscale.measure.gram.image_moments` of a large image, one tile at a time (same values).
+
+    Parameters
+    ----------
+    image : np.ndarray float32 (H, W, 3), RGB in [0, 1]
+
+    Returns
+    -------
+    grams : dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised.
+    means : dict of (octave, layer) → np.ndarray float64 (C,)
+    """
     h, w = image.shape[:2]
-    passes = _TiledPasses(network=network, config=config, height=h, width=w, tile=tile)
-    sums, _, _ = passes.first_pass(passes.pyramid(tf.constant(image[None], dtype=network.dtype)), {})
-    out = {}
-    for (k, name), s in sums.items():
+    passes = _TiledPasses(network=network, config=config, height=h, width=w, tile=tile, mean=True)
+    sums = passes.first_pass(passes.pyramid(tf.constant(image[None], dtype=network.dtype)), {})
+    grams, means = {}, {}
+    for (k, name), s in sums.grams.items():
         g = s.numpy().astype(np.float64) / passes.plans[k].positions(name)
-        out[(k, name)] = (g + g.T) / 2.0
-    return out
+        grams[(k, name)] = (g + g.T) / 2.0
+    for (k, name), s in sums.means.items():
+        means[(k, name)] = s.numpy().astype(np.float64) / passes.plans[k].positions(name)
+    return grams, means
 
 
 def tiled_features(

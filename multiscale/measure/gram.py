@@ -8,6 +8,12 @@ an (h·w, C) matrix) the Gram matrix is
 Dividing by the number of positions makes Grams of octaves and images of any
 size comparable: G is the mean outer product of the feature vectors. The
 descriptor of an image is the set of G for every (octave, layer) pair.
+
+The first moments (the ``mean`` statistic) are the mean feature vectors
+
+    μ = 1ᵀ F / (h · w)          (C,)
+
+taken in the same pass (:func:`image_moments`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,20 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     flat = tf.reshape(features, [shape[1] * shape[2], shape[3]])
     positions = tf.cast(shape[1] * shape[2], features.dtype)
     return tf.matmul(flat, flat, transpose_a=True) / positions
+
+
+def feature_mean(features: tf.Tensor) -> tf.Tensor:
+    """Mean feature vector of one image's activations.
+
+    Parameters
+    ----------
+    features : tf.Tensor, shape (1, h, w, C)
+
+    Returns
+    -------
+    tf.Tensor, shape (C,), same dtype: ``1ᵀ F / (h·w)``.
+    """
+    return tf.reduce_mean(features, axis=[0, 1, 2])
 
 
 def pyramid_features(
@@ -130,18 +150,40 @@ def image_grams(image: np.ndarray, *, network: VGG16, config: DescriptorConfig) 
     measured tile by tile (:func:`multiscale.measure.engine.tiled_grams`): the same
     Grams in bounded memory.
     """
+    return image_moments(image, network=network, config=config)[0]
+
+
+def image_moments(
+    image: np.ndarray, *, network: VGG16, config: DescriptorConfig
+) -> tuple[dict[GramKey, np.ndarray], dict[GramKey, np.ndarray]]:
+    """Grams and mean feature vectors of one image, from one pass of the network.
+
+    Parameters
+    ----------
+    image : np.ndarray, float32, shape (H, W, 3), RGB in [0, 1]
+
+    Returns
+    -------
+    grams : dict of (octave, layer) → np.ndarray float64 (C, C), symmetrised
+        As :func:`image_grams`.
+    means : dict of (octave, layer) → np.ndarray float64 (C,)
+        :func:`feature_mean` of each map.
+
+    Large images are measured tile by tile, as in :func:`image_grams`.
+    """
     from .tiles import SOURCE_TILE, SOURCE_TILE_ABOVE
 
     if image.shape[0] * image.shape[1] > SOURCE_TILE_ABOVE:
-        from .engine import tiled_grams
+        from .engine import tiled_moments
 
-        return tiled_grams(np.asarray(image, np.float32), network=network, config=config, tile=SOURCE_TILE)
+        return tiled_moments(np.asarray(image, np.float32), network=network, config=config, tile=SOURCE_TILE)
     x = tf.constant(image[None], dtype=tf.float32)
-    out = {}
-    for key, g in pyramid_grams(x, network=network, config=config).items():
-        g64 = g.numpy().astype(np.float64)
-        out[key] = (g64 + g64.T) / 2.0
-    return out
+    grams, means = {}, {}
+    for key, f in pyramid_features(x, network=network, config=config).items():
+        g64 = gram_matrix(f).numpy().astype(np.float64)
+        grams[key] = (g64 + g64.T) / 2.0
+        means[key] = feature_mean(f).numpy().astype(np.float64)
+    return grams, means
 
 
 #: Side, in pixels, that the deepest selected layer's map must keep at the

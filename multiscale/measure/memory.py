@@ -167,6 +167,9 @@ class MemoryEstimate:
     sliced : int
         The sliced statistic's sources' features, its target quantiles and
         one evaluation's projections (0 without it).
+    means : int
+        The mean statistic's targets and the gradient of one mean broadcast
+        over its map (0 without it; :func:`mean_bytes`).
     """
 
     baseline: int
@@ -177,6 +180,7 @@ class MemoryEstimate:
     bounds: int
     images: int
     sliced: int = 0
+    means: int = 0
 
     @property
     def total(self) -> int:
@@ -193,6 +197,7 @@ class MemoryEstimate:
             + self.bounds
             + self.images
             + self.sliced
+            + self.means
         )
 
     def components(self) -> dict[str, int]:
@@ -206,6 +211,7 @@ class MemoryEstimate:
             "bounds": self.bounds,
             "images": self.images,
             "sliced": self.sliced,
+            "means": self.means,
             "total": self.total,
         }
 
@@ -420,7 +426,26 @@ def estimate_synthesis_memory(
         + (bank_bytes(config) if bank else 0)
         if "sliced" in config.statistics
         else 0,
+        means=mean_bytes(height, width, config=config, tile=tile) if "mean" in config.statistics else 0,
     )
+
+
+def mean_bytes(height: int, width: int, *, config: DescriptorConfig, tile: int | None = None) -> int:
+    """Memory of the mean statistic: its targets (float64 in the job, float32 on the graph: 12 bytes
+    per value, Σ C values per octave) and, untiled, the gradient of one mean broadcast over the
+    largest (octave, layer) map in float32 before it joins the other terms' (the tile engine's
+    is a tile's, within its activations)."""
+    targets = 12 * config.octaves * sum(layer_channels(layer) for layer in config.layers)
+    if tile is not None:
+        return targets
+    largest = max(
+        feature_size(layer, oh, config.padding)
+        * feature_size(layer, ow, config.padding)
+        * layer_channels(layer)
+        for oh, ow in octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
+        for layer in config.layers
+    )
+    return targets + 4 * largest
 
 
 def sliced_bytes(

@@ -39,9 +39,10 @@ import numpy as np
 from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
-from ..measure.gram import gram_matrix, output_positions
+from ..measure.engine import TileSeeds, TileSums
+from ..measure.gram import feature_mean, gram_matrix, output_positions
 from ..measure.sliced import REDRAW_EVERY, QuantileBank, SlicedTargets, sorted_cotangent, target_norm
-from .terms import sliced_term, style_loss, term_shares, weighted_terms
+from .terms import mean_loss, sliced_term, style_loss, term_shares, weighted_terms
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def _divisor(value: float, dtype: tf.DType) -> tf.Tensor:
 
 class Statistics:
     """The ``style`` term every objective shares: the multiscale statistics of the image's features
-    against the targets' (Gram and/or sliced, as ``config.statistics`` says).
+    against the targets' (Gram, sliced and/or mean, as ``config.statistics`` says).
 
     This is where a network statistic lives: :meth:`loss` for a whole-image
     evaluation (traced TF) and :meth:`tiled` for the tile engine's sums; the
@@ -328,6 +329,8 @@ class Statistics:
         The network's.
     active : bool
         ``False``: no style term at all (a style transfer with style weight 0).
+    means : dict of (octave, layer) → np.ndarray (C,) or None
+        Target mean feature vectors; required when ``config.statistics`` has ``mean``.
     """
 
     def __init__(
@@ -338,13 +341,20 @@ class Statistics:
         draws: SlicedDraws,
         dtype: tf.DType,
         active: bool = True,
+        means: Mapping[GramKey, np.ndarray] | None = None,
     ) -> None:
         if "auto" in config.statistics:
             raise ValueError("statistics 'auto' must be resolved by the job before an objective is built")
         self.config, self.draws, self.dtype = config, draws, dtype
         self.use_gram = active and "gram" in config.statistics
+        self.use_mean = active and "mean" in config.statistics
         self.targets = (
             {k: tf.constant(g, dtype=dtype) for k, g in (grams or {}).items()} if self.use_gram else {}
+        )
+        if self.use_mean and not means:
+            raise ValueError("the mean statistic needs target mean feature vectors")
+        self.mean_targets = (
+            {k: tf.constant(m, dtype=dtype) for k, m in (means or {}).items()} if self.use_mean else {}
         )
 
     def loss(self, feats: Mapping[GramKey, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -355,42 +365,74 @@ class Statistics:
                 {k: gram_matrix(f) for k, f in feats.items()}, self.targets, config=self.config
             )
             total, per_octave = total + gram_total, per_octave + gram_octaves
+        if self.use_mean:
+            mean_total, mean_octaves = mean_loss(
+                {k: feature_mean(f) for k, f in feats.items()}, self.mean_targets, config=self.config
+            )
+            total, per_octave = total + mean_total, per_octave + mean_octaves
         if self.draws.active:
             sliced_total, sliced_octaves = self.draws.loss(feats)
             total, per_octave = total + sliced_total, per_octave + sliced_octaves
         return total, per_octave
 
     def tiled(
-        self,
-        sums: Mapping[GramKey, tf.Tensor],
-        projections: Mapping[GramKey, Sequence[np.ndarray]],
-        positions: Callable[[GramKey], int],
-        *,
-        scale: float,
-        gradient: bool,
-    ) -> tuple[float, np.ndarray, dict[GramKey, tf.Tensor], dict[GramKey, list[np.ndarray]]]:
-        """The term from the tile engine's first pass: Gram sums ``Σ FᵀF`` and every tile's projections.
+        self, sums: TileSums, positions: Callable[[GramKey], int], *, scale: float, gradient: bool
+    ) -> tuple[float, np.ndarray, TileSeeds]:
+        """The term from the tile engine's first pass: Gram sums ``Σ FᵀF``, feature sums ``Σ F``
+        and every tile's projections.
 
         ``positions(key)``: the positions the sums run over. Returns the total
         and its per-octave shares (unscaled) and, with ``gradient``, the seeds
-        of ``scale ×`` the term for the engine's second pass: per Gram key
-        the gradient with respect to the sum, per sliced key each tile's.
+        of ``scale ×`` the term for the engine's second pass: per Gram (mean)
+        key the gradient with respect to the sum, per sliced key each tile's
+        (``errors`` is left empty).
         """
         total, per_octave = 0.0, np.zeros(self.config.octaves)
-        gram_seeds: dict[GramKey, tf.Tensor] = {}
-        if self.use_gram:
-            divisors = {key: _divisor(positions(key), self.dtype) for key in sums}
-            grams = {key: s / divisors[key] for key, s in sums.items()}
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(grams)
-                gram_total, gram_octaves = style_loss(grams, self.targets, config=self.config)
-            total += float(gram_total.numpy())
-            per_octave += gram_octaves.numpy().astype(np.float64)
-            if gradient:
-                d_grams = tape.gradient(gram_total, grams)
-                gram_seeds = {key: scale * d / divisors[key] for key, d in d_grams.items()}
-        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(self.draws, projections, scale=scale)
-        return total + sliced_total, per_octave + sliced_octaves, gram_seeds, projection_seeds
+        seeds: dict[str, dict[GramKey, tf.Tensor]] = {"grams": {}, "means": {}}
+        for name, use, loss, targets, got in (
+            ("grams", self.use_gram, style_loss, self.targets, sums.grams),
+            ("means", self.use_mean, mean_loss, self.mean_targets, sums.means),
+        ):
+            if not use:
+                continue
+            value, octaves, seeds[name] = _moment_term(
+                got, targets, loss, positions, config=self.config, dtype=self.dtype,
+                scale=scale if gradient else None,
+            )  # fmt: skip
+            total += value
+            per_octave += octaves
+        sliced_total, sliced_octaves, projection_seeds = _sliced_terms(
+            self.draws, sums.projections, scale=scale
+        )
+        return (
+            total + sliced_total,
+            per_octave + sliced_octaves,
+            TileSeeds(grams=seeds["grams"], means=seeds["means"], projections=projection_seeds),
+        )
+
+
+def _moment_term(
+    sums: Mapping[GramKey, tf.Tensor],
+    targets: Mapping[GramKey, tf.Tensor],
+    loss: Callable[..., tuple[tf.Tensor, tf.Tensor]],
+    positions: Callable[[GramKey], int],
+    *,
+    config: DescriptorConfig,
+    dtype: tf.DType,
+    scale: float | None,
+) -> tuple[float, np.ndarray, dict[GramKey, tf.Tensor]]:
+    """A moment's loss from its sums over positions (``Σ FᵀF`` or ``Σ F``, divided by the positions
+    here) and, unless ``scale`` is ``None``, the seeds ``scale · ∂loss/∂sum``."""
+    divisors = {key: _divisor(positions(key), dtype) for key in sums}
+    moments = {key: s / divisors[key] for key, s in sums.items()}
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(moments)
+        value, octaves = loss(moments, targets, config=config)
+    seeds = {}
+    if scale is not None:
+        grads = tape.gradient(value, moments)
+        seeds = {key: scale * d / divisors[key] for key, d in grads.items()}
+    return float(value.numpy()), octaves.numpy().astype(np.float64), seeds
 
 
 def compiled(

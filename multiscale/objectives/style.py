@@ -19,14 +19,15 @@ The objective of :class:`StylizeObjective` is::
 
     content_weight · L_content + style_weight · L_style + tv_weight · L_tv
 
-with ``L_style`` the multiscale texture loss of :mod:`multiscale.objectives.terms` (Gram
-and/or sliced-Wasserstein terms, as ``config.statistics`` says) over every
+with ``L_style`` the multiscale texture loss of :mod:`multiscale.objectives.terms` (Gram,
+sliced-Wasserstein and/or first-moment terms, as ``config.statistics`` says) over every
 octave of the output's Gaussian pyramid. The octave-0 pass of the
 network serves both the style and the content terms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -94,6 +95,9 @@ class StylizeObjective(Objective):
         The styles' features, when ``config.statistics`` has ``sliced``.
     seed : int
         Seeds the sliced directions (see :meth:`redraw`).
+    means : dict of (octave, layer) → np.ndarray (C,) or None
+        The styles' blended mean feature vectors, when ``config.statistics``
+        has ``mean`` (and ``style_weight`` > 0).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class StylizeObjective(Objective):
         channels: int = 3,
         sliced: SlicedTargets | None = None,
         seed: int = 0,
+        means: Mapping[GramKey, np.ndarray] | None = None,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -128,7 +133,7 @@ class StylizeObjective(Objective):
         self._draws = draws
         self.redraw_every = draws.redraw_every
         statistics = Statistics(
-            config=config, grams=style_targets, draws=draws, dtype=dtype, active=use_style
+            config=config, grams=style_targets, draws=draws, dtype=dtype, active=use_style, means=means
         )
         self._content_targets = (
             {layer: tf.constant(f, dtype=dtype) for layer, f in content_targets.items()}
@@ -210,6 +215,7 @@ class TiledStylizeObjective(Objective):
         tile: int | None,
         sliced: SlicedTargets | None = None,
         seed: int = 0,
+        means: Mapping[GramKey, np.ndarray] | None = None,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -236,12 +242,13 @@ class TiledStylizeObjective(Objective):
             network=network, config=config, height=height, width=width, tile=tile,
             style=self._use_style, content_layers=tuple(self._content), channels=channels,
             gram=self._use_style and "gram" in config.statistics, sliced=self._draws.active,
-            image_term=total_variation,
+            mean=self._use_style and "mean" in config.statistics, image_term=total_variation,
         )  # fmt: skip
         self.plans = self._passes.plans
         self._statistics = Statistics(
-            config=config, grams=style_targets, draws=self._draws, dtype=dtype, active=self._use_style
-        )
+            config=config, grams=style_targets, draws=self._draws, dtype=dtype, active=self._use_style,
+            means=means,
+        )  # fmt: skip
 
     def _evaluate(
         self, image: np.ndarray, *, gradient: bool
@@ -251,9 +258,10 @@ class TiledStylizeObjective(Objective):
         x = tf.constant(np.reshape(image, self.shape), dtype=dtype)
         levels = passes.pyramid(x)
         dirs = _directions(self._draws)
-        sums, errors, projections = passes.first_pass(levels, self._content, dirs)
-        style, per_octave, gram_seeds, projection_seeds = self._statistics.tiled(
-            sums, projections, lambda key: self.plans[key[0]].positions(key[1]), scale=ws, gradient=gradient
+        sums = passes.first_pass(levels, self._content, dirs)
+        errors = sums.errors
+        style, per_octave, seeds = self._statistics.tiled(
+            sums, lambda key: self.plans[key[0]].positions(key[1]), scale=ws, gradient=gradient
         )
         # mean((F − F_c)²) / mean(F_c²), averaged over the content layers.
         n_content = max(len(self._content), 1)
@@ -267,9 +275,8 @@ class TiledStylizeObjective(Objective):
         grad = None
         if gradient:
             error_seeds = {n: _divisor(wc / n_content / self._norms[n], dtype) for n in self._content}
-            grad = passes.second_pass(
-                x, levels, self._content, gram_seeds, error_seeds, wt, dirs, projection_seeds
-            )
+            seeds = dataclasses.replace(seeds, errors=error_seeds)
+            grad = passes.second_pass(x, levels, self._content, seeds, wt, dirs)
         return total, stacked, per_octave, grad
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:

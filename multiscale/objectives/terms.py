@@ -3,7 +3,7 @@
 Each term is relative (divided by the size of its target), so that layers,
 octaves and images of any size count alike; :func:`weighted_terms` takes
 their weighted mean with the descriptor's layer and octave weights. The
-formulas are given in :mod:`multiscale.objectives.texture` (Gram, sliced)
+formulas are given in :mod:`multiscale.objectives.texture` (Gram, sliced, mean)
 and :mod:`multiscale.objectives.style` (content, total variation).
 """
 
@@ -72,9 +72,40 @@ def style_loss(
     per_octave : tf.Tensor, shape (octaves,)
         Each octave's weighted share, so ``sum(per_octave) == total``.
     """
+    return _relative_loss(grams, targets, config=config)
+
+
+def mean_loss(
+    means: Mapping[GramKey, tf.Tensor],
+    targets: Mapping[GramKey, tf.Tensor],
+    *,
+    config: DescriptorConfig,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The multiscale first-moment loss: ``‖μ − μ_t‖² / max(‖μ_t‖², floor)`` per (octave, layer),
+    weighted as the Gram terms (:func:`weighted_terms`).
+
+    Parameters
+    ----------
+    means, targets : dict of (octave, layer) → tf.Tensor (C,)
+        Mean feature vectors (:func:`multiscale.measure.gram.feature_mean`); same keys;
+        targets are constants.
+    config : DescriptorConfig
+
+    Returns
+    -------
+    total : tf.Tensor, scalar
+    per_octave : tf.Tensor, shape (octaves,)
+    """
+    return _relative_loss(means, targets, config=config)
+
+
+def _relative_loss(
+    values: Mapping[GramKey, tf.Tensor], targets: Mapping[GramKey, tf.Tensor], *, config: DescriptorConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Weighted mean of ``‖v − t‖² / max(‖t‖², floor)`` over the keys, for arrays of any shape."""
     terms = {}
     for key, a in targets.items():
-        terms[key] = tf.reduce_sum(tf.square(grams[key] - a)) / tf.maximum(
+        terms[key] = tf.reduce_sum(tf.square(values[key] - a)) / tf.maximum(
             tf.reduce_sum(tf.square(a)), _NORM_FLOOR
         )
     return weighted_terms(terms, config=config)

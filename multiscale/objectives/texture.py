@@ -11,7 +11,13 @@ weighted mean, so 0.01 reads as "Grams within about 10 %".
 
 With ``"sliced"`` among the descriptor's ``statistics``, the relative
 sliced-Wasserstein terms of :mod:`multiscale.measure.sliced` are weighted the same
-way and added: ``L = L_gram + L_sliced`` (each present statistic once).
+way and added: ``L = L_gram + L_sliced`` (each present statistic once). With
+``"mean"``, so are the relative first-moment terms::
+
+    L_mean(x) = Σ_k Σ_l  w_k · w_l · ‖μ_kl(x) − m_kl‖² / max(‖m_kl‖², ε)   /   Σ_k Σ_l w_k · w_l
+
+with μ_kl the layer's mean feature vector over positions (C,) and m_kl the
+target's.
 
 The terms themselves are in :mod:`multiscale.objectives.terms`; the tiled
 evaluation's mathematics in :mod:`multiscale.measure.engine`.
@@ -65,6 +71,8 @@ class StyleObjective(Objective):
         The sources' features, needed when ``config.statistics`` has ``sliced``.
     seed : int
         Seeds the sliced terms' directions (with the draw number, see :meth:`redraw`).
+    means : dict of (octave, layer) → np.ndarray (C,) or None
+        The mean feature vectors to match, needed when ``config.statistics`` has ``mean``.
 
     Attributes
     ----------
@@ -83,6 +91,7 @@ class StyleObjective(Objective):
         width: int,
         sliced: SlicedTargets | None = None,
         seed: int = 0,
+        means: Mapping[GramKey, np.ndarray] | None = None,
     ) -> None:
         self.shape = (1, height, width, 3)
         self.size = height * width * 3
@@ -94,7 +103,7 @@ class StyleObjective(Objective):
             config=config, height=height, width=width, sliced=sliced, seed=seed, dtype=dtype
         )
         self.redraw_every = self._draws.redraw_every
-        statistics = Statistics(config=config, grams=targets, draws=self._draws, dtype=dtype)
+        statistics = Statistics(config=config, grams=targets, draws=self._draws, dtype=dtype, means=means)
 
         def loss_of(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return statistics.loss(pyramid_features(x, network=network, config=config))
@@ -129,7 +138,8 @@ class TiledStyleObjective(Objective):
     pass and its back-propagation are compiled TF functions (one trace per
     kind of tile: first, middle or last along each axis).
 
-    The sliced terms are exact too: the first pass keeps every tile's
+    The mean terms are exact too (sums of the features, see
+    :mod:`multiscale.measure.engine`). The sliced terms are exact as well: the first pass keeps every tile's
     projections ``F D``, they are ranked together (the sort is global, as
     in the untiled loss), and the second pass back-propagates each tile's
     rows of the gradient (:func:`multiscale.measure.sliced.sorted_cotangent`).
@@ -144,7 +154,7 @@ class TiledStyleObjective(Objective):
     tile : int or None
         Interior size of a tile, in pixels of the octave it cuts; octaves
         no larger are one tile. ``None``: every octave is one tile.
-    sliced, seed
+    sliced, seed, means
         As :class:`~multiscale.objectives.texture.StyleObjective`.
     """
 
@@ -159,6 +169,7 @@ class TiledStyleObjective(Objective):
         tile: int | None,
         sliced: SlicedTargets | None = None,
         seed: int = 0,
+        means: Mapping[GramKey, np.ndarray] | None = None,
     ) -> None:
         self.shape = (1, height, width, 3)
         self.size = height * width * 3
@@ -170,23 +181,25 @@ class TiledStyleObjective(Objective):
         self.redraw_every = self._draws.redraw_every
         self._passes = _TiledPasses(
             network=network, config=config, height=height, width=width, tile=tile,
-            gram="gram" in config.statistics, sliced=self._draws.active,
+            gram="gram" in config.statistics, sliced=self._draws.active, mean="mean" in config.statistics,
         )  # fmt: skip
         self.plans = self._passes.plans
-        self._statistics = Statistics(config=config, grams=targets, draws=self._draws, dtype=network.dtype)
+        self._statistics = Statistics(
+            config=config, grams=targets, draws=self._draws, dtype=network.dtype, means=means
+        )
 
     def _evaluate(self, image: np.ndarray, *, gradient: bool) -> tuple[float, np.ndarray | None, np.ndarray]:
         passes = self._passes
         x = tf.constant(np.reshape(image, self.shape), dtype=passes.dtype)
         levels = passes.pyramid(x)
         dirs_tf = _directions(self._draws)
-        sums, _, projections = passes.first_pass(levels, {}, dirs_tf)
-        total, per_octave, seeds, projection_seeds = self._statistics.tiled(
-            sums, projections, lambda key: self.plans[key[0]].positions(key[1]), scale=1.0, gradient=gradient
+        sums = passes.first_pass(levels, {}, dirs_tf)
+        total, per_octave, seeds = self._statistics.tiled(
+            sums, lambda key: self.plans[key[0]].positions(key[1]), scale=1.0, gradient=gradient
         )
         grad = None
         if gradient:
-            grad = passes.second_pass(x, levels, {}, seeds, {}, 0.0, dirs_tf, projection_seeds)
+            grad = passes.second_pass(x, levels, {}, seeds, 0.0, dirs_tf)
         return total, grad, per_octave
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
