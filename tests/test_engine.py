@@ -13,7 +13,7 @@ from multiscale.errors import ConfigError
 from multiscale.jobs.synthesize import estimate_memory, plan_run_memory, synthesize
 from multiscale.layers import LAYER_NAMES, feature_size, layer_index, octave_sizes
 from multiscale.measure.backbone import VGG16, load_weights
-from multiscale.measure.gram import image_grams
+from multiscale.measure.gram import image_grams, image_moments
 from multiscale.measure.memory import GIB
 from multiscale.measure.tiles import plan_axis, plan_octaves
 from multiscale.objectives.texture import StyleObjective, TiledStyleObjective
@@ -21,19 +21,27 @@ from multiscale.objectives.texture import StyleObjective, TiledStyleObjective
 LAYERS = ("conv1_1", "pool1", "conv3_2")
 
 
-def _pair(padding, octaves, *, pooling="avg", size=(64, 48), dtype=tf.float64, tile=16, layers=LAYERS):
+def _pair(
+    padding, octaves, *, pooling="avg", size=(64, 48), dtype=tf.float64, tile=16, layers=LAYERS,
+    statistics=("gram",),
+):  # fmt: skip
     """(untiled, tiled) objectives on the same random targets, and a start point."""
-    config = DescriptorConfig(octaves=octaves, layers=layers, padding=padding, pooling=pooling)
+    config = DescriptorConfig(
+        octaves=octaves, layers=layers, padding=padding, pooling=pooling, statistics=statistics
+    )
     h, w = size
     rng = np.random.default_rng(octaves)
     net = VGG16(load_weights(), pooling=pooling, padding=padding, dtype=dtype)
     source = rng.uniform(size=(h, w, 3)).astype(np.float32)
-    targets = image_grams(
+    targets, means = image_moments(
         source, network=VGG16(load_weights(), padding=padding, pooling=pooling), config=config
     )
-    whole = StyleObjective(targets=targets, network=net, config=config, height=h, width=w)
-    tiled = TiledStyleObjective(targets=targets, network=net, config=config, height=h, width=w, tile=tile)
-    return whole, tiled, rng.uniform(0.05, 0.95, size=h * w * 3)
+    common = dict(targets=targets, means=means, network=net, config=config, height=h, width=w)
+    return (
+        StyleObjective(**common),
+        TiledStyleObjective(tile=tile, **common),
+        rng.uniform(0.05, 0.95, h * w * 3),
+    )
 
 
 # Tiles of 16 px: smaller than the halo, cut at every octave; valid
@@ -56,6 +64,22 @@ def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_float64(padding, octa
     assert tloss == pytest.approx(loss, rel=1e-12)
     np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
     np.testing.assert_allclose(tiled.last.octave_losses, whole.last.octave_losses, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("padding", "octaves", "size"), CASES)
+@pytest.mark.parametrize("statistics", [("mean",), ("gram", "mean")])
+def test_tiled_mean_term_loss_and_gradient_equal_the_untiled_ones_in_float64(
+    padding, octaves, size, statistics
+):
+    """The first pass's feature sums and the second pass's broadcast seeds are exact."""
+    whole, tiled, x = _pair(padding, octaves, size=size, statistics=statistics)
+    assert max(p.tiles for p in tiled.plans) > 4
+    loss, grad = whole(x)
+    tloss, tgrad = tiled(x)
+    assert loss > 0 and tloss == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(tgrad, grad, rtol=0, atol=1e-12 * np.abs(grad).max())
+    np.testing.assert_allclose(tiled.last.octave_losses, whole.last.octave_losses, rtol=1e-12)
+    assert tiled.evaluate(x.reshape(*size, 3)).total == pytest.approx(loss, rel=1e-12)
 
 
 def test_tiled_equals_untiled_at_float32_tolerance_with_max_pooling():
@@ -167,23 +191,31 @@ def test_tile_size_option_is_checked_by_the_cli():
 
 
 @pytest.mark.parametrize(
-    ("weights", "channels", "padding"),
-    [((1.0, 1.0, 0.5), 3, "reflect"), ((1.0, 0.0, 0.1), 1, "reflect"), ((0.5, 2.0, 0.0), 3, "wrap")],
+    ("weights", "channels", "padding", "statistics"),
+    [
+        ((1.0, 1.0, 0.5), 3, "reflect", ("gram",)),
+        ((1.0, 0.0, 0.1), 1, "reflect", ("gram",)),
+        ((0.5, 2.0, 0.0), 3, "wrap", ("gram",)),
+        ((1.0, 2.0, 0.5), 3, "reflect", ("gram", "mean")),
+        ((0.5, 1.0, 0.1), 1, "wrap", ("mean",)),
+    ],
 )
-def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels, padding):
+def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels, padding, statistics):
     from multiscale.measure.gram import content_features
     from multiscale.objectives.style import StylizeObjective, TiledStylizeObjective
 
-    config = DescriptorConfig(octaves=2, layers=("conv1_1", "pool1", "conv2_1"), padding=padding)
+    config = DescriptorConfig(
+        octaves=2, layers=("conv1_1", "pool1", "conv2_1"), padding=padding, statistics=statistics
+    )
     h, w = 64, 48
     rng = np.random.default_rng(5)
     net = VGG16(load_weights(), padding=padding, dtype=tf.float64)
     net32 = VGG16(load_weights(), padding=padding)
-    style = image_grams(rng.uniform(size=(h, w, 3)).astype(np.float32), network=net32, config=config)
+    style, means = image_moments(rng.uniform(size=(h, w, 3)).astype(np.float32), network=net32, config=config)
     content = content_features(rng.uniform(size=(h, w, 3)), network=net, layers=("conv2_2",))
     kwargs = dict(
         style_targets=style, content_targets=content, network=net, config=config, content_weight=weights[0],
-        style_weight=weights[1], tv_weight=weights[2], height=h, width=w, channels=channels,
+        style_weight=weights[1], tv_weight=weights[2], height=h, width=w, channels=channels, means=means,
     )  # fmt: skip
     whole = StylizeObjective(**kwargs)
     tiled = TiledStylizeObjective(tile=16, **kwargs)
@@ -200,8 +232,9 @@ def test_tiled_style_transfer_objective_equals_the_untiled_one(weights, channels
     assert total == pytest.approx(loss, rel=1e-12) and set(terms) == {"content", "style", "tv"}
 
 
-def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
-    from multiscale.measure.engine import tiled_features, tiled_grams
+def test_tiled_grams_means_and_features_of_a_large_image_equal_the_whole_images():
+    from multiscale.layers import layer_channels
+    from multiscale.measure.engine import tiled_features, tiled_grams, tiled_moments
     from multiscale.measure.gram import content_features
 
     config = DescriptorConfig(octaves=2, layers=("pool1", "conv2_1"))
@@ -212,6 +245,13 @@ def test_tiled_grams_and_features_of_a_large_image_equal_the_whole_images():
     assert set(tiled) == set(whole)
     for key in whole:
         np.testing.assert_allclose(tiled[key], whole[key], rtol=0, atol=1e-5 * np.abs(whole[key]).max())
+    whole_means = image_moments(image, network=net, config=config)[1]
+    tiled_means = tiled_moments(image, network=net, config=config, tile=20)[1]
+    for key in whole:
+        assert tiled_means[key].shape == (layer_channels(key[1]),)
+        np.testing.assert_allclose(
+            tiled_means[key], whole_means[key], rtol=0, atol=1e-5 * np.abs(whole_means[key]).max()
+        )
     feats = content_features(image, network=net, layers=("conv2_2", "conv3_1"))
     tfeats = tiled_features(image, network=net, config=config, layers=("conv2_2", "conv3_1"), tile=20)
     for name in feats:

@@ -10,7 +10,7 @@ from multiscale.config import DescriptorConfig
 from multiscale.errors import ConfigError
 from multiscale.jobs.runner import measure_sliced
 from multiscale.measure.backbone import VGG16, load_weights
-from multiscale.measure.gram import image_grams
+from multiscale.measure.gram import image_grams, image_moments
 from multiscale.measure.sliced import (
     MAX_SOURCE_POSITIONS,
     REDRAW_EVERY,
@@ -128,9 +128,11 @@ def _objectives(config, *, size=(40, 32), tile=16, dtype=tf.float64, seed=5):
     source = rng.uniform(size=(36, 44, 3)).astype(np.float32)
     net32 = VGG16(load_weights(), padding=config.padding)
     net = VGG16(load_weights(), padding=config.padding, dtype=dtype)
-    grams = image_grams(source, network=net32, config=config)
+    grams, means = image_moments(source, network=net32, config=config)
     sliced = measure_sliced([source], network=net32, config=config)
-    common = dict(targets=grams, network=net, config=config, height=h, width=w, sliced=sliced, seed=seed)
+    common = dict(
+        targets=grams, network=net, config=config, height=h, width=w, sliced=sliced, seed=seed, means=means
+    )
     whole = StyleObjective(**common)
     tiled = TiledStyleObjective(tile=tile, **common)
     return whole, tiled, rng.uniform(0.05, 0.95, size=h * w * 3), source
@@ -138,7 +140,13 @@ def _objectives(config, *, size=(40, 32), tile=16, dtype=tf.float64, seed=5):
 
 @pytest.mark.parametrize(
     ("statistics", "padding", "octaves"),
-    [(("sliced",), "reflect", 2), (("gram", "sliced"), "reflect", 2), (("sliced",), "wrap", 2)],
+    [
+        (("sliced",), "reflect", 2),
+        (("gram", "sliced"), "reflect", 2),
+        (("sliced",), "wrap", 2),
+        (("sliced", "mean"), "reflect", 2),
+        (("gram", "sliced", "mean"), "wrap", 2),
+    ],
 )
 def test_tiled_sliced_loss_and_gradient_equal_the_untiled_ones(statistics, padding, octaves) -> None:
     config = DescriptorConfig(octaves=octaves, layers=LAYERS, padding=padding, statistics=statistics)
