@@ -15,11 +15,13 @@ import click
 
 from multiscale.config import (
     DEFAULT_SPECTRUM_WEIGHT,
+    MAX_STAGES,
     MIN_TILE_SIZE,
     OPTIMIZERS,
     PADDINGS,
     POOLINGS,
     PRECISIONS,
+    SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
     parse_float_list,
     parse_name_list,
@@ -302,6 +304,13 @@ texture_options = compose(
                  help="Weight of the spectrum constraint: the distance to the images with the sources' Fourier "
                  "spectrum, which keeps bricks, tiles and weaves in line; 0 leaves it out. It needs source "
                  f"images. [default: {DEFAULT_SPECTRUM_WEIGHT:g} with source images, 0 with --grams files]"),
+    click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
+                 help="Sizes optimised in turn, coarse to fine, each twice the one before and started from "
+                 "its upsampled result; a stage below the output size matches only the octaves it holds. "
+                 "--max-iter is the first stage's and each later one runs half as many, so a large texture "
+                 "costs little more than its last stage's few iterations. At most --octaves "
+                 f"(default: enough for the first to be ≤ {SYNTHESIS_FIRST_STAGE_MAX_SIDE} px: one up to "
+                 f"{SYNTHESIS_FIRST_STAGE_MAX_SIDE}², three at 1024²)."),
     click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
     click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",

@@ -81,8 +81,9 @@ class ProgressBar(_LazyBar):
     def __call__(self, progress: Any) -> None:
         """Advance to ``progress.iteration`` (a :class:`multiscale.optim.base.Progress`)."""
         self.last = progress
-        if not self.quiet:
-            self._advance(progress.iteration, self.total, progress)
+        if not self.quiet:  # a run in stages counts its iterations over all of them
+            total = progress.max_iter if getattr(progress, "stage", None) is not None else self.total
+            self._advance(progress.iteration, total, progress)
 
 
 class ImageProgress(_LazyBar):

@@ -50,8 +50,8 @@ def summary(result: Any) -> str:
     report = result.report
     h, w = result.image.shape[-3:-1]
     loss = "not evaluated" if report.loss is None else f"loss {report.loss:.4g}"
-    stages = getattr(report, "stages", None)  # a style transfer's
-    steps = f"{report.iterations} iterations in " + ("" if stages is None else f"{len(stages)} stage(s), ")
+    stages = getattr(report, "stages", None)  # a style transfer's, a synthesis' in stages (else empty)
+    steps = f"{report.iterations} iterations in " + (f"{len(stages)} stage(s), " if stages else "")
     return f"{w}×{h}, {loss} after {steps}{report.elapsed_s:.1f} s ({report.message})"
 
 

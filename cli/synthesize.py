@@ -175,7 +175,7 @@ def synthesize(
 
 def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int, bank: bool) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
-    from multiscale.jobs.synthesize import plan_run_memory, resolve_statistics
+    from multiscale.jobs.synthesize import plan_run_memory, plan_stages, resolve_statistics
     from multiscale.measure.memory import human_bytes
     from multiscale.measure.tiles import plan_octaves
 
@@ -194,6 +194,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         config, height=height, width=width, sliced=bank or not _given("grams"), bank=bank
     )
     d = config.descriptor
+    stages = plan_stages(config, height=height, width=width)
     tile, estimate, limit = plan_run_memory(config, height=height, width=width, bank=bank)
     plans = plan_octaves(height, width, config=d, tile=tile)
     sizes = ", ".join(f"{w}×{h}" for h, w in (p.size for p in plans))
@@ -211,7 +212,10 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
         f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
-        f"optimizer   {config.optimizer}, history {config.history}, at most {config.max_iter} iterations",
+        f"stages      "
+        + ", ".join(f"{s.width}×{s.height} ({d.octaves - s.shift} octaves, {s.max_iter} it)" for s in stages),
+        f"optimizer   {config.optimizer}, history {config.history}, at most "
+        f"{sum(s.max_iter for s in stages)} iterations",
         f"memory      {estimate.describe()}",
         f"limit       {human_bytes(limit) if limit else 'none'} (--max-memory): "
         + (

@@ -63,6 +63,13 @@ STYLE_STATISTICS = ("gram",)
 #: standard textures of benchmarks/quality.py, 1 came closer to the examples than
 #: none on 10–12 of them by every measure that does not score the spectrum itself.
 DEFAULT_SPECTRUM_WEIGHT = 1.0
+#: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
+#: one before, the last the output) that put the first stage's long side at or below
+#: this: the size at which the defaults were measured (benchmarks/quality.py, 256²),
+#: so a large output starts from a texture as good as a 256² one, at its own scale.
+SYNTHESIS_FIRST_STAGE_MAX_SIDE = 256
+#: At most this many stages, for either job.
+MAX_STAGES = 8
 #: Default ``tol`` of a synthesis (see :class:`SynthesisConfig`).
 DEFAULT_TOL = 1e-9
 #: Average pooling. Max pooling looked crisper in the same study, but the
@@ -258,7 +265,8 @@ class RunConfig:
     seed : int
         Seed of every random choice; same seed and machine → same bytes.
     max_iter : int
-        L-BFGS iterations at most (per stage for style transfer).
+        L-BFGS iterations at most: per stage for style transfer, of the first
+        stage for a synthesis in stages (see :class:`SynthesisConfig`).
     tol : float
         Stop when the loss reduction of an iteration, divided by
         ``max(|f|, |f₊|, 1)``, falls below this (scipy's ``ftol``). The
@@ -298,6 +306,10 @@ class RunConfig:
         memory, for more time (:mod:`multiscale.measure.engine`). ``None``:
         untiled when the memory estimate fits ``max_memory``, else the
         largest tile that fits.
+    stages : int or None
+        Sizes optimised in turn, coarse to fine, each twice the one before
+        (the last is the output) and started from its upsampled result;
+        ``None``: as many as the job finds worth it (see each config).
     precision : {"float32", "bfloat16", "auto"}
         What the network's convolutions run in (Grams and losses stay
         float32). ``bfloat16`` is faster per evaluation on a CPU with native
@@ -324,6 +336,7 @@ class RunConfig:
     optimizer: str = "projected"
     tile_size: int | None = None
     precision: str = "float32"
+    stages: int | None = None
 
     #: The descriptor options :meth:`with_options` takes (``None``: every field of DescriptorConfig).
     descriptor_options: ClassVar[tuple[str, ...] | None] = None
@@ -393,6 +406,10 @@ class RunConfig:
             raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
+        if self.stages is not None:
+            _positive_int("stages", self.stages)
+            if self.stages > MAX_STAGES:
+                raise ConfigError("stages", f"must be at most {MAX_STAGES}, got {self.stages}")
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready data (tuples become lists)."""
@@ -436,6 +453,19 @@ class SynthesisConfig(RunConfig):
         it out. It needs source images; ``None`` (the default) is
         :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
         files, folder builds). Reports and checkpoints record the resolved value.
+    stages : int or None
+        Sizes optimised in turn, coarse to fine, each twice the one before
+        and the last the output; ``None`` chooses the fewest that put the
+        first at ≤ :data:`SYNTHESIS_FIRST_STAGE_MAX_SIDE` px on the long side
+        (one stage up to 256², three at 1024²), never more than ``octaves``.
+        A stage ``t`` halvings below the output matches the output's octaves
+        ``t, t + 1, …`` only (its octave j is the output's octave j + t, so
+        targets, descriptor files and quantile banks serve it unchanged);
+        its result, upsampled, starts the next. The first stage runs
+        ``max_iter`` iterations and each later one, with 4× the pixels, half
+        as many as the one before: a large texture costs little more than
+        its last stage's few iterations, which only refine the finest
+        octaves (benchmarks/RESULTS.md, "Large textures in stages").
     checkpoint_every : int or None
         As :class:`RunConfig`'s; it needs ``optimizer="projected"``.
     precision : {"float32", "bfloat16", "auto"}
@@ -464,6 +494,12 @@ class SynthesisConfig(RunConfig):
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
+        if self.stages is not None and self.stages > self.descriptor.octaves:
+            raise ConfigError(
+                "stages",
+                f"must be at most the number of octaves ({self.descriptor.octaves}): a stage t halvings "
+                f"below the output matches its octaves t and up, got {self.stages}",
+            )
         if self.checkpoint_every is not None and self.optimizer != "projected":
             raise ConfigError(
                 "checkpoint_every",
@@ -494,8 +530,6 @@ MAX_STYLIZE_SIDE = 4096
 #: ``stages=None`` chooses the fewest stages (each twice the size of the one
 #: before) that put the first stage's long side at or below this.
 FIRST_STAGE_MAX_SIDE = 512
-
-MAX_STAGES = 8
 
 
 def _config_from_dict(cls: Any, data: Any, *, name: str = "config") -> Any:
@@ -596,7 +630,6 @@ class StyleConfig(RunConfig):
     style_weights: tuple[float, ...] | None = None
     style_scale: float = 1.0
     preserve_color: str = "none"
-    stages: int | None = None
     init: str = "palette"
     tol: float = 1e-7
 
@@ -642,10 +675,6 @@ class StyleConfig(RunConfig):
             )
         if self.width is not None and self.width > MAX_STYLIZE_SIDE:
             raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
-        if self.stages is not None:
-            _positive_int("stages", self.stages)
-            if self.stages > MAX_STAGES:
-                raise ConfigError("stages", f"must be at most {MAX_STAGES}, got {self.stages}")
         if not isinstance(self.init, str) or not self.init:
             raise ConfigError("init", "must be content, noise, mean or an image path")
 

@@ -8,6 +8,11 @@ config validation and ``--help`` never import TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+V = TypeVar("V")
+
 #: Convolutions per block and output channels of each block.
 VGG16_BLOCKS: tuple[tuple[int, int], ...] = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 
@@ -22,6 +27,16 @@ def _names() -> tuple[str, ...]:
 
 #: A statistic's address: (octave, layer name); octave 0 is the full-size image.
 GramKey = tuple[int, str]
+
+def shift_octaves(mapping: Mapping[GramKey, V], shift: int) -> dict[GramKey, V]:
+    """The entries of octaves ≥ ``shift``, renumbered from 0: key (k, layer) becomes (k − shift, layer).
+
+    What a synthesis stage ``shift`` halvings below the output matches: its
+    octave j is the output's octave j + ``shift`` (a Gaussian pyramid of
+    the image halved ``shift`` times is the image's pyramid from that octave on).
+    """
+    return {(k - shift, layer): v for (k, layer), v in mapping.items() if k >= shift}
+
 
 #: Every selectable layer, in network order.
 LAYER_NAMES: tuple[str, ...] = _names()

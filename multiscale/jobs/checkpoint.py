@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import StyleConfig, SynthesisConfig
+from ..config import MAX_STAGES, StyleConfig, SynthesisConfig
 from ..errors import CheckpointError, ConfigError, MultiscaleError, OutputError
 from ..io import PathLike, file_sha256, fsync_dir, save_image, write_json_atomic
 from ..layers import layer_channels
@@ -122,6 +122,9 @@ class Checkpoint:
         The source images, for a run with the spectrum constraint.
     means : dict of (octave, layer) → np.ndarray float64 (C,) or None
         The target mean feature vectors, for a run with the mean statistic.
+    stage : int or None
+        For a run in stages, the stage (0-based) whose iterate ``state``
+        holds, at that stage's size; ``None`` for a run of one stage.
     """
 
     folder: Path
@@ -136,6 +139,7 @@ class Checkpoint:
     sliced_draw: tuple[int, int] | None = None
     exemplars: list[np.ndarray] = field(default_factory=list)
     means: dict[tuple[int, str], np.ndarray] | None = None
+    stage: int | None = None
 
 
 @dataclass(frozen=True)
@@ -528,6 +532,7 @@ def write_checkpoint(
     sliced_draw: tuple[int, int] | None = None,
     exemplars: Sequence[np.ndarray] = (),
     means: Mapping[tuple[int, str], np.ndarray] | None = None,
+    stage: int | None = None,
 ) -> Path:
     """Write (or refresh) a synthesize checkpoint folder; return its path.
 
@@ -539,7 +544,8 @@ def write_checkpoint(
     sliced statistic;
     ``sliced_draw``: its current draw of directions and the iteration it began at;
     ``exemplars``: the source images, for a run with the spectrum constraint;
-    ``means``: the target mean feature vectors, for a run with the mean statistic.
+    ``means``: the target mean feature vectors, for a run with the mean statistic;
+    ``stage``: see :class:`Checkpoint` (``shape`` is then that stage's).
     """
     from ..optim.projected import save_state
 
@@ -569,6 +575,7 @@ def write_checkpoint(
                 "sliced": _sliced_meta(sliced),
                 "sliced_draw": None if sliced_draw is None else [int(v) for v in sliced_draw],
                 "exemplars": [[int(e.shape[0]), int(e.shape[1])] for e in exemplars],
+                "stage": stage,
             },
         )
     return folder
@@ -809,6 +816,11 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
             draw = (_count(draw[0], "sliced_draw"), _count(draw[1], "sliced_draw"))
             if len(meta["sliced_draw"]) != 2 or draw[1] > _count(meta["iteration"], "iteration"):
                 raise ValueError(f"'sliced_draw' {meta['sliced_draw']!r} does not fit the iteration")
+        stage = meta.get("stage")
+        if stage is not None:
+            stage = _count(stage, "stage")
+            if stage >= min(config.descriptor.octaves, MAX_STAGES):
+                raise ValueError(f"'stage' {stage} is past the run's stages")
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
     d = config.descriptor
@@ -844,6 +856,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
         exemplars=[arrays[f"exemplar/{i}"].astype(np.float32) for i in range(len(sizes))],
         means=_grams(arrays, "", "mean") if "mean" in d.statistics else None,
         state=load_state(folder / "state.npz", history=config.history), float32_from_iteration=switched,
+        stage=stage,
     )  # fmt: skip
 
 
@@ -957,7 +970,7 @@ def _driver_state(folder: Path, meta: dict[str, Any], config: StyleConfig, *, si
 
 #: Settings that checkpoints written before they existed ran with (not today's defaults).
 _OLDER_DESCRIPTOR = {"statistics": ["gram"]}
-_OLDER_RUN = {"spectrum_weight": 0.0}
+_OLDER_RUN = {"spectrum_weight": 0.0, "stages": 1}
 
 
 def _older_defaults(config: Any) -> Any:

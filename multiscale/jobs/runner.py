@@ -33,6 +33,7 @@ from .._version import __version__
 from ..config import DescriptorConfig
 from ..errors import ImageError
 from ..measure.sliced import SlicedTargets, join_sliced
+from ..optim.base import Progress
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,32 @@ class Phase:
     switched: int | None = None
     draw: int | None = None
     draw_from: int = 0
+
+
+@dataclass(frozen=True)
+class StageProgress(Progress):
+    """A :class:`~multiscale.optim.base.Progress` that spans all stages of a run in stages.
+
+    ``iteration`` counts from the start of the first stage and ``max_iter``
+    is the plan's total; ``loss`` and ``best_loss`` are the current stage's.
+    ``image`` is the current iterate at the stage's size (``height`` ×
+    ``width``; float64 or float32, values in [0, 1]).
+    """
+
+    stage: int = 1
+    stages: int = 1
+    stage_iteration: int = 0
+    height: int = 0
+    width: int = 0
+
+
+def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
+    """(height, width) of each stage, smallest first: the output size halved (stages − 1 − i) times."""
+    sizes = []
+    for i in range(stages):
+        f = 2 ** (stages - 1 - i)
+        sizes.append((max(1, round(height / f)), max(1, round(width / f))))
+    return sizes
 
 
 @dataclass(frozen=True)

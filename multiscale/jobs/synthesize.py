@@ -20,12 +20,15 @@ from ..config import (
     AUTO_SLICED_MAX_BYTES,
     DEFAULT_SPECTRUM_WEIGHT,
     DESCRIPTOR_DEFAULTS,
+    MAX_STAGES,
     SYNTHESIS_DEFAULTS,
+    SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
     SynthesisConfig,
 )
-from ..errors import ConfigError, DescriptorError
+from ..errors import ConfigError, DescriptorError, MultiscaleError
 from ..io import file_sha256, load_image, scale_source
+from ..layers import shift_octaves
 from ..measure.sliced import QuantileBank, SlicedTargets
 from .runner import (
     STOPPED_EARLY,
@@ -34,6 +37,7 @@ from .runner import (
     Phase,
     RunReport,
     SourceInfo,
+    StageProgress,
     check_array,
     load_network,
     measure_sliced,
@@ -41,6 +45,7 @@ from .runner import (
     precision_network,
     quantize,
     resolve_precision,
+    stage_sizes,
     versions,
 )
 from .starts import initial_image
@@ -54,6 +59,9 @@ log = logging.getLogger(__name__)
 
 #: Start colour of a synthesis whose descriptors do not record their sources' colour.
 NEUTRAL_COLOR = (0.5, 0.5, 0.5)
+
+#: How a stage before the last may end and hand its image over to the next.
+_HANDS_OVER = ("max_iter", "converged", "time_limit", "abnormal")
 
 
 @dataclass(kw_only=True)
@@ -83,6 +91,11 @@ class SynthesisReport(RunReport):
     spectrum_loss : float or None
         The spectrum constraint's weighted share of ``loss`` (``None``: no
         constraint), so that ``loss == sum(octave_losses) + spectrum_loss``.
+    stages : list of dict
+        For a run in stages, each stage that ran: ``stage`` (1-based),
+        ``height``, ``width``, ``octaves``, ``iterations``, ``loss`` (its
+        best) and ``stop_reason``; empty for a run of one stage.
+        ``iterations``, ``evaluations`` and ``history`` count over all of them.
     """
 
     config: SynthesisConfig
@@ -93,6 +106,7 @@ class SynthesisReport(RunReport):
     tile_size: int | None = None
     precision: dict[str, Any] | None = None
     spectrum_loss: float | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -732,6 +746,161 @@ def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, widt
     return np.stack(images) if config.frames > 1 else images[0]
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One size of a synthesis in stages (:func:`plan_stages`).
+
+    Attributes
+    ----------
+    index : int
+        0 for the first (smallest) stage.
+    shift : int
+        Halvings below the output: the stage's octave j is the output's
+        octave j + ``shift`` (0 for the last stage, the output itself).
+    height, width : int
+        The stage's image size.
+    max_iter : int
+        Its iterations at most: the config's ``max_iter`` for the first
+        stage, half the previous stage's for each later one.
+    """
+
+    index: int
+    shift: int
+    height: int
+    width: int
+    max_iter: int
+
+
+def auto_stages(height: int, width: int, *, octaves: int) -> int:
+    """The fewest stages whose first has a long side ≤ :data:`~multiscale.config.SYNTHESIS_FIRST_STAGE_MAX_SIDE`,
+    and no more than ``octaves`` (each stage keeps one octave at least)."""
+    limit = min(octaves, MAX_STAGES)
+    stages = 1
+    while max(height, width) / 2 ** (stages - 1) > SYNTHESIS_FIRST_STAGE_MAX_SIDE and stages < limit:
+        stages += 1
+    return stages
+
+
+def plan_stages(config: SynthesisConfig, *, height: int, width: int) -> list[Stage]:
+    """The stages of an H×W synthesis, smallest first (one stage: the output alone).
+
+    ``config.stages``, or for ``None`` :func:`auto_stages` (fewer if the
+    first stage of an odd shape would be too small for its octaves); see
+    :class:`~multiscale.config.SynthesisConfig` for what a stage matches.
+
+    Raises
+    ------
+    ConfigError
+        Given ``stages`` whose first stage is too small for its octaves.
+    """
+    n = config.stages or auto_stages(height, width, octaves=config.descriptor.octaves)
+    while True:
+        stages = [
+            Stage(index=i, shift=n - 1 - i, height=h, width=w, max_iter=max(1, -(-config.max_iter // 2**i)))
+            for i, (h, w) in enumerate(stage_sizes(height, width, n))
+        ]  # fmt: skip
+        problem = _too_small(config, stages[0])
+        if problem is None:
+            return stages
+        if config.stages is not None:
+            raise ConfigError("stages", f"{problem}; use fewer --stages")
+        n -= 1
+
+
+def _too_small(config: SynthesisConfig, stage: Stage) -> str | None:
+    """Why ``stage`` is too small for the octaves it keeps (``None``: it is not)."""
+    from ..measure.gram import check_image_size
+
+    if stage.shift == 0:
+        return None  # the output itself, checked as such
+    octaves = config.descriptor.octaves - stage.shift
+    what = f"stage 1 would be {stage.width}×{stage.height} px"
+    if min(stage.height, stage.width) < 8:
+        return f"{what}, under 8 px"
+    descriptor = dataclasses.replace(config.descriptor, octaves=octaves, octave_weights=None)
+    try:
+        check_image_size(stage.height, stage.width, config=descriptor, name="stage 1", is_output=True)
+    except MultiscaleError:
+        return f"{what}, too small for {octaves} octave(s) of these layers"
+    return None
+
+
+def stage_config(config: SynthesisConfig, stage: Stage) -> SynthesisConfig:
+    """The config a stage runs with: its size, its iterations and the output's octaves from ``stage.shift`` on."""
+    if stage.shift == 0 and stage.index == 0:
+        return config
+    d = config.descriptor
+    weights = None if d.octave_weights is None else d.octave_weights[stage.shift :]
+    descriptor = dataclasses.replace(d, octaves=d.octaves - stage.shift, octave_weights=weights)
+    return dataclasses.replace(
+        config, descriptor=descriptor, height=stage.height, width=stage.width, max_iter=stage.max_iter, stages=1
+    )  # fmt: skip
+
+
+def stage_targets(targets: Targets, stage: Stage) -> Targets:
+    """The targets of a stage: the output's from octave ``stage.shift`` on, renumbered from 0
+    (:func:`~multiscale.layers.shift_octaves`), and the source images halved ``shift`` times (for the
+    spectrum start and constraint at the stage's scale)."""
+    from ..io import resize_image
+
+    t = stage.shift
+    if t == 0:
+        return targets
+    f = 2**t
+    return dataclasses.replace(
+        targets,
+        grams=shift_octaves(targets.grams, t),
+        sliced=None if targets.sliced is None else targets.sliced.shifted(t),
+        means=None if targets.means is None else shift_octaves(targets.means, t),
+        exemplars=[
+            resize_image(e, width=max(1, round(e.shape[1] / f)), height=max(1, round(e.shape[0] / f)))
+            for e in targets.exemplars
+        ],
+    )
+
+
+def upsample(images: np.ndarray, *, height: int, width: int, wrap: bool) -> np.ndarray:
+    """Cubic upsampling of an (H, W, 3) image or (N, H, W, 3) frames to ``height`` × ``width``, float64 in [0, 1].
+
+    ``wrap``: the image is periodic (a tileable output), and so is the
+    interpolation, which leaves no seam for the next stage to mend.
+    """
+    from scipy import ndimage
+
+    x = np.asarray(images, np.float64)
+    planes = x.reshape(-1, *x.shape[-3:])
+    out = np.empty((planes.shape[0], height, width, 3))
+    zoom = (height / x.shape[-3], width / x.shape[-2])
+    for i, plane in enumerate(planes):  # each frame and channel on its own: the spline must not mix them
+        for c in range(3):
+            z = ndimage.zoom(plane[..., c], zoom, order=3, mode="grid-wrap" if wrap else "reflect", grid_mode=True)
+            z = z[:height, :width]  # zoom rounds its output size; pad by the edge if it came out short
+            out[i, ..., c] = np.pad(z, ((0, height - z.shape[0]), (0, width - z.shape[1])), mode="edge")
+    out = out.reshape(*x.shape[:-3], height, width, 3)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _time_shares(stages: Sequence[Stage], time_limit: float | None) -> list[float | None]:
+    """Each stage's share of ``time_limit``, in proportion to its iterations × pixels (the time
+    left when a stage starts is split again among it and the later ones; see :func:`run_synthesis`)."""
+    if time_limit is None:
+        return [None] * len(stages)
+    cost = [s.max_iter * s.height * s.width for s in stages]
+    return [c / sum(cost[i:]) for i, c in enumerate(cost)]
+
+
+@dataclass
+class _StageOutcome:
+    """What one stage's optimisation left: the driver's result, the objective that scores the
+    saved image, the phase it ended in, the checkpoint it wrote last and the tile size it used."""
+
+    result: Any
+    style: Any
+    phase: Phase
+    checkpointed: int | None
+    tile: int | None
+
+
 def run_synthesis(
     sources: ImageSource | Sequence[ImageSource] | None = None,
     *,
@@ -746,6 +915,7 @@ def run_synthesis(
     resume_state: Any = None,
     resume_float32_from: int | None = None,
     resume_sliced_draw: tuple[int, int] | None = None,
+    resume_stage: int | None = None,
     on_result: Callable[[SynthesisResult], Any] | None = None,
 ) -> SynthesisResult:
     """:func:`synthesize` for a ready :class:`SynthesisConfig` (what the CLI calls).
@@ -757,12 +927,20 @@ def run_synthesis(
     ``config`` must then measure as they do — see
     :func:`config_for_descriptors` — and give the output size).
 
+    A large output runs in stages (:func:`plan_stages`, ``config.stages``):
+    each stage's best image, upsampled (:func:`upsample`), starts the next;
+    the callback then receives a :class:`~multiscale.jobs.runner.StageProgress`
+    counting over all stages. With ``time_limit``, each stage gets a share of
+    the time left in proportion to its iterations × pixels; a stage before
+    the last that uses up its share hands over to the next.
+
     With ``checkpoint`` (a folder) and the ``projected`` optimizer, a
     resumable checkpoint (:mod:`multiscale.jobs.checkpoint`) is written every
     ``config.checkpoint_every`` iterations and whenever the run stops early
     (Ctrl-C, time limit, callback); ``output`` is recorded in it as where the
-    final image goes. ``resume_state`` continues a checkpointed run exactly
-    (``resume_float32_from``: in its float32 finish, which began at that
+    final image goes, and the stage it holds. ``resume_state`` continues a
+    checkpointed run exactly (in stage ``resume_stage``, then the later ones;
+    ``resume_float32_from``: in its float32 finish, which began at that
     iteration; see below).
 
     ``on_result`` is called with the result before the checkpoint of a stop
@@ -770,9 +948,11 @@ def run_synthesis(
     first: a scheduler's grace period after SIGTERM may not last a large
     checkpoint. A run stopped by Ctrl-C (KeyboardInterrupt) is not scored
     again: the report's ``loss`` is then the optimiser's best (before
-    quantisation) and ``octave_losses`` is empty. Ctrl-C while a periodic
-    checkpoint is written stops the run the same way; the previous
-    checkpoint stays complete (see :mod:`multiscale.jobs.checkpoint`).
+    quantisation) and ``octave_losses`` is empty. A run stopped in a stage
+    before the last returns that stage's best image upsampled to the output
+    size, with ``loss`` ``None``. Ctrl-C while a periodic checkpoint is
+    written stops the run the same way; the previous checkpoint stays
+    complete (see :mod:`multiscale.jobs.checkpoint`).
 
     A bfloat16 run (``config.precision``, or ``auto`` choosing it) with the
     projected optimizer finishes in float32: when the bfloat16 driver stops
@@ -780,7 +960,7 @@ def run_synthesis(
     runs early) before ``max_iter``, the run goes on from its best point with
     the float32 objective and fresh L-BFGS memory
     (:func:`multiscale.optim.projected.switch_objective`). The report's ``precision``
-    says at which iteration (``float32_from_iteration``).
+    says at which iteration (``float32_from_iteration``, the last stage's).
 
     With ``config.frames > 1`` the result's ``image`` is (N, H, W, 3).
     """
@@ -793,36 +973,145 @@ def run_synthesis(
             grams_weights=grams_weights,
         )  # fmt: skip
     height, width = output_size(config, targets)
-    config = resolve_statistics(
-        config, height=height, width=width, sliced=targets.sliced is not None,
-        bank=isinstance(targets.sliced, QuantileBank),
-    )  # fmt: skip
+    bank = isinstance(targets.sliced, QuantileBank)
+    config = resolve_statistics(config, height=height, width=width, sliced=targets.sliced is not None, bank=bank)
     if "sliced" not in config.descriptor.statistics and targets.sliced is not None:
         targets = dataclasses.replace(targets, sliced=None)  # measured for auto; gram was chosen
-    d = config.descriptor
-    tile = check_run_memory(config, height=height, width=width, bank=isinstance(targets.sliced, QuantileBank))
-
-    shape = (config.frames, height, width, 3) if config.frames > 1 else (height, width, 3)
-    x0 = (
-        resume_state.x
-        if resume_state is not None
-        else _initial_frames(config, targets, height, width).reshape(-1)
-    )
+    stages = plan_stages(config, height=height, width=width)
+    # every stage's tiling, chosen and checked before anything runs (the last is the largest)
+    tiles = [
+        check_run_memory(stage_config(config, s), height=s.height, width=s.width, bank=bank) for s in stages
+    ]  # fmt: skip
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
-
     # the spectrum weight resolved (None: the default with source images, none without); the
     # resolved value is what the report and a checkpoint record
     config = dataclasses.replace(config, spectrum_weight=resolve_spectrum_weight(config, targets))
+
+    def shape_of(stage: Stage) -> tuple[int, ...]:
+        size = (stage.height, stage.width, 3)
+        return (config.frames, *size) if config.frames > 1 else size
+
+    checkpointer = (
+        None
+        if checkpoint is None
+        else _Checkpointer(
+            # the resolved precision: a resume must not measure again and choose otherwise
+            checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
+            targets=targets, shape=shape_of(stages[-1]), phase=Phase(),
+            stage=None if len(stages) == 1 else stages[-1].index,
+        )
+    )  # fmt: skip
+    first = 0 if resume_stage is None else resume_stage
+    if not 0 <= first < len(stages):
+        raise ConfigError("stages", f"the checkpoint is at stage {first + 1}, but the run has {len(stages)}")
+    shares = _time_shares(stages, config.time_limit)
+    planned = [s.max_iter for s in stages]
+    x: np.ndarray | None = None
+    history: list[float] = []
+    iterations = evaluations = 0
+    records: list[dict[str, Any]] = []
+    for stage in stages[first:]:
+        run_config = stage_config(config, stage)
+        if config.time_limit is not None:
+            left = max(config.time_limit - (time.perf_counter() - started), 1e-3)
+            run_config = dataclasses.replace(run_config, time_limit=left * shares[stage.index])
+        run_targets = stage_targets(targets, stage)
+        shape = shape_of(stage)
+        resumed = resume_state if stage.index == first else None
+        if resumed is not None:
+            if resumed.x.size != int(np.prod(shape)):
+                raise ConfigError(
+                    "stages", f"the checkpoint's image does not have the size of stage {first + 1} {shape}"
+                )
+            x0 = resumed.x
+        elif x is not None:
+            x0 = upsample(x, height=stage.height, width=stage.width, wrap=d.padding == "wrap").reshape(-1)
+        else:
+            x0 = _initial_frames(run_config, run_targets, stage.height, stage.width).reshape(-1)
+        phase = Phase(switched=resume_float32_from if resumed is not None else None)
+        if resumed is not None and resume_sliced_draw is not None:
+            phase.draw, phase.draw_from = resume_sliced_draw
+        if checkpointer is not None:
+            checkpointer.shape, checkpointer.phase = shape, phase
+            checkpointer.stage = None if len(stages) == 1 else stage.index
+        stage_callback = callback
+        if callback is not None and len(stages) > 1:
+            stage_callback = _stage_callback(callback, stage, stages, offset=sum(planned[: stage.index]))
+        outcome = _run_stage(
+            run_config, x0, targets=run_targets, stage=stage, tile=tiles[stage.index], network=network,
+            run_network=run_network, phase=phase, shape=shape, callback=stage_callback, resume_state=resumed,
+            checkpointer=checkpointer,
+        )  # fmt: skip
+        result = outcome.result
+        iterations += result.iterations
+        evaluations += result.evaluations
+        history += list(result.history)
+        records.append({
+            "stage": stage.index + 1, "height": stage.height, "width": stage.width,
+            "octaves": run_config.descriptor.octaves, "iterations": result.iterations,
+            "loss": float(result.loss), "stop_reason": result.stop_reason,
+        })  # fmt: skip
+        last = stage is stages[-1]
+        if not last and result.stop_reason in _HANDS_OVER:
+            x = result.x.reshape(shape)
+            if getattr(result, "state", None) is not None:
+                result.state = None
+            continue
+        break
+    return _finish(
+        outcome, stage=stage, stages=stages, config=config, targets=targets, started=started, history=history,
+        iterations=iterations, evaluations=evaluations, records=records, weights=weights, choice=choice,
+        checkpoint=checkpoint, checkpointer=checkpointer, on_result=on_result,
+        shape=shape_of(stages[-1]),
+    )  # fmt: skip
+
+
+def _stage_callback(
+    callback: Callable[[Any], bool | None], stage: Stage, stages: Sequence[Stage], *, offset: int
+) -> Callable[[Any], bool | None]:
+    """The user's callback for one stage: its progress counted over all stages (a :class:`StageProgress`)."""
+    total = sum(s.max_iter for s in stages)
+
+    def on_progress(p: Any) -> bool | None:
+        return callback(
+            StageProgress(
+                iteration=offset + p.iteration, max_iter=total, evaluations=p.evaluations, loss=p.loss,
+                best_loss=p.best_loss, elapsed_s=p.elapsed_s, octave_losses=p.octave_losses, image=p.image,
+                best_image=p.best_image, stage=stage.index + 1, stages=len(stages), stage_iteration=p.iteration,
+                height=stage.height, width=stage.width,
+            )
+        )  # fmt: skip
+
+    return on_progress
+
+
+def _run_stage(
+    config: SynthesisConfig,
+    x0: np.ndarray,
+    *,
+    targets: Targets,
+    stage: Stage,
+    tile: int | None,
+    network: Any,
+    run_network: Any,
+    phase: Phase,
+    shape: tuple[int, ...],
+    callback: Callable[[Any], bool | None] | None,
+    resume_state: Any,
+    checkpointer: _Checkpointer | None,
+) -> _StageOutcome:
+    """Optimise one stage from ``x0`` (or ``resume_state``) with ``config`` (the stage's own)."""
     from ..objectives.base import WithImageTerms
     from ..objectives.image_terms import image_terms
 
-    extra = image_terms(config, exemplars=targets.exemplars, height=height, width=width)
+    d = config.descriptor
+    extra = image_terms(config, exemplars=targets.exemplars, height=stage.height, width=stage.width)
 
     def objective_for(net: Any) -> tuple[Any, Any]:
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""
         style = make_objective(
-            targets.grams, network=net, config=d, height=height, width=width, tile=tile,
+            targets.grams, network=net, config=d, height=stage.height, width=stage.width, tile=tile,
             sliced=targets.sliced, seed=config.seed, means=targets.means,
         )  # fmt: skip
         if extra:
@@ -833,7 +1122,7 @@ def run_synthesis(
 
         frames_objective = FramesObjective(
             style, frames=config.frames, frame_weight=config.frame_weight, loop=config.loop,
-            frame_size=height * width * 3,
+            frame_size=stage.height * stage.width * 3,
         )  # fmt: skip
         return frames_objective, style
 
@@ -841,44 +1130,64 @@ def run_synthesis(
     finish = exact = None
     if run_network is not network:  # float32 finishes the run and scores the saved image
         finish, exact = objective_for(network)
-    # the float32 switch (None: not yet; optimize() sets it) and the sliced draw a resumed run is in
-    phase = Phase(switched=resume_float32_from if exact is not None else None)
-    if resume_sliced_draw is not None:
-        phase.draw, phase.draw_from = resume_sliced_draw
 
     def octave_losses() -> np.ndarray | None:
         last = (style if phase.switched is None else exact).last
         return None if last is None else last.octave_losses
 
-    checkpointer = (
-        None
-        if checkpoint is None
-        else _Checkpointer(
-            # the resolved precision: a resume must not measure again and choose otherwise
-            checkpoint, config=dataclasses.replace(config, precision=choice.precision), output=output,
-            targets=targets, shape=shape, phase=phase,
-        )
-    )  # fmt: skip
     result, checkpointed = optimize(
         objective, x0, limits=Limits.of(config), callback=callback, shape=shape, resume_state=resume_state,
         octave_losses=octave_losses if config.frames == 1 else None, on_checkpoint=checkpointer,
         finish=finish if config.optimizer == "projected" else None, phase=phase,
         redraw_every=objective.redraw_every,
     )  # fmt: skip
+    return _StageOutcome(
+        result=result, style=style if exact is None else exact, phase=phase, checkpointed=checkpointed, tile=tile
+    )  # fmt: skip
+
+
+def _finish(
+    outcome: _StageOutcome,
+    *,
+    stage: Stage,
+    stages: Sequence[Stage],
+    config: SynthesisConfig,
+    targets: Targets,
+    started: float,
+    history: list[float],
+    iterations: int,
+    evaluations: int,
+    records: list[dict[str, Any]],
+    weights: Any,
+    choice: Any,
+    checkpoint: str | os.PathLike[str] | None,
+    checkpointer: _Checkpointer | None,
+    on_result: Callable[[SynthesisResult], Any] | None,
+    shape: tuple[int, ...],
+) -> SynthesisResult:
+    """The result of the stage the run ended in: its image at the output size, scored when it is the
+    last stage's, the report, and the checkpoint of a stop (after ``on_result`` has the image)."""
+    result = outcome.result
     stop_state = getattr(result, "state", None)
     if checkpointer is None or result.stop_reason not in STOPPED_EARLY or stop_state is None:
         stop_state = None
     if getattr(result, "state", None) is not None:
         result.state = None  # frees the driver's pairs (≈ 2(m+1) n float32) unless a checkpoint needs them
-    image = quantize(result.x.reshape(shape), bit_depth=config.bit_depth)
+    last = stage is stages[-1]
+    best = result.x.reshape(shape if last else (*shape[:-3], stage.height, stage.width, 3))
+    if not last:  # stopped early in a smaller stage: its best image at the output size
+        best = upsample(best, height=shape[-3], width=shape[-2], wrap=config.descriptor.padding == "wrap")
+    image = quantize(best, bit_depth=config.bit_depth)
     frames = image if config.frames > 1 else image[None]
-    if exact is not None:  # the saved image is scored in float32, like any other
-        style = exact
     stop_reason, message = result.stop_reason, result.message
-    loss, per_octave, spectrum_loss = float(result.loss), np.zeros(0), None
-    if stop_reason != "interrupted":  # after Ctrl-C or SIGTERM, the image first
+    loss: float | None = float(result.loss)
+    per_octave, spectrum_loss = np.zeros(0), None
+    if not last:
+        loss = None
+        message = f"{message}; stopped in stage {stage.index + 1} of {len(stages)} ({stage.width}×{stage.height}): its image, upsampled"
+    elif stop_reason != "interrupted":  # after Ctrl-C or SIGTERM, the image first
         try:
-            scored = [style.evaluate(f) for f in frames]
+            scored = [outcome.style.evaluate(f) for f in frames]
             loss = float(np.mean([e.total for e in scored]))
             per_octave = np.mean([e.octave_losses for e in scored], axis=0)
             if "spectrum" in scored[0].terms:  # its weighted share: loss = sum(octave_losses) + spectrum_loss
@@ -889,12 +1198,12 @@ def run_synthesis(
         loss=loss,
         best_loss=result.loss,
         octave_losses=[float(v) for v in per_octave],
-        iterations=result.iterations,
-        evaluations=result.evaluations,
+        iterations=iterations,
+        evaluations=evaluations,
         stop_reason=stop_reason,
         message=message,
         elapsed_s=time.perf_counter() - started,
-        history=result.history,
+        history=history,
         config=config,
         sources=targets.sources,
         backbone=weights.backbone_id,
@@ -906,12 +1215,13 @@ def run_synthesis(
         skipped=targets.skipped,
         checkpoint=(
             os.fspath(checkpoint)
-            if checkpoint is not None and (checkpointed is not None or stop_state is not None)
+            if checkpoint is not None and (outcome.checkpointed is not None or stop_state is not None)
             else None
         ),
-        tile_size=tile,
-        precision={**choice.to_dict(), "float32_from_iteration": phase.switched},
+        tile_size=outcome.tile,
+        precision={**choice.to_dict(), "float32_from_iteration": outcome.phase.switched},
         spectrum_loss=spectrum_loss,
+        stages=records if len(stages) > 1 else [],
     )
     from .checkpoint import save_then_checkpoint
 
@@ -975,8 +1285,11 @@ class _Checkpointer:
         targets: Targets,
         shape: tuple[int, ...],
         phase: Phase,
+        stage: int | None = None,
     ) -> None:
-        self.phase = phase  # the float32 switch and the sliced draw are read from it at each write
+        # the float32 switch and the sliced draw are read from the phase at each write; a run in
+        # stages sets the phase, the shape and the stage index anew for every stage
+        self.phase, self.stage = phase, stage
         self.folder, self.config, self.output, self.targets, self.shape = (
             folder,
             config,
@@ -997,7 +1310,7 @@ class _Checkpointer:
             float32_from_iteration=self.phase.switched, sliced=self.targets.sliced,
             exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 else (),
             sliced_draw=None if self.phase.draw is None else (self.phase.draw, self.phase.draw_from),
-            means=self.targets.means,
+            means=self.targets.means, stage=self.stage,
         )  # fmt: skip
         self.first = False
 
@@ -1040,7 +1353,7 @@ def resume_synthesis(
     result = run_synthesis(
         config=config, callback=callback, targets=targets, checkpoint=ck.folder, output=ck.output,
         resume_state=ck.state, resume_float32_from=ck.float32_from_iteration, on_result=on_result,
-        resume_sliced_draw=ck.sliced_draw,
+        resume_sliced_draw=ck.sliced_draw, resume_stage=ck.stage,
     )  # fmt: skip
     return result, ck.output
 

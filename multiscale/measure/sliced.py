@@ -60,7 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..layers import GramKey
+from ..layers import GramKey, shift_octaves
 
 #: Iterations between two draws of the projection directions.
 REDRAW_EVERY = 25
@@ -245,6 +245,9 @@ class QuantileBank:
     quantiles: dict[GramKey, np.ndarray]
     levels: np.ndarray
     seed: int = BANK_SEED
+    #: Added to a key's octave to find its directions: 0, except in a bank
+    #: :meth:`shifted` for a synthesis stage, whose keys are renumbered.
+    octave_offset: int = 0
 
     @property
     def draws(self) -> int:
@@ -263,9 +266,18 @@ class QuantileBank:
         j = (seed + draw) % self.draws
         out = {}
         for key, q in self.quantiles.items():
-            d = directions(q.shape[2], seed=self.seed, draw=j, key=key)
+            octave, layer = key
+            d = directions(q.shape[2], seed=self.seed, draw=j, key=(octave + self.octave_offset, layer))
             out[key] = (d, interpolate_quantiles(self.levels, q[j], counts[key]).astype(np.float32))
         return out
+
+    def shifted(self, shift: int) -> QuantileBank:
+        """The bank of octaves ≥ ``shift`` renumbered from 0 (:func:`~multiscale.layers.shift_octaves`),
+        with the directions it was measured with (the arrays are shared, not copied)."""
+        return QuantileBank(
+            quantiles=shift_octaves(self.quantiles, shift), levels=self.levels, seed=self.seed,
+            octave_offset=self.octave_offset + shift,
+        )  # fmt: skip
 
     @classmethod
     def blend(cls, banks: Sequence[QuantileBank], weights: Sequence[float]) -> QuantileBank:
@@ -313,6 +325,9 @@ class SlicedTargets:
 
     features: dict[GramKey, list[np.ndarray]]
     weights: list[float]
+    #: Added to a key's octave to draw its directions: 0, except for targets
+    #: :meth:`shifted` for a synthesis stage, whose keys are renumbered.
+    octave_offset: int = 0
 
     @property
     def channels(self) -> dict[GramKey, int]:
@@ -330,13 +345,22 @@ class SlicedTargets:
         """
         out = {}
         for key, feats in self.features.items():
-            d = directions(feats[0].shape[1], seed=seed, draw=draw, key=key)
+            octave, layer = key
+            d = directions(feats[0].shape[1], seed=seed, draw=draw, key=(octave + self.octave_offset, layer))
             target = np.zeros((counts[key], d.shape[1]), np.float64)
             for w, f in zip(self.weights, feats, strict=True):
                 projected = np.sort(f @ d, axis=0)
                 target += w * quantiles(projected, counts[key])
             out[key] = (d, target.astype(np.float32))
         return out
+
+    def shifted(self, shift: int) -> SlicedTargets:
+        """The features of octaves ≥ ``shift`` renumbered from 0 (:func:`~multiscale.layers.shift_octaves`),
+        drawing the directions of the octaves they came from (the arrays are shared, not copied)."""
+        return SlicedTargets(
+            features=shift_octaves(self.features, shift), weights=self.weights,
+            octave_offset=self.octave_offset + shift,
+        )  # fmt: skip
 
     @property
     def nbytes(self) -> int:

@@ -1,0 +1,254 @@
+"""A synthesis in stages: coarse to fine, each stage matching the output's octaves it holds."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from multiscale_cli.main import cli
+
+from multiscale.config import SynthesisConfig
+from multiscale.errors import ConfigError
+from multiscale.io import load_image, save_image
+from multiscale.jobs.runner import StageProgress
+from multiscale.jobs.synthesize import (
+    Stage,
+    auto_stages,
+    make_config,
+    plan_stages,
+    resume_synthesis,
+    run_synthesis,
+    stage_config,
+    stage_targets,
+    upsample,
+)
+from multiscale.layers import shift_octaves
+from multiscale.measure.sliced import QuantileBank, SlicedTargets, bank_levels
+
+# three octaves, so that a 64² output can run in up to three stages (16², 32², 64²)
+SMALL = dict(octaves=3, layers=("conv1_1", "pool1"), width=64, height=64, spectrum_weight=0.0)
+
+
+@pytest.fixture(scope="module")
+def source(samples_dir):
+    return load_image(samples_dir / "gravel.png")[:96, :96].copy()
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@pytest.mark.parametrize(
+    "side, expected", [(128, 1), (256, 1), (300, 2), (512, 2), (1024, 3), (2048, 4), (8192, 4)]
+)
+def test_auto_stages_start_at_most_256_px_and_never_exceed_the_octaves(side, expected):
+    assert auto_stages(side, side, octaves=4) == expected
+
+
+def test_each_stage_doubles_the_size_keeps_one_octave_less_and_runs_half_the_iterations():
+    config = make_config(width=1024, height=768, max_iter=200, octaves=4)
+    stages = plan_stages(config, height=768, width=1024)
+    assert [(s.width, s.height) for s in stages] == [(256, 192), (512, 384), (1024, 768)]
+    assert [s.shift for s in stages] == [2, 1, 0]
+    assert [s.max_iter for s in stages] == [200, 100, 50]
+    assert [stage_config(config, s).descriptor.octaves for s in stages] == [2, 3, 4]
+    assert stage_config(config, stages[-1]).max_iter == 50
+
+
+def test_stages_are_at_most_the_octaves_and_the_api_and_cli_refuse_more(source, tmp_path):
+    with pytest.raises(ConfigError, match="stages"):
+        SynthesisConfig.with_options(octaves=3, stages=4)
+    result = CliRunner().invoke(
+        cli, ["synthesize", "-s", str(save_image(tmp_path / "s.png", source)), "--octaves", "2", "--stages", "3"]
+    )
+    assert result.exit_code != 0 and "stages" in result.output and "Traceback" not in result.output
+
+
+def test_octave_weights_follow_the_octaves_a_stage_keeps():
+    config = make_config(octaves=3, octave_weights=(1.0, 2.0, 3.0), width=64, height=64)
+    coarse = stage_config(config, Stage(index=0, shift=2, height=16, width=16, max_iter=10))
+    assert coarse.descriptor.octaves == 1 and coarse.descriptor.octave_weights == (3.0,)
+
+
+# ---------------------------------------------------------------- renumbered targets
+
+
+def test_shift_octaves_keeps_octaves_from_the_shift_on_renumbered_from_zero():
+    mapping = {(k, layer): f"{k}{layer}" for k in range(3) for layer in ("a", "b")}
+    assert shift_octaves(mapping, 1) == {(0, "a"): "1a", (0, "b"): "1b", (1, "a"): "2a", (1, "b"): "2b"}
+    assert shift_octaves(mapping, 0) == mapping
+
+
+def test_shifted_sliced_targets_draw_what_the_octaves_they_came_from_draw():
+    rng = np.random.default_rng(0)
+    feats = {(k, "conv1_1"): [rng.random((50, 4)).astype(np.float32)] for k in range(3)}
+    targets = SlicedTargets(features=feats, weights=[1.0])
+    whole = targets.draw(seed=5, draw=2, counts={key: 20 for key in feats})
+    part = targets.shifted(1).draw(seed=5, draw=2, counts={(0, "conv1_1"): 20, (1, "conv1_1"): 20})
+    for k in (0, 1):
+        for a, b in zip(part[(k, "conv1_1")], whole[(k + 1, "conv1_1")], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_shifted_quantile_bank_draws_what_the_octaves_it_came_from_draw():
+    rng = np.random.default_rng(1)
+    levels = bank_levels(8)
+    quantiles = {(k, "pool1"): np.sort(rng.random((3, 8, 4)), axis=1).astype(np.float32) for k in range(3)}
+    bank = QuantileBank(quantiles=quantiles, levels=levels)
+    whole = bank.draw(seed=1, draw=0, counts={key: 10 for key in quantiles})
+    part = bank.shifted(2).draw(seed=1, draw=0, counts={(0, "pool1"): 10})
+    assert list(part) == [(0, "pool1")]
+    for a, b in zip(part[(0, "pool1")], whole[(2, "pool1")], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("statistics", [("gram",), ("sliced",)])
+def test_a_stage_scores_an_image_as_the_output_objective_scores_the_octaves_it_holds(source, statistics):
+    """Octave j of the pyramid of the output's octave t is the output's octave j + t, so a stage
+    ``t`` halvings down, given that octave, reports the output objective's octaves t, t+1, …
+    (renormalised: each objective's octave shares sum to its total)."""
+    from multiscale.jobs.runner import load_network
+    from multiscale.jobs.synthesize import make_objective, prepare_targets
+    from multiscale.measure.pyramid import gaussian_pyramid
+
+    config = make_config(statistics=statistics, **SMALL)
+    network = load_network(config.descriptor)[1]
+    targets = prepare_targets(source, config=config, network=network)
+    image = np.random.default_rng(2).random((64, 64, 3)).astype(np.float32)
+    full = make_objective(
+        targets.grams, network=network, config=config.descriptor, height=64, width=64, tile=None,
+        sliced=targets.sliced, seed=0,
+    ).evaluate(image)  # fmt: skip
+    octave1 = gaussian_pyramid(image[None], octaves=2, padding="reflect")[1][0].numpy()
+    stage = Stage(index=0, shift=1, height=32, width=32, max_iter=1)
+    part = stage_targets(targets, stage)
+    coarse = make_objective(
+        part.grams, network=network, config=stage_config(config, stage).descriptor, height=32, width=32,
+        tile=None, sliced=part.sliced, seed=0,
+    ).evaluate(octave1)  # fmt: skip
+    np.testing.assert_allclose(coarse.octave_losses * 2, full.octave_losses[1:] * 3, rtol=2e-4)
+
+
+# ---------------------------------------------------------------- upsampling
+
+
+def test_upsampling_doubles_the_size_keeps_the_range_and_the_mean():
+    rng = np.random.default_rng(3)
+    small = rng.random((8, 10, 3))
+    big = upsample(small, height=16, width=20, wrap=False)
+    assert big.shape == (16, 20, 3) and big.min() >= 0 and big.max() <= 1
+    assert big.mean() == pytest.approx(small.mean(), abs=0.02)
+    frames = upsample(np.stack([small, small[::-1]]), height=16, width=20, wrap=False)
+    assert frames.shape == (2, 16, 20, 3)
+    np.testing.assert_allclose(frames[0], big)
+
+
+def test_a_tileable_stage_upsamples_periodically():
+    """Rolling a periodic image by one pixel rolls its upsampled version by two: no seam at the border."""
+    rng = np.random.default_rng(4)
+    small = rng.random((8, 8, 3)) * 0.5 + 0.25
+    big = upsample(small, height=16, width=16, wrap=True)
+    rolled = upsample(np.roll(small, 1, axis=1), height=16, width=16, wrap=True)
+    np.testing.assert_allclose(rolled, np.roll(big, 2, axis=1), atol=1e-12)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def test_a_run_in_stages_reports_every_stage_and_its_progress_counts_over_all(source):
+    seen = []
+    config = make_config(stages=3, max_iter=8, **SMALL)
+    result = run_synthesis(source, config=config, callback=seen.append)
+    report = result.report
+    assert result.image.shape == (64, 64, 3)
+    assert [(s["width"], s["octaves"]) for s in report.stages] == [(16, 1), (32, 2), (64, 3)]
+    assert [s["iterations"] for s in report.stages] == [8, 4, 2]
+    assert report.iterations == 14 and len(report.history) == 14 and len(report.octave_losses) == 3
+    assert all(isinstance(p, StageProgress) and p.max_iter == 14 for p in seen)
+    assert [p.iteration for p in seen] == list(range(1, 15))
+    assert [p.stage for p in seen] == [1] * 8 + [2] * 4 + [3] * 2
+    assert (seen[0].width, seen[-1].width) == (16, 64)
+    saved = json.loads(json.dumps(report.to_dict(), default=str))
+    assert saved["stages"][0]["stage"] == 1 and saved["config"]["stages"] == 3
+
+
+def test_a_run_stopped_in_an_early_stage_returns_its_image_at_the_output_size(source, tmp_path):
+    config = make_config(stages=2, max_iter=6, **SMALL)
+    result = run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == 3, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    assert result.report.stop_reason == "callback" and result.report.loss is None
+    assert result.image.shape == (64, 64, 3) and "stage 1 of 2" in result.report.message
+    assert json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["stage"] == 0
+
+
+@pytest.mark.parametrize("stop_at", [3, 8])  # in the first stage; in the last
+def test_a_run_in_stages_resumes_bit_for_bit(source, tmp_path, stop_at):
+    config = make_config(stages=2, max_iter=6, seed=2, statistics=("sliced",), **SMALL)
+    whole = run_synthesis(source, config=config)
+    first = run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == stop_at, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    assert first.report.stop_reason == "callback"
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert resumed.report.loss == whole.report.loss
+
+
+def test_a_tileable_run_in_stages_stays_seamless(source):
+    config = make_config(stages=2, max_iter=6, padding="wrap", **SMALL)
+    image = run_synthesis(source, config=config).image
+    inner = np.abs(np.diff(image, axis=1)).mean()
+    seam = np.abs(image[:, 0] - image[:, -1]).mean()
+    assert seam < 2 * inner
+
+
+def test_animation_frames_run_in_stages(source):
+    config = make_config(stages=2, max_iter=4, frames=2, **SMALL)
+    result = run_synthesis(source, config=config)
+    assert result.image.shape == (2, 64, 64, 3) and len(result.report.stages) == 2
+
+
+def test_time_limit_is_shared_by_pixels_and_iterations():
+    from multiscale.jobs.synthesize import _time_shares
+
+    stages = plan_stages(make_config(width=1024, height=1024, max_iter=200), height=1024, width=1024)
+    shares = _time_shares(stages, 100.0)
+    cost = [200 * 256**2, 100 * 512**2, 50 * 1024**2]
+    assert shares[0] == pytest.approx(cost[0] / sum(cost))
+    assert shares[1] == pytest.approx(cost[1] / sum(cost[1:]))
+    assert shares[2] == 1.0
+    assert _time_shares(stages, None) == [None, None, None]
+
+
+def test_dry_run_prints_the_stages(source, tmp_path):
+    path = save_image(tmp_path / "s.png", source)
+    result = CliRunner().invoke(cli, ["synthesize", "-s", str(path), "-W", "1024", "-H", "1024", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "256×256 (2 octaves, 200 it), 512×512 (3 octaves, 100 it), 1024×1024 (4 octaves, 50 it)" in result.output
+    assert "at most 350 iterations" in result.output
+
+
+def test_a_first_stage_too_small_for_its_octaves_is_refused_if_asked_for_and_avoided_if_automatic():
+    config = make_config(octaves=3, layers=("conv1_1", "pool1"))
+    with pytest.raises(ConfigError, match="stage 1 would be 3×3 px.*fewer --stages"):
+        plan_stages(dataclasses.replace(config, stages=3), height=13, width=13)
+    assert len(plan_stages(config, height=24, width=2000)) == 2  # auto wants 3, whose first is 6×500
+
+
+def test_a_checkpoint_from_before_stages_resumes_as_the_one_stage_it_was(source, tmp_path):
+    """Its config has no ``stages``: it ran the output size alone, where ``auto`` would now plan two."""
+    config = make_config(octaves=2, layers=("conv1_1", "pool1"), width=288, height=32, max_iter=4, stages=1)
+    run_synthesis(
+        source, config=config, callback=lambda p: p.iteration == 2, checkpoint=tmp_path / "ck",
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    meta_path = tmp_path / "ck" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["stages"], meta["stage"]
+    meta_path.write_text(json.dumps(meta))
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    assert resumed.image.shape == (32, 288, 3) and resumed.report.iterations == 4
+    assert resumed.report.stages == [] and resumed.report.config.stages == 1
