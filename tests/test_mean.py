@@ -11,14 +11,12 @@ import dataclasses
 import json
 import logging
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from multiscale_cli.main import cli
-from PIL import Image
 
 import multiscale.descriptors.descriptor as descriptor_module
 from multiscale._tf import tf
@@ -39,6 +37,8 @@ from multiscale.measure.gram import feature_mean, image_moments, pyramid_feature
 from multiscale.measure.memory import estimate_synthesis_memory
 from multiscale.objectives.terms import mean_loss, term_shares
 from multiscale.objectives.texture import StyleObjective
+
+from .test_sliced_bank import _meta, _photo, _rewrite
 
 LAYERS = ("conv1_1", "pool1")
 CONFIG = DescriptorConfig(octaves=2, layers=LAYERS, statistics=("gram", "mean"))
@@ -252,21 +252,6 @@ def test_an_older_reader_refuses_a_file_with_means_asking_for_an_upgrade(tmp_pat
         GramDescriptor.load(path)
 
 
-def _rewrite_meta(src: Path, dst: Path, change) -> Path:
-    with zipfile.ZipFile(src) as z:
-        members = {n: z.read(n) for n in z.namelist()}
-    header_end = members["meta.npy"].index(b"\n") + 1
-    meta = json.loads(np.frombuffer(members["meta.npy"][header_end:], np.uint8).tobytes())
-    change(meta)
-    buf = tmp = dst.with_suffix(".meta.npy")
-    np.save(tmp, np.frombuffer(json.dumps(meta).encode(), np.uint8))
-    members["meta.npy"] = buf.read_bytes()
-    with zipfile.ZipFile(dst, "w") as z:
-        for n, data in members.items():
-            z.writestr(n, data)
-    return dst
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -276,7 +261,9 @@ def _rewrite_meta(src: Path, dst: Path, change) -> Path:
     ],
 )
 def test_a_file_whose_meta_and_means_disagree_is_refused(tmp_path, change, message):
-    path = _rewrite_meta(_descriptor(range(1)).save(tmp_path / "m.npz"), tmp_path / "bad.npz", change)
+    path = _rewrite(
+        _descriptor(range(1)).save(tmp_path / "m.npz"), tmp_path / "bad.npz", lambda m: _meta(m, change)
+    )
     with pytest.raises(DescriptorError, match=message):
         GramDescriptor.load(path)
 
@@ -321,21 +308,13 @@ def test_descriptors_means_are_blended_with_the_grams_shares():
         np.testing.assert_allclose(targets.grams[k], 0.25 * a.join()[k] + 0.75 * b.join()[k], rtol=1e-13)
 
 
-def _photo(path: Path, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    coarse = np.kron(rng.random((8, 9, 3)), np.ones((8, 8, 1)))[:48, :56]
-    Image.fromarray((coarse * 255).astype(np.uint8)).save(path)
-    return path
-
-
 @pytest.fixture
 def photos(tmp_path: Path) -> list[Path]:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    return [_photo(folder / f"p{i}.png", i) for i in range(2)]
+    (tmp_path / "photos").mkdir()
+    return [_photo(tmp_path / "photos" / f"p{i}.png", seed=i) for i in range(3)]
 
 
-def test_a_merge_of_two_photos_files_equals_the_file_built_from_both(photos, tmp_path):
+def test_a_merge_of_photo_sets_files_equals_the_file_built_from_all(photos, tmp_path):
     a = build_descriptor(photos[:1], config=CONFIG).descriptor.save(tmp_path / "a.npz")
     b = build_descriptor(photos[1:], config=CONFIG).descriptor.save(tmp_path / "b.npz")
     both = build_descriptor(photos, config=CONFIG).descriptor
@@ -344,7 +323,7 @@ def test_a_merge_of_two_photos_files_equals_the_file_built_from_both(photos, tmp
     measured = [image_moments(load_image(p), network=net, config=CONFIG)[1] for p in photos]
     for k in KEYS:
         np.testing.assert_allclose(merged.mean_sums[k], both.mean_sums[k], rtol=1e-12, atol=0)
-        np.testing.assert_allclose(both.means[k], (measured[0][k] + measured[1][k]) / 2, rtol=1e-6)
+        np.testing.assert_allclose(both.means[k], sum(m[k] for m in measured) / len(measured), rtol=1e-6)
     assert not build_descriptor(
         photos[:1], config=DescriptorConfig(octaves=2, layers=LAYERS)
     ).descriptor.has_means

@@ -68,7 +68,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -526,61 +526,55 @@ class GramDescriptor:
 
     def _checked_bank(self, bank: Mapping[GramKey, ArrayLike] | None, name: str) -> dict[GramKey, FloatArray]:
         """One image's quantile bank, checked against this descriptor's (empty when it holds none)."""
-        if self._bank_levels is None:
-            if bank is not None:
-                raise DescriptorError(f"{name}: a quantile bank was given, but this descriptor holds none")
-            return {}
-        if bank is None:
-            raise DescriptorError(f"{name}: this descriptor holds a quantile bank; give the image's")
-        given = {_normalise_key(k) or k: v for k, v in bank.items()}
-        if set(given) != set(self._keys):
-            raise DescriptorError(f"{name}: the quantile bank does not match the descriptor's keys")
-        out = {}
-        for key in self._keys:
-            arr = np.asarray(given[key], dtype=np.float64)
-            shape = self._bank_sums[key].shape
-            if arr.shape != shape:
-                raise DescriptorError(
-                    f"{name}: quantile bank at {_key_label(key)} has shape {arr.shape}, expected {shape}"
-                )
-            if not np.all(np.isfinite(arr)):
-                raise DescriptorError(
-                    f"{name}: quantile bank at {_key_label(key)} has NaN or infinite entries"
-                )
+        out = self._checked_extra(
+            bank, name, held=self._bank_levels is not None, what="quantile bank",
+            shape=lambda key: self._bank_sums[key].shape,
+        )  # fmt: skip
+        for key, arr in out.items():
             if np.any(np.diff(arr, axis=1) < 0):
                 raise DescriptorError(
                     f"{name}: quantile bank at {_key_label(key)} decreases along the levels; not quantiles"
                 )
-            out[key] = arr
         return out
 
     def _checked_means(
         self, means: Mapping[GramKey, ArrayLike] | None, name: str
     ) -> dict[GramKey, FloatArray]:
         """One image's mean feature vectors, checked against this descriptor's (empty when it holds none)."""
-        if self._mean_sums is None:
-            if means is not None:
-                raise DescriptorError(
-                    f"{name}: mean feature vectors were given, but this descriptor holds none"
-                )
+        return self._checked_extra(
+            means, name, held=self._mean_sums is not None, what="mean feature vector",
+            shape=lambda key: (self._channels[key[1]],),
+        )  # fmt: skip
+
+    def _checked_extra(
+        self,
+        arrays: Mapping[GramKey, ArrayLike] | None,
+        name: str,
+        *,
+        held: bool,
+        what: str,
+        shape: Callable[[GramKey], tuple[int, ...]],
+    ) -> dict[GramKey, FloatArray]:
+        """One image's per-key arrays of an optional part (``what``: the quantile bank, the means), as
+        float64: required when the descriptor ``held`` it, refused otherwise; every key, its shape, finite."""
+        if not held:
+            if arrays is not None:
+                raise DescriptorError(f"{name}: {what}s were given, but this descriptor holds none")
             return {}
-        if means is None:
-            raise DescriptorError(f"{name}: this descriptor holds mean feature vectors; give the image's")
-        given = {_normalise_key(k) or k: v for k, v in means.items()}
+        if arrays is None:
+            raise DescriptorError(f"{name}: this descriptor holds {what}s; give the image's")
+        given = {_normalise_key(k) or k: v for k, v in arrays.items()}
         if set(given) != set(self._keys):
-            raise DescriptorError(f"{name}: the mean feature vectors do not match the descriptor's keys")
+            raise DescriptorError(f"{name}: the {what}s do not match the descriptor's keys")
         out = {}
         for key in self._keys:
             arr = np.asarray(given[key], dtype=np.float64)
-            shape = (self._channels[key[1]],)
-            if arr.shape != shape:
+            if arr.shape != shape(key):
                 raise DescriptorError(
-                    f"{name}: mean feature vector at {_key_label(key)} has shape {arr.shape}, expected {shape}"
+                    f"{name}: {what} at {_key_label(key)} has shape {arr.shape}, expected {shape(key)}"
                 )
             if not np.all(np.isfinite(arr)):
-                raise DescriptorError(
-                    f"{name}: mean feature vector at {_key_label(key)} has NaN or infinite entries"
-                )
+                raise DescriptorError(f"{name}: {what} at {_key_label(key)} has NaN or infinite entries")
             out[key] = arr
         return out
 
