@@ -466,3 +466,29 @@ def test_a_stylize_checkpoint_carries_each_stages_means(tmp_path):
     for s in range(2):
         for k in KEYS:
             np.testing.assert_array_equal(ck.means[s][k], moments[s][1][k])
+
+
+def test_a_stylize_run_with_mean_stopped_in_stage_2_resumes_exactly(samples_dir, tmp_path):
+    from multiscale.io import resize_image
+    from multiscale.jobs.checkpoint import read_style_checkpoint
+    from multiscale.jobs.stylize import make_config, prepare_stylize, resume_stylize, run_plan
+
+    cat = load_image(samples_dir.parent / "style" / "chelsea.png")
+    content = resize_image(cat, width=64, height=43)
+    style = resize_image(load_image(samples_dir / "gravel.png")[:128, :128], width=64, height=64)
+    config = make_config(
+        stages=2, max_iter=4, checkpoint_every=3, octaves=2, layers=LAYERS, content_layers=("conv1_1",),
+        statistics=("gram", "mean"),
+    )  # fmt: skip
+    plan = prepare_stylize(content, style, config=config)
+    whole = run_plan(plan)
+    folder = tmp_path / "o.png.ckpt"
+    first = run_plan(
+        plan, callback=lambda p: p.stage == 2 and p.stage_iteration == 1, checkpoint=folder,
+        output=tmp_path / "o.png",
+    )  # fmt: skip
+    assert first.report.stop_reason == "callback"
+    assert [set(m) for m in read_style_checkpoint(folder).means] == [set(KEYS)] * 2
+    resumed, _ = resume_stylize(folder)
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert resumed.report.history == whole.report.history and resumed.report.loss == whole.report.loss
