@@ -212,7 +212,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
         f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
-        f"stages      "
+        "stages      "
         + ", ".join(f"{s.width}×{s.height} ({d.octaves - s.shift} octaves, {s.max_iter} it)" for s in stages),
         f"optimizer   {config.optimizer}, history {config.history}, at most "
         f"{sum(s.max_iter for s in stages)} iterations",

@@ -28,6 +28,7 @@ def _names() -> tuple[str, ...]:
 #: A statistic's address: (octave, layer name); octave 0 is the full-size image.
 GramKey = tuple[int, str]
 
+
 def shift_octaves(mapping: Mapping[GramKey, V], shift: int) -> dict[GramKey, V]:
     """The entries of octaves ≥ ``shift``, renumbered from 0: key (k, layer) becomes (k − shift, layer).
 

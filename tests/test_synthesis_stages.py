@@ -59,7 +59,8 @@ def test_stages_are_at_most_the_octaves_and_the_api_and_cli_refuse_more(source, 
     with pytest.raises(ConfigError, match="stages"):
         SynthesisConfig.with_options(octaves=3, stages=4)
     result = CliRunner().invoke(
-        cli, ["synthesize", "-s", str(save_image(tmp_path / "s.png", source)), "--octaves", "2", "--stages", "3"]
+        cli,
+        ["synthesize", "-s", str(save_image(tmp_path / "s.png", source)), "--octaves", "2", "--stages", "3"],
     )
     assert result.exit_code != 0 and "stages" in result.output and "Traceback" not in result.output
 
@@ -227,7 +228,10 @@ def test_dry_run_prints_the_stages(source, tmp_path):
     path = save_image(tmp_path / "s.png", source)
     result = CliRunner().invoke(cli, ["synthesize", "-s", str(path), "-W", "1024", "-H", "1024", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "256×256 (2 octaves, 200 it), 512×512 (3 octaves, 100 it), 1024×1024 (4 octaves, 50 it)" in result.output
+    assert (
+        "256×256 (2 octaves, 200 it), 512×512 (3 octaves, 100 it), 1024×1024 (4 octaves, 50 it)"
+        in result.output
+    )
     assert "at most 350 iterations" in result.output
 
 

@@ -74,6 +74,7 @@ from .runner import (
     Limits,
     RunReport,
     SourceInfo,
+    StageProgress,
     check_array,
     load_network,
     measure_sliced,
@@ -81,6 +82,7 @@ from .runner import (
     precision_network,
     quantize,
     resolve_precision,
+    stage_sizes,
     versions,
 )
 from .starts import initial_image
@@ -112,23 +114,6 @@ class StageInfo:
     time_limit_s: float | None
     tile_size: int | None = None
     precision: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class StageProgress(Progress):
-    """A :class:`~multiscale.optim.base.Progress` that spans all stages.
-
-    ``iteration`` counts from the start of the first stage and ``max_iter``
-    is ``stages × max_iter``; ``loss`` and ``best_loss`` are the current
-    stage's. ``image`` is the current RGB iterate at the stage's size
-    (float64 or float32, values in [0, 1]).
-    """
-
-    stage: int = 1
-    stages: int = 1
-    stage_iteration: int = 0
-    height: int = 0
-    width: int = 0
 
 
 @dataclass(kw_only=True)
@@ -273,15 +258,6 @@ def output_size(content_height: int, content_width: int, *, width: int | None) -
             f"the height may be at most {MAX_STYLIZE_SIDE}: use a width ≤ {widest}",
         )
     return height, width
-
-
-def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:
-    """(height, width) of each stage, smallest first: the output size halved (stages − 1 − i) times."""
-    sizes = []
-    for i in range(stages):
-        f = 2 ** (stages - 1 - i)
-        sizes.append((max(1, round(height / f)), max(1, round(width / f))))
-    return sizes
 
 
 def auto_stages(height: int, width: int, *, config: DescriptorConfig) -> int:

@@ -873,7 +873,9 @@ def upsample(images: np.ndarray, *, height: int, width: int, wrap: bool) -> np.n
     zoom = (height / x.shape[-3], width / x.shape[-2])
     for i, plane in enumerate(planes):  # each frame and channel on its own: the spline must not mix them
         for c in range(3):
-            z = ndimage.zoom(plane[..., c], zoom, order=3, mode="grid-wrap" if wrap else "reflect", grid_mode=True)
+            z = ndimage.zoom(
+                plane[..., c], zoom, order=3, mode="grid-wrap" if wrap else "reflect", grid_mode=True
+            )
             z = z[:height, :width]  # zoom rounds its output size; pad by the edge if it came out short
             out[i, ..., c] = np.pad(z, ((0, height - z.shape[0]), (0, width - z.shape[1])), mode="edge")
     out = out.reshape(*x.shape[:-3], height, width, 3)
@@ -974,7 +976,9 @@ def run_synthesis(
         )  # fmt: skip
     height, width = output_size(config, targets)
     bank = isinstance(targets.sliced, QuantileBank)
-    config = resolve_statistics(config, height=height, width=width, sliced=targets.sliced is not None, bank=bank)
+    config = resolve_statistics(
+        config, height=height, width=width, sliced=targets.sliced is not None, bank=bank
+    )
     if "sliced" not in config.descriptor.statistics and targets.sliced is not None:
         targets = dataclasses.replace(targets, sliced=None)  # measured for auto; gram was chosen
     stages = plan_stages(config, height=height, width=width)
