@@ -60,3 +60,19 @@ def test_shared_checks_are_made_once_for_every_job(cls):
     for bad in ({"seed": -1}, {"history": 0}, {"bit_depth": 12}, {"optimizer": "adam"}, {"width": 4}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             cls(**bad)
+
+
+def test_the_python_api_takes_every_option_of_its_config_but_the_cli_only_ones():
+    """``synthesize()`` and ``stylize()`` mirror the CLI: a config field missing from their keywords
+    would be an option the API cannot set. Checkpoints and intermediate images need files (CLI)."""
+    import inspect
+
+    from multiscale.config import DescriptorConfig
+    from multiscale.jobs.stylize import stylize
+    from multiscale.jobs.synthesize import synthesize
+
+    cli_only = {"descriptor", "checkpoint_every", "save_every"}
+    descriptor = {f.name for f in dataclasses.fields(DescriptorConfig)}
+    for job, cls, measured in ((synthesize, SynthesisConfig, descriptor), (stylize, StyleConfig, None)):
+        fields = {f.name for f in dataclasses.fields(cls)} | set(measured or cls.descriptor_options)
+        assert fields - cli_only <= set(inspect.signature(job).parameters), job.__name__

@@ -179,6 +179,7 @@ def synthesize(
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
     precision: str = SYNTHESIS_DEFAULTS.precision,
+    stages: int | None = SYNTHESIS_DEFAULTS.stages,
     callback: Callable[[Any], bool | None] | None = None,
 ) -> SynthesisResult:
     """Synthesize a texture whose multiscale Gram descriptor matches the sources'.
@@ -194,7 +195,7 @@ def synthesize(
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, spectrum_weight, max_memory, tile_size, precision
+    optimizer, frames, frame_weight, loop, spectrum_weight, max_memory, tile_size, precision, stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -223,7 +224,7 @@ def synthesize(
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, max_memory=max_memory,
         tile_size=tile_size,
-        precision=precision,
+        precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
