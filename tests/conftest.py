@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,3 +135,20 @@ def _interrupt_cli(args: list[str], *, cwd: Path, wait_for: Path, timeout: float
 def interrupt_cli() -> Callable[..., tuple[int, str]]:
     """:func:`_interrupt_cli`: a real CLI subprocess, interrupted mid-run."""
     return _interrupt_cli
+
+
+def _stopped_run(*sources: Any, stop_at: int, folder: Path, **options: Any) -> Any:
+    """``run_synthesis(*sources, **options)`` stopped by its callback after iteration ``stop_at``,
+    with its checkpoint in ``folder / "ck"`` (its output would go to ``folder / "o.png"``)."""
+    from multiscale.jobs.synthesize import run_synthesis
+
+    return run_synthesis(
+        *sources, callback=lambda p: p.iteration == stop_at, checkpoint=folder / "ck", output=folder / "o.png",
+        **options,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def stopped_run(tmp_path: Path) -> Callable[..., Any]:
+    """:func:`_stopped_run` checkpointing into ``tmp_path / "ck"``; ``resume_synthesis(tmp_path / "ck")`` goes on."""
+    return functools.partial(_stopped_run, folder=tmp_path)

@@ -228,7 +228,9 @@ def test_tiled_style_transfer_with_the_sliced_term_equals_the_untiled_one() -> N
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [REDRAW_EVERY, REDRAW_EVERY + 6])
-def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_does(tmp_path, stop) -> None:
+def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_does(
+    tmp_path, stop, stopped_run
+) -> None:
     """The draw follows from the iteration, and the checkpoint holds the sources' features."""
     from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
@@ -238,10 +240,7 @@ def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_doe
     config = make_config(max_iter=total, **tiny)
     whole = run_synthesis(source, config=config)
     assert whole.report.iterations == total
-    first = run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    first = stopped_run(source, config=config, stop_at=stop)
     assert first.report.stop_reason == "callback"
     resumed, _ = resume_synthesis(tmp_path / "ck")
     assert resumed.report.iterations == total
@@ -250,7 +249,9 @@ def test_a_sliced_run_resumed_across_redraws_ends_where_an_uninterrupted_one_doe
 
 
 @pytest.mark.slow
-def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(tmp_path, caplog) -> None:
+def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(
+    tmp_path, caplog, stopped_run
+) -> None:
     """With a loose tol draws stop on their own within a few iterations; the run goes on with new
     directions to max_iter, and a checkpoint records the draw, so a resume repeats it.
 
@@ -271,10 +272,7 @@ def test_a_draw_that_converges_early_gives_way_to_the_next_and_resumes_exactly(t
     ends = {int(m) for m in re.findall(r"stopped at iteration (\d+)", caplog.text)}
     assert whole.report.iterations == 30 and len(ends) >= 2  # several draws ended early
     stop = next(k for k in range(min(ends) + 1, 30) if k not in ends)
-    run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    stopped_run(source, config=config, stop_at=stop)
     draw, began = read_checkpoint(tmp_path / "ck").sliced_draw
     assert draw >= 1 and began % REDRAW_EVERY != 0  # a draw that began early
     resumed, _ = resume_synthesis(tmp_path / "ck")

@@ -389,7 +389,7 @@ def test_the_memory_estimate_counts_the_bank():
 
 
 @pytest.mark.slow
-def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_path):
+def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_path, stopped_run):
     from multiscale.descriptors.build import build_descriptor
     from multiscale.jobs.checkpoint import checkpoint_holds_bank, read_checkpoint
     from multiscale.jobs.synthesize import (
@@ -406,10 +406,7 @@ def test_a_run_from_a_descriptor_with_a_bank_resumes_bit_for_bit(photos, tmp_pat
     whole = run_synthesis(config=config, descriptors=[d])
     assert whole.report.iterations == REDRAW_EVERY + 5
     stop = REDRAW_EVERY + 2
-    first = run_synthesis(
-        config=config, descriptors=[d], callback=lambda p: p.iteration == stop, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    first = stopped_run(config=config, descriptors=[d], stop_at=stop)
     assert first.report.stop_reason == "callback"
     assert checkpoint_holds_bank(tmp_path / "ck")  # the resume's memory check counts the bank
     ck = read_checkpoint(tmp_path / "ck")

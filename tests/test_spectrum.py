@@ -68,17 +68,16 @@ def test_an_output_larger_than_the_example_keeps_its_energy_per_pixel_and_mean()
 
 
 @pytest.mark.slow
-def test_a_synthesis_with_the_spectrum_constraint_resumes_exactly_and_keeps_stripes_in_line(tmp_path) -> None:
+def test_a_synthesis_with_the_spectrum_constraint_resumes_exactly_and_keeps_stripes_in_line(
+    tmp_path, stopped_run
+) -> None:
     from multiscale.jobs.synthesize import make_config, resume_synthesis, run_synthesis
 
     source = _texture(size=(48, 48))
     tiny = dict(octaves=2, layers=("conv1_1", "pool1"), width=32, height=32, max_iter=12, seed=3)
     config = make_config(spectrum_weight=1.0, **tiny)
     whole = run_synthesis(source, config=config)
-    run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == 5, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    stopped_run(source, config=config, stop_at=5)
     resumed, _ = resume_synthesis(tmp_path / "ck")
     np.testing.assert_array_equal(resumed.image, whole.image)
     # the constraint lowers the distance to the example's spectrum against the same run without it

@@ -173,25 +173,19 @@ def test_a_run_in_stages_reports_every_stage_and_its_progress_counts_over_all(so
     assert saved["stages"][0]["stage"] == 1 and saved["config"]["stages"] == 3
 
 
-def test_a_run_stopped_in_an_early_stage_returns_its_image_at_the_output_size(source, tmp_path):
+def test_a_run_stopped_in_an_early_stage_returns_its_image_at_the_output_size(source, tmp_path, stopped_run):
     config = make_config(stages=2, max_iter=6, **SMALL)
-    result = run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == 3, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    result = stopped_run(source, config=config, stop_at=3)
     assert result.report.stop_reason == "callback" and result.report.loss is None
     assert result.image.shape == (64, 64, 3) and "stage 1 of 2" in result.report.message
     assert json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["stage"] == 0
 
 
 @pytest.mark.parametrize("stop_at", [3, 8])  # in the first stage; in the last
-def test_a_run_in_stages_resumes_bit_for_bit(source, tmp_path, stop_at):
+def test_a_run_in_stages_resumes_bit_for_bit(source, tmp_path, stop_at, stopped_run):
     config = make_config(stages=2, max_iter=6, seed=2, statistics=("sliced",), **SMALL)
     whole = run_synthesis(source, config=config)
-    first = run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == stop_at, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    first = stopped_run(source, config=config, stop_at=stop_at)
     assert first.report.stop_reason == "callback"
     resumed, _ = resume_synthesis(tmp_path / "ck")
     np.testing.assert_array_equal(resumed.image, whole.image)
@@ -242,13 +236,10 @@ def test_a_first_stage_too_small_for_its_octaves_is_refused_if_asked_for_and_avo
     assert len(plan_stages(config, height=24, width=2000)) == 2  # auto wants 3, whose first is 6×500
 
 
-def test_a_checkpoint_from_before_stages_resumes_as_the_one_stage_it_was(source, tmp_path):
+def test_a_checkpoint_from_before_stages_resumes_as_the_one_stage_it_was(source, tmp_path, stopped_run):
     """Its config has no ``stages``: it ran the output size alone, where ``auto`` would now plan two."""
     config = make_config(octaves=2, layers=("conv1_1", "pool1"), width=288, height=32, max_iter=4, stages=1)
-    run_synthesis(
-        source, config=config, callback=lambda p: p.iteration == 2, checkpoint=tmp_path / "ck",
-        output=tmp_path / "o.png",
-    )  # fmt: skip
+    stopped_run(source, config=config, stop_at=2)
     meta_path = tmp_path / "ck" / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
     del meta["config"]["stages"], meta["stage"]
