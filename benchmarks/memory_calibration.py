@@ -71,6 +71,7 @@ def child_synthesize(
         history=history,
         max_iter=max_iter,
         seed=0,
+        stages=1,  # the peak of a run at this size (a staged run's is its last stage's)
     )
     return {
         "peak": peak_rss_bytes(),
