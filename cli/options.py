@@ -107,7 +107,8 @@ descriptor_options = compose(
         "mean (first moments: each layer's mean feature vector, weighted like its Gram; --grams files "
         "must be built with it); several listed, their losses add. auto: sliced where it has its "
         "targets (source images) and its memory fits (it grows with the output: about 4.5 GB at "
-        "1024²), gram otherwise; the JSON records the choice.",
+        "1024²), gram,mean otherwise (gram alone from --grams files without means); the JSON records "
+        "the choice.",
     ),
     relative_weights("--layer-weights", "layer in --layers"),
     relative_weights("--octave-weights", "octave, finest first"),

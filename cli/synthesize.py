@@ -123,10 +123,10 @@ def synthesize(
     config: SynthesisConfig = make_config(**options)
     streamed = bool(sources) and (join is not None or recursive or any(_is_set_of_files(s) for s in sources))
     if streamed and not _given("statistics"):
-        # A folder is measured into a descriptor, one image at a time: Grams unless told otherwise
-        # (--statistics gram,sliced measures a quantile bank too).
+        # A folder is measured into a descriptor, one image at a time: Grams and means unless told
+        # otherwise, as auto falls back to (--statistics gram,sliced measures a quantile bank too).
         config = dataclasses.replace(
-            config, descriptor=dataclasses.replace(config.descriptor, statistics=("gram",))
+            config, descriptor=dataclasses.replace(config.descriptor, statistics=("gram", "mean"))
         )
     run: dict[str, Any] = {}
     if grams:
@@ -138,7 +138,8 @@ def synthesize(
     else:
         stem = _source_stem(sources[0])
     if dry_run:
-        _print_plan(config, sources=sources, count=count, bank=bool(grams) or streamed)
+        means = all(d.has_means for d in run.get("descriptors", []))  # source images always have them
+        _print_plan(config, sources=sources, count=count, bank=bool(grams) or streamed, means=means)
         return
     if count > 1 and config.frames > 1:
         raise click.UsageError("--count and --frames cannot be combined; make the variations one at a time")
@@ -173,7 +174,9 @@ def synthesize(
     run_series(series, run_synthesis, config=config, quiet=quiet, **run)
 
 
-def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int, bank: bool) -> None:
+def _print_plan(
+    config: SynthesisConfig, *, sources: tuple[str, ...], count: int, bank: bool, means: bool
+) -> None:
     """--dry-run: sizes, memory estimate and limit, without loading the network."""
     from multiscale.jobs.synthesize import plan_run_memory, plan_stages, resolve_statistics
     from multiscale.measure.memory import human_bytes
@@ -191,7 +194,7 @@ def _print_plan(config: SynthesisConfig, *, sources: tuple[str, ...], count: int
         raise click.UsageError("--dry-run needs the output size here: give -W and -H")
     # auto: sources have the sliced statistic's targets; descriptor files only with a bank
     config = resolve_statistics(
-        config, height=height, width=width, sliced=bank or not _given("grams"), bank=bank
+        config, height=height, width=width, sliced=bank or not _given("grams"), bank=bank, means=means
     )
     d = config.descriptor
     stages = plan_stages(config, height=height, width=width)

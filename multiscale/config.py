@@ -43,7 +43,10 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_LAYERS = ("conv1_1", "pool1", "conv3_2")
 #: A synthesis matches the sliced statistic where it has its targets (source images,
 #: or descriptor files with a quantile bank) and its memory fits the run's limit, Gram
-#: matrices otherwise (:func:`multiscale.jobs.synthesize.resolve_statistics`). On the 12
+#: matrices and first moments otherwise (Grams alone from descriptor files without
+#: means; :func:`multiscale.jobs.synthesize.resolve_statistics`): with Grams, the means
+#: brought 5 or 6 of 6 textures closer by wavelet, colour and gradient measures
+#: (benchmarks/RESULTS.md, "First moments"). On the 12
 #: standard textures of benchmarks/quality.py sliced came closer to the examples by every
 #: measure (README "Defaults"), but it ranks the N × C projections of the whole output per
 #: (octave, layer), outside the tiled evaluation's bounded memory: about 0.3 GB at 256²,
@@ -169,7 +172,8 @@ class DescriptorConfig:
         bank) and/or ``mean`` (first moments: each layer's mean feature
         vector; from descriptor files, only those built with it). Several
         add up. ``auto`` (alone) lets a synthesis choose sliced
-        where it has its targets and fits in memory, Gram matrices otherwise.
+        where it has its targets and fits in memory, Gram matrices and means
+        otherwise (Gram matrices alone from descriptor files without means).
         ``("gram",)`` here; synthesis defaults to :data:`DEFAULT_STATISTICS`
         (:func:`job_descriptor`), style transfer to :data:`STYLE_STATISTICS`.
     """

@@ -144,7 +144,7 @@ def test_public_api_is_importable_without_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_statistics_auto_takes_sliced_where_it_has_targets_and_fits_and_gram_otherwise():
+def test_statistics_auto_takes_sliced_where_it_has_targets_and_fits_and_gram_with_means_otherwise():
     from multiscale.config import AUTO_SLICED_MAX_BYTES, StyleConfig
     from multiscale.jobs.synthesize import make_config, plan_run_memory, resolve_statistics
 
@@ -152,7 +152,8 @@ def test_statistics_auto_takes_sliced_where_it_has_targets_and_fits_and_gram_oth
     assert config.descriptor.statistics == ("auto",)  # the default
     chosen = lambda c, **kw: resolve_statistics(c, **kw).descriptor.statistics  # noqa: E731
     assert chosen(config, height=64, width=64, sliced=True) == ("sliced",)
-    assert chosen(config, height=64, width=64, sliced=False) == ("gram",)  # e.g. descriptors, no bank
+    assert chosen(config, height=64, width=64, sliced=False) == ("gram", "mean")  # e.g. descriptors, no bank
+    assert chosen(config, height=64, width=64, sliced=False, means=False) == ("gram",)  # nor means
     # past AUTO_SLICED_MAX_BYTES of projections, whatever the machine has free
     big = make_config(octaves=2, layers=("conv1_1", "pool1"), max_memory=1 << 50)
     side = 4096
@@ -160,12 +161,12 @@ def test_statistics_auto_takes_sliced_where_it_has_targets_and_fits_and_gram_oth
         octaves=2, layers=("conv1_1", "pool1"), statistics=("sliced",), max_memory=1 << 50
     )
     assert plan_run_memory(sliced_big, height=side, width=side)[1].sliced > AUTO_SLICED_MAX_BYTES
-    assert chosen(big, height=side, width=side, sliced=True) == ("gram",)
+    assert chosen(big, height=side, width=side, sliced=True) == ("gram", "mean")
     # a limit the Gram run fits and the sliced one does not
     gram_total = plan_run_memory(make_config(octaves=2, layers=("conv1_1", "pool1"), statistics=("gram",)),
                                  height=256, width=256)[1].total  # fmt: skip
     tight = make_config(octaves=2, layers=("conv1_1", "pool1"), max_memory=gram_total + (1 << 20))
-    assert chosen(tight, height=256, width=256, sliced=True) == ("gram",)
+    assert chosen(tight, height=256, width=256, sliced=True) == ("gram", "mean")
     # an explicit choice is kept; style transfer refuses auto
     explicit = make_config(statistics=("gram", "sliced"))
     assert resolve_statistics(explicit, height=64, width=64, sliced=False) is explicit

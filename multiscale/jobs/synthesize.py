@@ -375,8 +375,10 @@ def config_for_descriptors(
         Measurement fields the user set on purpose: each must equal the
         descriptors' value (else :class:`ConfigError`); the others are
         replaced silently. ``statistics``, unless explicit, becomes
-        ``("gram",)``; ``sliced`` can be asked of descriptors that hold a
-        quantile bank (see :func:`prepare_targets`).
+        ``("gram", "mean")`` when every descriptor holds means and
+        ``("gram",)`` otherwise (what ``auto`` falls back to); ``sliced``
+        can be asked of descriptors that hold a quantile bank (see
+        :func:`prepare_targets`).
 
     Raises
     ------
@@ -420,8 +422,9 @@ def config_for_descriptors(
             "the descriptor with it",
         )
     desc = dataclasses.replace(base.descriptor, **{n: getattr(measured, n) for n in MEASUREMENT_FIELDS})
-    if "statistics" not in explicit:  # every descriptor holds Grams; only some a quantile bank
-        desc = dataclasses.replace(desc, statistics=("gram",))
+    if "statistics" not in explicit:  # every descriptor holds Grams; only some means or a quantile bank
+        means = all(d.has_means for d in descriptors)
+        desc = dataclasses.replace(desc, statistics=("gram", "mean") if means else ("gram",))
     require_banks(desc, descriptors)
     return dataclasses.replace(base, descriptor=desc)
 
@@ -632,7 +635,13 @@ def estimate_memory(
 
 
 def resolve_statistics(
-    config: SynthesisConfig, *, height: int, width: int, sliced: bool, bank: bool = False
+    config: SynthesisConfig,
+    *,
+    height: int,
+    width: int,
+    sliced: bool,
+    bank: bool = False,
+    means: bool = True,
 ) -> SynthesisConfig:
     """``config`` with ``statistics=("auto",)`` made concrete for an H×W run (other values pass).
 
@@ -640,13 +649,15 @@ def resolve_statistics(
     sources' features, or with ``bank`` descriptor files' quantile bank), its
     projections' memory stays under :data:`~multiscale.config.AUTO_SLICED_MAX_BYTES`
     (they are ranked over the whole image, so tiles do not shrink them) and the
-    run fits the memory limit with it (:func:`plan_run_memory`); ``("gram",)``
-    otherwise. The choice is logged, and the report and checkpoints record it.
+    run fits the memory limit with it (:func:`plan_run_memory`); otherwise
+    ``("gram", "mean")``, or ``("gram",)`` when the targets have no means
+    (``means``: descriptor files built without them). The choice is logged,
+    and the report and checkpoints record it.
     """
     d = config.descriptor
     if d.statistics != ("auto",):
         return config
-    chosen = ("gram",)
+    chosen = ("gram", "mean") if means else ("gram",)
     reason = "the sliced statistic has no targets here (descriptor files without a quantile bank)"
     if sliced:
         trial = dataclasses.replace(config, descriptor=dataclasses.replace(d, statistics=("sliced",)))
@@ -978,8 +989,9 @@ def run_synthesis(
     height, width = output_size(config, targets)
     bank = isinstance(targets.sliced, QuantileBank)
     config = resolve_statistics(
-        config, height=height, width=width, sliced=targets.sliced is not None, bank=bank
-    )
+        config, height=height, width=width, sliced=targets.sliced is not None, bank=bank,
+        means=targets.means is not None,
+    )  # fmt: skip
     if "sliced" not in config.descriptor.statistics and targets.sliced is not None:
         targets = dataclasses.replace(targets, sliced=None)  # measured for auto; gram was chosen
     stages = plan_stages(config, height=height, width=width)
