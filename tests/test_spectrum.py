@@ -91,3 +91,40 @@ def test_the_constraint_needs_images() -> None:
 
     with pytest.raises(ConfigError, match="spectrum_weight"):
         make_config(spectrum_weight=-1.0)
+
+
+def test_an_example_as_large_as_the_output_is_not_tapered() -> None:
+    from multiscale.objectives.spectrum import taper_spot
+
+    centred = _texture(size=(64, 80)) - 0.5
+    assert taper_spot(centred, height=64, width=48) is centred
+
+
+def test_an_example_smaller_than_the_output_is_tapered_where_padded_keeping_its_energy() -> None:
+    from multiscale.objectives.spectrum import TAPER, taper_spot
+
+    ones = np.ones((64, 100, 3))
+    tapered = taper_spot(ones, height=256, width=100)
+    rows = tapered[:, 50, 0]
+    np.testing.assert_allclose(tapered, tapered[:, :1, :1] * ones)  # not padded across: no taper
+    m = int(TAPER * 64)
+    assert np.ptp(rows[m:-m]) < 1e-12 and np.all(np.diff(rows[:m]) > 0) and rows[0] < 0.01 * rows[m]
+    np.testing.assert_allclose(rows, rows[::-1])
+    assert np.sum(tapered**2) == pytest.approx(np.sum(ones**2))
+
+
+def test_a_small_example_s_spectrum_keeps_its_power_and_loses_the_box_s_cross(samples_dir) -> None:
+    """Cut square and padded, an example's spectrum carries the box's edges along the frequency axes
+    (straight lines an example-size in from the output's borders); tapered, less of it."""
+    import multiscale.objectives.spectrum as spectrum_module
+    from multiscale.io import load_image
+
+    example = load_image(samples_dir / "gravel.png")[:128, :128]
+    tapered = example_spectrum([example], height=512, width=512)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spectrum_module, "TAPER", 0.0)
+        box = example_spectrum([example], height=512, width=512)
+    power = lambda s: np.sum(np.abs(s[1:, :]) ** 2)  # noqa: E731  (all but the mean's row)
+    assert power(tapered) == pytest.approx(power(box), rel=0.1)
+    axes = lambda s: np.abs(s[1:64, 0]).mean() / np.abs(s[1:64, 2:8]).mean()  # noqa: E731
+    assert axes(tapered) < axes(box)

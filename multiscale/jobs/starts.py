@@ -40,6 +40,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from ..io import load_image, resize_image
+from ..objectives.spectrum import taper_spot
 
 #: Starts computed here (anything else is an image path, loaded by the caller).
 GENERATED_STARTS = ("spectrum", "smooth", "noise", "mean")
@@ -72,7 +73,9 @@ def spot_noise(
     For one exemplar ``u`` of area ``A`` (cropped to at most the output's
     size) with mean colour ``m``: ``x = m + (u − m) ⊛ W / √A``, ``⊛`` the
     circular convolution on the output's grid and ``W`` white Gaussian noise
-    of unit variance. The output is periodic, so it tiles.
+    of unit variance. The output is periodic, so it tiles. An exemplar
+    smaller than the output is tapered at its padded edges first, as the
+    spectrum constraint's is (:func:`~multiscale.objectives.spectrum.taper_spot`).
     """
     if not exemplars:
         raise ValueError("spot_noise needs at least one exemplar")
@@ -88,9 +91,10 @@ def spot_noise(
         mean_sum += mean
         noise_f = fft.rfft2(rng.standard_normal((height, width), dtype=np.float32), workers=-1)
         scale = np.float32(1.0 / np.sqrt(crop.shape[0] * crop.shape[1] * len(exemplars)))
+        centred = taper_spot(crop - mean.astype(np.float32), height=height, width=width)
         spot = np.zeros((height, width), np.float32)
         for c in range(3):
-            spot[: crop.shape[0], : crop.shape[1]] = crop[..., c] - np.float32(mean[c])
+            spot[: crop.shape[0], : crop.shape[1]] = centred[..., c]
             field = fft.irfft2(fft.rfft2(spot, workers=-1) * noise_f, s=(height, width), workers=-1)
             out[..., c] += scale * field.astype(np.float32, copy=False)
     out += (mean_sum / len(exemplars)).astype(np.float32)

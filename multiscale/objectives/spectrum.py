@@ -23,6 +23,13 @@ example area), plus the mean at frequency 0 — the power spectrum the
 ``spectrum`` start has on average. With several sources the power spectra
 are averaged (one phase-aligned spectrum per source would not combine).
 
+Where the example is smaller than the output, its edges are tapered before
+the padding (:func:`taper_spot`). A box-cut spot's spectrum carries the
+box's edges: its autocorrelation has a ridge at a lag of the example's size,
+and the constraint then holds straight lines one example-size in from the
+output's borders (seen as seams at 256 and 768 px in a 1024² texture from a
+256² example). The taper's edges are smooth, so its spectrum holds no lines.
+
 Numpy only; it works on the whole image at any size (an FFT of the output,
 not the network), so tiled runs use it unchanged.
 """
@@ -33,6 +40,38 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import fft
+
+#: Share of an example's side, at each end, that :func:`taper_spot` rolls off
+#: (a Tukey window) along an axis where the example is smaller than the output.
+TAPER = 0.25
+
+
+def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
+    """An example minus its mean, (h, w, 3), tapered for zero-padding to height × width; same dtype.
+
+    Along an axis where the example is shorter than the output, a Tukey
+    window whose cosine ends each take :data:`TAPER` of the side; elsewhere
+    nothing (nothing is padded there, and the FFT's grid wraps the example),
+    so an example as large as the output comes back unchanged. The result is
+    scaled to the input's energy (sum of squares), so the spot's power, and
+    the start's variance, stay the example's.
+    """
+    h, w = centred.shape[:2]
+
+    def window(n: int, padded: bool) -> np.ndarray:
+        taper = np.ones(n)
+        m = int(TAPER * n) if padded else 0
+        if m > 0:
+            ramp = 0.5 * (1.0 - np.cos(np.pi * (np.arange(m) + 0.5) / m))
+            taper[:m], taper[n - m :] = ramp, ramp[::-1]
+        return taper
+
+    if h >= height and w >= width:
+        return centred
+    tapered = centred * (window(h, h < height)[:, None, None] * window(w, w < width)[None, :, None])
+    energy = float(np.sum(np.square(centred, dtype=np.float64)))
+    kept = float(np.sum(np.square(tapered, dtype=np.float64)))
+    return (tapered * np.sqrt(energy / kept) if kept > 0 else tapered).astype(centred.dtype, copy=False)
 
 
 def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int) -> np.ndarray:
@@ -59,7 +98,7 @@ def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int
         crop = ex[r0 : r0 + min(h, height), c0 : c0 + min(w, width)]
         mean = crop.reshape(-1, 3).mean(axis=0)
         padded = np.zeros((height, width, 3))
-        padded[: crop.shape[0], : crop.shape[1]] = crop - mean
+        padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
         spectrum = fft.rfft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
         spectrum[0, 0] = mean * height * width
         spectra.append(spectrum)
