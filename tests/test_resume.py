@@ -222,7 +222,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(source_file, tmp_path):
     "size, args, expected",
     [
         ("256", [], "sliced"),  # auto: a source image, and it fits
-        ("2048", [], "gram"),  # auto: its projections would pass AUTO_SLICED_MAX_BYTES
+        ("2048", [], "gram, mean"),  # auto: its projections would pass AUTO_SLICED_MAX_BYTES
         ("2048", ["--statistics", "sliced", "--max-memory", "64G"], "sliced"),  # asked for: kept
     ],
 )
