@@ -169,6 +169,9 @@ def test_a_run_in_stages_reports_every_stage_and_its_progress_counts_over_all(so
     assert [p.iteration for p in seen] == list(range(1, 15))
     assert [p.stage for p in seen] == [1] * 8 + [2] * 4 + [3] * 2
     assert (seen[0].width, seen[-1].width) == (16, 64)
+    assert all(
+        a.elapsed_s <= b.elapsed_s for a, b in zip(seen, seen[1:], strict=False)
+    )  # since the run began
     saved = json.loads(json.dumps(report.to_dict(), default=str))
     assert saved["stages"][0]["stage"] == 1 and saved["config"]["stages"] == 3
 

@@ -1054,7 +1054,9 @@ def run_synthesis(
             checkpointer.stage = None if len(stages) == 1 else stage.index
         stage_callback = callback
         if callback is not None and len(stages) > 1:
-            stage_callback = _stage_callback(callback, stage, stages, offset=sum(planned[: stage.index]))
+            stage_callback = _stage_callback(
+                callback, stage, stages, offset=sum(planned[: stage.index]), started=started
+            )
         outcome = _run_stage(
             run_config, x0, targets=run_targets, stage=stage, tile=tiles[stage.index], network=network,
             run_network=run_network, phase=phase, shape=shape, callback=stage_callback, resume_state=resumed,
@@ -1085,16 +1087,23 @@ def run_synthesis(
 
 
 def _stage_callback(
-    callback: Callable[[Any], bool | None], stage: Stage, stages: Sequence[Stage], *, offset: int
+    callback: Callable[[Any], bool | None],
+    stage: Stage,
+    stages: Sequence[Stage],
+    *,
+    offset: int,
+    started: float,
 ) -> Callable[[Any], bool | None]:
-    """The user's callback for one stage: its progress counted over all stages (a :class:`StageProgress`)."""
+    """The user's callback for one stage: its progress counted over all stages (a :class:`StageProgress`;
+    ``elapsed_s`` since the run ``started``, a :func:`time.perf_counter` reading)."""
     total = sum(s.max_iter for s in stages)
 
     def on_progress(p: Any) -> bool | None:
         return callback(
             StageProgress(
                 iteration=offset + p.iteration, max_iter=total, evaluations=p.evaluations, loss=p.loss,
-                best_loss=p.best_loss, elapsed_s=p.elapsed_s, octave_losses=p.octave_losses, image=p.image,
+                best_loss=p.best_loss, elapsed_s=time.perf_counter() - started, octave_losses=p.octave_losses,
+                image=p.image,
                 best_image=p.best_image, stage=stage.index + 1, stages=len(stages), stage_iteration=p.iteration,
                 height=stage.height, width=stage.width,
             )
