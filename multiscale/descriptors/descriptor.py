@@ -1057,10 +1057,11 @@ class GramDescriptor:
         """
         if self._bank_levels is None:
             return None
-        if self._count == 0:
-            raise DescriptorError(f"{self._label()}: holds no images; no quantile bank")
         return QuantileBank(
-            quantiles={k: (s / self._total_weight).astype(np.float32) for k, s in self._bank_sums.items()},
+            quantiles={
+                k: q.astype(np.float32)
+                for k, q in self._weighted_means(self._bank_sums, "quantile bank").items()
+            },
             levels=self._bank_levels.copy(),
             seed=self._bank_seed,
         )
@@ -1089,9 +1090,13 @@ class GramDescriptor:
         """
         if self._mean_sums is None:
             return None
+        return self._weighted_means(self._mean_sums, "mean feature vectors")
+
+    def _weighted_means(self, sums: dict[GramKey, FloatArray], what: str) -> dict[GramKey, FloatArray]:
+        """``sums / total_weight`` per key (the bank's and the means' targets); refused without images."""
         if self._count == 0:
-            raise DescriptorError(f"{self._label()}: holds no images; no mean feature vectors")
-        return {k: s / self._total_weight for k, s in self._mean_sums.items()}
+            raise DescriptorError(f"{self._label()}: holds no images; no {what}")
+        return {k: s / self._total_weight for k, s in sums.items()}
 
     @property
     def mean_sums(self) -> dict[GramKey, FloatArray]:

@@ -825,27 +825,30 @@ def _too_small(config: SynthesisConfig, stage: Stage) -> str | None:
 
     if stage.shift == 0:
         return None  # the output itself, checked as such
-    octaves = config.descriptor.octaves - stage.shift
     what = f"stage 1 would be {stage.width}×{stage.height} px"
     if min(stage.height, stage.width) < 8:
         return f"{what}, under 8 px"
-    descriptor = dataclasses.replace(config.descriptor, octaves=octaves, octave_weights=None)
+    descriptor = _stage_descriptor(config.descriptor, stage.shift)
     try:
         check_image_size(stage.height, stage.width, config=descriptor, name="stage 1", is_output=True)
     except MultiscaleError:
-        return f"{what}, too small for {octaves} octave(s) of these layers"
+        return f"{what}, too small for {descriptor.octaves} octave(s) of these layers"
     return None
+
+
+def _stage_descriptor(d: DescriptorConfig, shift: int) -> DescriptorConfig:
+    """What a stage ``shift`` halvings below the output measures: the output's octaves from ``shift`` on."""
+    weights = None if d.octave_weights is None else d.octave_weights[shift:]
+    return dataclasses.replace(d, octaves=d.octaves - shift, octave_weights=weights)
 
 
 def stage_config(config: SynthesisConfig, stage: Stage) -> SynthesisConfig:
     """The config a stage runs with: its size, its iterations and the output's octaves from ``stage.shift`` on."""
     if stage.shift == 0 and stage.index == 0:
         return config
-    d = config.descriptor
-    weights = None if d.octave_weights is None else d.octave_weights[stage.shift :]
-    descriptor = dataclasses.replace(d, octaves=d.octaves - stage.shift, octave_weights=weights)
     return dataclasses.replace(
-        config, descriptor=descriptor, height=stage.height, width=stage.width, max_iter=stage.max_iter, stages=1
+        config, descriptor=_stage_descriptor(config.descriptor, stage.shift), height=stage.height,
+        width=stage.width, max_iter=stage.max_iter, stages=1,
     )  # fmt: skip
 
 
@@ -1046,7 +1049,9 @@ def run_synthesis(
             x0 = upsample(x, height=stage.height, width=stage.width, wrap=d.padding == "wrap").reshape(-1)
         else:
             x0 = _initial_frames(run_config, run_targets, stage.height, stage.width).reshape(-1)
-        phase = Phase(switched=resume_float32_from if resumed is not None else None)
+        # the float32 switch a resumed bfloat16 run had made (None: not yet; optimize() sets it)
+        bf16 = run_network is not network
+        phase = Phase(switched=resume_float32_from if resumed is not None and bf16 else None)
         if resumed is not None and resume_sliced_draw is not None:
             phase.draw, phase.draw_from = resume_sliced_draw
         if checkpointer is not None:
