@@ -163,7 +163,7 @@ run_options = compose(
     click.option("--seed", type=click.IntRange(min=0), default=S.seed, show_default=True,
                  help="Random seed; the same seed on the same machine gives the same bytes."),
     click.option("--max-iter", type=click.IntRange(min=1), default=S.max_iter, show_default=True,
-                 help="L-BFGS iterations at most."),
+                 help="L-BFGS iterations at most; in stages, the first stage's (see --stages)."),
     click.option("--tol", type=float, default=S.tol, show_default=True,
                  help="Stop when an iteration lowers the loss by less than this fraction."),
     click.option("--time-limit", type=float, default=S.time_limit, metavar="SECONDS",
@@ -311,7 +311,7 @@ texture_options = compose(
                  "--max-iter is the first stage's and each later one runs half as many, so a large texture "
                  "costs little more than its last stage's few iterations. At most --octaves "
                  f"(default: enough for the first to be ≤ {SYNTHESIS_FIRST_STAGE_MAX_SIDE} px: one up to "
-                 f"{SYNTHESIS_FIRST_STAGE_MAX_SIDE}², three at 1024²)."),
+                 f"{SYNTHESIS_FIRST_STAGE_MAX_SIDE}², two at {2 * SYNTHESIS_FIRST_STAGE_MAX_SIDE}², four at 1024²)."),
     click.option("--animation", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                  help="Animated file for --frames: .webp (default OUTPUT-STEM.webp), .gif or .apng."),
     click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",

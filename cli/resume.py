@@ -74,7 +74,9 @@ def resume(checkpoint: str, max_iter: int | None, time_limit: float | None, quie
         # in stages, --max-iter is the first stage's and stage i runs 1/2^i of it
         stage_budget = None if max_iter is None else -(-max_iter // 2 ** (ck.stage or 0))
         if stage_budget is not None and stage_budget <= ck.state.iteration:
-            where = "" if ck.stage is None else f" of stage {ck.stage + 1} (which runs max-iter / {2**ck.stage})"
+            where = (
+                "" if ck.stage is None else f" of stage {ck.stage + 1} (which runs max-iter / {2**ck.stage})"
+            )
             raise click.UsageError(
                 f"--max-iter: the run already did {ck.state.iteration} iterations{where}; give more"
             )

@@ -216,7 +216,10 @@ def _print_plan(
         f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
         "stages      "
-        + ", ".join(f"{s.width}×{s.height} ({d.octaves - s.shift} octaves, {s.max_iter} it)" for s in stages),
+        + ", ".join(
+            f"{s.width}×{s.height} ({d.octaves - s.shift} octave{'s' * (d.octaves - s.shift != 1)}, {s.max_iter} it)"
+            for s in stages
+        ),
         f"optimizer   {config.optimizer}, history {config.history}, at most "
         f"{sum(s.max_iter for s in stages)} iterations",
         f"memory      {estimate.describe()}",

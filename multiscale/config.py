@@ -68,9 +68,18 @@ STYLE_STATISTICS = ("gram",)
 DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
 #: one before, the last the output) that put the first stage's long side at or below
-#: this: the size at which the defaults were measured (benchmarks/quality.py, 256²),
-#: so a large output starts from a texture as good as a 256² one, at its own scale.
-SYNTHESIS_FIRST_STAGE_MAX_SIDE = 256
+#: this. On the 12 standard textures of benchmarks/quality.py at 256², two stages
+#: (128², then 256²) came closer to the examples than one by every measure on the
+#: saved PNG (wavelet KL 0.74×, 11 of 12; gradients 0.78×, 12 of 12) in 30 % less
+#: time, and their regular patterns (honeycomb, braids, knit) held together better;
+#: three (from 64²) lost colour and gradients again (benchmarks/RESULTS.md,
+#: "Coarse to fine at 256²").
+SYNTHESIS_FIRST_STAGE_MAX_SIDE = 128
+#: Default ``max_iter`` of a synthesis: the first stage's iterations (each later
+#: stage runs half as many). 350 rather than 200 came closer to the examples by
+#: every measure, alone and in stages (benchmarks/RESULTS.md); with the first stage
+#: at 128² the extra iterations cost a quarter of what they would at 256².
+SYNTHESIS_MAX_ITER = 350
 #: At most this many stages, for either job.
 MAX_STAGES = 8
 #: Default ``tol`` of a synthesis (see :class:`SynthesisConfig`).
@@ -444,6 +453,9 @@ class SynthesisConfig(RunConfig):
         plus smooth noise when there are no source images), ``"smooth"``,
         ``"noise"`` (the mean colour plus independent noise per channel: it
         leaves colour speckle), ``"mean"`` or the path of an image.
+    max_iter : int
+        The first stage's L-BFGS iterations at most (:data:`SYNTHESIS_MAX_ITER`
+        by default; a one-stage run's all); see ``stages``.
     frames : int
         Number of frames; more than 1 makes an animation.
     frame_weight : float
@@ -461,7 +473,8 @@ class SynthesisConfig(RunConfig):
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
         first at ≤ :data:`SYNTHESIS_FIRST_STAGE_MAX_SIDE` px on the long side
-        (one stage up to 256², three at 1024²), never more than ``octaves``.
+        (one stage up to 128², two at 256², four at 1024²), never more than
+        ``octaves``.
         A stage ``t`` halvings below the output matches the output's octaves
         ``t, t + 1, …`` only (its octave j is the output's octave j + t, so
         targets, descriptor files and quantile banks serve it unchanged);
@@ -480,6 +493,7 @@ class SynthesisConfig(RunConfig):
     """
 
     height: int | None = None
+    max_iter: int = SYNTHESIS_MAX_ITER
     frames: int = 1
     frame_weight: float = 1.0
     loop: bool = False

@@ -39,14 +39,14 @@ def source(samples_dir):
 
 
 @pytest.mark.parametrize(
-    "side, expected", [(128, 1), (256, 1), (300, 2), (512, 2), (1024, 3), (2048, 4), (8192, 4)]
+    "side, expected", [(128, 1), (129, 2), (256, 2), (300, 3), (512, 3), (1024, 4), (2048, 4), (8192, 4)]
 )
-def test_auto_stages_start_at_most_256_px_and_never_exceed_the_octaves(side, expected):
+def test_auto_stages_start_at_most_128_px_and_never_exceed_the_octaves(side, expected):
     assert auto_stages(side, side, octaves=4) == expected
 
 
 def test_each_stage_doubles_the_size_keeps_one_octave_less_and_runs_half_the_iterations():
-    config = make_config(width=1024, height=768, max_iter=200, octaves=4)
+    config = make_config(width=1024, height=768, max_iter=200, octaves=4, stages=3)
     stages = plan_stages(config, height=768, width=1024)
     assert [(s.width, s.height) for s in stages] == [(256, 192), (512, 384), (1024, 768)]
     assert [s.shift for s in stages] == [2, 1, 0]
@@ -212,7 +212,7 @@ def test_animation_frames_run_in_stages(source):
 def test_time_limit_is_shared_by_pixels_and_iterations():
     from multiscale.jobs.synthesize import _time_shares
 
-    stages = plan_stages(make_config(width=1024, height=1024, max_iter=200), height=1024, width=1024)
+    stages = plan_stages(make_config(width=1024, height=1024, max_iter=200, stages=3), height=1024, width=1024)
     shares = _time_shares(stages, 100.0)
     cost = [200 * 256**2, 100 * 512**2, 50 * 1024**2]
     assert shares[0] == pytest.approx(cost[0] / sum(cost))
@@ -226,10 +226,10 @@ def test_dry_run_prints_the_stages(source, tmp_path):
     result = CliRunner().invoke(cli, ["synthesize", "-s", str(path), "-W", "1024", "-H", "1024", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert (
-        "256×256 (2 octaves, 200 it), 512×512 (3 octaves, 100 it), 1024×1024 (4 octaves, 50 it)"
-        in result.output
+        "128×128 (1 octave, 350 it), 256×256 (2 octaves, 175 it), 512×512 (3 octaves, 88 it), "
+        "1024×1024 (4 octaves, 44 it)" in result.output
     )
-    assert "at most 350 iterations" in result.output
+    assert "at most 657 iterations" in result.output
 
 
 def test_a_first_stage_too_small_for_its_octaves_is_refused_if_asked_for_and_avoided_if_automatic():
