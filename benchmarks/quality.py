@@ -228,6 +228,10 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
             "ours_jpeg": float(np.mean([qm.chroma_fine_rms(jpeg_round_trip(im)) for im in ours])),
             **{peer: qm.chroma_fine_rms(_load_rgb(folder / name)) for peer, name in PEERS.items()},
         }
+        entry["copying"] = {
+            "ours": float(np.mean([qm.copy_correlation(example, im) for im in ours])),
+            **{peer: qm.copy_correlation(example, _load_rgb(folder / name)) for peer, name in PEERS.items()},
+        }
         if len(ours) > 1:
             entry["diversity"] = qm.diversity(ours, example)
         tex_seconds = seconds.get(tex_id, {})
@@ -321,6 +325,19 @@ def format_report(result: dict, markdown: bool = False) -> str:
             for tid, t in textures.items()
         ],
     )
+    copied = {tid: t["copying"] for tid, t in textures.items() if "copying" in t}
+    if copied:
+        names = ["ours", *PEERS]
+        lines.append(
+            "Copying: the largest normalised correlation of each image's luminance with the example's at any "
+            "shift (1 = a shifted copy; periodic textures score high when kept; no measure above sees it):"
+        )
+        lines.append("")
+        table(
+            ["id", *names],
+            [[tid, *(f"{c[v]:.2f}" for v in names)] for tid, c in copied.items()]
+            + [["mean", *(f"{np.mean([c[v] for c in copied.values()]):.2f}" for v in names)]],
+        )
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]
     if secs:
         lines.append(f"Mean wall seconds per texture (process start to saved PNG): {np.mean(secs):.1f}")
@@ -364,6 +381,9 @@ def compare(path_a: Path, path_b: Path) -> str:
         n: np.mean([r["textures"][i]["speckle_values"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))
     }
     lines.append(f"mean speckle (grey levels RMS) A: {speck['A']:.2f}  B: {speck['B']:.2f}")
+    if all("copying" in r["textures"][i] for r in (a, b) for i in ids):
+        copied = {n: np.mean([r["textures"][i]["copying"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))}
+        lines.append(f"mean copying (1 = a shifted copy of the example) A: {copied['A']:.2f}  B: {copied['B']:.2f}")
     return "\n".join(lines)
 
 

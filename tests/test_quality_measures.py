@@ -156,3 +156,30 @@ def test_jpeg_round_trip_halves_chroma_resolution_and_geomean_ratio():
     assert qm.chroma_fine_rms(back) < 0.5 * qm.chroma_fine_rms(image)
     assert quality.geomean_ratio([2.0, 8.0], [1.0, 2.0], floor=1e-6) == pytest.approx(np.sqrt(8))
     assert quality.geomean_ratio([0.0], [0.05], floor=0.1) == pytest.approx(1.0)
+
+
+def test_copy_correlation_finds_a_shifted_or_embedded_copy_and_not_an_independent_sample():
+    example = _texture(seed=0)
+    shifted = np.roll(example, (9, 17), axis=(0, 1))  # its largest unwrapped piece covers 61 % of it
+    assert qm.copy_correlation(example, shifted) == pytest.approx(1.0, abs=1e-9)
+    larger = _texture(size=160, seed=3)
+    larger[50:114, 70:134] = 0.5 * example + 20  # the example inside, contrast halved: still a copy
+    assert qm.copy_correlation(example, larger) == pytest.approx(1.0, abs=1e-9)
+    assert qm.copy_correlation(example, _texture(seed=1)) < 0.5
+
+
+def test_copy_correlation_is_brute_force_ncc_over_half_overlapping_shifts():
+    rng = np.random.default_rng(4)
+    a, b = rng.random((9, 8, 3)) * 255, rng.random((7, 8, 3)) * 255
+    la, lb = qm.luminance(a), qm.luminance(b)
+    best = -1.0
+    for dy in range(-8, 9):
+        for dx in range(-7, 8):
+            ya, yb = max(dy, 0), max(-dy, 0)
+            xa, xb = max(dx, 0), max(-dx, 0)
+            h, w = min(9 - ya, 7 - yb), min(8 - xa, 8 - xb)
+            if h <= 0 or w <= 0 or h * w < 0.5 * 7 * 8:
+                continue
+            pa, pb = la[ya : ya + h, xa : xa + w], lb[yb : yb + h, xb : xb + w]
+            best = max(best, np.corrcoef(pa.ravel(), pb.ravel())[0, 1])
+    assert qm.copy_correlation(a, b) == pytest.approx(best, abs=1e-9)
