@@ -228,10 +228,12 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
             "ours_jpeg": float(np.mean([qm.chroma_fine_rms(jpeg_round_trip(im)) for im in ours])),
             **{peer: qm.chroma_fine_rms(_load_rgb(folder / name)) for peer, name in PEERS.items()},
         }
-        entry["copying"] = {
-            "ours": float(np.mean([qm.copy_correlation(example, im) for im in ours])),
-            **{peer: qm.copy_correlation(example, _load_rgb(folder / name)) for peer, name in PEERS.items()},
-        }
+        peers = {peer: _load_rgb(folder / name) for peer, name in PEERS.items()}
+        for key, sigma in (("copying", None), ("copying_details", qm.COPY_DETAIL_SIGMA)):
+            entry[key] = {
+                "ours": float(np.mean([qm.copy_correlation(example, im, detail_sigma=sigma) for im in ours])),
+                **{peer: qm.copy_correlation(example, im, detail_sigma=sigma) for peer, im in peers.items()},
+            }
         if len(ours) > 1:
             entry["diversity"] = qm.diversity(ours, example)
         tex_seconds = seconds.get(tex_id, {})
@@ -270,7 +272,9 @@ def summary_rows(result: dict) -> list[tuple[str, str, float, int, int]]:
 
 
 def format_report(result: dict, markdown: bool = False) -> str:
-    """Per-texture tables per measure, speckle values, ratios and seconds, as text or markdown."""
+    """Per-texture tables per measure, speckle values, copying, ratios and seconds, as text or markdown."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality_measures as qm
     textures = result["textures"]
     lines = []
 
@@ -325,18 +329,31 @@ def format_report(result: dict, markdown: bool = False) -> str:
             for tid, t in textures.items()
         ],
     )
-    copied = {tid: t["copying"] for tid, t in textures.items() if "copying" in t}
+    copied = {tid: t for tid, t in textures.items() if "copying_details" in t}
     if copied:
         names = ["ours", *PEERS]
         lines.append(
-            "Copying: the largest normalised correlation of each image's luminance with the example's at any "
-            "shift (1 = a shifted copy; periodic textures score high when kept; no measure above sees it):"
+            "Copying, which no measure above sees: the largest normalised correlation of each image's luminance "
+            "with the example's at any shift, whole (layout) / details only (minus a blur of "
+            f"{qm.COPY_DETAIL_SIGMA:g} px); 1 = a shifted copy. Periodic textures score high whenever they are kept:"
         )
         lines.append("")
         table(
             ["id", *names],
-            [[tid, *(f"{c[v]:.2f}" for v in names)] for tid, c in copied.items()]
-            + [["mean", *(f"{np.mean([c[v] for c in copied.values()]):.2f}" for v in names)]],
+            [
+                [tid, *(f"{t['copying'][v]:.2f} / {t['copying_details'][v]:.2f}" for v in names)]
+                for tid, t in copied.items()
+            ]
+            + [
+                [
+                    "mean",
+                    *(
+                        f"{np.mean([t['copying'][v] for t in copied.values()]):.2f} / "
+                        f"{np.mean([t['copying_details'][v] for t in copied.values()]):.2f}"
+                        for v in names
+                    ),
+                ]
+            ],
         )
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]
     if secs:
@@ -381,9 +398,15 @@ def compare(path_a: Path, path_b: Path) -> str:
         n: np.mean([r["textures"][i]["speckle_values"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))
     }
     lines.append(f"mean speckle (grey levels RMS) A: {speck['A']:.2f}  B: {speck['B']:.2f}")
-    if all("copying" in r["textures"][i] for r in (a, b) for i in ids):
-        copied = {n: np.mean([r["textures"][i]["copying"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))}
-        lines.append(f"mean copying (1 = a shifted copy of the example) A: {copied['A']:.2f}  B: {copied['B']:.2f}")
+    if all("copying_details" in r["textures"][i] for r in (a, b) for i in ids):
+        copied = {
+            n: [np.mean([r["textures"][i][k]["ours"] for i in ids]) for k in ("copying", "copying_details")]
+            for n, r in (("A", a), ("B", b))
+        }
+        lines.append(
+            "mean copying, layout / details (1 = a shifted copy of the example) "
+            f"A: {copied['A'][0]:.2f} / {copied['A'][1]:.2f}  B: {copied['B'][0]:.2f} / {copied['B'][1]:.2f}"
+        )
     return "\n".join(lines)
 
 

@@ -183,3 +183,13 @@ def test_copy_correlation_is_brute_force_ncc_over_half_overlapping_shifts():
             pa, pb = la[ya : ya + h, xa : xa + w], lb[yb : yb + h, xb : xb + w]
             best = max(best, np.corrcoef(pa.ravel(), pb.ravel())[0, 1])
     assert qm.copy_correlation(a, b) == pytest.approx(best, abs=1e-9)
+
+
+def test_copy_correlation_of_details_ignores_a_shared_layout():
+    # Two independent fine textures over the same left-dark, right-bright layout: the whole
+    # luminances correlate through the layout, their details do not.
+    ramp = np.linspace(-80, 80, 64)[None, :, None]
+    a, b = _texture(seed=0) * 0.2 + ramp, _texture(seed=1) * 0.2 + ramp
+    assert qm.copy_correlation(a, b) > 0.8
+    assert qm.copy_correlation(a, b, detail_sigma=4.0) < 0.5
+    assert qm.copy_correlation(a, a, detail_sigma=4.0) == pytest.approx(1.0, abs=1e-9)

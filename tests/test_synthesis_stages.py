@@ -212,7 +212,9 @@ def test_animation_frames_run_in_stages(source):
 def test_time_limit_is_shared_by_pixels_and_iterations():
     from multiscale.jobs.synthesize import _time_shares
 
-    stages = plan_stages(make_config(width=1024, height=1024, max_iter=200, stages=3), height=1024, width=1024)
+    stages = plan_stages(
+        make_config(width=1024, height=1024, max_iter=200, stages=3), height=1024, width=1024
+    )
     shares = _time_shares(stages, 100.0)
     cost = [200 * 256**2, 100 * 512**2, 50 * 1024**2]
     assert shares[0] == pytest.approx(cost[0] / sum(cost))
