@@ -69,9 +69,10 @@ DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
 #: one before, the last the output) that put the first stage's long side at or below
 #: this. On the 12 standard textures of benchmarks/quality.py at 256², two stages
-#: (128², then 256²) came closer to the examples than one by every measure on the
-#: saved PNG (wavelet KL 0.74×, 11 of 12; gradients 0.78×, 12 of 12) in 30 % less
-#: time, and their regular patterns (honeycomb, braids, knit) held together better;
+#: (128², then 256²) came closer to the examples than one stage of as many iterations
+#: by every measure on the saved PNG (wavelet KL 0.74×, 11 of 12; gradients 0.78×,
+#: 12 of 12) in less time (106 s against 122 s on quiet cores), and their regular
+#: patterns (honeycomb, braids, knit) held together better;
 #: three (from 64²) lost colour and gradients again (benchmarks/RESULTS.md,
 #: "Coarse to fine at 256²").
 SYNTHESIS_FIRST_STAGE_MAX_SIDE = 128
