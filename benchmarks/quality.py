@@ -275,6 +275,7 @@ def format_report(result: dict, markdown: bool = False) -> str:
     """Per-texture tables per measure, speckle values, copying, ratios and seconds, as text or markdown."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import quality_measures as qm
+
     textures = result["textures"]
     lines = []
 
