@@ -212,23 +212,23 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
             print(f"{tex_id}: no output in {args.out}, skipped")
             continue
         ours = [_load_rgb(p) for p in outputs]
-        per_seed = {"ours": [], "ours_jpeg": []}
-        for image in ours:
-            per_seed["ours"].append(qm.score_all(example, image, crops=args.crops))
-            per_seed["ours_jpeg"].append(qm.score_all(example, jpeg_round_trip(image), crops=args.crops))
+        ours_jpeg = [jpeg_round_trip(im) for im in ours]
+        peers = {peer: _load_rgb(folder / name) for peer, name in PEERS.items()}
         entry = {
             variant: {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
-            for variant, scores in per_seed.items()
+            for variant, scores in (
+                ("ours", [qm.score_all(example, im, crops=args.crops) for im in ours]),
+                ("ours_jpeg", [qm.score_all(example, im, crops=args.crops) for im in ours_jpeg]),
+            )
         }
-        for peer, name in PEERS.items():
-            entry[peer] = qm.score_all(example, _load_rgb(folder / name), crops=args.crops)
+        for peer, image in peers.items():
+            entry[peer] = qm.score_all(example, image, crops=args.crops)
         entry["speckle_example"] = qm.chroma_fine_rms(example)
         entry["speckle_values"] = {
             "ours": float(np.mean([qm.chroma_fine_rms(im) for im in ours])),
-            "ours_jpeg": float(np.mean([qm.chroma_fine_rms(jpeg_round_trip(im)) for im in ours])),
-            **{peer: qm.chroma_fine_rms(_load_rgb(folder / name)) for peer, name in PEERS.items()},
+            "ours_jpeg": float(np.mean([qm.chroma_fine_rms(im) for im in ours_jpeg])),
+            **{peer: qm.chroma_fine_rms(image) for peer, image in peers.items()},
         }
-        peers = {peer: _load_rgb(folder / name) for peer, name in PEERS.items()}
         for key, sigma in (("copying", None), ("copying_details", qm.COPY_DETAIL_SIGMA)):
             entry[key] = {
                 "ours": float(np.mean([qm.copy_correlation(example, im, detail_sigma=sigma) for im in ours])),

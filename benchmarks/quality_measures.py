@@ -222,17 +222,19 @@ def copy_correlation(
         a = a - ndimage.gaussian_filter(a, detail_sigma, mode="reflect")
         b = b - ndimage.gaussian_filter(b, detail_sigma, mode="reflect")
     shape = (a.shape[0] + b.shape[0], a.shape[1] + b.shape[1])
+    # each image's, its square's and its support's transform once (zero outside each image)
+    fa, fa2, fma = (np.fft.rfft2(x, shape) for x in (a, a * a, np.ones_like(a)))
+    fb, fb2, fmb = (np.conj(np.fft.rfft2(y, shape)) for y in (b, b * b, np.ones_like(b)))
 
-    def corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # sum over p of x(p + s) · y(p), for every shift s (zero outside each image)
-        return np.fft.irfft2(np.fft.rfft2(x, shape) * np.conj(np.fft.rfft2(y, shape)), shape)
+    def corr(fx: np.ndarray, fy_conj: np.ndarray) -> np.ndarray:
+        # sum over p of x(p + s) · y(p), for every shift s
+        return np.fft.irfft2(fx * fy_conj, shape)
 
-    ma, mb = np.ones_like(a), np.ones_like(b)
-    n = np.rint(corr(ma, mb))
-    sa, sb = corr(a, mb), corr(ma, b)
-    cov = corr(a, b) - sa * sb / np.maximum(n, 1)
-    va = corr(a * a, mb) - sa * sa / np.maximum(n, 1)
-    vb = corr(ma, b * b) - sb * sb / np.maximum(n, 1)
+    n = np.rint(corr(fma, fmb))
+    sa, sb = corr(fa, fmb), corr(fma, fb)
+    cov = corr(fa, fb) - sa * sb / np.maximum(n, 1)
+    va = corr(fa2, fmb) - sa * sa / np.maximum(n, 1)
+    vb = corr(fma, fb2) - sb * sb / np.maximum(n, 1)
     ok = (n >= min_overlap * min(a.size, b.size)) & (va > 1e-9 * n) & (vb > 1e-9 * n)
     return float(np.max(cov[ok] / np.sqrt(va[ok] * vb[ok]))) if ok.any() else float("nan")
 
