@@ -37,7 +37,7 @@ def test_default_weights_are_trained_not_random(weights):
     assert np.corrcoef(k[..., 0, :].ravel(), k[..., 1, :].ravel())[0, 1] > 0.6
 
 
-@pytest.mark.parametrize("padding", ["reflect", "wrap", "same", "valid"])
+@pytest.mark.parametrize("padding", ["reflect", "symmetric", "wrap", "same", "valid"])
 def test_feature_shapes_follow_the_layer_table(weights, padding):
     net = VGG16(weights, padding=padding)
     feats = net.features(tf.zeros([1, 48, 48, 3]), ("conv1_1", "pool1", "conv2_2", "pool3"))

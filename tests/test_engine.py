@@ -48,6 +48,7 @@ def _pair(
 # padding needs a larger image for its shrinking maps.
 CASES = [
     ("reflect", 3, (64, 48)),
+    ("symmetric", 2, (64, 48)),
     ("same", 1, (64, 48)),
     ("wrap", 1, (64, 48)),
     ("wrap", 3, (64, 48)),

@@ -11,14 +11,14 @@ def _t(a: np.ndarray) -> tf.Tensor:
     return tf.constant(a[None], dtype=tf.float64)
 
 
-@pytest.mark.parametrize("mode", ["reflect", "wrap", "same", "valid"])
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "wrap", "same", "valid"])
 def test_octave_sizes_match_the_pyramid(mode):
     x = tf.zeros([1, 45, 38, 3])
     levels = gaussian_pyramid(x, octaves=3, padding=mode)
     assert [tuple(t.shape[1:3]) for t in levels] == octave_sizes(45, 38, octaves=3, padding=mode)
 
 
-@pytest.mark.parametrize("mode", ["reflect", "wrap", "valid"])
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "wrap", "valid"])
 def test_pyramid_of_a_constant_image_is_constant(mode):
     levels = gaussian_pyramid(tf.fill([1, 40, 36, 3], 0.7), octaves=4, padding=mode)
     for level in levels:
@@ -30,7 +30,10 @@ def test_same_padding_pulls_borders_toward_zero():
     assert level[0, 0, 0, 0] < 0.6 and abs(level[0, 8, 8, 0] - 1.0) < 1e-6
 
 
-@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("wrap", "wrap"), ("same", "constant")])
+@pytest.mark.parametrize(
+    "mode,np_mode",
+    [("reflect", "reflect"), ("symmetric", "symmetric"), ("wrap", "wrap"), ("same", "constant")],
+)
 def test_pad2d_matches_numpy(mode, np_mode):
     a = np.random.default_rng(0).normal(size=(7, 5, 2))
     ours = pad2d(_t(a), 2, mode).numpy()[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.objectives.spectrum import example_spectrum, project, spectrum_loss
+from multiscale.objectives.spectrum import LUMA, example_spectrum, project, spectrum_loss
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -43,9 +43,10 @@ def test_the_projection_has_the_example_power_spectrum_and_is_idempotent() -> No
     assert np.sum((x - p) ** 2) <= np.sum((x - other) ** 2)
 
 
-def test_the_gradient_is_that_of_the_squared_distance() -> None:
+@pytest.mark.parametrize("channels", ["rgb", "luminance"])
+def test_the_gradient_is_that_of_the_squared_distance(channels: str) -> None:
     ex = _texture()
-    spectrum = example_spectrum([ex], height=32, width=24)
+    spectrum = example_spectrum([ex], height=32, width=24, channels=channels)
     x = np.random.default_rng(3).uniform(size=(32, 24, 3))
     _, grad = spectrum_loss(x, spectrum)
     rng = np.random.default_rng(4)
@@ -56,6 +57,29 @@ def test_the_gradient_is_that_of_the_squared_distance() -> None:
         e[i] = eps
         fd = (spectrum_loss(x + e, spectrum)[0] - spectrum_loss(x - e, spectrum)[0]) / (2 * eps)
         assert grad[i] == pytest.approx(fd, rel=1e-4)
+
+
+def test_on_grey_images_the_luminance_form_equals_the_rgb_form() -> None:
+    """One weight serves both: for a grey example and a grey image, the values agree, and so do the
+    gradients along grey changes (their sums over the channels)."""
+    grey = np.repeat(_texture()[..., :1], 3, axis=-1)
+    x = np.repeat(np.random.default_rng(5).uniform(size=(32, 24, 1)), 3, axis=-1)
+    rgb = spectrum_loss(x, example_spectrum([grey], height=32, width=24))
+    luma = spectrum_loss(x, example_spectrum([grey], height=32, width=24, channels="luminance"))
+    assert luma[0] == pytest.approx(rgb[0], rel=1e-9)
+    np.testing.assert_allclose(luma[1].sum(axis=-1), rgb[1].sum(axis=-1), rtol=1e-9, atol=1e-15)
+
+
+def test_the_luminance_form_leaves_colour_free_where_the_rgb_form_holds_it() -> None:
+    """Shifted example plus a pure-chroma pattern (zero luma): in the luma's set, not in the colours'."""
+    ex = _texture()
+    chroma = np.cross(LUMA, [1.0, 0.0, 0.0])  # orthogonal to the luma weights
+    rng = np.random.default_rng(6)
+    x = np.roll(ex, (4, 3), axis=(0, 1)) + 0.1 * rng.standard_normal((32, 24, 1)) * chroma
+    luma, grad = spectrum_loss(x, example_spectrum([ex], height=32, width=24, channels="luminance"))
+    assert luma < 1e-12 and np.abs(grad).max() < 1e-12
+    assert spectrum_loss(x, example_spectrum([ex], height=32, width=24))[0] > 1e-4
+    assert example_spectrum([ex], height=32, width=24, channels="luminance").shape == (32, 13, 1)
 
 
 def test_an_output_larger_than_the_example_keeps_its_energy_per_pixel_and_mean() -> None:
@@ -91,6 +115,8 @@ def test_the_constraint_needs_images() -> None:
 
     with pytest.raises(ConfigError, match="spectrum_weight"):
         make_config(spectrum_weight=-1.0)
+    with pytest.raises(ConfigError, match="spectrum_channels: must be one of rgb, luminance"):
+        make_config(spectrum_channels="hsv")
 
 
 def test_an_example_as_large_as_the_output_is_not_tapered() -> None:

@@ -185,7 +185,7 @@ class VGG16:
     ----------
     weights : VGGWeights
     pooling : {"avg", "max"}
-    padding : {"reflect", "wrap", "same", "valid"}
+    padding : {"reflect", "symmetric", "wrap", "same", "valid"}
         How each 3×3 convolution treats the borders (see
         :mod:`multiscale.measure.pyramid`).
 

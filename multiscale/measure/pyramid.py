@@ -8,6 +8,11 @@ same mode the convolutions use:
 
 ``reflect``
     mirror without repeating the edge pixel (``abcd|cb``); no frame.
+``symmetric``
+    mirror repeating the edge pixel (``abcd|dc``): a 3×3 window centred on
+    the edge pixel sees it twice and its inner neighbour once, not the
+    neighbour twice as with ``reflect``, so the edge pixel weighs in the
+    statistics as an inner one does.
 ``wrap``
     circular; the pyramid of a tileable image is tileable when every octave
     has even sizes.
@@ -37,7 +42,7 @@ def pad2d(x: tf.Tensor, amount: int, mode: str) -> tf.Tensor:
     x : tf.Tensor, float32, shape (N, H, W, C)
     amount : int
         Pixels added on every side.
-    mode : {"reflect", "wrap", "same", "valid"}
+    mode : {"reflect", "symmetric", "wrap", "same", "valid"}
         ``valid`` returns ``x`` unchanged; ``same`` pads zeros.
 
     Returns
@@ -54,7 +59,7 @@ def pad_sides(x: tf.Tensor, sides: tuple[int, int, int, int], mode: str) -> tf.T
     ----------
     x : tf.Tensor, shape (N, H, W, C)
     sides : (top, bottom, left, right) int ≥ 0
-    mode : {"reflect", "wrap", "same", "valid"}
+    mode : {"reflect", "symmetric", "wrap", "same", "valid"}
         As :func:`pad2d`. ``wrap`` needs equal amounts on both sides of an
         axis (the axis is whole, so its two ends meet).
 
@@ -76,6 +81,8 @@ def pad_sides(x: tf.Tensor, sides: tuple[int, int, int, int], mode: str) -> tf.T
     paddings = [[0, 0], [top, bottom], [left, right], [0, 0]]
     if mode == "reflect":
         return tf.pad(x, paddings, mode="REFLECT")
+    if mode == "symmetric":
+        return tf.pad(x, paddings, mode="SYMMETRIC")
     if mode == "same":
         return tf.pad(x, paddings)
     raise ValueError(f"unknown padding mode {mode!r}")

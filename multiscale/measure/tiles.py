@@ -135,7 +135,7 @@ def plan_axis(
         The octave's size along the axis.
     layers : sequence of str
         The selected layers.
-    mode : {"reflect", "wrap", "same", "valid"}
+    mode : {"reflect", "symmetric", "wrap", "same", "valid"}
     tile : int or None
         Interior size; ``None`` or ≥ ``n``: one segment (the whole axis).
 

@@ -13,6 +13,19 @@ transform is the example's up to a phase shift per frequency:
 with ``x̂ · ĥ* = Σ_c x̂_c(ξ) conj(ĥ_c(ξ))`` summed over the colour channels:
 one phase per frequency for all three channels keeps the example's colour
 relations, so the projection has the example's colours and power spectrum.
+
+That shared phase is also the constraint's limit. Each frequency of P(x) has
+the one colour ratio ĥ(ξ) gives it, so an example with features of several
+colours at independent places (dots of three colours) cannot be held:
+the projection blends their colours, and the output grows halos of the mixed
+colour around them. The ``luminance`` form constrains the luma
+``Y = x · w`` alone (BT.601 weights ``w``, summing to 1) and leaves colour to
+the network's statistics:
+
+    L_Y(x) = mean( (Y − P(Y))² ),   ∂L_Y/∂x_c = w_c · 2 (Y − P(Y)) / (H·W)
+
+For a grey image and a grey example both forms give the same value and
+gradient, so one weight serves both.
 The gradient of a squared distance to a set is ``2 (x − P(x)) / N`` wherever
 the projection is unique, exactly (no differentiation through P).
 
@@ -40,6 +53,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import fft
+
+from ..config import SPECTRUM_CHANNELS as CHANNELS
+from ..measure.color import RGB_TO_YIQ
+
+#: BT.601 luma weights (they sum to 1).
+LUMA = RGB_TO_YIQ[0]
 
 #: Share of an example's side, at each end, that :func:`taper_spot` rolls off
 #: (a Tukey window) along an axis where the example is smaller than the output.
@@ -74,30 +93,39 @@ def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
     return (tapered * np.sqrt(energy / kept) if kept > 0 else tapered).astype(centred.dtype, copy=False)
 
 
-def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int) -> np.ndarray:
+def example_spectrum(
+    exemplars: Sequence[np.ndarray], *, height: int, width: int, channels: str = "rgb"
+) -> np.ndarray:
     """ĥ: the exemplars' spectrum at the output's size (see the module docstring).
 
     Parameters
     ----------
     exemplars : sequence of np.ndarray float32 (h, w, 3) in [0, 1]
     height, width : int
+    channels : {"rgb", "luminance"}
+        The three colour channels, or the luma alone (see :data:`CHANNELS`).
 
     Returns
     -------
-    np.ndarray complex128 (height, width // 2 + 1, 3): a real FFT per channel.
-    With one exemplar it is its own (phase included); with several, the
-    first's phases with the mean power spectrum of all.
+    np.ndarray complex128 (height, width // 2 + 1, C): a real FFT per channel,
+    C = 3 for ``rgb`` and 1 for ``luminance``. With one exemplar it is its
+    own (phase included); with several, the first's phases with the mean
+    power spectrum of all.
     """
     if not exemplars:
         raise ValueError("the spectrum constraint needs at least one example image")
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
     spectra = []
     for ex in exemplars:
         ex = np.asarray(ex, np.float64)
-        h, w = ex.shape[:2]
+        if channels == "luminance":
+            ex = (ex @ LUMA)[..., None]
+        h, w, c = ex.shape
         r0, c0 = max((h - height) // 2, 0), max((w - width) // 2, 0)
         crop = ex[r0 : r0 + min(h, height), c0 : c0 + min(w, width)]
-        mean = crop.reshape(-1, 3).mean(axis=0)
-        padded = np.zeros((height, width, 3))
+        mean = crop.reshape(-1, c).mean(axis=0)
+        padded = np.zeros((height, width, c))
         padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
         spectrum = fft.rfft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
         spectrum[0, 0] = mean * height * width
@@ -114,12 +142,12 @@ def project(image: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    image : np.ndarray (H, W, 3), float
-    spectrum : np.ndarray complex (H, W // 2 + 1, 3), from :func:`example_spectrum`
+    image : np.ndarray (H, W, C), float
+    spectrum : np.ndarray complex (H, W // 2 + 1, C), from :func:`example_spectrum`
 
     Returns
     -------
-    np.ndarray float64 (H, W, 3)
+    np.ndarray float64 (H, W, C)
     """
     h, w = image.shape[:2]
     x_hat = fft.rfft2(np.asarray(image, np.float64), axes=(0, 1))
@@ -130,6 +158,20 @@ def project(image: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
 
 
 def spectrum_loss(image: np.ndarray, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
-    """``mean((x − P(x))²)`` and its gradient ``2 (x − P(x)) / N`` (same shape as ``image``)."""
-    diff = np.asarray(image, np.float64) - project(image, spectrum)
+    """The constraint's value and its gradient (float64, the shape of ``image``).
+
+    Parameters
+    ----------
+    image : np.ndarray (H, W, 3), float
+    spectrum : np.ndarray complex (H, W // 2 + 1, C), from :func:`example_spectrum`
+        With C = 3, ``mean((x − P(x))²)`` and ``2 (x − P(x)) / N``; with C = 1
+        (``luminance``), the same of the luma, its gradient spread over the
+        channels by the luma weights.
+    """
+    x = np.asarray(image, np.float64)
+    if spectrum.shape[-1] == 1:
+        y = (x @ LUMA)[..., None]
+        diff = y - project(y, spectrum)
+        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff * LUMA
+    diff = x - project(x, spectrum)
     return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
