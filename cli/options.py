@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from multiscale.config import (
+    DEFAULT_LAYER_WEIGHTS,
     DEFAULT_SPECTRUM_WEIGHT,
     MAX_STAGES,
     MIN_TILE_SIZE,
@@ -61,14 +62,14 @@ def compose(*decorators: Decorator) -> Decorator:
     return apply
 
 
-def relative_weights(flag: str, what: str) -> Decorator:
-    """An option taking a comma-separated relative weight for each ``what`` (default: all 1)."""
+def relative_weights(flag: str, what: str, default: str = "all 1") -> Decorator:
+    """An option taking a comma-separated relative weight for each ``what``."""
     return click.option(
         flag,
         callback=float_list,
         default=None,
         metavar="W1,W2,…",
-        help=f"Relative weight of each {what} (default: all 1).",
+        help=f"Relative weight of each {what} (default: {default}).",
     )
 
 
@@ -111,7 +112,11 @@ descriptor_options = compose(
         "1024²), gram,mean otherwise (gram alone from --grams files without means); the JSON records "
         "the choice.",
     ),
-    relative_weights("--layer-weights", "layer in --layers"),
+    relative_weights(
+        "--layer-weights",
+        "layer in --layers",
+        ", ".join(f"{n} {w:g}" for n, w in DEFAULT_LAYER_WEIGHTS.items()) + ", every other layer 1",
+    ),
     relative_weights("--octave-weights", "octave, finest first"),
     click.option(
         "--pooling",

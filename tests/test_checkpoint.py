@@ -80,8 +80,22 @@ def test_targets_that_do_not_fit_the_config_are_refused(folder, tmp_path):
 
 def test_a_version_1_folder_without_a_kind_reads_as_synthesize(folder):
     meta = json.loads((folder / "checkpoint.json").read_text())
-    assert (meta["version"], meta["kind"]) == (2, "synthesize")
+    assert (meta["version"], meta["kind"]) == (3, "synthesize")
     del meta["kind"]
     (folder / "checkpoint.json").write_text(json.dumps({**meta, "version": 1}))
     assert checkpoint_kind(folder) == "synthesize"
-    assert read_checkpoint(folder).config == CONFIG
+    assert read_checkpoint(folder).config.descriptor.layers == CONFIG.descriptor.layers
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_folder_from_before_per_layer_default_weights_resumes_with_the_weights_it_ran_with(folder, version):
+    """Until version 3, no layer weights meant all 1; since, conv1_1 weighs 2 (DEFAULT_LAYER_WEIGHTS)."""
+    assert CONFIG.descriptor.layer_weights is None and CONFIG.descriptor.resolved_layer_weights == (2.0, 1.0)
+    assert read_checkpoint(folder).config == CONFIG  # today's folder: unchanged
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    (folder / "checkpoint.json").write_text(json.dumps({**meta, "version": version}))
+    descriptor = read_checkpoint(folder).config.descriptor
+    assert descriptor.layer_weights == (1.0, 1.0)
+    meta["config"]["descriptor"]["layer_weights"] = [3.0, 1.0]  # given weights stay as given
+    (folder / "checkpoint.json").write_text(json.dumps({**meta, "version": version}))
+    assert read_checkpoint(folder).config.descriptor.layer_weights == (3.0, 1.0)

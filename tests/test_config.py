@@ -23,6 +23,18 @@ def test_the_jobs_share_the_run_fields_and_declare_only_their_own(cls):
                     "preserve_color"})  # fmt: skip
 
 
+def test_a_layer_without_a_given_weight_takes_its_default_whatever_the_other_layers():
+    from multiscale.config import DEFAULT_LAYER_WEIGHTS, DescriptorConfig
+
+    assert DEFAULT_LAYER_WEIGHTS == {"conv1_1": 2.0}
+    assert DescriptorConfig().layers == ("conv1_1", "pool1", "conv3_2")
+    assert DescriptorConfig().resolved_layer_weights == (2.0, 1.0, 1.0)
+    assert DescriptorConfig(layers=("pool2", "conv1_1")).resolved_layer_weights == (1.0, 2.0)
+    assert DescriptorConfig(layers=("pool1", "conv3_2")).resolved_layer_weights == (1.0, 1.0)
+    given = DescriptorConfig(layer_weights=(1.0, 1.0, 1.0))
+    assert given.resolved_layer_weights == (1.0, 1.0, 1.0)
+
+
 def test_each_job_keeps_its_own_defaults_where_they_differ():
     assert SynthesisConfig().init == "spectrum" and StyleConfig().init == "palette"
     assert SynthesisConfig().tol == 1e-9 and StyleConfig().tol == 1e-7

@@ -72,8 +72,9 @@ from ..layers import layer_channels
 from ..measure.sliced import MAX_SOURCE_POSITIONS, QuantileBank, SlicedTargets
 from ..npz import Member, read_npz, write_npz
 
-#: Version 2 added ``kind`` and stylize checkpoints.
-CHECKPOINT_VERSION = 2
+#: Version 2 added ``kind`` and stylize checkpoints. Version 3: ``layer_weights`` of
+#: ``None`` means each layer's default weight (``conv1_1`` 2), no longer all 1.
+CHECKPOINT_VERSION = 3
 KINDS = ("synthesize", "stylize")
 _FORMAT = "multiscale-checkpoint"
 _DATA_FILES = ("targets.npz", "state.npz")
@@ -805,7 +806,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     name = Path(folder)  # where later checkpoints go, even if this one is read from FOLDER.old-XXXX
     folder, meta = _read_meta(folder, kind="synthesize")
     try:
-        config = SynthesisConfig.from_dict(_older_defaults(meta["config"]))
+        config = SynthesisConfig.from_dict(_older_defaults(meta["config"], meta["version"]))
         output = str(meta["output"])
         sources = list(meta.get("sources", []))
         switched = meta.get("float32_from_iteration")
@@ -876,7 +877,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
     name = Path(folder)
     folder, meta = _read_meta(folder, kind="stylize")
     try:
-        config = StyleConfig.from_dict(_older_defaults(meta["config"]))
+        config = StyleConfig.from_dict(_older_defaults(meta["config"], meta["version"]))
         output = str(meta["output"])
         content = dict(meta["content"])
         styles = [dict(s) for s in meta["styles"]]
@@ -973,11 +974,15 @@ _OLDER_DESCRIPTOR = {"statistics": ["gram"]}
 _OLDER_RUN = {"spectrum_weight": 0.0, "spectrum_channels": "rgb", "stages": 1}
 
 
-def _older_defaults(config: Any) -> Any:
+def _older_defaults(config: Any, version: int) -> Any:
     """A checkpoint's config with the settings its version did not record filled in as it ran."""
     if not isinstance(config, dict) or not isinstance(config.get("descriptor"), dict):
         return config  # from_dict says what is wrong
-    out = {**config, "descriptor": {**_OLDER_DESCRIPTOR, **config["descriptor"]}}
+    descriptor = {**_OLDER_DESCRIPTOR, **config["descriptor"]}
+    layers = descriptor.get("layers")
+    if version < 3 and descriptor.get("layer_weights") is None and isinstance(layers, list):
+        descriptor["layer_weights"] = [1.0] * len(layers)  # None meant all 1 then
+    out = {**config, "descriptor": descriptor}
     if "frames" in config:  # a synthesis config
         out = {**_OLDER_RUN, **out}
     return out

@@ -181,7 +181,11 @@ class _TiledPasses:
         self.content_layers = tuple(content_layers)
         if not style:
             config = dataclasses.replace(
-                config, octaves=1, layers=self.content_layers, layer_weights=None, octave_weights=None
+                config,
+                octaves=1,
+                layers=self.content_layers,
+                layer_weights=tuple(1.0 for _ in self.content_layers),
+                octave_weights=None,
             )
         self.config = config
         self.shape = (1, height, width, channels)
