@@ -22,7 +22,6 @@ from multiscale.config import (
     PADDINGS,
     POOLINGS,
     PRECISIONS,
-    SPECTRUM_CHANNELS,
     SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
     parse_float_list,
@@ -131,8 +130,8 @@ descriptor_options = compose(
         default=D.padding,
         show_default=True,
         help="Border handling in the pyramid and every convolution: reflect leaves no frame, "
-        "symmetric mirrors with the edge pixel repeated (the edge pixel counts as an inner one), wrap makes a tileable texture, same pads the mean colour, valid pads nothing "
-        "(known to leave a dark frame).",
+        "symmetric mirrors with the edge pixel repeated, wrap makes a tileable texture, same pads the "
+        "mean colour, valid pads nothing (known to leave a dark frame).",
     ),
     click.option(
         "--source-scale",
@@ -311,12 +310,6 @@ texture_options = compose(
                  help="Weight of the spectrum constraint: the distance to the images with the sources' Fourier "
                  "spectrum, which keeps bricks, tiles and weaves in line; 0 leaves it out. It needs source "
                  f"images. [default: {DEFAULT_SPECTRUM_WEIGHT:g} with source images, 0 with --grams files]"),
-    click.option("--spectrum-channels", type=click.Choice(SPECTRUM_CHANNELS), default=S.spectrum_channels,
-                 show_default=True,
-                 help="What the spectrum constraint holds: rgb, the three channels with one phase per frequency "
-                 "(features of several colours at independent places, such as dots of three colours, get "
-                 "halos of their mixed colour); luminance, the brightness alone, leaving colour to the "
-                 "network's statistics."),
     click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
                  help="Sizes optimised in turn, coarse to fine, each twice the one before and started from "
                  "its upsampled result; a stage below the output size matches only the octaves it holds. "

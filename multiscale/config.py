@@ -28,9 +28,6 @@ STATISTICS = ("gram", "sliced", "mean", "auto")
 POOLINGS = ("avg", "max")
 #: Generated starts (:mod:`multiscale.jobs.starts`); an image path is accepted too.
 INITS = ("spectrum", "smooth", "noise", "mean")
-#: What the spectrum constraint holds (:mod:`multiscale.objectives.spectrum`): the
-#: three colour channels with one phase per frequency, or the luma alone.
-SPECTRUM_CHANNELS = ("rgb", "luminance")
 BIT_DEPTHS = (8, 16)
 OPTIMIZERS = ("projected", "lbfgsb")
 #: What the network's convolutions run in: ``auto`` measures (see :mod:`multiscale.jobs.precision`).
@@ -481,12 +478,6 @@ class SynthesisConfig(RunConfig):
         it out. It needs source images; ``None`` (the default) is
         :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
         files, folder builds). Reports and checkpoints record the resolved value.
-    spectrum_channels : {"rgb", "luminance"}
-        What the constraint holds: ``rgb`` the three channels with one phase
-        per frequency, so each frequency keeps the example's colour ratio
-        (features of several colours at independent places get halos of
-        their mixed colour); ``luminance`` the luma alone, leaving colour
-        to the network's statistics.
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
@@ -516,7 +507,6 @@ class SynthesisConfig(RunConfig):
     frame_weight: float = 1.0
     loop: bool = False
     spectrum_weight: float | None = None
-    spectrum_channels: str = "rgb"
 
     job: ClassVar[str] = "synthesize"
 
@@ -531,11 +521,6 @@ class SynthesisConfig(RunConfig):
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
-        if self.spectrum_channels not in SPECTRUM_CHANNELS:
-            raise ConfigError(
-                "spectrum_channels",
-                f"must be one of {', '.join(SPECTRUM_CHANNELS)}, got {self.spectrum_channels!r}",
-            )
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(
                 "stages",

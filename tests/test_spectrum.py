@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.objectives.spectrum import LUMA, example_spectrum, project, spectrum_loss
+from multiscale.objectives.spectrum import example_spectrum, periodic_component, project, spectrum_loss
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -17,13 +17,55 @@ def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
     return np.clip(image, 0, 1).astype(np.float32)
 
 
-def test_the_example_and_its_circular_shifts_are_in_the_set() -> None:
-    """A translation is a phase ramp: the shifted example has the example's spectrum up to phase."""
+def _laplacian(u: np.ndarray, *, periodic: bool) -> np.ndarray:
+    """Σ over the 4 neighbours of (neighbour − pixel); without ``periodic``, only neighbours inside."""
+    out = np.zeros_like(u)
+    for axis in (0, 1):
+        for step in (1, -1):
+            diff = np.roll(u, step, axis=axis) - u
+            if not periodic:
+                edge = [slice(None)] * u.ndim
+                edge[axis] = 0 if step == 1 else -1
+                diff[tuple(edge)] = 0
+            out += diff
+    return out
+
+
+def test_the_periodic_component_has_the_image_s_inner_laplacian_and_mean() -> None:
+    """Moisan's p: the periodic image whose periodic Laplacian is u's Laplacian without the wrap."""
+    u = np.random.default_rng(7).uniform(size=(20, 14, 3))
+    p = periodic_component(u)
+    np.testing.assert_allclose(_laplacian(p, periodic=True), _laplacian(u, periodic=False), atol=1e-12)
+    np.testing.assert_allclose(p.mean(axis=(0, 1)), u.mean(axis=(0, 1)), atol=1e-12)
+
+
+def test_a_ramp_s_border_cross_is_gone_from_its_periodic_component() -> None:
+    """The jump between a ramp's opposite borders puts its energy on the frequency axes; p keeps
+    under 1/100 of it there, and the noise off the axes as it was."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    ramp = (0.02 * xx + 0.01 * yy)[..., None] + 0.01 * np.random.default_rng(8).standard_normal((32, 32, 1))
+
+    def power(u: np.ndarray) -> tuple[float, float]:
+        """(on the frequency axes, off them)."""
+        p2 = np.abs(np.fft.fft2(u - u.mean(), axes=(0, 1))) ** 2
+        axes = p2[0].sum() + p2[:, 0].sum()
+        return float(axes), float(p2.sum() - axes)
+
+    (ramp_axes, ramp_off), (p_axes, p_off) = power(ramp), power(periodic_component(ramp))
+    assert p_axes < ramp_axes / 100
+    assert p_off == pytest.approx(ramp_off, rel=0.05)
+
+
+def test_the_example_is_in_the_set_and_so_are_its_circular_shifts_when_periodic() -> None:
+    """The example's own periodic component has its spectrum; and for a tileable output, a translation
+    is a phase ramp: the shifted example has the example's spectrum up to phase."""
     ex = _texture()
     spectrum = example_spectrum([ex], height=32, width=24)
+    assert spectrum_loss(ex, spectrum)[0] < 1e-12
+    periodic_ex = periodic_component(ex)
     for shift in [(0, 0), (5, 0), (3, 7)]:
-        shifted = np.roll(ex, shift, axis=(0, 1))
-        loss, _ = spectrum_loss(shifted, spectrum)
+        shifted = np.roll(periodic_ex, shift, axis=(0, 1))
+        loss, _ = spectrum_loss(shifted, spectrum, periodic=True)
         assert loss < 1e-12
         np.testing.assert_allclose(project(shifted, spectrum), shifted, atol=1e-6)
 
@@ -43,43 +85,23 @@ def test_the_projection_has_the_example_power_spectrum_and_is_idempotent() -> No
     assert np.sum((x - p) ** 2) <= np.sum((x - other) ** 2)
 
 
-@pytest.mark.parametrize("channels", ["rgb", "luminance"])
-def test_the_gradient_is_that_of_the_squared_distance(channels: str) -> None:
+@pytest.mark.parametrize("periodic", [False, True])
+def test_the_gradient_is_that_of_the_squared_distance(periodic: bool) -> None:
     ex = _texture()
-    spectrum = example_spectrum([ex], height=32, width=24, channels=channels)
+    spectrum = example_spectrum([ex], height=32, width=24)
     x = np.random.default_rng(3).uniform(size=(32, 24, 3))
-    _, grad = spectrum_loss(x, spectrum)
+    _, grad = spectrum_loss(x, spectrum, periodic=periodic)
     rng = np.random.default_rng(4)
     eps = 1e-6
     for _ in range(5):
         i = tuple(rng.integers(0, n) for n in x.shape)
         e = np.zeros_like(x)
         e[i] = eps
-        fd = (spectrum_loss(x + e, spectrum)[0] - spectrum_loss(x - e, spectrum)[0]) / (2 * eps)
+        fd = (
+            spectrum_loss(x + e, spectrum, periodic=periodic)[0]
+            - spectrum_loss(x - e, spectrum, periodic=periodic)[0]
+        ) / (2 * eps)
         assert grad[i] == pytest.approx(fd, rel=1e-4)
-
-
-def test_on_grey_images_the_luminance_form_equals_the_rgb_form() -> None:
-    """One weight serves both: for a grey example and a grey image, the values agree, and so do the
-    gradients along grey changes (their sums over the channels)."""
-    grey = np.repeat(_texture()[..., :1], 3, axis=-1)
-    x = np.repeat(np.random.default_rng(5).uniform(size=(32, 24, 1)), 3, axis=-1)
-    rgb = spectrum_loss(x, example_spectrum([grey], height=32, width=24))
-    luma = spectrum_loss(x, example_spectrum([grey], height=32, width=24, channels="luminance"))
-    assert luma[0] == pytest.approx(rgb[0], rel=1e-9)
-    np.testing.assert_allclose(luma[1].sum(axis=-1), rgb[1].sum(axis=-1), rtol=1e-9, atol=1e-15)
-
-
-def test_the_luminance_form_leaves_colour_free_where_the_rgb_form_holds_it() -> None:
-    """Shifted example plus a pure-chroma pattern (zero luma): in the luma's set, not in the colours'."""
-    ex = _texture()
-    chroma = np.cross(LUMA, [1.0, 0.0, 0.0])  # orthogonal to the luma weights
-    rng = np.random.default_rng(6)
-    x = np.roll(ex, (4, 3), axis=(0, 1)) + 0.1 * rng.standard_normal((32, 24, 1)) * chroma
-    luma, grad = spectrum_loss(x, example_spectrum([ex], height=32, width=24, channels="luminance"))
-    assert luma < 1e-12 and np.abs(grad).max() < 1e-12
-    assert spectrum_loss(x, example_spectrum([ex], height=32, width=24))[0] > 1e-4
-    assert example_spectrum([ex], height=32, width=24, channels="luminance").shape == (32, 13, 1)
 
 
 def test_an_output_larger_than_the_example_keeps_its_energy_per_pixel_and_mean() -> None:
@@ -115,8 +137,6 @@ def test_the_constraint_needs_images() -> None:
 
     with pytest.raises(ConfigError, match="spectrum_weight"):
         make_config(spectrum_weight=-1.0)
-    with pytest.raises(ConfigError, match="spectrum_channels: must be one of rgb, luminance"):
-        make_config(spectrum_channels="hsv")
 
 
 def test_an_example_as_large_as_the_output_is_not_tapered() -> None:

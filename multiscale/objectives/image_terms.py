@@ -47,10 +47,12 @@ def image_terms(
                 "spectrum_weight",
                 "the spectrum constraint needs source images (-s FILE), not descriptor files",
             )
-        spectrum = example_spectrum(exemplars, height=height, width=width, channels=config.spectrum_channels)
-        terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
+        spectrum = example_spectrum(exemplars, height=height, width=width)
+        periodic = config.descriptor.padding == "wrap"  # a tileable output: no borders to discount
+        term = functools.partial(_spectrum, spectrum=spectrum, periodic=periodic)
+        terms.append(ImageTerm("spectrum", float(weight), term))
     return terms
 
 
-def _spectrum(image: np.ndarray, *, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
-    return spectrum_loss(image, spectrum)
+def _spectrum(image: np.ndarray, *, spectrum: np.ndarray, periodic: bool) -> tuple[float, np.ndarray]:
+    return spectrum_loss(image, spectrum, periodic=periodic)
