@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.objectives.spectrum import example_spectrum, periodic_component, project, spectrum_loss
+from multiscale.objectives.spectrum import example_spectrum, project, spectrum_loss
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -17,55 +17,13 @@ def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
     return np.clip(image, 0, 1).astype(np.float32)
 
 
-def _laplacian(u: np.ndarray, *, periodic: bool) -> np.ndarray:
-    """Σ over the 4 neighbours of (neighbour − pixel); without ``periodic``, only neighbours inside."""
-    out = np.zeros_like(u)
-    for axis in (0, 1):
-        for step in (1, -1):
-            diff = np.roll(u, step, axis=axis) - u
-            if not periodic:
-                edge = [slice(None)] * u.ndim
-                edge[axis] = 0 if step == 1 else -1
-                diff[tuple(edge)] = 0
-            out += diff
-    return out
-
-
-def test_the_periodic_component_has_the_image_s_inner_laplacian_and_mean() -> None:
-    """Moisan's p: the periodic image whose periodic Laplacian is u's Laplacian without the wrap."""
-    u = np.random.default_rng(7).uniform(size=(20, 14, 3))
-    p = periodic_component(u)
-    np.testing.assert_allclose(_laplacian(p, periodic=True), _laplacian(u, periodic=False), atol=1e-12)
-    np.testing.assert_allclose(p.mean(axis=(0, 1)), u.mean(axis=(0, 1)), atol=1e-12)
-
-
-def test_a_ramp_s_border_cross_is_gone_from_its_periodic_component() -> None:
-    """The jump between a ramp's opposite borders puts its energy on the frequency axes; p keeps
-    under 1/100 of it there, and the noise off the axes as it was."""
-    yy, xx = np.mgrid[0:32, 0:32]
-    ramp = (0.02 * xx + 0.01 * yy)[..., None] + 0.01 * np.random.default_rng(8).standard_normal((32, 32, 1))
-
-    def power(u: np.ndarray) -> tuple[float, float]:
-        """(on the frequency axes, off them)."""
-        p2 = np.abs(np.fft.fft2(u - u.mean(), axes=(0, 1))) ** 2
-        axes = p2[0].sum() + p2[:, 0].sum()
-        return float(axes), float(p2.sum() - axes)
-
-    (ramp_axes, ramp_off), (p_axes, p_off) = power(ramp), power(periodic_component(ramp))
-    assert p_axes < ramp_axes / 100
-    assert p_off == pytest.approx(ramp_off, rel=0.05)
-
-
-def test_the_example_is_in_the_set_and_so_are_its_circular_shifts_when_periodic() -> None:
-    """The example's own periodic component has its spectrum; and for a tileable output, a translation
-    is a phase ramp: the shifted example has the example's spectrum up to phase."""
+def test_the_example_and_its_circular_shifts_are_in_the_set() -> None:
+    """A translation is a phase ramp: the shifted example has the example's spectrum up to phase."""
     ex = _texture()
     spectrum = example_spectrum([ex], height=32, width=24)
-    assert spectrum_loss(ex, spectrum)[0] < 1e-12
-    periodic_ex = periodic_component(ex)
     for shift in [(0, 0), (5, 0), (3, 7)]:
-        shifted = np.roll(periodic_ex, shift, axis=(0, 1))
-        loss, _ = spectrum_loss(shifted, spectrum, periodic=True)
+        shifted = np.roll(ex, shift, axis=(0, 1))
+        loss, _ = spectrum_loss(shifted, spectrum)
         assert loss < 1e-12
         np.testing.assert_allclose(project(shifted, spectrum), shifted, atol=1e-6)
 
@@ -85,22 +43,18 @@ def test_the_projection_has_the_example_power_spectrum_and_is_idempotent() -> No
     assert np.sum((x - p) ** 2) <= np.sum((x - other) ** 2)
 
 
-@pytest.mark.parametrize("periodic", [False, True])
-def test_the_gradient_is_that_of_the_squared_distance(periodic: bool) -> None:
+def test_the_gradient_is_that_of_the_squared_distance() -> None:
     ex = _texture()
     spectrum = example_spectrum([ex], height=32, width=24)
     x = np.random.default_rng(3).uniform(size=(32, 24, 3))
-    _, grad = spectrum_loss(x, spectrum, periodic=periodic)
+    _, grad = spectrum_loss(x, spectrum)
     rng = np.random.default_rng(4)
     eps = 1e-6
     for _ in range(5):
         i = tuple(rng.integers(0, n) for n in x.shape)
         e = np.zeros_like(x)
         e[i] = eps
-        fd = (
-            spectrum_loss(x + e, spectrum, periodic=periodic)[0]
-            - spectrum_loss(x - e, spectrum, periodic=periodic)[0]
-        ) / (2 * eps)
+        fd = (spectrum_loss(x + e, spectrum)[0] - spectrum_loss(x - e, spectrum)[0]) / (2 * eps)
         assert grad[i] == pytest.approx(fd, rel=1e-4)
 
 

@@ -48,11 +48,9 @@ def image_terms(
                 "the spectrum constraint needs source images (-s FILE), not descriptor files",
             )
         spectrum = example_spectrum(exemplars, height=height, width=width)
-        periodic = config.descriptor.padding == "wrap"  # a tileable output: no borders to discount
-        term = functools.partial(_spectrum, spectrum=spectrum, periodic=periodic)
-        terms.append(ImageTerm("spectrum", float(weight), term))
+        terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
     return terms
 
 
-def _spectrum(image: np.ndarray, *, spectrum: np.ndarray, periodic: bool) -> tuple[float, np.ndarray]:
-    return spectrum_loss(image, spectrum, periodic=periodic)
+def _spectrum(image: np.ndarray, *, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
+    return spectrum_loss(image, spectrum)

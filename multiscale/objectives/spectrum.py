@@ -30,25 +30,6 @@ and the constraint then holds straight lines one example-size in from the
 output's borders (seen as seams at 256 and 768 px in a 1024² texture from a
 256² example). The taper's edges are smooth, so its spectrum holds no lines.
 
-**Borders.** The FFT treats an image as periodic, so the jumps between its
-opposite borders count as image content: a "+" of energy along the frequency
-axes. An example's jumps put that cross into ĥ, and the projection then asks
-the output for jumps of its own, which it can only make in its outermost
-pixels (a rough, dotted edge: 1.3–3.4× the inner rows' step with the plain
-FFT, 0.7–1.6 without the constraint). Both sides are therefore taken through
-Moisan's periodic-plus-smooth decomposition ("Periodic plus smooth image
-decomposition", J. Math. Imaging Vis. 2011): ``u = p + s`` with ``s`` the
-smooth image whose discrete Laplacian is the border jumps (zero mean) and
-``p`` periodic, with no jumps to show. The example's spectrum is its ``p``'s,
-and the constraint is on the output's ``p``:
-
-    L(x) = mean( (p(x) − P(p(x)))² ),   ∇L = (I − V K) · 2 (p − P(p)) / N
-
-where ``p = (I − K V) x``, ``V`` takes the border jumps and ``K`` solves the
-Poisson equation by the DFT; both are symmetric, hence the gradient. A
-tileable output (``wrap`` padding) is periodic by design and is constrained
-as it is.
-
 Numpy only; it works on the whole image at any size (an FFT of the output,
 not the network), so tiled runs use it unchanged.
 """
@@ -93,46 +74,6 @@ def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
     return (tapered * np.sqrt(energy / kept) if kept > 0 else tapered).astype(centred.dtype, copy=False)
 
 
-def _border_jumps(u: np.ndarray) -> np.ndarray:
-    """V u: the jumps across the image's borders, placed on its outermost rows and columns.
-
-    ``(V u)[0] = u[-1] − u[0]``, ``(V u)[-1] = u[0] − u[-1]``, and the same along
-    columns (corners get both). ``V`` is symmetric: it is its own adjoint.
-    """
-    v = np.zeros_like(u)
-    rows, cols = u[-1] - u[0], u[:, -1] - u[:, 0]
-    v[0] += rows
-    v[-1] -= rows
-    v[:, 0] += cols
-    v[:, -1] -= cols
-    return v
-
-
-def _poisson_solve(v: np.ndarray) -> np.ndarray:
-    """K v: the zero-mean image whose periodic discrete Laplacian is ``v`` (Moisan's ``s``), by the DFT.
-
-    K is a real, even circular convolution, so it is symmetric too.
-    """
-    h, w = v.shape[:2]
-    q = np.arange(h)[:, None]
-    r = np.arange(w // 2 + 1)[None, :]
-    laplacian = 2.0 * np.cos(2 * np.pi * q / h) + 2.0 * np.cos(2 * np.pi * r / w) - 4.0
-    laplacian[0, 0] = 1.0
-    inverse = 1.0 / laplacian
-    inverse[0, 0] = 0.0
-    return fft.irfft2(fft.rfft2(v, axes=(0, 1)) * inverse[..., None], s=(h, w), axes=(0, 1))
-
-
-def periodic_component(u: np.ndarray) -> np.ndarray:
-    """Moisan's periodic component ``p = u − K V u`` of an (H, W, C) image; float64, same mean.
-
-    Its opposite borders meet without jumps, so its spectrum holds no border
-    cross; ``u − p`` is smooth. Linear in ``u``.
-    """
-    u = np.asarray(u, np.float64)
-    return u - _poisson_solve(_border_jumps(u))
-
-
 def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int) -> np.ndarray:
     """ĥ: the exemplars' spectrum at the output's size (see the module docstring).
 
@@ -143,11 +84,9 @@ def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int
 
     Returns
     -------
-    np.ndarray complex128 (height, width // 2 + 1, 3): a real FFT per channel
-    of the exemplar's periodic component (:func:`periodic_component`, of
-    the part that fits the output). With one exemplar it is its own (phase
-    included); with several, the first's phases with the mean power
-    spectrum of all.
+    np.ndarray complex128 (height, width // 2 + 1, 3): a real FFT per channel.
+    With one exemplar it is its own (phase included); with several, the
+    first's phases with the mean power spectrum of all.
     """
     if not exemplars:
         raise ValueError("the spectrum constraint needs at least one example image")
@@ -156,7 +95,7 @@ def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int
         ex = np.asarray(ex, np.float64)
         h, w = ex.shape[:2]
         r0, c0 = max((h - height) // 2, 0), max((w - width) // 2, 0)
-        crop = periodic_component(ex[r0 : r0 + min(h, height), c0 : c0 + min(w, width)])
+        crop = ex[r0 : r0 + min(h, height), c0 : c0 + min(w, width)]
         mean = crop.reshape(-1, 3).mean(axis=0)
         padded = np.zeros((height, width, 3))
         padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
@@ -190,26 +129,7 @@ def project(image: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
     return fft.irfft2(spectrum * phase, s=(h, w), axes=(0, 1))
 
 
-def spectrum_loss(
-    image: np.ndarray, spectrum: np.ndarray, *, periodic: bool = False
-) -> tuple[float, np.ndarray]:
-    """The constraint's value and its gradient (float64, the shape of ``image``).
-
-    Parameters
-    ----------
-    image : np.ndarray (H, W, 3), float
-    spectrum : np.ndarray complex (H, W // 2 + 1, 3), from :func:`example_spectrum`
-    periodic : bool
-        The image is periodic by design (a tileable output): constrain it as
-        it is, ``mean((x − P(x))²)`` with gradient ``2 (x − P(x)) / N``.
-        Otherwise (default) constrain its periodic component ``p(x)``, and
-        take the gradient back through it (see the module docstring).
-    """
-    x = np.asarray(image, np.float64)
-    if periodic:
-        diff = x - project(x, spectrum)
-        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
-    p = periodic_component(x)
-    diff = p - project(p, spectrum)
-    grad = (2.0 / diff.size) * diff
-    return float(np.mean(diff * diff)), grad - _border_jumps(_poisson_solve(grad))
+def spectrum_loss(image: np.ndarray, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
+    """``mean((x − P(x))²)`` and its gradient ``2 (x − P(x)) / N`` (same shape as ``image``)."""
+    diff = np.asarray(image, np.float64) - project(image, spectrum)
+    return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
