@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import ConfigError
@@ -46,7 +48,7 @@ DEFAULT_LAYERS = ("conv1_1", "pool1", "conv3_2")
 #: brought 11 of the 12 standard textures of benchmarks/quality.py closer to their
 #: examples by colour and gradients and 8 of 12 by the wavelet measure
 #: (benchmarks/RESULTS.md, "conv1_1 at weight 2").
-DEFAULT_LAYER_WEIGHTS = {"conv1_1": 2.0}
+DEFAULT_LAYER_WEIGHTS: Mapping[str, float] = MappingProxyType({"conv1_1": 2.0})
 #: A synthesis matches the sliced statistic where it has its targets (source images,
 #: or descriptor files with a quantile bank) and its memory fits the run's limit, Gram
 #: matrices and first moments otherwise (Grams alone from descriptor files without
@@ -171,8 +173,8 @@ class DescriptorConfig:
         8-bit image's loss within 2 % of the optimiser's; max does not.
     padding : {"reflect", "symmetric", "wrap", "same", "valid"}
         Border handling in the pyramid's blur and in every convolution.
-        ``reflect`` (default) leaves no frame; ``wrap`` makes tileable
-        output; ``same`` pads with the mean colour; ``valid`` pads nothing
+        ``reflect`` (default) leaves no frame; ``symmetric`` mirrors
+        repeating the edge pixel; ``wrap`` makes tileable output; ``same`` pads with the mean colour; ``valid`` pads nothing
         and is known to leave a dark frame.
     source_scale : float
         Factor applied to each source image before its features are taken
