@@ -174,8 +174,9 @@ class DescriptorConfig:
     padding : {"reflect", "symmetric", "wrap", "same", "valid"}
         Border handling in the pyramid's blur and in every convolution.
         ``reflect`` (default) leaves no frame; ``symmetric`` mirrors
-        repeating the edge pixel; ``wrap`` makes tileable output; ``same`` pads with the mean colour; ``valid`` pads nothing
-        and is known to leave a dark frame.
+        repeating the edge pixel; ``wrap`` makes tileable output; ``same``
+        pads with the mean colour; ``valid`` pads nothing and is known to
+        leave a dark frame.
     source_scale : float
         Factor applied to each source image before its features are taken
         (0.5: features twice as large relative to the output).
