@@ -36,6 +36,7 @@ import sys
 import tarfile
 import textwrap
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "texbench"
 PEERS = {"heitz": "heitz_sw.jpg", "gonthier": "gonthier_mr.jpg"}
 VARIANTS = ("ours", "ours_jpeg", "heitz", "gonthier")
+# Every wavelet subband but the finest diagonal ones (quality_measures.wavelet_kl_subbands' layout).
+_OUTSIDE_FINEST_DIAGONAL = np.ones((4, 3, 3), bool)
+_OUTSIDE_FINEST_DIAGONAL[:, -1, 2] = False
+#: The measures reported on windows (speckle and spectrum add little there; every measure is stored).
+WINDOW_MEASURES = ("wavelet_kl", "color_sw1", "gradient")
 RESULTS_TITLE = "## Texture quality — "
 
 
@@ -223,6 +229,24 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
         }
         for peer, image in peers.items():
             entry[peer] = qm.score_all(example, image, crops=args.crops)
+        images = {"ours": ours, "ours_jpeg": ours_jpeg, **{peer: [image] for peer, image in peers.items()}}
+        entry["wavelet_without_finest_diagonal"] = {
+            variant: float(
+                np.mean([qm.wavelet_kl_subbands(example, im)[_OUTSIDE_FINEST_DIAGONAL].mean() for im in ims])
+            )
+            for variant, ims in images.items()
+        }
+        entry["windows"] = {
+            "example": qm.window_floor(example),
+            **{
+                variant: {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+                for variant, scores in (
+                    ("ours", [qm.window_scores(example, im) for im in ours]),
+                    ("ours_jpeg", [qm.window_scores(example, im) for im in ours_jpeg]),
+                )
+            },
+            **{peer: qm.window_scores(example, image) for peer, image in peers.items()},
+        }
         entry["speckle_example"] = qm.chroma_fine_rms(example)
         entry["speckle_values"] = {
             "ours": float(np.mean([qm.chroma_fine_rms(im) for im in ours])),
@@ -253,6 +277,17 @@ def geomean_ratio(a: list[float], b: list[float], floor: float) -> float:
     """exp(mean(log(a/b))) with both sides floored at ``floor`` (a difference below it is not a ratio)."""
     logs = [math.log(max(x, floor) / max(y, floor)) for x, y in zip(a, b, strict=True)]
     return math.exp(sum(logs) / len(logs)) if logs else float("nan")
+
+
+def geomean(values: list[float], floor: float) -> float:
+    """exp(mean(log(values))), each floored at ``floor``."""
+    return math.exp(sum(math.log(max(v, floor)) for v in values) / len(values)) if values else float("nan")
+
+
+def ratio_cell(ours: list[float], theirs: list[float], floor: float) -> str:
+    """``"ratio (wins/n)"``: the geometric-mean ratio ours/theirs and the count where ours is lower."""
+    wins = sum(o < t for o, t in zip(ours, theirs, strict=True))
+    return f"{geomean_ratio(ours, theirs, floor):.3g} ({wins}/{len(ours)})"
 
 
 def summary_rows(result: dict) -> list[tuple[str, str, float, int, int]]:
@@ -330,6 +365,64 @@ def format_report(result: dict, markdown: bool = False) -> str:
             for tid, t in textures.items()
         ],
     )
+    trimmed = {
+        tid: t["wavelet_without_finest_diagonal"]
+        for tid, t in textures.items()
+        if "wavelet_without_finest_diagonal" in t
+    }
+    if trimmed:
+        lines.append(
+            "wavelet_kl without the finest diagonal subbands, where JPEG's quantisation acts (it leaves few, "
+            "large coefficients there: the JPEG examples' finest diagonal band is sparser than an uncompressed "
+            "image's). Geometric-mean ratio ours/peer (wins):"
+        )
+        lines.append("")
+        table(
+            ["variant", *PEERS],
+            [
+                [
+                    variant,
+                    *(
+                        ratio_cell(
+                            [w[variant] for w in trimmed.values()],
+                            [w[peer] for w in trimmed.values()],
+                            qm.FLOORS["wavelet_kl"],
+                        )
+                        for peer in PEERS
+                    ),
+                ]
+                for variant in ("ours", "ours_jpeg")
+            ],
+        )
+    windowed = {tid: t["windows"] for tid, t in textures.items() if "windows" in t}
+    if windowed:
+        lines.append(
+            "Windows, which score outputs of every size alike: each measure between the image's disjoint "
+            "windows of half the example's side (16 at most) and the example's four quadrants, every pair, "
+            "averaged; `example` is its quadrants against each other, what two pieces of the texture itself "
+            "score. Cells: ours / ours after JPEG / heitz / example:"
+        )
+        lines.append("")
+        cells = ("ours", "ours_jpeg", "heitz", "example")
+        table(
+            ["id", *WINDOW_MEASURES],
+            [
+                [tid, *(" / ".join(f"{w[v][m]:.3g}" for v in cells) for m in WINDOW_MEASURES)]
+                for tid, w in windowed.items()
+            ]
+            + [
+                [
+                    "geomean",
+                    *(
+                        " / ".join(
+                            f"{geomean([w[v][m] for w in windowed.values()], qm.FLOORS[m]):.3g}"
+                            for v in cells
+                        )
+                        for m in WINDOW_MEASURES
+                    ),
+                ]
+            ],
+        )
     copied = {tid: t for tid, t in textures.items() if "copying_details" in t}
     if copied:
         names = ["ours", *PEERS]
@@ -379,17 +472,24 @@ def compare(path_a: Path, path_b: Path) -> str:
         f"B = {b['label']} ({path_b}) against A = {a['label']} ({path_a}), {len(ids)} textures; "
         "ratio < 1: B closer to the example; wins: textures where B is closer"
     ]
-    lines.append(f"{'measure':14s} {'png B/A':>10s} {'wins':>6s} {'jpeg B/A':>10s} {'wins':>6s}")
-    for m in a["measures"]:
-        if m not in b["measures"]:
-            continue
-        cells = []
-        for v in ("ours", "ours_jpeg"):
-            xa = [a["textures"][i][v][m] for i in ids]
-            xb = [b["textures"][i][v][m] for i in ids]
-            wins = sum(y < x for x, y in zip(xa, xb, strict=True))
-            cells.append(f"{geomean_ratio(xb, xa, qm.FLOORS[m]):10.3g} {wins:3d}/{len(ids):<2d}")
-        lines.append(f"{m:14s} " + " ".join(cells))
+    lines.append(f"{'measure':14s} {'png B/A (wins)':>16s} {'jpeg B/A (wins)':>16s}")
+
+    def row(name: str, scores: Callable[[dict, str], dict], measures: Iterable[str]) -> None:
+        for m in measures:
+            cells = [
+                ratio_cell(
+                    [scores(b["textures"][i], v)[m] for i in ids],
+                    [scores(a["textures"][i], v)[m] for i in ids],
+                    qm.FLOORS[m],
+                )
+                for v in ("ours", "ours_jpeg")
+            ]
+            lines.append(f"{name + m:14s} " + " ".join(f"{c:>16s}" for c in cells))
+
+    row("", lambda t, v: t[v], [m for m in a["measures"] if m in b["measures"]])
+    if all("windows" in r["textures"][i] for r in (a, b) for i in ids):
+        lines.append("windows (outputs of any size scored alike; see the report):")
+        row("  ", lambda t, v: t["windows"][v], WINDOW_MEASURES)
     for name, r in (("A", a), ("B", b)):
         secs = [r["textures"][i].get("seconds") for i in ids]
         secs = [s for s in secs if s is not None]

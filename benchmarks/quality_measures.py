@@ -95,14 +95,27 @@ def wavelet_kl(example: np.ndarray, output: np.ndarray, levels: int = 3, wavelet
     Subbands of the luminance and of R, G and B (3·levels each); each pair's KL is symmetrised
     (½(KL(e‖o) + KL(o‖e))) and the mean over all subbands is returned, in nats.
     """
-    kls = []
-    for a, b in zip(_wavelet_channels(example), _wavelet_channels(output), strict=True):
-        for sa, sb in zip(
-            wavelet_subbands(a, levels, wavelet), wavelet_subbands(b, levels, wavelet), strict=True
+    return float(np.mean(wavelet_kl_subbands(example, output, levels, wavelet)))
+
+
+def wavelet_kl_subbands(
+    example: np.ndarray, output: np.ndarray, levels: int = 3, wavelet: str = "db4"
+) -> np.ndarray:
+    """The terms of :func:`wavelet_kl`, shape (4, levels, 3): channel (luminance, R, G, B), level
+    (coarsest first) and orientation (horizontal, vertical, diagonal); nats.
+
+    JPEG's quantisation acts mostly on the finest diagonal subband (``[:, -1, 2]``): it leaves few,
+    large coefficients there, so a JPEG example's finest diagonal band is sparser (GGD β lower) than an
+    uncompressed image's.
+    """
+    kls = np.zeros((4, levels, 3))
+    for c, (a, b) in enumerate(zip(_wavelet_channels(example), _wavelet_channels(output), strict=True)):
+        for k, (sa, sb) in enumerate(
+            zip(wavelet_subbands(a, levels, wavelet), wavelet_subbands(b, levels, wavelet), strict=True)
         ):
             pa, pb = fit_ggd(sa), fit_ggd(sb)
-            kls.append(0.5 * (ggd_kl(*pa, *pb) + ggd_kl(*pb, *pa)))
-    return float(np.mean(kls))
+            kls[c, k // 3, k % 3] = 0.5 * (ggd_kl(*pa, *pb) + ggd_kl(*pb, *pa))
+    return kls
 
 
 def _wavelet_channels(image: np.ndarray) -> list[np.ndarray]:
@@ -276,6 +289,47 @@ def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
     # At most one side is cropped unless the two differ in aspect; then crop i pairs with crop i.
     pairs = list(zip(ex, out, strict=True)) if len(ex) == len(out) else list(itertools.product(ex, out))
     return {m: float(np.mean([f(e, o) for e, o in pairs])) for m, f in _FUNCTIONS.items()}
+
+
+def grid_windows(image: np.ndarray, height: int, width: int, count: int | None = None, seed: int = 0) -> list:
+    """The image's disjoint height×width windows on a grid from its top-left corner (row-major); at most
+    ``count`` of them, a fixed (seeded) choice, when there are more."""
+    rows, cols = image.shape[0] // height, image.shape[1] // width
+    windows = [
+        image[i * height : (i + 1) * height, j * width : (j + 1) * width]
+        for i in range(rows)
+        for j in range(cols)
+    ]
+    if count is not None and len(windows) > count:
+        keep = np.sort(np.random.default_rng(seed).choice(len(windows), count, replace=False))
+        windows = [windows[k] for k in keep]
+    return windows
+
+
+def window_scores(example: np.ndarray, output: np.ndarray, count: int = 16) -> dict:
+    """Every measure of ``MEASURES`` between windows of the output and the example's quadrants.
+
+    The windows are half the example's height and width: the example's four quadrants against (at most
+    ``count`` of) the output's disjoint windows of the same size, every pair, averaged. Unlike
+    :func:`score_all`, this scores an output of any size the same way: a 256² output is not favoured
+    for having been fitted to the whole example, which no crop of a larger texture can be. Compare with
+    :func:`window_floor`, the same score between the example's own quadrants.
+    """
+    h, w = example.shape[0] // 2, example.shape[1] // 2
+    quadrants, windows = grid_windows(example, h, w), grid_windows(output, h, w, count)
+    pairs = list(itertools.product(quadrants, windows))
+    return {m: float(np.mean([f(e, o) for e, o in pairs])) for m, f in _FUNCTIONS.items()}
+
+
+def window_floor(example: np.ndarray) -> dict:
+    """:func:`window_scores` of the example against itself: each quadrant against each other quadrant.
+
+    What two samples of the texture itself score at that size; a texture that matched the example
+    everywhere would score about this much.
+    """
+    h, w = example.shape[0] // 2, example.shape[1] // 2
+    pairs = list(itertools.combinations(grid_windows(example, h, w), 2))
+    return {m: float(np.mean([f(a, b) for a, b in pairs])) for m, f in _FUNCTIONS.items()}
 
 
 def diversity(outputs: list[np.ndarray], example: np.ndarray) -> float:

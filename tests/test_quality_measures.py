@@ -193,3 +193,51 @@ def test_copy_correlation_of_details_ignores_a_shared_layout():
     assert qm.copy_correlation(a, b) > 0.8
     assert qm.copy_correlation(a, b, detail_sigma=4.0) < 0.5
     assert qm.copy_correlation(a, a, detail_sigma=4.0) == pytest.approx(1.0, abs=1e-9)
+
+
+def _grainy(size: int, seed: int) -> np.ndarray:
+    """Colour noise with energy in every wavelet band (a blur of 0.7 px), 0–255 float, periodic."""
+    noise = np.random.default_rng(seed).standard_normal((size, size, 3))
+    smooth = ndimage.gaussian_filter(noise, sigma=(0.7, 0.7, 0), mode="wrap")
+    return 128 + 30 * smooth / smooth.std()
+
+
+def test_windows_are_the_disjoint_grid_and_a_seeded_choice_of_it():
+    image = np.arange(4 * 6 * 3, dtype=float).reshape(4, 6, 3)
+    windows = qm.grid_windows(image, 2, 3)
+    assert [w.shape for w in windows] == [(2, 3, 3)] * 4
+    np.testing.assert_array_equal(windows[1], image[:2, 3:])
+    np.testing.assert_array_equal(windows[2], image[2:, :3])
+    chosen = qm.grid_windows(image, 2, 3, count=2, seed=1)
+    assert len(chosen) == 2
+    assert all(any(np.array_equal(c, w) for w in windows) for c in chosen)
+    assert all(np.array_equal(a, b) for a, b in zip(chosen, qm.grid_windows(image, 2, 3, count=2, seed=1)))
+
+
+def test_an_image_scored_by_windows_against_itself_is_three_quarters_of_its_floor():
+    # Its 4 windows against its 4 quadrants: 4 identical pairs (0) and each of the floor's 6 pairs
+    # twice, in both orders; every measure is symmetric.
+    example = _grainy(256, seed=0)
+    floor, scores = qm.window_floor(example), qm.window_scores(example, example)
+    for m in qm.MEASURES:
+        assert scores[m] == pytest.approx(0.75 * floor[m], rel=1e-9), m
+
+
+def test_a_larger_independent_sample_scores_by_windows_like_the_examples_own_quadrants():
+    example, larger = _grainy(256, seed=0), _grainy(512, seed=10)
+    floor = qm.window_floor(example)
+    same = qm.window_scores(example, larger, count=4)
+    stronger = qm.window_scores(example, 128 + 1.5 * (larger - 128), count=4)  # contrast 1.5×
+    for m in qm.MEASURES:
+        assert same[m] < 2 * floor[m], m
+        assert stronger[m] > 4 * floor[m], m
+
+
+def test_wavelet_kl_is_the_mean_of_its_subband_terms_and_jpeg_acts_most_on_the_finest_diagonal():
+    image = _grainy(128, seed=3)
+    back = quality.jpeg_round_trip(np.clip(image, 0, 255))
+    terms = qm.wavelet_kl_subbands(image, back)
+    assert terms.shape == (4, 3, 3)
+    assert terms.mean() == pytest.approx(qm.wavelet_kl(image, back), rel=1e-12)
+    per_band = terms.mean(axis=0)  # (level, orientation), coarsest level first
+    assert np.unravel_index(per_band.argmax(), per_band.shape) == (2, 2)
