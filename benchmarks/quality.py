@@ -8,6 +8,11 @@ after the same JPEG round trip as the peers' published files (quality 75, 4:2:0)
 scored beside. Prints one per-texture table per measure, geometric-mean ratios ours/peer, wins and
 seconds per texture; writes ``scores.json``, ``contact_sheet.png`` and ``contact_zoom.png`` to --out.
 
+An output larger than its example is scored on example-sized crops, which favours the example-sized
+output: that one was fitted to the whole example, and no crop of a larger texture can be. The window
+scores (``quality_measures.window_scores``) score every size alike, against the example's quadrants,
+with the quadrants against each other as the floor; compare sizes by those.
+
 The measuring set is a folder of ``ID/`` folders holding ``example.jpg``, ``heitz_sw.jpg`` (Heitz et al.,
 CVPR 2021) and ``gonthier_mr.jpg`` (Gonthier et al., 2020); it is read in place, never copied.
 
