@@ -403,9 +403,9 @@ def format_report(result: dict, markdown: bool = False) -> str:
     if windowed:
         lines.append(
             "Windows, which score outputs of every size alike: each measure between the image's disjoint "
-            "windows of half the example's side (16 at most) and the example's four quadrants, every pair, "
-            "averaged; `example` is its quadrants against each other, what two pieces of the texture itself "
-            "score. Cells: ours / ours after JPEG / heitz / example:"
+            "windows of half the example's side (16 at most) and the example's four quadrants, each window's "
+            "mean over the quadrants, the median over the windows; `example` is each quadrant against the other "
+            "three, what pieces of the texture itself score. Cells: ours / ours after JPEG / heitz / example:"
         )
         lines.append("")
         cells = ("ours", "ours_jpeg", "heitz", "example")
