@@ -322,10 +322,7 @@ def window_scores(example: np.ndarray, output: np.ndarray, count: int = 16) -> d
     """
     h, w = example.shape[0] // 2, example.shape[1] // 2
     quadrants, windows = grid_windows(example, h, w), grid_windows(output, h, w, count)
-    return {
-        m: float(np.median([np.mean([f(q, o) for q in quadrants]) for o in windows]))
-        for m, f in _FUNCTIONS.items()
-    }
+    return _median_of_means([[(q, o) for q in quadrants] for o in windows])
 
 
 def window_floor(example: np.ndarray) -> dict:
@@ -337,8 +334,13 @@ def window_floor(example: np.ndarray) -> dict:
     """
     h, w = example.shape[0] // 2, example.shape[1] // 2
     quadrants = grid_windows(example, h, w)
+    return _median_of_means([[(q, o) for q in quadrants if q is not o] for o in quadrants])
+
+
+def _median_of_means(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> dict:
+    """For every measure: the median over ``groups`` of the mean over each group's (example, output) pairs."""
     return {
-        m: float(np.median([np.mean([f(q, o) for q in quadrants if q is not o]) for o in quadrants]))
+        m: float(np.median([np.mean([f(e, o) for e, o in pairs]) for pairs in groups]))
         for m, f in _FUNCTIONS.items()
     }
 
