@@ -241,17 +241,10 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
             )
             for variant, ims in images.items()
         }
-        entry["windows"] = {
-            "example": qm.window_floor(example),
-            **{
-                variant: {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
-                for variant, scores in (
-                    ("ours", [qm.window_scores(example, im) for im in ours]),
-                    ("ours_jpeg", [qm.window_scores(example, im) for im in ours_jpeg]),
-                )
-            },
-            **{peer: qm.window_scores(example, image) for peer, image in peers.items()},
-        }
+        entry["windows"] = {"example": qm.window_floor(example)}
+        for variant, ims in images.items():
+            scores = [qm.window_scores(example, im) for im in ims]
+            entry["windows"][variant] = {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
         entry["speckle_example"] = qm.chroma_fine_rms(example)
         entry["speckle_values"] = {
             "ours": float(np.mean([qm.chroma_fine_rms(im) for im in ours])),
