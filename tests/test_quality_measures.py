@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -255,3 +256,39 @@ def test_one_wild_window_does_not_move_the_window_scores():
     plain, spoilt = qm.window_scores(example, larger), qm.window_scores(example, wild)
     for m in qm.MEASURES:
         assert spoilt[m] < 1.5 * plain[m], m
+
+
+def test_score_only_reports_windows_and_the_wavelet_without_its_finest_diagonal(tmp_path, capsys):
+    # A measuring set of one texture whose "output" is a larger independent sample of it, saved
+    # through the same JPEG as the example (saved uncompressed, it scored 15× the example's own
+    # quadrants by the wavelet measure).
+    from PIL import Image
+
+    data, out = tmp_path / "set", tmp_path / "out"
+    (data / "1").mkdir(parents=True)
+    out.mkdir()
+    for name, seed in (("example.jpg", 0), ("heitz_sw.jpg", 1), ("gonthier_mr.jpg", 2)):
+        Image.fromarray(np.clip(_grainy(256, seed), 0, 255).astype(np.uint8)).save(
+            data / "1" / name, quality=90
+        )
+    Image.fromarray(np.clip(_grainy(512, 10), 0, 255).astype(np.uint8)).save(
+        tmp_path / "larger.jpg", quality=90
+    )
+    Image.open(tmp_path / "larger.jpg").save(out / "1.png")  # as compressed as the example: see below
+    quality.main(["--score-only", "--data", str(data), "--out", str(out), "--ids", "1", "--label", "A"])
+    report = capsys.readouterr().out
+    assert "Windows, which score outputs of every size alike" in report
+    assert "without the finest diagonal subbands" in report
+    texture = json.loads((out / "scores.json").read_text())["textures"]["1"]
+    windows = texture["windows"]
+    assert set(windows) == {"example", "ours", "ours_jpeg", "heitz", "gonthier"}
+    for m in qm.MEASURES:  # a larger sample of the same noise scores like the example's own quadrants
+        assert windows["ours"][m] < 2 * windows["example"][m], m
+    for variant, value in texture["wavelet_without_finest_diagonal"].items():
+        assert 0 < value < 10 * texture[variant]["wavelet_kl"], variant
+    quality.main(["--compare", str(out / "scores.json"), str(out / "scores.json")])
+    compared = capsys.readouterr().out
+    assert "windows (outputs of any size scored alike" in compared
+    rows = compared.splitlines()
+    windowed = rows[rows.index("windows (outputs of any size scored alike; see the report):") + 1].split()
+    assert windowed == ["wavelet_kl", "1", "(0/1)", "1", "(0/1)"]  # a run against itself
