@@ -51,9 +51,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "texbench"
 PEERS = {"heitz": "heitz_sw.jpg", "gonthier": "gonthier_mr.jpg"}
 VARIANTS = ("ours", "ours_jpeg", "heitz", "gonthier")
-# Every wavelet subband but the finest diagonal ones (quality_measures.wavelet_kl_subbands' layout).
-_OUTSIDE_FINEST_DIAGONAL = np.ones((4, 3, 3), bool)
-_OUTSIDE_FINEST_DIAGONAL[:, -1, 2] = False
 #: The measures reported on windows (speckle and spectrum add little there; every measure is stored).
 WINDOW_MEASURES = ("wavelet_kl", "color_sw1", "gradient")
 RESULTS_TITLE = "## Texture quality — "
@@ -196,6 +193,11 @@ def jpeg_round_trip(image: np.ndarray, quality: int = 75) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float64)
 
 
+def _mean_scores(scores: list[dict]) -> dict:
+    """The mean of each measure over several images' scores (one per seed)."""
+    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+
+
 def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
     """Score every output in --out (and the peers' files) against its example."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -225,26 +227,23 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
         ours = [_load_rgb(p) for p in outputs]
         ours_jpeg = [jpeg_round_trip(im) for im in ours]
         peers = {peer: _load_rgb(folder / name) for peer, name in PEERS.items()}
-        entry = {
-            variant: {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
-            for variant, scores in (
-                ("ours", [qm.score_all(example, im, crops=args.crops) for im in ours]),
-                ("ours_jpeg", [qm.score_all(example, im, crops=args.crops) for im in ours_jpeg]),
-            )
-        }
-        for peer, image in peers.items():
-            entry[peer] = qm.score_all(example, image, crops=args.crops)
+        # Every variant is a list of images (ours: one per seed), and its scores are their means.
         images = {"ours": ours, "ours_jpeg": ours_jpeg, **{peer: [image] for peer, image in peers.items()}}
-        entry["wavelet_without_finest_diagonal"] = {
-            variant: float(
-                np.mean([qm.wavelet_kl_subbands(example, im)[_OUTSIDE_FINEST_DIAGONAL].mean() for im in ims])
-            )
+        entry = {
+            variant: _mean_scores([qm.score_all(example, im, crops=args.crops) for im in ims])
             for variant, ims in images.items()
         }
-        entry["windows"] = {"example": qm.window_floor(example)}
-        for variant, ims in images.items():
-            scores = [qm.window_scores(example, im) for im in ims]
-            entry["windows"][variant] = {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+        entry["wavelet_without_finest_diagonal"] = {
+            variant: float(np.mean([qm.wavelet_kl_without_finest_diagonal(example, im) for im in ims]))
+            for variant, ims in images.items()
+        }
+        entry["windows"] = {
+            "example": qm.window_floor(example),
+            **{
+                variant: _mean_scores([qm.window_scores(example, im) for im in ims])
+                for variant, ims in images.items()
+            },
+        }
         entry["speckle_example"] = qm.chroma_fine_rms(example)
         entry["speckle_values"] = {
             "ours": float(np.mean([qm.chroma_fine_rms(im) for im in ours])),
@@ -271,15 +270,16 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------- reports
 
 
-def geomean_ratio(a: list[float], b: list[float], floor: float) -> float:
-    """exp(mean(log(a/b))) with both sides floored at ``floor`` (a difference below it is not a ratio)."""
-    logs = [math.log(max(x, floor) / max(y, floor)) for x, y in zip(a, b, strict=True)]
-    return math.exp(sum(logs) / len(logs)) if logs else float("nan")
-
-
 def geomean(values: list[float], floor: float) -> float:
-    """exp(mean(log(values))), each floored at ``floor``."""
+    """exp(mean(log(values))), each floored at ``floor`` (a difference below it is not a ratio)."""
     return math.exp(sum(math.log(max(v, floor)) for v in values) / len(values)) if values else float("nan")
+
+
+def geomean_ratio(a: list[float], b: list[float], floor: float) -> float:
+    """exp(mean(log(a/b))) with both sides floored at ``floor``: the ratio of their geometric means."""
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} values against {len(b)}")
+    return geomean(a, floor) / geomean(b, floor)
 
 
 def ratio_cell(ours: list[float], theirs: list[float], floor: float) -> str:

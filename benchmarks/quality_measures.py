@@ -118,6 +118,15 @@ def wavelet_kl_subbands(
     return kls
 
 
+def wavelet_kl_without_finest_diagonal(example: np.ndarray, output: np.ndarray) -> float:
+    """:func:`wavelet_kl` without its finest diagonal subbands, where JPEG's quantisation acts (see
+    :func:`wavelet_kl_subbands`): the mean of the other terms, nats."""
+    terms = wavelet_kl_subbands(example, output)
+    keep = np.ones(terms.shape, bool)
+    keep[:, -1, 2] = False
+    return float(terms[keep].mean())
+
+
 def _wavelet_channels(image: np.ndarray) -> list[np.ndarray]:
     return [luminance(image), image[..., 0], image[..., 1], image[..., 2]]
 
