@@ -22,6 +22,7 @@ from multiscale.config import (
     PADDINGS,
     POOLINGS,
     PRECISIONS,
+    SPECTRUM_PEAKS,
     SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
     parse_float_list,
@@ -310,6 +311,12 @@ texture_options = compose(
                  help="Weight of the spectrum constraint: the distance to the images with the sources' Fourier "
                  "spectrum, which keeps bricks, tiles and weaves in line; 0 leaves it out. It needs source "
                  f"images. [default: {DEFAULT_SPECTRUM_WEIGHT:g} with source images, 0 with --grams files]"),
+    click.option("--spectrum-peaks", type=click.Choice(SPECTRUM_PEAKS), default=S.spectrum_peaks, show_default=True,
+                 help="For an output larger than its source: gather each sharp peak of the source's spectrum "
+                 "into one frequency, so that a regular pattern (tiles, a weave, a checkerboard) keeps one lattice "
+                 "across the whole output; spread leaves the peaks as wide as the source's own frequency "
+                 "resolution, and the lattice holds over about one source-size (irregular layouts that only look "
+                 "regular in the source, such as a few hand-laid tiles, may prefer it)."),
     click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
                  help="Sizes optimised in turn, coarse to fine, each twice the one before and started from "
                  "its upsampled result; a stage below the output size matches only the octaves it holds. "

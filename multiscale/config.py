@@ -74,6 +74,11 @@ STYLE_STATISTICS = ("gram",)
 #: standard textures of benchmarks/quality.py, 1 came closer to the examples than
 #: none on 10–12 of them by every measure that does not score the spectrum itself.
 DEFAULT_SPECTRUM_WEIGHT = 1.0
+#: How the spectrum constraint extends a source's spectrum to an output larger than the
+#: source (:func:`multiscale.objectives.spectrum.gather_peaks`): ``"gather"`` each isolated
+#: peak into one frequency, so that a regular pattern's lattice holds across the whole
+#: output, or leave it ``"spread"`` by the zero-padding, which holds it over one source-size.
+SPECTRUM_PEAKS = ("gather", "spread")
 #: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
 #: one before, the last the output) that put the first stage's long side at or below
 #: this. On the 12 standard textures of benchmarks/quality.py at 256², two stages
@@ -481,6 +486,10 @@ class SynthesisConfig(RunConfig):
         it out. It needs source images; ``None`` (the default) is
         :data:`DEFAULT_SPECTRUM_WEIGHT` with them and 0 without (descriptor
         files, folder builds). Reports and checkpoints record the resolved value.
+    spectrum_peaks : {"gather", "spread"}
+        How the constraint's spectrum reaches an output (or stage) larger than
+        its source: see :data:`SPECTRUM_PEAKS`. Alike for outputs no larger than
+        their source, and for sources without peaks.
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
@@ -510,6 +519,7 @@ class SynthesisConfig(RunConfig):
     frame_weight: float = 1.0
     loop: bool = False
     spectrum_weight: float | None = None
+    spectrum_peaks: str = "gather"
 
     job: ClassVar[str] = "synthesize"
 
@@ -524,6 +534,10 @@ class SynthesisConfig(RunConfig):
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
+        if self.spectrum_peaks not in SPECTRUM_PEAKS:
+            raise ConfigError(
+                "spectrum_peaks", f"must be one of {', '.join(SPECTRUM_PEAKS)}, got {self.spectrum_peaks!r}"
+            )
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(
                 "stages",

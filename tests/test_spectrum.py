@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.objectives.spectrum import example_spectrum, project, spectrum_loss
+from multiscale.objectives.spectrum import example_spectrum, gather_peaks, project, spectrum_loss
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -128,3 +128,83 @@ def test_a_small_example_s_spectrum_keeps_its_power_and_loses_the_box_s_cross(sa
     assert power(tapered) == pytest.approx(power(box), rel=0.1)
     axes = lambda s: np.abs(s[1:64, 0]).mean() / np.abs(s[1:64, 2:8]).mean()  # noqa: E731
     assert axes(tapered) < axes(box)
+
+
+def _lattice(size: int = 64, cycles: float = 5.5, seed: int = 0) -> np.ndarray:
+    """A diagonal grating of ``cycles`` periods across the side (not a whole number), plus faint noise."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    grating = 0.5 + 0.3 * np.cos(2 * np.pi * cycles * (xx + 0.5 * yy) / size)
+    noise = 0.02 * np.random.default_rng(seed).standard_normal((size, size, 3))
+    return np.clip(grating[..., None] * np.array([0.9, 0.7, 0.5]) + noise, 0, 1).astype(np.float32)
+
+
+def _autocorrelation(spectrum: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The target's autocorrelation (the inverse FFT of its power, mean removed), over all channels."""
+    power = np.abs(spectrum) ** 2
+    power[0, 0] = 0.0
+    return np.sum(np.fft.irfft2(power, s=shape, axes=(0, 1)), axis=-1)
+
+
+def test_a_padded_example_s_lattice_ends_at_its_size_and_gathered_holds_across_the_output() -> None:
+    """Zero-padding a 64² grating (5.5 periods across: it does not tile) to 256² leaves no
+    correlation beyond a lag of 64 px: the constraint would hold the lattice over one example-size
+    only. Gathered, the grating's peak is one frequency, and its correlation eleven periods away,
+    two example-sizes off, is nearly as strong as at lag 0."""
+    example = _lattice()
+    spread = example_spectrum([example], height=256, width=256, peaks="spread")
+    gathered = example_spectrum([example], height=256, width=256)
+    lag = 128  # 11 periods along x: two example-sizes
+    for spectrum, low, high in [(spread, -1e-4, 1e-4), (gathered, 0.85, 1.0)]:
+        corr = _autocorrelation(spectrum, (256, 256))
+        assert low <= corr[0, lag] / corr[0, 0] <= high
+
+    # the grating's power is in one frequency (and its mirror, not stored in the real FFT's half):
+    # 5.5 × 4 cycles along x, half as many along y; spread, no frequency holds a fifth of it
+    def power(spectrum):
+        p = np.sum(np.abs(spectrum) ** 2, axis=-1)
+        p[0, 0] = 0.0
+        return p
+
+    assert np.unravel_index(np.argmax(power(gathered)), (256, 129)) == (11, 22)
+    assert power(gathered).max() > 0.8 * power(gathered).sum()
+    assert power(spread).max() < 0.2 * power(spread).sum()
+
+
+def test_gathering_keeps_the_power_and_a_real_image_s_symmetry() -> None:
+    example = _lattice(size=48, cycles=4.6)
+    for height, width in [(192, 192), (200, 151)]:
+        padded = np.zeros((height, width, 3))
+        padded[:48, :48] = example - example.mean(axis=(0, 1))
+        full = np.fft.fft2(padded, axes=(0, 1))
+        out = gather_peaks(full, example_shape=(48, 48))
+        assert np.sum(np.abs(out) ** 2) == pytest.approx(np.sum(np.abs(full) ** 2), rel=1e-12)
+        assert not np.allclose(np.abs(out), np.abs(full))  # the grating was gathered
+        mirror = np.conj(out[(-np.arange(height)) % height][:, (-np.arange(width)) % width])
+        np.testing.assert_allclose(out, mirror, atol=1e-9 * np.abs(out).max())
+
+
+def test_textures_without_peaks_and_outputs_no_larger_than_the_example_keep_the_padded_spectrum(
+    samples_dir,
+) -> None:
+    from multiscale.io import load_image
+
+    gravel = load_image(samples_dir / "gravel.png")[:128, :128]
+    noise = np.random.default_rng(5).uniform(size=(64, 64, 3)).astype(np.float32)
+    for example, size in [(gravel, 512), (noise, 256)]:
+        np.testing.assert_array_equal(
+            example_spectrum([example], height=size, width=size),
+            example_spectrum([example], height=size, width=size, peaks="spread"),
+        )
+    lattice = _lattice()
+    np.testing.assert_array_equal(
+        example_spectrum([lattice], height=64, width=64),
+        example_spectrum([lattice], height=64, width=64, peaks="spread"),
+    )
+
+
+def test_spectrum_peaks_is_gather_or_spread() -> None:
+    from multiscale.config import SynthesisConfig
+
+    assert SynthesisConfig().spectrum_peaks == "gather"
+    with pytest.raises(ConfigError, match="spectrum_peaks"):
+        SynthesisConfig(spectrum_peaks="sharp")

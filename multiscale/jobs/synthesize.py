@@ -175,6 +175,7 @@ def synthesize(
     frames: int = SYNTHESIS_DEFAULTS.frames,
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
     spectrum_weight: float | None = SYNTHESIS_DEFAULTS.spectrum_weight,
+    spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -195,7 +196,8 @@ def synthesize(
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, spectrum_weight, max_memory, tile_size, precision, stages
+    optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, max_memory, tile_size, precision,
+    stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -222,9 +224,8 @@ def synthesize(
         source_width=source_width, weights=None if weights is None else os.fspath(weights),
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
-        frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, max_memory=max_memory,
-        tile_size=tile_size,
-        precision=precision, stages=stages,
+        frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, spectrum_peaks=spectrum_peaks,
+        max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 

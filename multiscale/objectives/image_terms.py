@@ -47,7 +47,7 @@ def image_terms(
                 "spectrum_weight",
                 "the spectrum constraint needs source images (-s FILE), not descriptor files",
             )
-        spectrum = example_spectrum(exemplars, height=height, width=width)
+        spectrum = example_spectrum(exemplars, height=height, width=width, peaks=config.spectrum_peaks)
         terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
     return terms
 

@@ -30,6 +30,17 @@ and the constraint then holds straight lines one example-size in from the
 output's borders (seen as seams at 256 and 768 px in a 1024² texture from a
 256² example). The taper's edges are smooth, so its spectrum holds no lines.
 
+Zero-padding spreads each peak of the example's spectrum over a lobe as wide
+as one of the example's own frequency bins: the target's autocorrelation
+ends at a lag of the example's size, and so does the lattice that the
+constraint holds. A 1024² checkerboard from a 256² example came out as
+patches of lattice that did not line up. With ``peaks="gather"`` (the
+default) :func:`gather_peaks` puts back what padding spread: the power of
+each isolated peak above the local median level goes to the one frequency
+at the peak's centre, and the lattice then holds across the whole output.
+A texture without peaks (rust, gravel, grass) keeps its padded spectrum
+exactly, and so does any output no larger than its example.
+
 Numpy only; it works on the whole image at any size (an FFT of the output,
 not the network), so tiled runs use it unchanged.
 """
@@ -39,11 +50,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import fft
+from scipy import fft, ndimage
 
 #: Share of an example's side, at each end, that :func:`taper_spot` rolls off
 #: (a Tukey window) along an axis where the example is smaller than the output.
 TAPER = 0.25
+
+#: A frequency belongs to a peak where the power there is more than this many
+#: times the local median power. The padded periodogram of a texture without
+#: peaks is about exponentially distributed around its local mean (the median
+#: is ln 2 of it): it exceeds 30 medians with a probability of e^-21 ≈ 1e-9
+#: per frequency, so noise is left alone at every output size up to 8192².
+PEAK_RATIO = 30.0
 
 
 def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
@@ -74,13 +92,19 @@ def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
     return (tapered * np.sqrt(energy / kept) if kept > 0 else tapered).astype(centred.dtype, copy=False)
 
 
-def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int) -> np.ndarray:
+def example_spectrum(
+    exemplars: Sequence[np.ndarray], *, height: int, width: int, peaks: str = "gather"
+) -> np.ndarray:
     """ĥ: the exemplars' spectrum at the output's size (see the module docstring).
 
     Parameters
     ----------
     exemplars : sequence of np.ndarray float32 (h, w, 3) in [0, 1]
     height, width : int
+    peaks : {"gather", "spread"}
+        For an exemplar smaller than the output: :func:`gather_peaks`, or
+        the zero-padded spectrum as it is
+        (:data:`~multiscale.config.SPECTRUM_PEAKS`).
 
     Returns
     -------
@@ -99,14 +123,108 @@ def example_spectrum(exemplars: Sequence[np.ndarray], *, height: int, width: int
         mean = crop.reshape(-1, 3).mean(axis=0)
         padded = np.zeros((height, width, 3))
         padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
-        spectrum = fft.rfft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
+        spectrum = fft.fft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
         spectrum[0, 0] = mean * height * width
-        spectra.append(spectrum)
+        if peaks == "gather" and (crop.shape[0] < height or crop.shape[1] < width):
+            spectrum = gather_peaks(spectrum, example_shape=crop.shape[:2])
+        spectra.append(spectrum[:, : width // 2 + 1])
     if len(spectra) == 1:
         return spectra[0]
     power = np.mean([np.abs(s) ** 2 for s in spectra], axis=0)
     phase = np.exp(1j * np.angle(spectra[0]))
     return np.sqrt(power) * phase
+
+
+def gather_peaks(spectrum: np.ndarray, *, example_shape: tuple[int, int]) -> np.ndarray:
+    """A zero-padded example's spectrum with each isolated peak gathered into one frequency.
+
+    Parameters
+    ----------
+    spectrum : np.ndarray complex (H, W, 3)
+        The full 2-D FFT (per channel) of an example of ``example_shape``
+        (h, w), zero-padded to H × W, as :func:`example_spectrum` makes it:
+        a real image's, so ``spectrum[-ξ] == conj(spectrum[ξ])``.
+    example_shape : (int, int)
+        (h, w), each at most (H, W).
+
+    Returns
+    -------
+    np.ndarray complex128 (H, W, 3), again a real image's spectrum, with the
+    same total power ``Σ |ĥ|²``.
+
+    Notes
+    -----
+    With ``P = Σ_c |ĥ_c|²`` and ``m`` its local median (over about 5 × 5 of
+    the example's own frequency bins, each ``H / h`` × ``W / w`` of the
+    output's), a peak is a connected set of frequencies where ``P >``
+    :data:`PEAK_RATIO` ``· m``, widened by one example bin so that the
+    side lobes of the padding window join their peak; frequencies below two
+    example bins from 0 (the example's shading) are never part of one. In a
+    peak, every frequency's power is brought down to ``m`` (its phase and
+    colour kept), and the excess ``Σ (P − m)⁺`` goes to the frequency
+    nearest the peak's excess-weighted centre, with the colour and phase
+    of the peak's strongest frequency. Peaks at ``ξ`` and ``−ξ`` are
+    mirror images, so the result stays Hermitian.
+    """
+    height, width = spectrum.shape[:2]
+    steps = (max(1, height // example_shape[0]), max(1, width // example_shape[1]))
+    power = np.fft.fftshift(np.sum(np.abs(spectrum) ** 2, axis=-1))
+    level = _local_median(power, steps)
+    fy = (np.arange(height) - height // 2) / height * example_shape[0]
+    fx = (np.arange(width) - width // 2) / width * example_shape[1]
+    shading = np.hypot(fy[:, None], fx[None, :]) < 2.0  # in example bins
+    above = (power > PEAK_RATIO * level) & ~shading
+    if not above.any():
+        return spectrum
+    grown = ndimage.binary_dilation(above, structure=np.ones((2 * steps[0] + 1, 2 * steps[1] + 1), bool))
+    labels, _ = ndimage.label(grown & ~shading)
+    out = np.fft.fftshift(spectrum, axes=(0, 1)).copy()
+    centre = np.array([height // 2, width // 2])
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        inside = labels[box] == index
+        if not np.any(above[box] & inside):
+            continue
+        p, m = power[box], level[box]
+        excess = np.where(inside, np.maximum(p - m, 0.0), 0.0)
+        total = float(excess.sum())
+        rows, cols = np.nonzero(excess)
+        weights = excess[rows, cols]
+        # the centre, rounded relative to frequency 0 so that ξ and −ξ round alike
+        at = np.rint(
+            np.array([rows @ weights, cols @ weights]) / total + [box[0].start, box[1].start] - centre
+        )
+        target = tuple((at.astype(int) + centre) % [height, width])
+        strongest = np.unravel_index(np.argmax(np.where(inside, p, -1.0)), p.shape)
+        colour = out[box][strongest].copy()
+        region = out[box]
+        shrink = np.sqrt(np.where(excess > 0, m / np.where(excess > 0, p, 1.0), 1.0))
+        region *= shrink[..., None]
+        kept = float(np.sum(np.abs(out[target]) ** 2))
+        out[target] = colour * np.sqrt((kept + total) / np.sum(np.abs(colour) ** 2))
+    return np.fft.ifftshift(out, axes=(0, 1))
+
+
+def _local_median(power: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
+    """The median of ``power`` (H, W, frequency 0 at the centre) over 5 × 5 blocks of ``steps``
+    frequencies, symmetric under ξ → −ξ as ``power`` is.
+
+    It is taken on the grid thinned by ``steps`` through frequency 0 and spread back to the
+    nearest thinned frequency: a peak's lobe, about one block wide, cannot move it, and an
+    8192² output's costs what a 256²'s would.
+    """
+    height, width = power.shape
+    centre = (height // 2, width // 2)
+    offsets = (centre[0] % steps[0], centre[1] % steps[1])
+    coarse = ndimage.median_filter(power[offsets[0] :: steps[0], offsets[1] :: steps[1]], size=5, mode="wrap")
+    nearest = [
+        np.clip((c - o) // s + np.rint((np.arange(n) - c) / s).astype(int), 0, k - 1)
+        for n, c, o, s, k in zip(power.shape, centre, offsets, steps, coarse.shape, strict=True)
+    ]
+    level = coarse[nearest[0][:, None], nearest[1][None, :]]
+    mirror = [(2 * c - np.arange(n)) % n for n, c in zip(power.shape, centre, strict=True)]
+    return 0.5 * (level + level[mirror[0][:, None], mirror[1][None, :]])
 
 
 def project(image: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
