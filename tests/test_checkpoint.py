@@ -99,3 +99,11 @@ def test_a_folder_from_before_per_layer_default_weights_resumes_with_the_weights
     meta["config"]["descriptor"]["layer_weights"] = [3.0, 1.0]  # given weights stay as given
     (folder / "checkpoint.json").write_text(json.dumps({**meta, "version": version}))
     assert read_checkpoint(folder).config.descriptor.layer_weights == (3.0, 1.0)
+
+
+def test_a_folder_from_before_gathered_peaks_resumes_with_the_spread_spectrum_it_ran_with(folder):
+    assert read_checkpoint(folder).config.spectrum_peaks == "gather"  # today's folder records it
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["config"]["spectrum_peaks"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.spectrum_peaks == "spread"
