@@ -82,7 +82,8 @@ def synthesize(
     spectrum (--init), the output's pixels are optimised with bounded L-BFGS
     until its statistics match the sources' at every octave at once; with
     source photos, a spectrum constraint (--spectrum-weight) keeps regular
-    patterns such as bricks in line.
+    patterns such as bricks in line, across the whole of an output larger
+    than the source (--spectrum-peaks).
 
     Output size is independent of the source size. The best image so far is
     kept if the run is stopped (Ctrl-C, --time-limit, a numerical failure).
