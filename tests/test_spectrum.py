@@ -208,3 +208,13 @@ def test_spectrum_peaks_is_gather_or_spread() -> None:
     assert SynthesisConfig().spectrum_peaks == "gather"
     with pytest.raises(ConfigError, match="spectrum_peaks"):
         SynthesisConfig(spectrum_peaks="sharp")
+
+
+def test_several_small_examples_are_gathered_each_and_their_powers_averaged() -> None:
+    one, other = _lattice(seed=1), _lattice(size=48, cycles=4.125, seed=2)  # 22 and 22 cycles at 256²
+    both = example_spectrum([one, other], height=256, width=256)
+    alone = [example_spectrum([e], height=256, width=256) for e in (one, other)]
+    np.testing.assert_allclose(np.abs(both) ** 2, np.mean([np.abs(s) ** 2 for s in alone], axis=0), rtol=1e-9)
+    power = np.sum(np.abs(both) ** 2, axis=-1)
+    power[0, 0] = 0.0
+    assert np.unravel_index(np.argmax(power), power.shape) == (11, 22) and power.max() > 0.7 * power.sum()
