@@ -123,11 +123,13 @@ def example_spectrum(
         mean = crop.reshape(-1, 3).mean(axis=0)
         padded = np.zeros((height, width, 3))
         padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
-        spectrum = fft.fft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
+        spectrum = fft.rfft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
         spectrum[0, 0] = mean * height * width
         if peaks == "gather" and (crop.shape[0] < height or crop.shape[1] < width):
-            spectrum = gather_peaks(spectrum, example_shape=crop.shape[:2])
-        spectra.append(spectrum[:, : width // 2 + 1])
+            # on the whole plane: a peak may straddle the real FFT's half
+            whole = gather_peaks(_whole_plane(spectrum, width=width), example_shape=crop.shape[:2])
+            spectrum = whole[:, : width // 2 + 1].copy()
+        spectra.append(spectrum)
     if len(spectra) == 1:
         return spectra[0]
     power = np.mean([np.abs(s) ** 2 for s in spectra], axis=0)
@@ -178,14 +180,14 @@ def gather_peaks(spectrum: np.ndarray, *, example_shape: tuple[int, int]) -> np.
         return spectrum
     grown = ndimage.binary_dilation(above, structure=np.ones((2 * steps[0] + 1, 2 * steps[1] + 1), bool))
     labels, _ = ndimage.label(grown & ~shading)
-    out = np.fft.fftshift(spectrum, axes=(0, 1)).copy()
-    centre = np.array([height // 2, width // 2])
+    # Peaks are found with frequency 0 at the centre, where none is cut in two; the spectrum is
+    # changed where it lies, through these maps from centred to stored rows and columns.
+    stored = (np.fft.fftshift(np.arange(height)), np.fft.fftshift(np.arange(width)))
+    out = spectrum.copy()
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
         inside = labels[box] == index
         if not np.any(above[box] & inside):
-            continue
+            continue  # a piece that the shading's disc cut from a peak
         p, m = power[box], level[box]
         excess = np.where(inside, np.maximum(p - m, 0.0), 0.0)
         total = float(excess.sum())
@@ -193,17 +195,26 @@ def gather_peaks(spectrum: np.ndarray, *, example_shape: tuple[int, int]) -> np.
         weights = excess[rows, cols]
         # the centre, rounded relative to frequency 0 so that ξ and −ξ round alike
         at = np.rint(
-            np.array([rows @ weights, cols @ weights]) / total + [box[0].start, box[1].start] - centre
+            np.array([rows @ weights, cols @ weights]) / total
+            + [box[0].start - height // 2, box[1].start - width // 2]
         )
-        target = tuple((at.astype(int) + centre) % [height, width])
+        target = (int(at[0]) % height, int(at[1]) % width)  # stored: frequency 0 first
+        region = np.ix_(stored[0][box[0]], stored[1][box[1]])
         strongest = np.unravel_index(np.argmax(np.where(inside, p, -1.0)), p.shape)
-        colour = out[box][strongest].copy()
-        region = out[box]
+        colour = out[region][strongest].copy()
         shrink = np.sqrt(np.where(excess > 0, m / np.where(excess > 0, p, 1.0), 1.0))
-        region *= shrink[..., None]
+        out[region] *= shrink[..., None]
         kept = float(np.sum(np.abs(out[target]) ** 2))
         out[target] = colour * np.sqrt((kept + total) / np.sum(np.abs(colour) ** 2))
-    return np.fft.ifftshift(out, axes=(0, 1))
+    return out
+
+
+def _whole_plane(half: np.ndarray, *, width: int) -> np.ndarray:
+    """A real image's full 2-D FFT (H, width, ...) from its real FFT's half (H, width // 2 + 1, ...),
+    by ``ĥ(−ξ) = conj(ĥ(ξ))``; the stored half is kept value for value."""
+    rows = (-np.arange(half.shape[0])) % half.shape[0]
+    cols = width - np.arange(width // 2 + 1, width)
+    return np.concatenate([half, np.conj(half[rows][:, cols])], axis=1)
 
 
 def _local_median(power: np.ndarray, steps: tuple[int, int]) -> np.ndarray:
