@@ -395,8 +395,9 @@ def format_report(result: dict, markdown: bool = False) -> str:
     windowed = {tid: t["windows"] for tid, t in textures.items() if "windows" in t}
     if windowed:
         lines.append(
-            "Windows, which score outputs of every size alike: each measure between the image's disjoint "
-            "windows of half the example's side (16 at most) and the example's four quadrants, each window's "
+            "Windows, which score outputs of every size alike: each measure between the image's windows of "
+            f"half the example's side ({qm.WINDOW_OFFSETS} grids shifted along the diagonal, "
+            f"{qm.WINDOW_COUNT} windows at most) and the example's four quadrants, each window's "
             "mean over the quadrants, the median over the windows; `example` is each quadrant against the other "
             "three, what pieces of the texture itself score. Cells: ours / ours after JPEG / heitz / example:"
         )

@@ -300,37 +300,56 @@ def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
     return {m: float(np.mean([f(e, o) for e, o in pairs])) for m, f in _FUNCTIONS.items()}
 
 
-def grid_windows(image: np.ndarray, height: int, width: int, count: int | None = None, seed: int = 0) -> list:
-    """The image's disjoint height×width windows on a grid from its top-left corner (row-major); at most
-    ``count`` of them, a fixed (seeded) choice, when there are more."""
-    rows, cols = image.shape[0] // height, image.shape[1] // width
-    windows = [
-        image[i * height : (i + 1) * height, j * width : (j + 1) * width]
-        for i in range(rows)
-        for j in range(cols)
-    ]
+def grid_windows(
+    image: np.ndarray, height: int, width: int, count: int | None = None, seed: int = 0, offsets: int = 1
+) -> list:
+    """The image's disjoint height×width windows on a grid from its top-left corner (row-major).
+
+    With ``offsets`` > 1 the grid is laid that many times, shifted down and right by k/offsets of a
+    window plus k pixels (k = 0 … offsets − 1), and the windows of all the grids are pooled. The
+    decimated wavelet transform is not shift-invariant: a lattice's coarse subbands in a window depend
+    on where the lattice falls on the wavelets' dyadic grid, and a checkerboard's window wavelet KL
+    moved 7× between crops 11 px apart. The extra k pixels put the grids at k different phases of
+    that dyadic grid (all 8 of a 3-level transform with 8 grids), and the pooled median hardly moves.
+    At most ``count`` windows, a fixed (seeded) choice, when there are more.
+    """
+    windows = []
+    for k in range(offsets):
+        r0, c0 = k * height // offsets + k, k * width // offsets + k
+        rows, cols = (image.shape[0] - r0) // height, (image.shape[1] - c0) // width
+        windows += [
+            image[r0 + i * height : r0 + (i + 1) * height, c0 + j * width : c0 + (j + 1) * width]
+            for i in range(rows)
+            for j in range(cols)
+        ]
     if count is not None and len(windows) > count:
         keep = np.sort(np.random.default_rng(seed).choice(len(windows), count, replace=False))
         windows = [windows[k] for k in keep]
     return windows
 
 
-def window_scores(example: np.ndarray, output: np.ndarray, count: int = 16) -> dict:
+#: Grids pooled by :func:`window_scores`, and the most windows it scores.
+WINDOW_OFFSETS, WINDOW_COUNT = 8, 64
+
+
+def window_scores(
+    example: np.ndarray, output: np.ndarray, count: int = WINDOW_COUNT, offsets: int = WINDOW_OFFSETS
+) -> dict:
     """Every measure of ``MEASURES`` between windows of the output and the example's quadrants.
 
-    The windows are half the example's height and width. Each of the output's disjoint windows (at
-    most ``count`` of them) is scored against each of the example's four quadrants and takes the mean;
-    the median over the windows is returned. Unlike :func:`score_all`, this scores an output of any
-    size the same way: a 256² output is not favoured for having been fitted to the whole example,
-    which no crop of a larger texture can be. Compare with :func:`window_floor`, the same score between
-    the example's own quadrants.
+    The windows are half the example's height and width, from ``offsets`` grids shifted along the
+    diagonal (:func:`grid_windows`; at most ``count`` of them). Each window is scored against each of
+    the example's four quadrants and takes the mean; the median over the windows is returned. Unlike
+    :func:`score_all`, this scores an output of any size the same way: a 256² output is not favoured
+    for having been fitted to the whole example, which no crop of a larger texture can be. Compare
+    with :func:`window_floor`, the same score between the example's own quadrants.
 
     The median, not the mean, because a window's coarsest wavelet subbands hold few coefficients
     (16² in a 128² window): where a periodic texture makes one nearly sinusoidal, its GGD fit runs to
     the bound on β, and that one window's KL reaches hundreds of nats.
     """
     h, w = example.shape[0] // 2, example.shape[1] // 2
-    quadrants, windows = grid_windows(example, h, w), grid_windows(output, h, w, count)
+    quadrants, windows = grid_windows(example, h, w), grid_windows(output, h, w, count, offsets=offsets)
     return _median_of_means([[(q, o) for q in quadrants] for o in windows])
 
 

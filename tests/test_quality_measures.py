@@ -203,6 +203,13 @@ def _grainy(size: int, seed: int) -> np.ndarray:
     return 128 + 30 * smooth / smooth.std()
 
 
+def _lattice(size: int, phase: int) -> np.ndarray:
+    """A checkerboard of 20 px squares, shifted by ``phase`` px, under faint grain; 0–255 float."""
+    i = np.arange(size) + phase
+    board = ((i[:, None] // 20 + i[None, :] // 20) % 2).astype(float)
+    return 90 + 80 * board[..., None] + 0.5 * (_grainy(size, seed=phase) - 128)
+
+
 def test_windows_are_the_disjoint_grid_and_a_seeded_choice_of_it():
     image = np.arange(4 * 6 * 3, dtype=float).reshape(4, 6, 3)
     windows = qm.grid_windows(image, 2, 3)
@@ -216,11 +223,32 @@ def test_windows_are_the_disjoint_grid_and_a_seeded_choice_of_it():
     assert all(np.array_equal(a, b) for a, b in zip(chosen, again, strict=True))
 
 
+def test_offset_grids_add_the_windows_of_the_grid_shifted_along_the_diagonal():
+    image = np.arange(8 * 12 * 3, dtype=float).reshape(8, 12, 3)
+    pooled = qm.grid_windows(image, 4, 6, offsets=2)
+    assert len(pooled) == 4 + 1  # the shifted grid (half a window and 1 px: 3 rows, 4 columns in) has room for one
+    np.testing.assert_array_equal(pooled[-1], image[3:7, 4:10])
+    assert all(np.array_equal(a, b) for a, b in zip(pooled[:4], qm.grid_windows(image, 4, 6), strict=True))
+
+
+def test_pooled_grids_steady_the_window_scores_of_a_lattice():
+    # A lattice's window wavelet KL hangs on where it falls on the wavelets' dyadic grid: one grid's
+    # score moves with a shift of a few pixels, the pooled grids' score much less.
+    example, larger = _lattice(256, phase=0), _lattice(384, phase=5)
+
+    def spread(**kw):
+        scores = [qm.window_scores(example, larger[d : d + 256, d : d + 256], **kw)["wavelet_kl"] for d in range(0, 8, 3)]
+        return max(scores) / min(scores)
+
+    single, pooled = spread(offsets=1), spread()
+    assert single > 2 and pooled < 0.5 * single, (single, pooled)
+
+
 def test_an_image_scored_by_windows_against_itself_is_three_quarters_of_its_floor():
     # Each of its 4 windows is one quadrant: its mean over the 4 quadrants holds a 0 and the three
     # distances its floor averages; every measure is symmetric.
     example = _grainy(256, seed=0)
-    floor, scores = qm.window_floor(example), qm.window_scores(example, example)
+    floor, scores = qm.window_floor(example), qm.window_scores(example, example, offsets=1)
     for m in qm.MEASURES:
         assert scores[m] == pytest.approx(0.75 * floor[m], rel=1e-9), m
 
