@@ -317,6 +317,12 @@ texture_options = compose(
                  "across the whole output; spread leaves the peaks as wide as the source's own frequency "
                  "resolution, and the lattice holds over about one source-size (irregular layouts that only look "
                  "regular in the source, such as a few hand-laid tiles, may prefer it)."),
+    click.option("--spectrum-last-stage", type=click.FloatRange(min=0), default=S.spectrum_last_stage,
+                 show_default=True, metavar="SHARE",
+                 help="In a run of several stages (--stages), the spectrum constraint's weight in the last one, as "
+                 "a share of --spectrum-weight. The earlier stages lay out the lattice and keep colour speckle "
+                 "down; in the last, the constraint would mix the colours of things that lie independently (dots "
+                 "of several colours grow halos). 1 keeps it whole there too."),
     click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
                  help="Sizes optimised in turn, coarse to fine, each twice the one before and started from "
                  "its upsampled result; a stage below the output size matches only the octaves it holds. "

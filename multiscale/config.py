@@ -79,6 +79,13 @@ DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: peak into one frequency, so that a regular pattern's lattice holds across the whole
 #: output, or leave it ``"spread"`` by the zero-padding, which holds it over one source-size.
 SPECTRUM_PEAKS = ("gather", "spread")
+#: The spectrum constraint's weight in the last stage of a run in stages, as a share of
+#: its weight in the others (a run of one stage keeps the whole weight). The earlier
+#: stages lay out the lattice and hold the colour speckle down; in the last, one phase per
+#: frequency for all three channels mixes the colours of things that lie independently
+#: (dots of three colours grew cyan halos), and the VGG statistics keep what the earlier
+#: stages laid out (benchmarks/RESULTS.md, "The spectrum constraint in the last stage").
+SPECTRUM_LAST_STAGE = 0.25
 #: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
 #: one before, the last the output) that put the first stage's long side at or below
 #: this. On the 12 standard textures of benchmarks/quality.py at 256², two stages
@@ -490,6 +497,11 @@ class SynthesisConfig(RunConfig):
         How the constraint's spectrum reaches an output (or stage) larger than
         its source: see :data:`SPECTRUM_PEAKS`. Alike for outputs no larger than
         their source, and for sources without peaks.
+    spectrum_last_stage : float
+        The constraint's weight in the last stage of a run in stages, as a
+        share of ``spectrum_weight`` (:data:`SPECTRUM_LAST_STAGE`): 1 keeps it
+        whole there too, 0 leaves it to the earlier stages. A run of one
+        stage keeps the whole weight.
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
@@ -520,6 +532,7 @@ class SynthesisConfig(RunConfig):
     loop: bool = False
     spectrum_weight: float | None = None
     spectrum_peaks: str = "gather"
+    spectrum_last_stage: float = SPECTRUM_LAST_STAGE
 
     job: ClassVar[str] = "synthesize"
 
@@ -534,6 +547,7 @@ class SynthesisConfig(RunConfig):
         _positive_float("frame_weight", self.frame_weight, allow_zero=True)
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
+        _positive_float("spectrum_last_stage", self.spectrum_last_stage, allow_zero=True)
         if self.spectrum_peaks not in SPECTRUM_PEAKS:
             raise ConfigError(
                 "spectrum_peaks", f"must be one of {', '.join(SPECTRUM_PEAKS)}, got {self.spectrum_peaks!r}"

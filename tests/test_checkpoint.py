@@ -107,3 +107,11 @@ def test_a_folder_from_before_gathered_peaks_resumes_with_the_spread_spectrum_it
     del meta["config"]["spectrum_peaks"]
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     assert read_checkpoint(folder).config.spectrum_peaks == "spread"
+
+
+def test_a_folder_from_before_the_last_stages_share_resumes_with_the_whole_constraint_in_every_stage(folder):
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert meta["config"]["spectrum_last_stage"] == SynthesisConfig().spectrum_last_stage
+    del meta["config"]["spectrum_last_stage"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.spectrum_last_stage == 1.0

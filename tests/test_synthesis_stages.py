@@ -55,6 +55,18 @@ def test_each_stage_doubles_the_size_keeps_one_octave_less_and_runs_half_the_ite
     assert stage_config(config, stages[-1]).max_iter == 50
 
 
+def test_the_last_of_several_stages_weighs_the_spectrum_constraint_by_its_share():
+    config = make_config(width=1024, height=768, stages=3, spectrum_weight=2.0, spectrum_last_stage=0.25)
+    stages = plan_stages(config, height=768, width=1024)
+    assert [stage_config(config, s).spectrum_weight for s in stages] == [2.0, 2.0, 0.5]
+    alone = make_config(width=128, height=128, stages=1, spectrum_weight=2.0, spectrum_last_stage=0.25)
+    assert stage_config(alone, plan_stages(alone, height=128, width=128)[0]).spectrum_weight == 2.0
+    unresolved = make_config(width=1024, height=768, stages=3)  # None: resolved from the sources later
+    assert stage_config(unresolved, stages[-1]).spectrum_weight is None
+    with pytest.raises(ConfigError, match="spectrum_last_stage"):
+        make_config(spectrum_last_stage=-1.0)
+
+
 def test_stages_are_at_most_the_octaves_and_the_api_and_cli_refuse_more(source, tmp_path):
     with pytest.raises(ConfigError, match="stages"):
         SynthesisConfig.with_options(octaves=3, stages=4)
@@ -193,6 +205,18 @@ def test_a_run_in_stages_resumes_bit_for_bit(source, tmp_path, stop_at, stopped_
     resumed, _ = resume_synthesis(tmp_path / "ck")
     np.testing.assert_array_equal(resumed.image, whole.image)
     assert resumed.report.loss == whole.report.loss
+
+
+def test_a_run_with_the_spectrum_constraint_records_each_stages_weight_and_resumes_bit_for_bit(
+    source, tmp_path, stopped_run
+):
+    config = make_config(stages=2, max_iter=6, seed=2, **{**SMALL, "spectrum_weight": 1.0}, spectrum_last_stage=0.5)
+    whole = run_synthesis(source, config=config)
+    assert [s["spectrum_weight"] for s in whole.report.stages] == [1.0, 0.5]
+    first = stopped_run(source, config=config, stop_at=8)  # in the last stage
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert resumed.report.loss == whole.report.loss and first.report.stop_reason == "callback"
 
 
 def test_a_tileable_run_in_stages_stays_seamless(source):

@@ -176,6 +176,7 @@ def synthesize(
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
     spectrum_weight: float | None = SYNTHESIS_DEFAULTS.spectrum_weight,
     spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
+    spectrum_last_stage: float = SYNTHESIS_DEFAULTS.spectrum_last_stage,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -196,8 +197,8 @@ def synthesize(
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, max_memory, tile_size, precision,
-    stages
+    optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, spectrum_last_stage, max_memory,
+    tile_size, precision, stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -225,7 +226,7 @@ def synthesize(
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, spectrum_peaks=spectrum_peaks,
-        max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
+        spectrum_last_stage=spectrum_last_stage, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -844,12 +845,16 @@ def _stage_descriptor(d: DescriptorConfig, shift: int) -> DescriptorConfig:
 
 
 def stage_config(config: SynthesisConfig, stage: Stage) -> SynthesisConfig:
-    """The config a stage runs with: its size, its iterations and the output's octaves from ``stage.shift`` on."""
+    """The config a stage runs with: its size, its iterations and the output's octaves from ``stage.shift`` on;
+    the last of several stages weighs the spectrum constraint by ``config.spectrum_last_stage``."""
     if stage.shift == 0 and stage.index == 0:
         return config
+    spectrum = config.spectrum_weight
+    if stage.shift == 0 and spectrum is not None:
+        spectrum *= config.spectrum_last_stage
     return dataclasses.replace(
         config, descriptor=_stage_descriptor(config.descriptor, stage.shift), height=stage.height,
-        width=stage.width, max_iter=stage.max_iter, stages=1,
+        width=stage.width, max_iter=stage.max_iter, stages=1, spectrum_weight=spectrum,
     )  # fmt: skip
 
 
@@ -1076,6 +1081,7 @@ def run_synthesis(
             "stage": stage.index + 1, "height": stage.height, "width": stage.width,
             "octaves": run_config.descriptor.octaves, "iterations": result.iterations,
             "loss": float(result.loss), "stop_reason": result.stop_reason,
+            "spectrum_weight": run_config.spectrum_weight,
         })  # fmt: skip
         last = stage is stages[-1]
         if not last and result.stop_reason in _HANDS_OVER:
