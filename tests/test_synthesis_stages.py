@@ -210,7 +210,9 @@ def test_a_run_in_stages_resumes_bit_for_bit(source, tmp_path, stop_at, stopped_
 def test_a_run_with_the_spectrum_constraint_records_each_stages_weight_and_resumes_bit_for_bit(
     source, tmp_path, stopped_run
 ):
-    config = make_config(stages=2, max_iter=6, seed=2, **{**SMALL, "spectrum_weight": 1.0}, spectrum_last_stage=0.5)
+    config = make_config(
+        stages=2, max_iter=6, seed=2, **{**SMALL, "spectrum_weight": 1.0}, spectrum_last_stage=0.5
+    )
     whole = run_synthesis(source, config=config)
     assert [s["spectrum_weight"] for s in whole.report.stages] == [1.0, 0.5]
     first = stopped_run(source, config=config, stop_at=8)  # in the last stage
