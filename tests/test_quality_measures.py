@@ -226,9 +226,8 @@ def test_windows_are_the_disjoint_grid_and_a_seeded_choice_of_it():
 def test_offset_grids_add_the_windows_of_the_grid_shifted_along_the_diagonal():
     image = np.arange(8 * 12 * 3, dtype=float).reshape(8, 12, 3)
     pooled = qm.grid_windows(image, 4, 6, offsets=2)
-    assert (
-        len(pooled) == 4 + 1
-    )  # the shifted grid (half a window and 1 px: 3 rows, 4 columns in) has room for one
+    # the shifted grid (half a window and 1 px: 3 rows, 4 columns in) has room for one window
+    assert len(pooled) == 4 + 1
     np.testing.assert_array_equal(pooled[-1], image[3:7, 4:10])
     assert all(np.array_equal(a, b) for a, b in zip(pooled[:4], qm.grid_windows(image, 4, 6), strict=True))
 
