@@ -98,8 +98,8 @@ def main() -> None:
         for name, bank in banks.items():
             got = bank.draw(seed=0, draw=j, counts=counts)
             for k in counts:
-                t = want[k][1].astype(np.float64)
-                errors.setdefault((name, k), []).append(np.mean((got[k][1] - t) ** 2) / np.mean(t**2))
+                t = want[k][1].array().astype(np.float64)
+                errors.setdefault((name, k), []).append(np.mean((got[k][1].array() - t) ** 2) / np.mean(t**2))
     print("bank targets against exact ones (same directions), mean over draws of mean sq. error / mean sq.:")
     for k in counts:
         row = "  ".join(

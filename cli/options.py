@@ -108,8 +108,8 @@ descriptor_options = compose(
         "random directions redrawn every 25 iterations; --grams files must be built with it) and/or "
         "mean (first moments: each layer's mean feature vector, weighted like its Gram; --grams files "
         "must be built with it); several listed, their losses add. auto: sliced where it has its "
-        "targets (source images) and its memory fits (it grows with the output: about 4.5 GB at "
-        "1024²), gram,mean otherwise (gram alone from --grams files without means); the JSON records "
+        "targets (source images) and its memory fits (it grows with the output: about 5 GiB at "
+        "2048²), gram,mean otherwise (gram alone from --grams files without means); the JSON records "
         "the choice.",
     ),
     relative_weights(

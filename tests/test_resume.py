@@ -222,8 +222,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(source_file, tmp_path):
     "size, args, expected",
     [
         ("256", [], "sliced"),  # auto: a source image, and it fits
-        ("2048", [], "gram, mean"),  # auto: its projections would pass AUTO_SLICED_MAX_BYTES
-        ("2048", ["--statistics", "sliced", "--max-memory", "64G"], "sliced"),  # asked for: kept
+        ("2048", ["--max-memory", "64G"], "sliced"),  # auto: its projections stay under 6 GiB
+        ("4096", ["--max-memory", "64G"], "gram, mean"),  # auto: they would pass AUTO_SLICED_MAX_BYTES
+        ("4096", ["--statistics", "sliced", "--max-memory", "64G"], "sliced"),  # asked for: kept
     ],
 )
 def test_dry_run_says_which_statistic_the_run_will_match(source_file, size, args, expected):

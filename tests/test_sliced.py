@@ -14,7 +14,10 @@ from multiscale.measure.gram import image_grams, image_moments
 from multiscale.measure.sliced import (
     MAX_SOURCE_POSITIONS,
     REDRAW_EVERY,
+    QuantileBank,
     SlicedTargets,
+    TargetQuantiles,
+    bank_levels,
     directions,
     join_sliced,
     quantiles,
@@ -58,7 +61,7 @@ def test_averaging_quantile_functions_is_the_wasserstein_barycentre_in_1d() -> N
     # one direction in 1-D: ±1; the projected barycentre is the projection of N(2, 1)
     d = directions(1, seed=0, draw=0, key=(0, "x"))[0, 0]
     expected = np.sort((z + 2.0) * d)
-    np.testing.assert_allclose(target[:, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(target.array()[:, 0], expected, atol=1e-5)
 
 
 def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
@@ -79,6 +82,50 @@ def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
         q[i, j] += eps
         fd = (sorted_cotangent(q, t, 0.7)[0] - sorted_cotangent(p - (q - p), t, 0.7)[0]) / (2 * eps)
         assert grad[i, j] == pytest.approx(fd, rel=1e-5)
+
+
+def test_targets_are_read_a_block_of_directions_at_a_time_as_the_whole_array_would_be() -> None:
+    """Two sources of other sizes and a bank: any block of columns is those columns of the whole."""
+    rng = np.random.default_rng(4)
+    sources = tuple(
+        (w, np.sort(rng.standard_normal((n, 6)), axis=0).astype(np.float32))
+        for w, n in ((0.3, 70), (0.7, 45))
+    )
+    whole = np.zeros((50, 6))
+    for w, values in sources:
+        whole += w * quantiles(values, 50)
+    mixed = TargetQuantiles(count=50, sources=sources)
+    np.testing.assert_array_equal(mixed.array(), whole.astype(np.float32))
+    np.testing.assert_array_equal(mixed.columns(2, 5), whole.astype(np.float32)[:, 2:5])
+    levels = bank_levels(8)
+    bank = QuantileBank(
+        quantiles={(0, "a"): np.sort(rng.random((1, 8, 6)), axis=1).astype(np.float32)}, levels=levels
+    )
+    _, banked = bank.draw(seed=0, draw=0, counts={(0, "a"): 50})[(0, "a")]
+    np.testing.assert_array_equal(banked.columns(1, 4), banked.array()[:, 1:4])
+    assert mixed.norm() == pytest.approx(
+        float(np.mean(whole.astype(np.float32).astype(np.float64) ** 2)), rel=1e-12
+    )
+
+
+def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) -> None:
+    """Blocks of one, two or all five directions: the same value and the same gradient, bit for bit."""
+    import multiscale.measure.sliced as sliced
+
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal((40, 5)).astype(np.float32)
+    target = TargetQuantiles(
+        count=40, sources=((1.0, np.sort(rng.standard_normal((64, 5)), axis=0).astype(np.float32)),)
+    )
+    results = []
+    for block in (40, 80, 200):
+        monkeypatch.setattr(sliced, "RANK_BLOCK_VALUES", block)
+        results.append(sorted_cotangent(p, target, 0.3))
+    for value, grad in results[:2]:
+        assert value == pytest.approx(results[2][0], rel=1e-12)
+        np.testing.assert_array_equal(grad, results[2][1])
+    with pytest.raises(ValueError, match="targets of 40×5 for 39×5"):
+        sorted_cotangent(p[:39], target, 0.3)
 
 
 def test_sliced_term_is_zero_for_the_target_distribution_in_any_order() -> None:

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from ..config import DescriptorConfig
 from ..errors import ResourceError
 from ..layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
-from .sliced import BANK_DRAWS, BANK_LEVELS
+from .sliced import BANK_DRAWS, BANK_LEVELS, RANK_BLOCK_VALUES
 
 #: Mirrors :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` (that module imports
 #: scipy; this one must stay light). A test checks they agree.
@@ -127,10 +127,17 @@ PROJECTED_IMAGE_BYTES_PER_VALUE = 40
 DEFAULT_MEMORY_SHARE = 0.8
 
 #: Bytes per projected value of the sliced statistic during one evaluation, counted from
-#: the arrays it holds (not fitted): projections F·D, their sorted copy and ranks (int64
-#: in the tiled path, which ranks every tile's projections together), the float64
-#: difference to the target quantiles and the gradient, each N × C per (octave, layer).
-SLICED_BYTES_PER_VALUE = 32
+#: the arrays it holds (not fitted): the projections F·D and their gradient, each N × C per
+#: (octave, layer). The targets are read and the directions ranked a block at a time
+#: (:func:`multiscale.measure.sliced.sorted_cotangent`): that block's copies, ranks and
+#: targets (:data:`SLICED_BLOCK_BYTES`) and one key's projections gathered from the tiles
+#: come on top, whatever the number of keys.
+SLICED_BYTES_PER_VALUE = 8
+
+#: Peak of ranking one block of directions: a transposed copy, int64 ranks, the sorted
+#: values, the float64 targets read for it and their float32 copy, 28 bytes per value of
+#: :data:`multiscale.measure.sliced.RANK_BLOCK_VALUES`.
+SLICED_BLOCK_BYTES = 28 * RANK_BLOCK_VALUES
 
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
 #: (:data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
@@ -452,18 +459,21 @@ def sliced_bytes(
     height: int, width: int, *, config: DescriptorConfig, sources: Sequence[tuple[int, int]]
 ) -> int:
     """Memory of the sliced statistic: per (octave, layer), N × C projected values of the output at
-    :data:`SLICED_BYTES_PER_VALUE` (plus the float32 target quantiles), and the sources' feature vectors."""
+    :data:`SLICED_BYTES_PER_VALUE`, the largest key's projections gathered once more and one block's
+    ranking (:data:`SLICED_BLOCK_BYTES`); and per source, its feature vectors and their sorted
+    projections in the current draw (float32 each)."""
 
-    def values(h: int, w: int, cap: int | None = None) -> int:
-        total = 0
+    def values(h: int, w: int, cap: int | None = None) -> list[int]:
+        out = []
         for oh, ow in octave_sizes(h, w, octaves=config.octaves, padding=config.padding):
             for layer in config.layers:
                 rows = feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding)
-                total += (rows if cap is None else min(rows, cap)) * layer_channels(layer)
-        return total
+                out.append((rows if cap is None else min(rows, cap)) * layer_channels(layer))
+        return out
 
-    output = values(height, width) * (SLICED_BYTES_PER_VALUE + 4)
-    return output + sum(4 * values(h, w, SLICED_SOURCE_ROWS) for h, w in sources)
+    keys = values(height, width)
+    output = sum(keys) * SLICED_BYTES_PER_VALUE + 4 * max(keys) + SLICED_BLOCK_BYTES
+    return output + sum(8 * sum(values(h, w, SLICED_SOURCE_ROWS)) for h, w in sources)
 
 
 def bank_bytes(config: DescriptorConfig) -> int:

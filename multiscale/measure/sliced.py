@@ -91,6 +91,88 @@ BANK_SEED = 0
 BANK_STRETCH = 2.0
 
 
+#: Projected values ranked at a time: the directions of a key are ranked a block of
+#: columns after another, so the sort's copies, ranks and targets take at most about
+#: 28 bytes × this (112 MiB), whatever the output's size.
+RANK_BLOCK_VALUES = 1 << 22
+
+
+@dataclass(frozen=True)
+class TargetQuantiles:
+    """One key's target quantile functions in one draw, read at the output's N levels on demand.
+
+    A run never holds the (N, K) target array: at 2048² it would be as large as
+    the output's projections. It holds what the targets are read from — each
+    source's sorted projections, or a bank's quantile functions at its
+    levels — and :meth:`columns` reads the targets of a block of directions
+    when they are ranked (:func:`sorted_cotangent`), by the same interpolation,
+    value for value, as the whole array.
+
+    Attributes
+    ----------
+    count : int
+        N, the output's positions: targets are read at levels (i + ½) / N.
+    sources : tuple of (weight, np.ndarray (n_s, K) float32 sorted by column)
+        Each source's sorted projections and its share of the barycentre
+        (:func:`quantiles`, weighted sum).
+    bank : (np.ndarray (L,) float64, np.ndarray (L, K) float32) or None
+        Instead of ``sources``: a quantile function known at levels
+        (:func:`interpolate_quantiles`).
+    """
+
+    count: int
+    sources: tuple[tuple[float, np.ndarray], ...] = ()
+    bank: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, target: np.ndarray) -> TargetQuantiles:
+        """The quantiles of an (N, K) array of targets already read at N levels (returned as they are)."""
+        return cls(count=int(target.shape[0]), sources=((1.0, target),))
+
+    @property
+    def width(self) -> int:
+        """K, the directions."""
+        return int(self.bank[1].shape[1] if self.bank is not None else self.sources[0][1].shape[1])
+
+    def columns(self, start: int, stop: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """The targets of directions ``start:stop``: (N, stop − start) in ``dtype``.
+
+        Values as a run has always read them: the sources' weighted sum (or the
+        bank's interpolation) in float64, rounded to float32, then to ``dtype``.
+        A single source of exactly N values is its own quantile function and
+        comes back in its own precision (cast to ``dtype``).
+        """
+        if self.bank is not None:
+            levels, values = self.bank
+            block = interpolate_quantiles(levels, values[:, start:stop], self.count).astype(np.float32)
+        elif len(self.sources) == 1 and self.sources[0][0] == 1.0 and len(self.sources[0][1]) == self.count:
+            block = self.sources[0][1][:, start:stop]
+        else:
+            block = np.zeros((self.count, stop - start), np.float64)
+            for weight, values in self.sources:
+                block += weight * quantiles(values[:, start:stop], self.count)
+            block = block.astype(np.float32)
+        return block.astype(dtype, copy=False)
+
+    def array(self) -> np.ndarray:
+        """Every direction's targets, float32 (N, K): for tests and measurements, not for runs."""
+        return self.columns(0, self.width)
+
+    def norm(self) -> float:
+        """The targets' mean square (floored): the divisor of the key's term, read block by block."""
+        step = _block_columns(self.count, self.width)
+        total = 0.0
+        for start in range(0, self.width, step):
+            block = self.columns(start, min(start + step, self.width))
+            total += float(np.sum(np.square(block, dtype=np.float64)))
+        return max(total / (self.count * self.width), _NORM_FLOOR)
+
+
+def _block_columns(rows: int, columns: int) -> int:
+    """Columns of an (rows, columns) array ranked at a time (:data:`RANK_BLOCK_VALUES`), at least 1."""
+    return max(1, min(columns, RANK_BLOCK_VALUES // max(rows, 1)))
+
+
 def directions(channels: int, *, seed: int, draw: int, key: GramKey) -> np.ndarray:
     """K = ``channels`` random unit directions in feature space, float32 (C, K).
 
@@ -261,14 +343,14 @@ class QuantileBank:
 
     def draw(
         self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
-    ) -> dict[GramKey, tuple[np.ndarray, np.ndarray]]:
+    ) -> dict[GramKey, tuple[np.ndarray, TargetQuantiles]]:
         """Directions and target quantiles of a run's draw ``draw``, as :meth:`SlicedTargets.draw`."""
         j = (seed + draw) % self.draws
         out = {}
         for key, q in self.quantiles.items():
             octave, layer = key
             d = directions(q.shape[2], seed=self.seed, draw=j, key=(octave + self.octave_offset, layer))
-            out[key] = (d, interpolate_quantiles(self.levels, q[j], counts[key]).astype(np.float32))
+            out[key] = (d, TargetQuantiles(count=counts[key], bank=(self.levels, q[j])))
         return out
 
     def shifted(self, shift: int) -> QuantileBank:
@@ -336,22 +418,21 @@ class SlicedTargets:
 
     def draw(
         self, *, seed: int, draw: int, counts: Mapping[GramKey, int]
-    ) -> dict[GramKey, tuple[np.ndarray, np.ndarray]]:
+    ) -> dict[GramKey, tuple[np.ndarray, TargetQuantiles]]:
         """Directions and target quantiles of one draw, for an output with ``counts`` positions per key.
 
         Returns
         -------
-        dict of key → (directions (C, K) float32, targets (counts[key], K) float32)
+        dict of key → (directions (C, K) float32, the targets at ``counts[key]`` levels)
+            The targets hold each source's sorted projections (n_s × K), not
+            the (counts[key], K) array (:class:`TargetQuantiles`).
         """
         out = {}
         for key, feats in self.features.items():
             octave, layer = key
             d = directions(feats[0].shape[1], seed=seed, draw=draw, key=(octave + self.octave_offset, layer))
-            target = np.zeros((counts[key], d.shape[1]), np.float64)
-            for w, f in zip(self.weights, feats, strict=True):
-                projected = np.sort(f @ d, axis=0)
-                target += w * quantiles(projected, counts[key])
-            out[key] = (d, target.astype(np.float32))
+            parts = tuple((w, np.sort(f @ d, axis=0)) for w, f in zip(self.weights, feats, strict=True))
+            out[key] = (d, TargetQuantiles(count=counts[key], sources=parts))
         return out
 
     def shifted(self, shift: int) -> SlicedTargets:
@@ -390,12 +471,9 @@ def join_sliced(parts: Sequence[SlicedTargets], weights: Sequence[float] | None 
     return SlicedTargets(features=features, weights=shares)
 
 
-def target_norm(target: np.ndarray) -> float:
-    """Divisor of a key's term: the target's mean square (floored)."""
-    return max(float(np.mean(np.square(target, dtype=np.float64))), _NORM_FLOOR)
-
-
-def sorted_cotangent(projected: np.ndarray, target: np.ndarray, scale: float) -> tuple[float, np.ndarray]:
+def sorted_cotangent(
+    projected: np.ndarray, target: TargetQuantiles | np.ndarray, scale: float
+) -> tuple[float, np.ndarray]:
     """``scale · mean((sort(P) − T)²)`` and its gradient with respect to ``P`` (numpy).
 
     Both objectives use it: the untiled one on the whole image's projections
@@ -406,15 +484,38 @@ def sorted_cotangent(projected: np.ndarray, target: np.ndarray, scale: float) ->
     than TensorFlow's on the CPU. Equal projections (ReLU zeros) are ranked in
     a deterministic order; any order gives the same value.
 
+    The directions are ranked a block at a time (:data:`RANK_BLOCK_VALUES`),
+    and the targets read for each block (:meth:`TargetQuantiles.columns`):
+    beyond ``projected`` and the gradient, memory stays bounded at any size.
+
+    Parameters
+    ----------
+    projected : np.ndarray (N, K), float
+    target : TargetQuantiles at N levels, or np.ndarray (N, K) of targets
+    scale : float
+
     Returns
     -------
     value : float
     grad : np.ndarray (N, K), ``projected``'s dtype
     """
-    rows = np.ascontiguousarray(projected.T)
-    order = np.argsort(rows, axis=1)
-    diff = np.take_along_axis(rows, order, axis=1) - np.ascontiguousarray(target.T, dtype=rows.dtype)
-    value = scale * float(np.mean(np.square(diff, dtype=np.float64)))
-    grad = np.empty_like(rows)
-    np.put_along_axis(grad, order, diff * rows.dtype.type(2.0 * scale / diff.size), axis=1)
-    return value, grad.T
+    if not isinstance(target, TargetQuantiles):
+        target = TargetQuantiles.of(np.asarray(target))
+    n, k = projected.shape
+    if target.count != n or target.width != k:
+        raise ValueError(f"targets of {target.count}×{target.width} for {n}×{k} projections")
+    grad = np.empty_like(projected)
+    two_scale = projected.dtype.type(2.0 * scale / (n * k))
+    total = 0.0
+    step = _block_columns(n, k)
+    for start in range(0, k, step):
+        stop = min(start + step, k)
+        rows = np.ascontiguousarray(projected[:, start:stop].T)
+        order = np.argsort(rows, axis=1)
+        diff = np.take_along_axis(rows, order, axis=1)
+        diff -= np.ascontiguousarray(target.columns(start, stop, rows.dtype).T)
+        total += float(np.sum(np.square(diff, dtype=np.float64)))
+        diff *= two_scale
+        np.put_along_axis(rows, order, diff, axis=1)
+        grad[:, start:stop] = rows.T
+    return scale * total / (n * k), grad

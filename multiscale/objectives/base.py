@@ -30,6 +30,7 @@ the jobs:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ from ..config import DescriptorConfig
 from ..layers import GramKey
 from ..measure.engine import TileSeeds, TileSums
 from ..measure.gram import feature_mean, gram_matrix, output_positions
-from ..measure.sliced import REDRAW_EVERY, QuantileBank, SlicedTargets, sorted_cotangent, target_norm
+from ..measure.sliced import REDRAW_EVERY, QuantileBank, SlicedTargets, TargetQuantiles, sorted_cotangent
 from .terms import mean_loss, sliced_term, style_loss, term_shares, weighted_terms
 
 
@@ -202,10 +203,13 @@ def gradient_like(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
 class SlicedDraws:
     """The sliced terms' directions and target quantiles of the current draw.
 
-    Held in TF variables (directions (C, K), targets (N, K) and a norm per
-    (octave, layer)), so a new draw is an assignment, not a new trace. Shared
-    by the untiled objectives (:meth:`loss`, inside their traced functions)
-    and the tiled ones (:meth:`numpy`).
+    Directions (C, K) and a norm per (octave, layer) are TF variables, so a
+    new draw is an assignment, not a new trace; the targets are
+    :class:`~multiscale.measure.sliced.TargetQuantiles`, read a block of
+    directions at a time where they are ranked, never as an (N, K) array.
+    Shared by the untiled objectives (:meth:`loss`, inside their traced
+    functions, which read the current draw's targets when they run) and the
+    tiled ones (:meth:`numpy`).
 
     Parameters
     ----------
@@ -244,10 +248,10 @@ class SlicedDraws:
             raise ValueError("the sliced statistic needs the sources' features or a quantile bank")
         self.sliced = sliced
         self.counts = output_positions(height, width, config=config)
-        self._dirs, self._targets, self._norms = {}, {}, {}
+        self._dirs, self._norms = {}, {}
+        self._targets: dict[GramKey, TargetQuantiles] = {}
         for key, c in sliced.channels.items():
             self._dirs[key] = tf.Variable(tf.zeros([c, c], dtype), trainable=False)
-            self._targets[key] = tf.Variable(tf.zeros([self.counts[key], c], dtype), trainable=False)
             self._norms[key] = tf.Variable(tf.ones([], dtype), trainable=False)
         self.set(0)
 
@@ -258,8 +262,8 @@ class SlicedDraws:
         np_dtype = self._dtype.as_numpy_dtype
         for key, (d, target) in self.sliced.draw(seed=self.seed, draw=draw, counts=self.counts).items():
             self._dirs[key].assign(d.astype(np_dtype))
-            self._targets[key].assign(target.astype(np_dtype))
-            self._norms[key].assign(target_norm(target))
+            self._targets[key] = target
+            self._norms[key].assign(target.norm())
         self.draw = draw
 
     def loss(self, features: Mapping[GramKey, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -267,12 +271,18 @@ class SlicedDraws:
         terms = {}
         for key, f in features.items():
             flat = tf.reshape(f, [-1, tf.shape(f)[-1]])
-            terms[key] = sliced_term(flat, self._dirs[key], self._targets[key], self._norms[key])
+            terms[key] = sliced_term(
+                flat, self._dirs[key], functools.partial(self.targets, key), self._norms[key]
+            )
         return weighted_terms(terms, config=self.config)
 
-    def numpy(self, key: GramKey) -> tuple[np.ndarray, np.ndarray, float]:
-        """(directions, targets, norm) of ``key`` in the current draw, as numpy values."""
-        return self._dirs[key].numpy(), self._targets[key].numpy(), float(self._norms[key].numpy())
+    def targets(self, key: GramKey) -> TargetQuantiles:
+        """``key``'s targets in the current draw."""
+        return self._targets[key]
+
+    def numpy(self, key: GramKey) -> tuple[np.ndarray, TargetQuantiles, float]:
+        """(directions as numpy, targets, norm) of ``key`` in the current draw."""
+        return self._dirs[key].numpy(), self._targets[key], float(self._norms[key].numpy())
 
 
 def _sliced_terms(

@@ -9,14 +9,14 @@ and :mod:`multiscale.objectives.style` (content, total variation).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
-from ..measure.sliced import sorted_cotangent
+from ..measure.sliced import TargetQuantiles, sorted_cotangent
 
 #: Floor of ‖A‖² so an all-zero target (a black source) cannot divide by zero.
 _NORM_FLOOR = 1e-8
@@ -111,7 +111,12 @@ def _relative_loss(
     return weighted_terms(terms, config=config)
 
 
-def sliced_term(flat: tf.Tensor, d: tf.Tensor, target: tf.Tensor, norm: tf.Tensor) -> tf.Tensor:
+def sliced_term(
+    flat: tf.Tensor,
+    d: tf.Tensor,
+    target: Callable[[], TargetQuantiles] | TargetQuantiles | tf.Tensor | np.ndarray,
+    norm: tf.Tensor | float,
+) -> tf.Tensor:
     """One key's relative sliced term, differentiable (TF).
 
     Parameters
@@ -119,33 +124,44 @@ def sliced_term(flat: tf.Tensor, d: tf.Tensor, target: tf.Tensor, norm: tf.Tenso
     flat : tf.Tensor (N, C)
         The output's feature vectors.
     d : tf.Tensor (C, K)
-    target : tf.Tensor (N, K)
-        Target quantiles at the N levels.
+    target : TargetQuantiles at N levels, a function returning them, or an (N, K) array
+        The targets. A function is called each time the term runs, so a
+        traced objective reads the current draw's targets
+        (:class:`~multiscale.objectives.base.SlicedDraws`).
     norm : tf.Tensor scalar
-        :func:`target_norm` of ``target``.
+        The targets' mean square (:meth:`TargetQuantiles.norm`).
     """
-    return _sorted_distance(tf.matmul(flat, d), tf.convert_to_tensor(target)) / norm
+    projected = tf.matmul(flat, d)
+    if callable(target):
+        return _sorted_distance(projected, target) / norm
+    fixed = target if isinstance(target, TargetQuantiles) else TargetQuantiles.of(np.asarray(target))
+
+    def current() -> TargetQuantiles:
+        return fixed
+
+    return _sorted_distance(projected, current) / norm
 
 
-@tf.custom_gradient
-def _sorted_distance(projected: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, object]:
+def _sorted_distance(projected: tf.Tensor, target: Callable[[], TargetQuantiles]) -> tf.Tensor:
     """``mean((sort(projected) − target)²)`` by column, ranked in numpy (:func:`sorted_cotangent`,
-    several times faster than ``tf.sort`` and its gradient on a CPU); ``target`` is a constant."""
+    several times faster than ``tf.sort`` and its gradient on a CPU); the targets are constants."""
 
-    def ranked(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        value, grad = sorted_cotangent(p, t, 1.0)
+    def ranked(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = sorted_cotangent(p, target(), 1.0)
         return np.asarray(value, p.dtype), grad
 
-    value, grad = tf.numpy_function(
-        ranked, [projected, target], [projected.dtype, projected.dtype], stateful=False
-    )
-    value.set_shape([])
-    grad.set_shape(projected.shape)
+    @tf.custom_gradient
+    def distance(p: tf.Tensor) -> tuple[tf.Tensor, object]:
+        value, grad = tf.numpy_function(ranked, [p], [p.dtype, p.dtype], stateful=True)
+        value.set_shape([])
+        grad.set_shape(p.shape)
 
-    def backward(upstream: tf.Tensor) -> tuple[tf.Tensor, None]:
-        return upstream * grad, None
+        def backward(upstream: tf.Tensor) -> tf.Tensor:
+            return upstream * grad
 
-    return value, backward
+        return value, backward
+
+    return distance(projected)
 
 
 #: Names of the loss terms, in the order :class:`StylizeObjective` reports them.
