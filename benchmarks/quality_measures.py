@@ -3,11 +3,18 @@
 Every image is a float array of shape (H, W, 3), RGB in 0–255 (not clipped or rounded here). Each
 distance is 0 for identical images and grows as the output departs from the example. Sizes may differ
 only through :func:`score_all`, which scores example-sized crops of the larger image.
+
+Each measure of ``MEASURES`` is a description of one image and a distance between two descriptions
+(:class:`Measure`, ``MEASURE_STEPS``); its own function is the two in a row, and :func:`score_all`,
+:func:`window_scores` and :func:`window_floor` describe each image or window once, however many
+images it is compared with.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pywt
@@ -89,13 +96,46 @@ def wavelet_subbands(channel: np.ndarray, levels: int = 3, wavelet: str = "db4")
     return [band for detail in coeffs[1:] for band in detail]
 
 
+def wavelet_ggd_fits(image: np.ndarray, levels: int = 3, wavelet: str = "db4") -> np.ndarray:
+    """:func:`wavelet_kl`'s description of one (H, W, 3) image: the GGD fit (:func:`fit_ggd`) of every
+    wavelet detail subband of its luminance and of its R, G and B.
+
+    Shape (4, levels, 3, 2): channel (luminance, R, G, B), level (coarsest first), orientation
+    (horizontal, vertical, diagonal), then (α, β); α in the image's units, β dimensionless.
+    """
+    fits = [
+        fit_ggd(band)
+        for channel in _wavelet_channels(image)
+        for band in wavelet_subbands(channel, levels, wavelet)
+    ]
+    return np.array(fits).reshape(4, levels, 3, 2)
+
+
+def ggd_symmetric_kl(fits_a: np.ndarray, fits_b: np.ndarray) -> np.ndarray:
+    """½(KL(a‖b) + KL(b‖a)) between matching GGD fits, nats.
+
+    ``fits_a`` and ``fits_b``: the same shape (..., 2), (α, β) last (as :func:`wavelet_ggd_fits`
+    gives); the result has their shape without the last axis.
+    """
+    pairs = zip(fits_a.reshape(-1, 2).tolist(), fits_b.reshape(-1, 2).tolist(), strict=True)
+    kls = [0.5 * (ggd_kl(*pa, *pb) + ggd_kl(*pb, *pa)) for pa, pb in pairs]
+    return np.array(kls).reshape(fits_a.shape[:-1])
+
+
+def wavelet_kl_of_fits(example_fits: np.ndarray, output_fits: np.ndarray) -> float:
+    """:func:`wavelet_kl` between two images described by :func:`wavelet_ggd_fits`, nats."""
+    return float(np.mean(ggd_symmetric_kl(example_fits, output_fits)))
+
+
 def wavelet_kl(example: np.ndarray, output: np.ndarray, levels: int = 3, wavelet: str = "db4") -> float:
     """Gonthier et al.'s wavelet measure: symmetric KL between GGD fits of matching wavelet subbands.
 
     Subbands of the luminance and of R, G and B (3·levels each); each pair's KL is symmetrised
     (½(KL(e‖o) + KL(o‖e))) and the mean over all subbands is returned, in nats.
     """
-    return float(np.mean(wavelet_kl_subbands(example, output, levels, wavelet)))
+    return wavelet_kl_of_fits(
+        wavelet_ggd_fits(example, levels, wavelet), wavelet_ggd_fits(output, levels, wavelet)
+    )
 
 
 def wavelet_kl_subbands(
@@ -108,14 +148,9 @@ def wavelet_kl_subbands(
     large coefficients there, so a JPEG example's finest diagonal band is sparser (GGD β lower) than an
     uncompressed image's.
     """
-    kls = np.zeros((4, levels, 3))
-    for c, (a, b) in enumerate(zip(_wavelet_channels(example), _wavelet_channels(output), strict=True)):
-        for k, (sa, sb) in enumerate(
-            zip(wavelet_subbands(a, levels, wavelet), wavelet_subbands(b, levels, wavelet), strict=True)
-        ):
-            pa, pb = fit_ggd(sa), fit_ggd(sb)
-            kls[c, k // 3, k % 3] = 0.5 * (ggd_kl(*pa, *pb) + ggd_kl(*pb, *pa))
-    return kls
+    return ggd_symmetric_kl(
+        wavelet_ggd_fits(example, levels, wavelet), wavelet_ggd_fits(output, levels, wavelet)
+    )
 
 
 def wavelet_kl_without_finest_diagonal(example: np.ndarray, output: np.ndarray) -> float:
@@ -134,17 +169,28 @@ def _wavelet_channels(image: np.ndarray) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------- distributions
 
 
+def w1_sorted(a: np.ndarray, b: np.ndarray, quantiles: int = 4096) -> float:
+    """Wasserstein-1 distance between empirical distributions given as samples already sorted along
+    the last axis, averaged over the leading axes (same units as the samples).
+
+    ``a``: shape (..., n); ``b``: shape (..., m), the same leading shape (one distribution per
+    leading index). n = m: mean |a − b| along the last axis (exact). Otherwise the quantile functions
+    are compared at ``quantiles`` midpoints.
+    """
+    if a.shape[-1] != b.shape[-1]:
+        q = (np.arange(quantiles) + 0.5) / quantiles
+        # contiguous rows, which each row's mean sums pairwise, as it does a single sample
+        a, b = (np.ascontiguousarray(np.moveaxis(np.quantile(x, q, axis=-1), 0, -1)) for x in (a, b))
+    return float(np.mean(np.mean(np.abs(a - b), axis=-1)))
+
+
 def w1_1d(a: np.ndarray, b: np.ndarray, quantiles: int = 4096) -> float:
     """Wasserstein-1 distance between the empirical distributions of two 1-D samples (same units).
 
     Equal sizes: mean |sorted(a) − sorted(b)| (exact). Otherwise the quantile functions are compared at
-    ``quantiles`` midpoints.
+    ``quantiles`` midpoints (:func:`w1_sorted`).
     """
-    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
-    if a.size != b.size:
-        q = (np.arange(quantiles) + 0.5) / quantiles
-        a, b = np.quantile(a, q), np.quantile(b, q)
-    return float(np.mean(np.abs(a - b)))
+    return w1_sorted(np.sort(np.ravel(a)), np.sort(np.ravel(b)), quantiles)
 
 
 def color_w1_per_channel(example: np.ndarray, output: np.ndarray) -> np.ndarray:
@@ -158,12 +204,20 @@ def sliced_directions(count: int = 128, seed: int = 0) -> np.ndarray:
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
+def sorted_projections(image: np.ndarray, directions: int = 128) -> np.ndarray:
+    """:func:`color_sw1`'s description of one (H, W, 3) image: its RGB pixels projected on each of
+    :func:`sliced_directions`, sorted; shape (directions, H·W), float64, 0–255 units."""
+    projections = image.reshape(-1, 3) @ sliced_directions(directions).T
+    # C order, so that each direction's W1 sums one contiguous row; the copy is sorted in place
+    rows = np.ascontiguousarray(projections.T)
+    rows.sort(axis=-1)
+    return rows
+
+
 def color_sw1(example: np.ndarray, output: np.ndarray, directions: int = 128) -> float:
     """Sliced Wasserstein-1 of the RGB pixel distributions: mean W1 of the projections on fixed random
     unit directions, 0–255 units."""
-    dirs = sliced_directions(directions)
-    pe, po = example.reshape(-1, 3) @ dirs.T, output.reshape(-1, 3) @ dirs.T
-    return float(np.mean([w1_1d(pe[:, k], po[:, k]) for k in range(len(dirs))]))
+    return w1_sorted(sorted_projections(example, directions), sorted_projections(output, directions))
 
 
 def gradient_magnitude(channel: np.ndarray) -> np.ndarray:
@@ -173,9 +227,15 @@ def gradient_magnitude(channel: np.ndarray) -> np.ndarray:
     return np.hypot(gx, gy)
 
 
+def sorted_gradient_magnitudes(image: np.ndarray) -> np.ndarray:
+    """:func:`gradient_w1`'s description of one (H, W, 3) image: the :func:`gradient_magnitude` of its
+    luminance, sorted; shape ((H−1)·(W−1),), 0–255 units."""
+    return np.sort(np.ravel(gradient_magnitude(luminance(image))))
+
+
 def gradient_w1(example: np.ndarray, output: np.ndarray) -> float:
     """W1 between the luminance gradient-magnitude distributions, 0–255 units."""
-    return w1_1d(gradient_magnitude(luminance(example)), gradient_magnitude(luminance(output)))
+    return w1_sorted(sorted_gradient_magnitudes(example), sorted_gradient_magnitudes(output))
 
 
 # ------------------------------------------------------------------------------- speckle and spectrum
@@ -189,9 +249,14 @@ def chroma_fine_rms(image: np.ndarray, sigma: float = 1.0) -> float:
     return float(np.sqrt(np.mean(fine * fine)))
 
 
+def speckle_of_rms(example_rms: float, output_rms: float) -> float:
+    """:func:`speckle` between two images described by :func:`chroma_fine_rms`, grey levels."""
+    return abs(output_rms - example_rms)
+
+
 def speckle(example: np.ndarray, output: np.ndarray) -> float:
     """|chroma fine-band RMS of the output − the example's|, grey levels."""
-    return abs(chroma_fine_rms(output) - chroma_fine_rms(example))
+    return speckle_of_rms(chroma_fine_rms(example), chroma_fine_rms(output))
 
 
 def radial_power_spectrum(channel: np.ndarray) -> np.ndarray:
@@ -211,12 +276,20 @@ def radial_power_spectrum(channel: np.ndarray) -> np.ndarray:
     return sums[1:] / counts[1:]
 
 
+def log_radial_spectrum(image: np.ndarray) -> np.ndarray:
+    """:func:`spectrum_distance`'s description of one (H, W, 3) image: log10(P + 1e-12) of the
+    :func:`radial_power_spectrum` P of its luminance, shape (min(H, W)/2 − 1,)."""
+    return np.log10(radial_power_spectrum(luminance(image)) + 1e-12)
+
+
+def spectrum_distance_of_logs(example_log: np.ndarray, output_log: np.ndarray) -> float:
+    """:func:`spectrum_distance` between two images described by :func:`log_radial_spectrum`."""
+    return float(np.mean(np.abs(example_log - output_log)))
+
+
 def spectrum_distance(example: np.ndarray, output: np.ndarray) -> float:
     """Mean |log10 P_example(f) − log10 P_output(f)| over radial frequency bins of the luminance."""
-    pe = radial_power_spectrum(luminance(example))
-    po = radial_power_spectrum(luminance(output))
-    tiny = 1e-12
-    return float(np.mean(np.abs(np.log10(pe + tiny) - np.log10(po + tiny))))
+    return spectrum_distance_of_logs(log_radial_spectrum(example), log_radial_spectrum(output))
 
 
 # ------------------------------------------------------------------------------- copying
@@ -280,13 +353,41 @@ def random_crops(image: np.ndarray, height: int, width: int, count: int, seed: i
     ]
 
 
-_FUNCTIONS = {
-    "wavelet_kl": wavelet_kl,
-    "color_sw1": color_sw1,
-    "speckle": speckle,
-    "spectrum": spectrum_distance,
-    "gradient": gradient_w1,
+class Measure(NamedTuple):
+    """One measure of ``MEASURES`` in two steps.
+
+    ``describe`` takes one (H, W, 3) image to its statistics (GGD fits, sorted samples, …);
+    ``compare`` takes the example's and the output's descriptions to the distance. The distance
+    between two images is ``compare(describe(example), describe(output))``, which is how each
+    measure's own function (:func:`wavelet_kl`, …) computes it; scoring many pairs, each image is
+    described once.
+    """
+
+    describe: Callable[[np.ndarray], Any]
+    compare: Callable[[Any, Any], float]
+
+
+#: The measures of ``MEASURES``, in that order, split in two (:class:`Measure`).
+MEASURE_STEPS = {
+    "wavelet_kl": Measure(wavelet_ggd_fits, wavelet_kl_of_fits),
+    "color_sw1": Measure(sorted_projections, w1_sorted),
+    "speckle": Measure(chroma_fine_rms, speckle_of_rms),
+    "spectrum": Measure(log_radial_spectrum, spectrum_distance_of_logs),
+    "gradient": Measure(sorted_gradient_magnitudes, w1_sorted),
 }
+
+
+def describe_all(image: np.ndarray) -> dict:
+    """Every measure's description of one (H, W, 3) image (:class:`Measure`), by measure name."""
+    return {m: measure.describe(image) for m, measure in MEASURE_STEPS.items()}
+
+
+def compare_all(example_description: dict, output_description: dict) -> dict:
+    """Every measure of ``MEASURES`` between two images described by :func:`describe_all`."""
+    return {
+        m: measure.compare(example_description[m], output_description[m])
+        for m, measure in MEASURE_STEPS.items()
+    }
 
 
 def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
@@ -295,9 +396,12 @@ def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
     h = min(example.shape[0], output.shape[0])
     w = min(example.shape[1], output.shape[1])
     ex, out = random_crops(example, h, w, crops), random_crops(output, h, w, crops)
-    # At most one side is cropped unless the two differ in aspect; then crop i pairs with crop i.
-    pairs = list(zip(ex, out, strict=True)) if len(ex) == len(out) else list(itertools.product(ex, out))
-    return {m: float(np.mean([f(e, o) for e, o in pairs])) for m, f in _FUNCTIONS.items()}
+    described = [describe_all(e) for e in ex]
+    if len(ex) == len(out):  # both cropped (they differ in aspect) or neither: crop i pairs with crop i
+        scores = [compare_all(d, describe_all(o)) for d, o in zip(described, out, strict=True)]
+    else:  # one side is the image itself, paired with every crop of the other
+        scores = [compare_all(d, do) for do in map(describe_all, out) for d in described]
+    return _mean_of_scores(scores)
 
 
 def grid_windows(
@@ -349,8 +453,10 @@ def window_scores(
     the bound on β, and that one window's KL reaches hundreds of nats.
     """
     h, w = example.shape[0] // 2, example.shape[1] // 2
-    quadrants, windows = grid_windows(example, h, w), grid_windows(output, h, w, count, offsets=offsets)
-    return _median_of_means([[(q, o) for q in quadrants] for o in windows])
+    quadrants = [describe_all(q) for q in grid_windows(example, h, w)]
+    windows = grid_windows(output, h, w, count, offsets=offsets)
+    # each window described once, and dropped once scored against the quadrants
+    return _median_of_means([[compare_all(q, d) for q in quadrants] for d in map(describe_all, windows)])
 
 
 def window_floor(example: np.ndarray) -> dict:
@@ -361,16 +467,20 @@ def window_floor(example: np.ndarray) -> dict:
     since each of its windows is also one of the four quadrants).
     """
     h, w = example.shape[0] // 2, example.shape[1] // 2
-    quadrants = grid_windows(example, h, w)
-    return _median_of_means([[(q, o) for q in quadrants if q is not o] for o in quadrants])
+    quadrants = [describe_all(q) for q in grid_windows(example, h, w)]
+    return _median_of_means([[compare_all(q, o) for q in quadrants if q is not o] for o in quadrants])
 
 
-def _median_of_means(groups: list[list[tuple[np.ndarray, np.ndarray]]]) -> dict:
-    """For every measure: the median over ``groups`` of the mean over each group's (example, output) pairs."""
-    return {
-        m: float(np.median([np.mean([f(e, o) for e, o in pairs]) for pairs in groups]))
-        for m, f in _FUNCTIONS.items()
-    }
+def _mean_of_scores(scores: list[dict]) -> dict:
+    """For every measure: the mean of its values in ``scores`` (dicts by measure name)."""
+    return {m: float(np.mean([s[m] for s in scores])) for m in MEASURES}
+
+
+def _median_of_means(groups: list[list[dict]]) -> dict:
+    """For every measure: the median over ``groups`` of the mean of each group's scores (dicts by
+    measure name)."""
+    means = [_mean_of_scores(scores) for scores in groups]
+    return {m: float(np.median([g[m] for g in means])) for m in MEASURES}
 
 
 def diversity(outputs: list[np.ndarray], example: np.ndarray) -> float:

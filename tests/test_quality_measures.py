@@ -267,6 +267,82 @@ def test_a_larger_independent_sample_scores_by_windows_like_the_examples_own_qua
         assert stronger[m] > 4 * floor[m], m
 
 
+def _random_lattice(size: int, seed: int) -> np.ndarray:
+    """Square cells of 12 px, each of a random colour, under grain of σ 6; 0–255 float."""
+    rng = np.random.default_rng(seed)
+    cells = rng.uniform(40, 220, (size // 12 + 1, size // 12 + 1, 3))
+    return np.repeat(np.repeat(cells, 12, 0), 12, 1)[:size, :size] + rng.normal(0, 6, (size, size, 3))
+
+
+# Each measure's own function: the straightforward way to score one (example, output) pair.
+_PAIRWISE = {
+    "wavelet_kl": qm.wavelet_kl,
+    "color_sw1": qm.color_sw1,
+    "speckle": qm.speckle,
+    "spectrum": qm.spectrum_distance,
+    "gradient": qm.gradient_w1,
+}
+
+
+def test_the_measures_split_in_describe_and_compare_are_the_measures_in_their_order():
+    assert tuple(qm.MEASURE_STEPS) == qm.MEASURES == tuple(_PAIRWISE)
+
+
+def test_window_scores_are_what_scoring_every_window_against_every_quadrant_pair_by_pair_gives():
+    example, output = _random_lattice(128, seed=0), _random_lattice(200, seed=1)
+    quadrants = qm.grid_windows(example, 64, 64)
+    windows = qm.grid_windows(output, 64, 64, count=6, offsets=3)
+    scores = qm.window_scores(example, output, count=6, offsets=3)
+    for m, pairwise in _PAIRWISE.items():
+        expected = np.median([np.mean([pairwise(q, o) for q in quadrants]) for o in windows])
+        assert scores[m] == pytest.approx(expected, rel=1e-12, abs=0), m
+
+
+def test_window_floor_is_what_scoring_each_quadrant_against_the_other_three_pair_by_pair_gives():
+    example = _random_lattice(128, seed=2)
+    quadrants = qm.grid_windows(example, 64, 64)
+    floor = qm.window_floor(example)
+    for m, pairwise in _PAIRWISE.items():
+        means = [np.mean([pairwise(q, o) for q in quadrants if q is not o]) for o in quadrants]
+        assert floor[m] == pytest.approx(np.median(means), rel=1e-12, abs=0), m
+
+
+@pytest.mark.parametrize(
+    ("example_shape", "output_shape"),
+    [((64, 64), (64, 64)), ((64, 64), (100, 90)), ((100, 90), (64, 64)), ((64, 100), (90, 70))],
+    ids=["same size", "larger output", "larger example", "both cropped"],
+)
+def test_score_all_is_the_mean_of_the_measures_over_its_crop_pairs(example_shape, output_shape):
+    example = _random_lattice(100, seed=4)[: example_shape[0], : example_shape[1]]
+    output = _random_lattice(100, seed=5)[: output_shape[0], : output_shape[1]]
+    h, w = min(example_shape[0], output_shape[0]), min(example_shape[1], output_shape[1])
+    ex, out = qm.random_crops(example, h, w, 3), qm.random_crops(output, h, w, 3)
+    pairs = list(zip(ex, out, strict=True)) if len(ex) == len(out) else [(e, o) for e in ex for o in out]
+    scores = qm.score_all(example, output, crops=3)
+    for m, pairwise in _PAIRWISE.items():
+        expected = np.mean([pairwise(e, o) for e, o in pairs])
+        assert scores[m] == pytest.approx(expected, rel=1e-12, abs=0), m
+
+
+def test_window_scores_describe_each_quadrant_and_each_window_once(monkeypatch):
+    # Describing (fitting GGDs, sorting projections) is the costly step; comparing two descriptions
+    # is cheap. Counted for one measure: they all go through the same loop.
+    described = []
+    wavelet = qm.MEASURE_STEPS["wavelet_kl"]
+
+    def counting(image):
+        described.append(image.shape)
+        return wavelet.describe(image)
+
+    monkeypatch.setitem(qm.MEASURE_STEPS, "wavelet_kl", wavelet._replace(describe=counting))
+    example, output = _random_lattice(128, seed=0), _random_lattice(200, seed=1)
+    qm.window_scores(example, output, count=6, offsets=3)
+    assert described == [(64, 64, 3)] * (4 + 6)
+    described.clear()
+    qm.window_floor(example)
+    assert len(described) == 4
+
+
 def test_wavelet_kl_is_the_mean_of_its_subband_terms_and_jpeg_acts_most_on_the_finest_diagonal():
     image = _grainy(128, seed=3)
     back = quality.jpeg_round_trip(np.clip(image, 0, 255))
