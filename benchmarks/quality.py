@@ -193,11 +193,6 @@ def jpeg_round_trip(image: np.ndarray, quality: int = 75) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float64)
 
 
-def _mean_scores(scores: list[dict]) -> dict:
-    """The mean of each measure over several images' scores (one per seed)."""
-    return {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
-
-
 def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
     """Score every output in --out (and the peers' files) against its example."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -230,7 +225,7 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
         # Every variant is a list of images (ours: one per seed), and its scores are their means.
         images = {"ours": ours, "ours_jpeg": ours_jpeg, **{peer: [image] for peer, image in peers.items()}}
         entry = {
-            variant: _mean_scores([qm.score_all(example, im, crops=args.crops) for im in ims])
+            variant: qm.mean_scores([qm.score_all(example, im, crops=args.crops) for im in ims])
             for variant, ims in images.items()
         }
         entry["wavelet_without_finest_diagonal"] = {
@@ -240,7 +235,7 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
         entry["windows"] = {
             "example": qm.window_floor(example),
             **{
-                variant: _mean_scores([qm.window_scores(example, im) for im in ims])
+                variant: qm.mean_scores([qm.window_scores(example, im) for im in ims])
                 for variant, ims in images.items()
             },
         }

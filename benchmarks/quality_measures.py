@@ -2,7 +2,8 @@
 
 Every image is a float array of shape (H, W, 3), RGB in 0–255 (not clipped or rounded here). Each
 distance is 0 for identical images and grows as the output departs from the example. Sizes may differ
-only through :func:`score_all`, which scores example-sized crops of the larger image.
+through :func:`score_all`, which scores example-sized crops of the larger image, and
+:func:`window_scores`, which scores windows of the output against the example's quadrants.
 
 Each measure of ``MEASURES`` is a description of one image and a distance between two descriptions
 (:class:`Measure`, ``MEASURE_STEPS``); its own function is the two in a row, and :func:`score_all`,
@@ -401,7 +402,7 @@ def score_all(example: np.ndarray, output: np.ndarray, crops: int = 4) -> dict:
         scores = [compare_all(d, describe_all(o)) for d, o in zip(described, out, strict=True)]
     else:  # one side is the image itself, paired with every crop of the other
         scores = [compare_all(d, do) for do in map(describe_all, out) for d in described]
-    return _mean_of_scores(scores)
+    return mean_scores(scores)
 
 
 def grid_windows(
@@ -471,15 +472,16 @@ def window_floor(example: np.ndarray) -> dict:
     return _median_of_means([[compare_all(q, o) for q in quadrants if q is not o] for o in quadrants])
 
 
-def _mean_of_scores(scores: list[dict]) -> dict:
-    """For every measure: the mean of its values in ``scores`` (dicts by measure name)."""
+def mean_scores(scores: list[dict]) -> dict:
+    """For every measure: the mean of its values in ``scores`` (dicts by measure name), e.g. over
+    crops, windows or seeds."""
     return {m: float(np.mean([s[m] for s in scores])) for m in MEASURES}
 
 
 def _median_of_means(groups: list[list[dict]]) -> dict:
     """For every measure: the median over ``groups`` of the mean of each group's scores (dicts by
     measure name)."""
-    means = [_mean_of_scores(scores) for scores in groups]
+    means = [mean_scores(scores) for scores in groups]
     return {m: float(np.median([g[m] for g in means])) for m in MEASURES}
 
 
