@@ -15,6 +15,10 @@ against ``--max-memory`` (or as ``--tile-size`` says). Per size it prints:
     python benchmarks/scale.py --sizes 1024,2048,4096 --iterations 3 --max-memory 8G --history 5
     python benchmarks/scale.py --sizes 8192 --iterations 3 --max-memory 22G --history 1 \
         --tile-size 512 --precision bfloat16 --results
+    python benchmarks/scale.py --sizes 1024,2048 --iterations 3 --max-memory 20G --statistics sliced
+
+``--statistics`` is the runs' (default ``auto``: what a user's run would choose at each size); the
+statistics each run matched are printed under its row.
 
 ``--results`` also writes the rows into benchmarks/RESULTS.md, between the
 ``scale`` markers, with the machine's description; a size measured again
@@ -54,6 +58,7 @@ def child(
     tile: int | None,
     precision: str,
     time_limit: float | None,
+    statistics: str = "auto",
 ) -> dict:
     """One run, in this (fresh) process; returns its figures."""
     import numpy as np
@@ -73,7 +78,8 @@ def child(
     result = synthesize(
         source, width=size, height=size, max_iter=iterations, history=history, max_memory=max_memory,
         tile_size=tile, callback=on_progress, precision=precision,
-        time_limit=time_limit, stages=1,  # the cost of an iteration at this size, not of a staged run
+        time_limit=time_limit, statistics=tuple(statistics.split(",")),
+        stages=1,  # the cost of an iteration at this size, not of a staged run
     )  # fmt: skip
     wall = time.perf_counter() - started
     report = result.report
@@ -153,14 +159,15 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "auto"])
     parser.add_argument("--results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     parser.add_argument("--time-limit", type=float, default=None, help="each run's --time-limit, seconds")
-    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--statistics", default="auto", help="the runs' --statistics (default: auto)")
+    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-        size, iterations, history, max_memory, tile, precision, limit_s = args.child
+        size, iterations, history, max_memory, tile, precision, limit_s, statistics = args.child
         print(json.dumps(child(int(size), int(iterations), int(history), int(max_memory),
                                None if tile == "none" else int(tile), precision,
-                               None if limit_s == "none" else float(limit_s))))  # fmt: skip
+                               None if limit_s == "none" else float(limit_s), statistics)))  # fmt: skip
         return
     limit = parse_memory(args.max_memory)
     rows = []
@@ -170,7 +177,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--child", str(size), str(args.iterations), str(args.history),
                str(limit), str(args.tile_size or "none"), args.precision,
-               str(args.time_limit or "none")]  # fmt: skip
+               str(args.time_limit or "none"), args.statistics]  # fmt: skip
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # its log goes to our stderr
         if proc.returncode != 0:
             why = f"exit code {proc.returncode} (its log is above; -9: killed, e.g. out of memory)"
@@ -186,7 +193,8 @@ def main() -> None:
         print(line, flush=True)
         if proc.returncode == 0:
             print(
-                f"  resident at each iteration: {', '.join(human_bytes(b) for b in r['rss_per_iteration'])}"
+                f"  statistics {r['statistics']}; resident at each iteration: "
+                + ", ".join(human_bytes(b) for b in r["rss_per_iteration"])
             )
         rows.append(line)
     if args.results:
