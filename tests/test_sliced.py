@@ -19,6 +19,7 @@ from multiscale.measure.sliced import (
     TargetQuantiles,
     bank_levels,
     directions,
+    interpolate_quantiles,
     join_sliced,
     quantiles,
     sample_positions,
@@ -85,27 +86,29 @@ def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
 
 
 def test_targets_are_read_a_block_of_directions_at_a_time_as_the_whole_array_would_be() -> None:
-    """Two sources of other sizes and a bank: any block of columns is those columns of the whole."""
+    """Two sources of other sizes, and a bank: any block of directions reads, value for value, those
+    columns of the whole array that quantiles() and interpolate_quantiles() give."""
     rng = np.random.default_rng(4)
-    sources = tuple(
+    sources = [
         (w, np.sort(rng.standard_normal((n, 6)), axis=0).astype(np.float32))
         for w, n in ((0.3, 70), (0.7, 45))
-    )
+    ]
     whole = np.zeros((50, 6))
     for w, values in sources:
         whole += w * quantiles(values, 50)
-    mixed = TargetQuantiles(count=50, sources=sources)
-    np.testing.assert_array_equal(mixed.array(), whole.astype(np.float32))
-    np.testing.assert_array_equal(mixed.columns(2, 5), whole.astype(np.float32)[:, 2:5])
+    whole = whole.astype(np.float32)
+    mixed = TargetQuantiles(count=50, sources=tuple((w, np.ascontiguousarray(v.T)) for w, v in sources))
+    np.testing.assert_array_equal(mixed.array(), whole)
+    np.testing.assert_array_equal(mixed.rows(2, 5), whole[:, 2:5].T)
+    assert mixed.norm() == pytest.approx(float(np.mean(whole.astype(np.float64) ** 2)), rel=1e-12)
+
     levels = bank_levels(8)
-    bank = QuantileBank(
-        quantiles={(0, "a"): np.sort(rng.random((1, 8, 6)), axis=1).astype(np.float32)}, levels=levels
-    )
+    stored = np.sort(rng.random((1, 8, 6)), axis=1).astype(np.float32)
+    bank = QuantileBank(quantiles={(0, "a"): stored}, levels=levels)
     _, banked = bank.draw(seed=0, draw=0, counts={(0, "a"): 50})[(0, "a")]
-    np.testing.assert_array_equal(banked.columns(1, 4), banked.array()[:, 1:4])
-    assert mixed.norm() == pytest.approx(
-        float(np.mean(whole.astype(np.float32).astype(np.float64) ** 2)), rel=1e-12
-    )
+    expected = interpolate_quantiles(levels, stored[0], 50).astype(np.float32)
+    np.testing.assert_array_equal(banked.array(), expected)
+    np.testing.assert_array_equal(banked.rows(1, 4), expected[:, 1:4].T)
 
 
 def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) -> None:
@@ -115,7 +118,7 @@ def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) ->
     rng = np.random.default_rng(5)
     p = rng.standard_normal((40, 5)).astype(np.float32)
     target = TargetQuantiles(
-        count=40, sources=((1.0, np.sort(rng.standard_normal((64, 5)), axis=0).astype(np.float32)),)
+        count=40, sources=((1.0, np.sort(rng.standard_normal((5, 64)), axis=1).astype(np.float32)),)
     )
     results = []
     for block in (40, 80, 200):

@@ -54,6 +54,7 @@ tile, which gives the same values.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -104,20 +105,22 @@ class TargetQuantiles:
     A run never holds the (N, K) target array: at 2048² it would be as large as
     the output's projections. It holds what the targets are read from — each
     source's sorted projections, or a bank's quantile functions at its
-    levels — and :meth:`columns` reads the targets of a block of directions
-    when they are ranked (:func:`sorted_cotangent`), by the same interpolation,
-    value for value, as the whole array.
+    levels, one row per direction — and :meth:`rows` reads the targets of a
+    block of directions when they are ranked (:func:`sorted_cotangent`), by
+    the same interpolation, value for value, as :func:`quantiles` and
+    :func:`interpolate_quantiles` give for the whole array. The interpolation's
+    positions depend only on the sizes, and are computed once per run.
 
     Attributes
     ----------
     count : int
         N, the output's positions: targets are read at levels (i + ½) / N.
-    sources : tuple of (weight, np.ndarray (n_s, K) float32 sorted by column)
-        Each source's sorted projections and its share of the barycentre
-        (:func:`quantiles`, weighted sum).
-    bank : (np.ndarray (L,) float64, np.ndarray (L, K) float32) or None
-        Instead of ``sources``: a quantile function known at levels
-        (:func:`interpolate_quantiles`).
+    sources : tuple of (weight, np.ndarray (K, n_s) float32, each row sorted)
+        Each source's share of the barycentre and its sorted projections, a
+        row per direction (:func:`quantiles` of each, weighted sum).
+    bank : (np.ndarray (L,) float64, np.ndarray (K, L) float32) or None
+        Instead of ``sources``: a quantile function known at levels, a row per
+        direction (:func:`interpolate_quantiles`).
     """
 
     count: int
@@ -126,51 +129,94 @@ class TargetQuantiles:
 
     @classmethod
     def of(cls, target: np.ndarray) -> TargetQuantiles:
-        """The quantiles of an (N, K) array of targets already read at N levels (returned as they are)."""
-        return cls(count=int(target.shape[0]), sources=((1.0, target),))
+        """The quantiles of an (N, K) array of targets already read at N levels (read back as they are)."""
+        return cls(count=int(target.shape[0]), sources=((1.0, np.ascontiguousarray(target.T)),))
 
     @property
     def width(self) -> int:
         """K, the directions."""
-        return int(self.bank[1].shape[1] if self.bank is not None else self.sources[0][1].shape[1])
+        return int(self.bank[1].shape[0] if self.bank is not None else self.sources[0][1].shape[0])
 
-    def columns(self, start: int, stop: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """The targets of directions ``start:stop``: (N, stop − start) in ``dtype``.
+    def rows(self, start: int, stop: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """The targets of directions ``start:stop``, a row per direction: (stop − start, N) in ``dtype``.
 
         Values as a run has always read them: the sources' weighted sum (or the
         bank's interpolation) in float64, rounded to float32, then to ``dtype``.
-        A single source of exactly N values is its own quantile function and
-        comes back in its own precision (cast to ``dtype``).
+        A single source of weight 1 is read in its own precision (the float64
+        sum of one term is that term), then cast to ``dtype``.
         """
         if self.bank is not None:
             levels, values = self.bank
-            block = interpolate_quantiles(levels, values[:, start:stop], self.count).astype(np.float32)
-        elif len(self.sources) == 1 and self.sources[0][0] == 1.0 and len(self.sources[0][1]) == self.count:
-            block = self.sources[0][1][:, start:stop]
+            lo, hi, frac = _bank_index(levels.tobytes(), self.count)
+            block = np.empty((stop - start, self.count), np.float32)
+            for i, row in enumerate(values[start:stop].astype(np.float64)):
+                block[i] = row[lo] * (1 - frac) + row[hi] * frac
+        elif len(self.sources) == 1 and self.sources[0][0] == 1.0:
+            block = _read_rows(self.sources[0][1][start:stop], self.count)
         else:
-            block = np.zeros((self.count, stop - start), np.float64)
+            total = np.zeros((stop - start, self.count), np.float64)
             for weight, values in self.sources:
-                block += weight * quantiles(values[:, start:stop], self.count)
-            block = block.astype(np.float32)
+                total += weight * _read_rows(values[start:stop], self.count)
+            block = total.astype(np.float32)
         return block.astype(dtype, copy=False)
 
     def array(self) -> np.ndarray:
         """Every direction's targets, float32 (N, K): for tests and measurements, not for runs."""
-        return self.columns(0, self.width)
+        return np.ascontiguousarray(self.rows(0, self.width).T)
 
     def norm(self) -> float:
         """The targets' mean square (floored): the divisor of the key's term, read block by block."""
-        step = _block_columns(self.count, self.width)
+        step = _block_rows(self.count, self.width)
         total = 0.0
         for start in range(0, self.width, step):
-            block = self.columns(start, min(start + step, self.width))
+            block = self.rows(start, min(start + step, self.width))
             total += float(np.sum(np.square(block, dtype=np.float64)))
         return max(total / (self.count * self.width), _NORM_FLOOR)
 
 
-def _block_columns(rows: int, columns: int) -> int:
-    """Columns of an (rows, columns) array ranked at a time (:data:`RANK_BLOCK_VALUES`), at least 1."""
-    return max(1, min(columns, RANK_BLOCK_VALUES // max(rows, 1)))
+def _block_rows(length: int, directions: int) -> int:
+    """Directions of ``length`` values each ranked at a time (:data:`RANK_BLOCK_VALUES`), at least 1."""
+    return max(1, min(directions, RANK_BLOCK_VALUES // max(length, 1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _source_index(n: int, count: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where levels (i + ½) / count fall among n order statistics: (lo, hi, frac) for
+    ``v[lo]·(1 − frac) + v[hi]·frac``, frac in ``dtype``. Depends on the sizes only: computed once."""
+    pos = np.clip((np.arange(count) + 0.5) * (n / count) - 0.5, 0.0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(dtype)
+    for a in (lo, hi, frac):
+        a.flags.writeable = False
+    return lo, hi, frac
+
+
+@functools.lru_cache(maxsize=64)
+def _bank_index(levels: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where levels (i + ½) / count fall among a bank's stored ``levels`` (float64 bytes): (lo, hi,
+    frac), linear in the level between stored levels, constant beyond the first and the last."""
+    stored = np.frombuffer(levels, np.float64)
+    t = (np.arange(count) + 0.5) / count
+    pos = np.interp(t, stored, np.arange(len(stored), dtype=np.float64))
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(stored) - 1)
+    frac = pos - lo
+    for a in (lo, hi, frac):
+        a.flags.writeable = False
+    return lo, hi, frac
+
+
+def _read_rows(sorted_rows: np.ndarray, count: int) -> np.ndarray:
+    """:func:`quantiles` of each row of (k, n) sorted rows: (k, count), the rows' dtype."""
+    n = sorted_rows.shape[1]
+    if n == count:
+        return sorted_rows
+    lo, hi, frac = _source_index(n, count, sorted_rows.dtype.str)
+    out = np.empty((sorted_rows.shape[0], count), sorted_rows.dtype)
+    for i, row in enumerate(sorted_rows):
+        out[i] = row[lo] * (1 - frac) + row[hi] * frac
+    return out
 
 
 def directions(channels: int, *, seed: int, draw: int, key: GramKey) -> np.ndarray:
@@ -202,11 +248,8 @@ def quantiles(sorted_values: np.ndarray, count: int) -> np.ndarray:
     n = sorted_values.shape[0]
     if n == count:
         return sorted_values
-    pos = np.clip((np.arange(count) + 0.5) * (n / count) - 0.5, 0.0, n - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    frac = (pos - lo).astype(sorted_values.dtype)[:, None]
-    return sorted_values[lo] * (1 - frac) + sorted_values[hi] * frac
+    lo, hi, frac = _source_index(n, count, sorted_values.dtype.str)
+    return sorted_values[lo] * (1 - frac[:, None]) + sorted_values[hi] * frac[:, None]
 
 
 def quantiles_at(sorted_values: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -294,13 +337,9 @@ def interpolate_quantiles(levels: np.ndarray, values: np.ndarray, count: int) ->
     -------
     np.ndarray (count, K), float64
     """
-    t = (np.arange(count) + 0.5) / count
-    pos = np.interp(t, levels, np.arange(len(levels), dtype=np.float64))
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, len(levels) - 1)
-    frac = (pos - lo)[:, None]
+    lo, hi, frac = _bank_index(np.asarray(levels, np.float64).tobytes(), count)
     v = values.astype(np.float64, copy=False)
-    return v[lo] * (1 - frac) + v[hi] * frac
+    return v[lo] * (1 - frac[:, None]) + v[hi] * frac[:, None]
 
 
 @dataclass
@@ -350,7 +389,10 @@ class QuantileBank:
         for key, q in self.quantiles.items():
             octave, layer = key
             d = directions(q.shape[2], seed=self.seed, draw=j, key=(octave + self.octave_offset, layer))
-            out[key] = (d, TargetQuantiles(count=counts[key], bank=(self.levels, q[j])))
+            out[key] = (
+                d,
+                TargetQuantiles(count=counts[key], bank=(self.levels, np.ascontiguousarray(q[j].T))),
+            )
         return out
 
     def shifted(self, shift: int) -> QuantileBank:
@@ -424,14 +466,14 @@ class SlicedTargets:
         Returns
         -------
         dict of key → (directions (C, K) float32, the targets at ``counts[key]`` levels)
-            The targets hold each source's sorted projections (n_s × K), not
+            The targets hold each source's sorted projections (K × n_s), not
             the (counts[key], K) array (:class:`TargetQuantiles`).
         """
         out = {}
         for key, feats in self.features.items():
             octave, layer = key
             d = directions(feats[0].shape[1], seed=seed, draw=draw, key=(octave + self.octave_offset, layer))
-            parts = tuple((w, np.sort(f @ d, axis=0)) for w, f in zip(self.weights, feats, strict=True))
+            parts = tuple((w, np.sort((f @ d).T, axis=1)) for w, f in zip(self.weights, feats, strict=True))
             out[key] = (d, TargetQuantiles(count=counts[key], sources=parts))
         return out
 
@@ -507,13 +549,13 @@ def sorted_cotangent(
     grad = np.empty_like(projected)
     two_scale = projected.dtype.type(2.0 * scale / (n * k))
     total = 0.0
-    step = _block_columns(n, k)
+    step = _block_rows(n, k)
     for start in range(0, k, step):
         stop = min(start + step, k)
         rows = np.ascontiguousarray(projected[:, start:stop].T)
         order = np.argsort(rows, axis=1)
         diff = np.take_along_axis(rows, order, axis=1)
-        diff -= np.ascontiguousarray(target.columns(start, stop, rows.dtype).T)
+        diff -= target.rows(start, stop, rows.dtype)
         total += float(np.sum(np.square(diff, dtype=np.float64)))
         diff *= two_scale
         np.put_along_axis(rows, order, diff, axis=1)
