@@ -473,7 +473,10 @@ class SlicedTargets:
         for key, feats in self.features.items():
             octave, layer = key
             d = directions(feats[0].shape[1], seed=seed, draw=draw, key=(octave + self.octave_offset, layer))
-            parts = tuple((w, np.sort((f @ d).T, axis=1)) for w, f in zip(self.weights, feats, strict=True))
+            parts = tuple(
+                (w, np.sort(np.ascontiguousarray((f @ d).T), axis=1))  # contiguous rows: read by row
+                for w, f in zip(self.weights, feats, strict=True)
+            )
             out[key] = (d, TargetQuantiles(count=counts[key], sources=parts))
         return out
 
