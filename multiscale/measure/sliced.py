@@ -92,8 +92,8 @@ BANK_SEED = 0
 BANK_STRETCH = 2.0
 
 
-#: Projected values ranked at a time: the directions of a key are ranked a block of
-#: columns after another, so the sort's copies, ranks and targets take at most about
+#: Projected values ranked at a time: a key's directions are ranked a block of them
+#: after another, so the sort's copies, ranks and targets take at most about
 #: 28 bytes × this (112 MiB), whatever the output's size.
 RANK_BLOCK_VALUES = 1 << 22
 
@@ -147,10 +147,8 @@ class TargetQuantiles:
         """
         if self.bank is not None:
             levels, values = self.bank
-            lo, hi, frac = _bank_index(levels.tobytes(), self.count)
-            block = np.empty((stop - start, self.count), np.float32)
-            for i, row in enumerate(values[start:stop].astype(np.float64)):
-                block[i] = row[lo] * (1 - frac) + row[hi] * frac
+            index = _bank_index(levels.tobytes(), self.count)
+            block = _interpolate_rows(values[start:stop].astype(np.float64), index, np.float32)
         elif len(self.sources) == 1 and self.sources[0][0] == 1.0:
             block = _read_rows(self.sources[0][1][start:stop], self.count)
         else:
@@ -212,9 +210,18 @@ def _read_rows(sorted_rows: np.ndarray, count: int) -> np.ndarray:
     n = sorted_rows.shape[1]
     if n == count:
         return sorted_rows
-    lo, hi, frac = _source_index(n, count, sorted_rows.dtype.str)
-    out = np.empty((sorted_rows.shape[0], count), sorted_rows.dtype)
-    for i, row in enumerate(sorted_rows):
+    return _interpolate_rows(sorted_rows, _source_index(n, count, sorted_rows.dtype.str), sorted_rows.dtype)
+
+
+def _interpolate_rows(
+    rows: np.ndarray, index: tuple[np.ndarray, np.ndarray, np.ndarray], dtype: np.dtype | type
+) -> np.ndarray:
+    """``row[lo]·(1 − frac) + row[hi]·frac`` for each row of (k, n) ``rows``, computed in the rows'
+    precision and stored in ``dtype``: (k, len(lo)). ``index`` is (lo, hi, frac) from
+    :func:`_source_index` or :func:`_bank_index`; a row at a time, so the temporaries are one row's."""
+    lo, hi, frac = index
+    out = np.empty((rows.shape[0], len(lo)), dtype)
+    for i, row in enumerate(rows):
         out[i] = row[lo] * (1 - frac) + row[hi] * frac
     return out
 
@@ -530,7 +537,7 @@ def sorted_cotangent(
     a deterministic order; any order gives the same value.
 
     The directions are ranked a block at a time (:data:`RANK_BLOCK_VALUES`),
-    and the targets read for each block (:meth:`TargetQuantiles.columns`):
+    and the targets read for each block (:meth:`TargetQuantiles.rows`):
     beyond ``projected`` and the gradient, memory stays bounded at any size.
 
     Parameters
