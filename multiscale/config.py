@@ -58,10 +58,10 @@ DEFAULT_LAYER_WEIGHTS: Mapping[str, float] = MappingProxyType({"conv1_1": 2.0})
 #: standard textures of benchmarks/quality.py sliced came closer to the examples by every
 #: measure (README "Defaults"), but it ranks the N × C projections of the whole output per
 #: (octave, layer), outside the tiled evaluation's bounded memory: about 1.4 GiB at 1024²,
-#: 5.2 GiB at 2048² with the default layers (:func:`multiscale.measure.memory.sliced_bytes`).
+#: 5.3 GiB at 2048² with the default layers (:func:`multiscale.measure.memory.sliced_bytes`).
 DEFAULT_STATISTICS = ("auto",)
 #: ``auto`` takes the sliced statistic only while its share of the memory estimate stays
-#: under this (outputs up to about 2200² with the default layers), so that the choice
+#: under this (outputs up to about 2150² with the default layers), so that the choice
 #: follows from the settings and the size, not from how much memory is free at the time;
 #: and only if the whole run fits the memory limit with it.
 AUTO_SLICED_MAX_BYTES = 6 * 1024**3

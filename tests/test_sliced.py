@@ -112,7 +112,8 @@ def test_targets_are_read_a_block_of_directions_at_a_time_as_the_whole_array_wou
 
 
 def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) -> None:
-    """Blocks of one, two or all five directions: the same value and the same gradient, bit for bit."""
+    """Blocks of one, two or all five directions, ranked one or two at a time: the same value and
+    the same gradient, bit for bit."""
     import multiscale.measure.sliced as sliced
 
     rng = np.random.default_rng(5)
@@ -121,10 +122,12 @@ def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) ->
         count=40, sources=((1.0, np.sort(rng.standard_normal((5, 64)), axis=1).astype(np.float32)),)
     )
     results = []
-    for block in (40, 80, 200):
+    for threads, block in ((1, 40), (2, 40), (1, 80), (2, 80), (1, 200)):
+        monkeypatch.setattr(sliced, "RANK_THREADS", threads)
         monkeypatch.setattr(sliced, "RANK_BLOCK_VALUES", block)
         results.append(sorted_cotangent(p, target, 0.3))
-    for value, grad in results[:2]:
+    assert results[0][0] == results[1][0] and results[2][0] == results[3][0]
+    for value, grad in results[:4]:
         assert value == pytest.approx(results[2][0], rel=1e-12)
         np.testing.assert_array_equal(grad, results[2][1])
     with pytest.raises(ValueError, match="targets of 40×5 for 39×5"):

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from ..config import DescriptorConfig
 from ..errors import ResourceError
 from ..layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
-from .sliced import BANK_DRAWS, BANK_LEVELS, RANK_BLOCK_VALUES
+from .sliced import BANK_DRAWS, BANK_LEVELS, RANK_BLOCK_VALUES, RANK_THREADS
 
 #: Mirrors :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` (that module imports
 #: scipy; this one must stay light). A test checks they agree.
@@ -135,9 +135,13 @@ DEFAULT_MEMORY_SHARE = 0.8
 SLICED_BYTES_PER_VALUE = 8
 
 #: Peak of ranking one block of directions: a transposed copy, int64 ranks, the sorted
-#: values, the float64 targets read for it and their float32 copy, 28 bytes per value of
-#: :data:`multiscale.measure.sliced.RANK_BLOCK_VALUES`.
-SLICED_BLOCK_BYTES = 28 * RANK_BLOCK_VALUES
+#: values, the float64 targets read for it and their float32 copy, 28 bytes per value;
+#: :data:`multiscale.measure.sliced.RANK_THREADS` blocks at once.
+SLICED_BYTES_PER_RANKED_VALUE = 28
+#: Those blocks' peak where every direction is shorter than a block
+#: (:data:`multiscale.measure.sliced.RANK_BLOCK_VALUES` values); a longer direction is
+#: ranked whole, and counts its own length (:func:`sliced_bytes`).
+SLICED_BLOCK_BYTES = SLICED_BYTES_PER_RANKED_VALUE * RANK_BLOCK_VALUES * RANK_THREADS
 
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
 #: (:data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
@@ -459,20 +463,28 @@ def sliced_bytes(
     height: int, width: int, *, config: DescriptorConfig, sources: Sequence[tuple[int, int]]
 ) -> int:
     """Memory of the sliced statistic: per (octave, layer), N × C projected values of the output at
-    :data:`SLICED_BYTES_PER_VALUE`, the largest key's projections gathered once more and one block's
-    ranking (:data:`SLICED_BLOCK_BYTES`); and per source, its feature vectors and their sorted
+    :data:`SLICED_BYTES_PER_VALUE`, the largest key's projections gathered once more and the blocks
+    ranked at once (:data:`SLICED_BLOCK_BYTES`, or the longest direction's own length in each
+    thread where it is longer); and per source, its feature vectors and their sorted
     projections in the current draw (float32 each)."""
 
+    def positions(h: int, w: int) -> list[tuple[int, int]]:
+        return [
+            (
+                feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding),
+                layer_channels(layer),
+            )
+            for oh, ow in octave_sizes(h, w, octaves=config.octaves, padding=config.padding)
+            for layer in config.layers
+        ]
+
     def values(h: int, w: int, cap: int | None = None) -> list[int]:
-        out = []
-        for oh, ow in octave_sizes(h, w, octaves=config.octaves, padding=config.padding):
-            for layer in config.layers:
-                rows = feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding)
-                out.append((rows if cap is None else min(rows, cap)) * layer_channels(layer))
-        return out
+        return [(rows if cap is None else min(rows, cap)) * c for rows, c in positions(h, w)]
 
     keys = values(height, width)
-    output = sum(keys) * SLICED_BYTES_PER_VALUE + 4 * max(keys) + SLICED_BLOCK_BYTES
+    longest = max(rows for rows, _ in positions(height, width))
+    blocks = max(SLICED_BLOCK_BYTES, SLICED_BYTES_PER_RANKED_VALUE * RANK_THREADS * longest)
+    output = sum(keys) * SLICED_BYTES_PER_VALUE + 4 * max(keys) + blocks
     return output + sum(8 * sum(values(h, w, SLICED_SOURCE_ROWS)) for h, w in sources)
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,10 +93,14 @@ BANK_SEED = 0
 BANK_STRETCH = 2.0
 
 
-#: Projected values ranked at a time: a key's directions are ranked a block of them
-#: after another, so the sort's copies, ranks and targets take at most about
-#: 28 bytes × this (112 MiB), whatever the output's size.
-RANK_BLOCK_VALUES = 1 << 22
+#: Projected values ranked at a time in one thread: a key's directions are ranked a
+#: block of them after another (one direction at least), so the sort's copies, ranks
+#: and targets take about 28 bytes × this (56 MiB) per thread.
+RANK_BLOCK_VALUES = 1 << 21
+#: Blocks ranked at once, each in its own thread (numpy sorts without the GIL, and the
+#: network waits on the ranking, so the cores would idle otherwise). Memory counts
+#: one block per thread (:data:`multiscale.measure.memory.SLICED_BLOCK_BYTES`).
+RANK_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -537,8 +542,10 @@ def sorted_cotangent(
     a deterministic order; any order gives the same value.
 
     The directions are ranked a block at a time (:data:`RANK_BLOCK_VALUES`),
-    and the targets read for each block (:meth:`TargetQuantiles.rows`):
-    beyond ``projected`` and the gradient, memory stays bounded at any size.
+    :data:`RANK_THREADS` blocks at once, and the targets read for each block
+    (:meth:`TargetQuantiles.rows`): beyond ``projected`` and the gradient,
+    memory stays bounded at any size. The blocks' sums are added in block
+    order, so the value does not depend on which thread finished first.
 
     Parameters
     ----------
@@ -558,16 +565,24 @@ def sorted_cotangent(
         raise ValueError(f"targets of {target.count}×{target.width} for {n}×{k} projections")
     grad = np.empty_like(projected)
     two_scale = projected.dtype.type(2.0 * scale / (n * k))
-    total = 0.0
-    step = _block_rows(n, k)
-    for start in range(0, k, step):
-        stop = min(start + step, k)
+
+    def rank(start: int, stop: int) -> float:
         rows = np.ascontiguousarray(projected[:, start:stop].T)
         order = np.argsort(rows, axis=1)
         diff = np.take_along_axis(rows, order, axis=1)
         diff -= target.rows(start, stop, rows.dtype)
-        total += float(np.sum(np.square(diff, dtype=np.float64)))
+        value = float(np.sum(np.square(diff, dtype=np.float64)))
         diff *= two_scale
         np.put_along_axis(rows, order, diff, axis=1)
         grad[:, start:stop] = rows.T
+        return value
+
+    step = _block_rows(n, k)
+    blocks = [(start, min(start + step, k)) for start in range(0, k, step)]
+    if len(blocks) == 1:
+        total = rank(*blocks[0])
+    else:
+        # numpy sorts without the GIL: two blocks at a time keep two cores busy.
+        with ThreadPoolExecutor(max_workers=RANK_THREADS) as pool:
+            total = sum(pool.map(lambda block: rank(*block), blocks))
     return scale * total / (n * k), grad
