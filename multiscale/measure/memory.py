@@ -468,7 +468,8 @@ def sliced_bytes(
     thread where it is longer); and per source, its feature vectors and their sorted
     projections in the current draw (float32 each)."""
 
-    def positions(h: int, w: int) -> list[tuple[int, int]]:
+    def maps(h: int, w: int) -> list[tuple[int, int]]:
+        """(positions, channels) of every (octave, layer) map of an h × w image."""
         return [
             (
                 feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding),
@@ -479,10 +480,11 @@ def sliced_bytes(
         ]
 
     def values(h: int, w: int, cap: int | None = None) -> list[int]:
-        return [(rows if cap is None else min(rows, cap)) * c for rows, c in positions(h, w)]
+        return [(rows if cap is None else min(rows, cap)) * c for rows, c in maps(h, w)]
 
-    keys = values(height, width)
-    longest = max(rows for rows, _ in positions(height, width))
+    output_maps = maps(height, width)
+    keys = [rows * c for rows, c in output_maps]
+    longest = max(rows for rows, _ in output_maps)
     blocks = max(SLICED_BLOCK_BYTES, SLICED_BYTES_PER_RANKED_VALUE * RANK_THREADS * longest)
     output = sum(keys) * SLICED_BYTES_PER_VALUE + 4 * max(keys) + blocks
     return output + sum(8 * sum(values(h, w, SLICED_SOURCE_ROWS)) for h, w in sources)

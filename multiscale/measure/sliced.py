@@ -582,7 +582,6 @@ def sorted_cotangent(
     if len(blocks) == 1:
         total = rank(*blocks[0])
     else:
-        # numpy sorts without the GIL: two blocks at a time keep two cores busy.
         with ThreadPoolExecutor(max_workers=RANK_THREADS) as pool:
             total = sum(pool.map(lambda block: rank(*block), blocks))
     return scale * total / (n * k), grad
