@@ -250,6 +250,11 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
                 "ours": float(np.mean([qm.copy_correlation(example, im, detail_sigma=sigma) for im in ours])),
                 **{peer: qm.copy_correlation(example, im, detail_sigma=sigma) for peer, im in peers.items()},
             }
+        entry["stripes"] = {
+            "example": qm.axis_stripes(example),
+            "ours": float(np.mean([qm.axis_stripes(im) for im in ours])),
+            **{peer: qm.axis_stripes(image) for peer, image in peers.items()},
+        }
         if len(ours) > 1:
             entry["diversity"] = qm.diversity(ours, example)
         tex_seconds = seconds.get(tex_id, {})
@@ -443,6 +448,25 @@ def format_report(result: dict, markdown: bool = False) -> str:
                 ]
             ],
         )
+    striped = {tid: t for tid, t in textures.items() if "stripes" in t}
+    if striped:
+        names = ["example", "ours", *PEERS]
+        lines.append(
+            "Stripes on the frequency axes, which no measure above sees: the largest power on a frequency axis of "
+            "the luminance's periodic component over its neighbours' (`quality_measures.axis_stripes`); a few units "
+            "without straight stripes, tens or hundreds with them. Compare with the example's own:"
+        )
+        lines.append("")
+        table(
+            ["id", *names],
+            [[tid, *(f"{t['stripes'][v]:.1f}" for v in names)] for tid, t in striped.items()]
+            + [
+                [
+                    "geomean",
+                    *(f"{geomean([t['stripes'][v] for t in striped.values()], 1.0):.1f}" for v in names),
+                ]
+            ],
+        )
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]
     if secs:
         lines.append(f"Mean wall seconds per texture (process start to saved PNG): {np.mean(secs):.1f}")
@@ -493,6 +517,15 @@ def compare(path_a: Path, path_b: Path) -> str:
         n: np.mean([r["textures"][i]["speckle_values"]["ours"] for i in ids]) for n, r in (("A", a), ("B", b))
     }
     lines.append(f"mean speckle (grey levels RMS) A: {speck['A']:.2f}  B: {speck['B']:.2f}")
+    if all("stripes" in r["textures"][i] for r in (a, b) for i in ids):
+        stripes = {
+            n: geomean([r["textures"][i]["stripes"]["ours"] for i in ids], 1.0)
+            for n, r in (("A", a), ("B", b))
+        }
+        example = geomean([a["textures"][i]["stripes"]["example"] for i in ids], 1.0)
+        lines.append(
+            f"geometric-mean stripes on the axes (the examples' {example:.1f}) A: {stripes['A']:.1f}  B: {stripes['B']:.1f}"
+        )
     if all("copying_details" in r["textures"][i] for r in (a, b) for i in ids):
         copied = {
             n: [np.mean([r["textures"][i][k]["ours"] for i in ids]) for k in ("copying", "copying_details")]

@@ -400,3 +400,38 @@ def test_score_only_reports_windows_and_the_wavelet_without_its_finest_diagonal(
     rows = compared.splitlines()
     windowed = rows[rows.index("windows (outputs of any size scored alike; see the report):") + 1].split()
     assert windowed == ["wavelet_kl", "1", "(0/1)", "1", "(0/1)"]  # a run against itself
+
+
+def test_the_periodic_component_is_periodic_with_the_image_s_inner_laplacian():
+    """Moisan's definition: p's periodic Laplacian is u's Laplacian taken inside the image only."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:24, 0:30]
+    u = 2.0 * xx + 0.5 * yy + rng.standard_normal((24, 30))  # ramps: large jumps between opposite borders
+    p = qm.periodic_component(u)
+    periodic = sum(np.roll(p, s, axis=a) for s in (1, -1) for a in (0, 1)) - 4 * p
+    padded = np.pad(u, 1, mode="edge")  # a missing neighbour counts as the pixel itself: no term
+    inner = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * u
+    np.testing.assert_allclose(periodic, inner, atol=1e-9)
+    assert p.mean() == pytest.approx(u.mean())
+    # where opposite borders are equal there is no jump, and nothing to take away
+    even = rng.standard_normal((24, 30))
+    even[-1], even[:, -1] = even[0], even[:, 0]
+    np.testing.assert_allclose(qm.periodic_component(even), even, atol=1e-12)
+
+
+def test_stripes_on_the_axes_see_fine_stripes_and_not_the_borders_jumps():
+    rng = np.random.default_rng(6)
+    noise = ndimage.gaussian_filter(rng.standard_normal((128, 128, 3)), sigma=(1, 1, 0))
+    noise = 128 + 30 * noise / noise.std()
+    _, xx = np.mgrid[0:128, 0:128]
+    ramp = noise + 0.8 * xx[..., None]  # dark left edge against a bright right one
+    plain_fft_axis = np.abs(np.fft.fft2(qm.luminance(ramp)))[0, 8:121] ** 2
+    plain_fft_beside = np.abs(np.fft.fft2(qm.luminance(ramp)))[1:4, 8:121] ** 2
+    assert np.max(plain_fft_axis / np.median(plain_fft_beside, axis=0)) > 100  # the plain FFT's cross
+    assert qm.axis_stripes(noise) < 20
+    assert qm.axis_stripes(ramp) < 20
+    # 4-px vertical ripples of 4 grey levels (the noise's spread is 30) in a 40 px wide band
+    rippled = ramp.copy()
+    rippled[:, 40:80] += 4.0 * np.cos(2 * np.pi * xx[:, 40:80, None] / 4)
+    assert qm.axis_stripes(rippled) > 3 * qm.axis_stripes(ramp)
+    assert qm.axis_stripes(np.swapaxes(rippled, 0, 1)) == pytest.approx(qm.axis_stripes(rippled))
