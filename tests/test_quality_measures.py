@@ -435,3 +435,14 @@ def test_stripes_on_the_axes_see_fine_stripes_and_not_the_borders_jumps():
     rippled[:, 40:80] += 4.0 * np.cos(2 * np.pi * xx[:, 40:80, None] / 4)
     assert qm.axis_stripes(rippled) > 3 * qm.axis_stripes(ramp)
     assert qm.axis_stripes(np.swapaxes(rippled, 0, 1)) == pytest.approx(qm.axis_stripes(rippled))
+
+
+def test_stripes_beyond_the_example_count_only_what_an_image_adds():
+    textures = [
+        {"stripes": {"example": 10.0, "ours": 40.0}},  # 4× the example's
+        {"stripes": {"example": 500.0, "ours": 100.0}},  # a lattice kept weaker: adds nothing
+        {"stripes": {"example": 8.0, "ours": 8.0}},
+        {"stripes": {"example": 2.0, "ours": 2.0}},
+    ]
+    assert quality.stripes_beyond(textures, "ours") == pytest.approx(4.0**0.25)
+    assert quality.stripes_beyond(textures[1:], "ours") == 1.0
