@@ -282,10 +282,19 @@ def geomean_ratio(a: list[float], b: list[float], floor: float) -> float:
     return geomean(a, floor) / geomean(b, floor)
 
 
+#: Stripes fainter than this (grey levels over the whole image) count as none in ``stripes_beyond``.
+STRIPES_FLOOR = 0.1
+
+
 def stripes_beyond(textures: list[dict], variant: str) -> float:
-    """Geometric mean over ``textures`` of max(1, stripes of ``variant`` / the example's): how much
-    stronger than its example's an image's straight stripes are, where they are (1: nowhere)."""
-    return geomean([max(t["stripes"][variant] / t["stripes"]["example"], 1.0) for t in textures], 1.0)
+    """Geometric mean over ``textures`` of max(1, stripes of ``variant`` / the example's), each at
+    least :data:`STRIPES_FLOOR`: how much stronger than its example's an image's straight stripes
+    are, where they are (1: nowhere)."""
+    ratios = [
+        max(t["stripes"][variant], STRIPES_FLOOR) / max(t["stripes"]["example"], STRIPES_FLOOR)
+        for t in textures
+    ]
+    return geomean([max(r, 1.0) for r in ratios], 1.0)
 
 
 def ratio_cell(ours: list[float], theirs: list[float], floor: float) -> str:
@@ -458,19 +467,20 @@ def format_report(result: dict, markdown: bool = False) -> str:
     if striped:
         names = ["example", "ours", *PEERS]
         lines.append(
-            "Stripes on the frequency axes, which no measure above sees: the largest power on a frequency axis of "
-            "the luminance's periodic component over its neighbours' (`quality_measures.axis_stripes`); a few units "
-            "without straight stripes, tens or hundreds with them. Compare with the example's own:"
+            "Stripes on the frequency axes, which no measure above sees: the amplitude (grey levels over the whole "
+            "image) of the strongest horizontal or vertical stripe pattern of the luminance's periodic component "
+            "that stands out of its neighbours (`quality_measures.axis_stripes`); 0 without any. Compare with the "
+            "example's own:"
         )
         lines.append("")
         table(
             ["id", *names],
-            [[tid, *(f"{t['stripes'][v]:.1f}" for v in names)] for tid, t in striped.items()]
+            [[tid, *(f"{t['stripes'][v]:.2f}" for v in names)] for tid, t in striped.items()]
             + [["beyond", "", *(f"{stripes_beyond(list(striped.values()), v):.2f}" for v in names[1:])]],
         )
         lines.append(
-            "`beyond`: the geometric mean over textures of max(1, image's / example's), the stripes an image adds "
-            "to its example's (1: none anywhere)."
+            f"`beyond`: the geometric mean over textures of max(1, image's / example's), each at least "
+            f"{STRIPES_FLOOR:g}: the stripes an image adds to its example's (1: none anywhere)."
         )
         lines.append("")
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]

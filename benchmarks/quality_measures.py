@@ -342,6 +342,11 @@ def copy_correlation(
 AXIS_SKIP = 8
 
 
+#: A frequency on an axis is a stripe where its power is more than this many times that beside
+#: it: the ratio of two periodogram values of a texture without lines rarely passes 10.
+STRIPE_RATIO = 10.0
+
+
 def periodic_component(channel: np.ndarray) -> np.ndarray:
     """Moisan's periodic component of one channel (H, W), float64: the channel minus its smooth
     component ("Periodic plus smooth image decomposition", 2011).
@@ -371,30 +376,37 @@ def periodic_component(channel: np.ndarray) -> np.ndarray:
 
 
 def axis_stripes(image: np.ndarray, *, skip: int = AXIS_SKIP) -> float:
-    """The strongest straight stripes, horizontal or vertical, of an image's luminance.
+    """The strongest straight stripes, horizontal or vertical, of an image's luminance: their
+    amplitude in grey levels, averaged over the whole image.
 
-    The power of the luminance's periodic component (:func:`periodic_component`, so that its
-    borders' jumps put nothing on the axes) at each frequency on the two frequency axes, over
-    the median power of the three rows (or columns) beside that axis at that frequency, smoothed
-    over 5 bins; the largest such ratio past ``skip`` bins from 0. A texture without straight
-    stripes scores a few units (the ratio of two periodogram values is heavy-tailed); a
-    pattern of vertical or horizontal lines that is not in the example — the 4-px ripples that
-    a constraint on the spectrum's axes can lay inside the image — scores tens to hundreds. So do
-    textures that are made of such lines: compare with the example's own value.
+    Row 0 of the luminance's 2-D spectrum is the 1-D spectrum of its column means, column 0
+    that of its row means. On each, past ``skip`` bins from 0, a stripe is a frequency whose
+    power is more than :data:`STRIPE_RATIO` times the median of the three rows (or columns)
+    beside it at that frequency (smoothed over 5 bins), and its excess over that median is what
+    a pattern of straight lines adds to the texture there. The largest excess, as the amplitude
+    of a sinusoid over the whole image that has that power; 0 without any stripe. The luminance's periodic
+    component is taken first (:func:`periodic_component`), so that the jumps between its
+    opposite borders put nothing on the axes.
 
-    Not a distance: reported beside the measures for each image, as copying is.
+    A texture without straight lines scores 0 or a few hundredths; fine ripples 5 grey levels
+    deep over a fifth of the image's height, about 1. Textures made of such lines (planks,
+    grids, weaves) score several grey levels: compare with the example's own value. Not a distance: reported beside
+    the measures for each image, as copying is.
     """
     y = periodic_component(luminance(image))
     power = np.abs(np.fft.fft2(y - y.mean())) ** 2
     best = 0.0
     for along_rows in (True, False):
         p = power if along_rows else power.T
-        axis, beside = p[0], np.median(p[1:4], axis=0)
-        beside = np.maximum(np.convolve(beside, np.ones(5) / 5, "same"), np.finfo(np.float64).tiny)
-        ratio = axis / beside
-        n = ratio.size
+        axis, beside = p[0], np.convolve(np.median(p[1:4], axis=0), np.ones(5) / 5, "same")
+        n = axis.size
         if n > 2 * skip:
-            best = max(best, float(np.max(ratio[skip : n - skip + 1])))
+            k = np.arange(skip, n - skip + 1)
+            stands_out = axis[k] > STRIPE_RATIO * beside[k]
+            excess = np.where(stands_out, axis[k] - beside[k], 0.0)
+            # a cosine of amplitude a over N pixels has |F| = a N / 2, or a N at the Nyquist frequency
+            amplitude = np.where(2 * k == n, 1.0, 2.0) * np.sqrt(excess) / y.size
+            best = max(best, float(np.max(amplitude)))
     return best
 
 

@@ -422,27 +422,34 @@ def test_the_periodic_component_is_periodic_with_the_image_s_inner_laplacian():
 def test_stripes_on_the_axes_see_fine_stripes_and_not_the_borders_jumps():
     rng = np.random.default_rng(6)
     noise = ndimage.gaussian_filter(rng.standard_normal((128, 128, 3)), sigma=(1, 1, 0))
-    noise = 128 + 30 * noise / noise.std()
+    noise = 128 + 10 * noise / noise.std()
     _, xx = np.mgrid[0:128, 0:128]
     ramp = noise + 0.8 * xx[..., None]  # dark left edge against a bright right one
     plain_fft_axis = np.abs(np.fft.fft2(qm.luminance(ramp)))[0, 8:121] ** 2
     plain_fft_beside = np.abs(np.fft.fft2(qm.luminance(ramp)))[1:4, 8:121] ** 2
     assert np.max(plain_fft_axis / np.median(plain_fft_beside, axis=0)) > 100  # the plain FFT's cross
-    assert qm.axis_stripes(noise) < 20
-    assert qm.axis_stripes(ramp) < 20
-    # 4-px vertical ripples of 4 grey levels (the noise's spread is 30) in a 40 px wide band
+    assert qm.axis_stripes(noise) < 0.05
+    assert qm.axis_stripes(ramp) < 0.05  # the periodic component has no cross
+    # known answers, in grey levels over the whole image (up to the noise's own share of the
+    # stripes' frequency): 2-level stripes across it, exact without the noise, and 4-px ripples
+    # of 4 grey levels (the noise's spread is 10) in a band 40 of 128 px wide
+    stripes = 2.0 * np.cos(2 * np.pi * xx[..., None] / 8)
+    assert qm.axis_stripes(np.broadcast_to(128 + 0.8 * xx[..., None] + stripes, ramp.shape)) == pytest.approx(
+        2.0, rel=0.01
+    )
+    assert qm.axis_stripes(ramp + stripes) == pytest.approx(2.0, rel=0.2)
     rippled = ramp.copy()
     rippled[:, 40:80] += 4.0 * np.cos(2 * np.pi * xx[:, 40:80, None] / 4)
-    assert qm.axis_stripes(rippled) > 3 * qm.axis_stripes(ramp)
+    assert qm.axis_stripes(rippled) == pytest.approx(4.0 * 40 / 128, rel=0.2)
     assert qm.axis_stripes(np.swapaxes(rippled, 0, 1)) == pytest.approx(qm.axis_stripes(rippled))
 
 
 def test_stripes_beyond_the_example_count_only_what_an_image_adds():
     textures = [
-        {"stripes": {"example": 10.0, "ours": 40.0}},  # 4× the example's
-        {"stripes": {"example": 500.0, "ours": 100.0}},  # a lattice kept weaker: adds nothing
-        {"stripes": {"example": 8.0, "ours": 8.0}},
-        {"stripes": {"example": 2.0, "ours": 2.0}},
+        {"stripes": {"example": 0.5, "ours": 2.0}},  # 4× the example's
+        {"stripes": {"example": 9.0, "ours": 3.0}},  # a lattice kept weaker: adds nothing
+        {"stripes": {"example": 0.0, "ours": 0.05}},  # both below the floor: nothing
+        {"stripes": {"example": 0.0, "ours": 0.4}},  # 4× the floor
     ]
-    assert quality.stripes_beyond(textures, "ours") == pytest.approx(4.0**0.25)
-    assert quality.stripes_beyond(textures[1:], "ours") == 1.0
+    assert quality.stripes_beyond(textures, "ours") == pytest.approx(16.0**0.25)
+    assert quality.stripes_beyond(textures[1:3], "ours") == 1.0
