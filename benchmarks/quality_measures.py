@@ -383,15 +383,15 @@ def axis_stripes(image: np.ndarray, *, skip: int = AXIS_SKIP) -> float:
     that of its row means. On each, past ``skip`` bins from 0, a stripe is a frequency whose
     power is more than :data:`STRIPE_RATIO` times the median of the three rows (or columns)
     beside it at that frequency (smoothed over 5 bins), and its excess over that median is what
-    a pattern of straight lines adds to the texture there. The largest excess, as the amplitude
-    of a sinusoid over the whole image that has that power; 0 without any stripe. The luminance's periodic
-    component is taken first (:func:`periodic_component`), so that the jumps between its
-    opposite borders put nothing on the axes.
+    a pattern of straight lines adds to the texture there. The result is the largest excess, as
+    the amplitude of a sinusoid over the whole image that has that power; 0 without any
+    stripe. The luminance's periodic component is taken first (:func:`periodic_component`), so
+    that the jumps between its opposite borders put nothing on the axes.
 
     A texture without straight lines scores 0 or a few hundredths; fine ripples 5 grey levels
     deep over a fifth of the image's height, about 1. Textures made of such lines (planks,
-    grids, weaves) score several grey levels: compare with the example's own value. Not a distance: reported beside
-    the measures for each image, as copying is.
+    grids, weaves) score several grey levels: compare with the example's own value. Not a
+    distance: reported beside the measures for each image, as copying is.
     """
     y = periodic_component(luminance(image))
     power = np.abs(np.fft.fft2(y - y.mean())) ** 2
