@@ -22,6 +22,7 @@ from multiscale.config import (
     PADDINGS,
     POOLINGS,
     PRECISIONS,
+    SPECTRUM_LONG_WAVES,
     SPECTRUM_PEAKS,
     SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
@@ -317,6 +318,11 @@ texture_options = compose(
                  "across the whole output; spread leaves the peaks as wide as the source's own frequency "
                  "resolution, and the lattice holds over about one source-size (irregular layouts that only look "
                  "regular in the source, such as a few hand-laid tiles, may prefer it)."),
+    click.option("--spectrum-long-waves", type=click.Choice(SPECTRUM_LONG_WAVES), default=S.spectrum_long_waves,
+                 show_default=True,
+                 help="For an output larger than its source: cut leaves the variation wider than the source out "
+                 "of the start and the spectrum constraint, since the source shows none; keep lets the source's "
+                 "shading (a paler side, a large stain) spread into patches and veils larger than the source."),
     click.option("--spectrum-last-stage", type=click.FloatRange(min=0), default=S.spectrum_last_stage,
                  show_default=True, metavar="SHARE",
                  help="In a run of several stages (--stages), the spectrum constraint's weight in the last one, as "

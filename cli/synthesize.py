@@ -83,7 +83,8 @@ def synthesize(
     until its statistics match the sources' at every octave at once; with
     source photos, a spectrum constraint (--spectrum-weight) keeps regular
     patterns such as bricks in line, across the whole of an output larger
-    than the source (--spectrum-peaks).
+    than the source (--spectrum-peaks), with no blotches wider than the
+    source (--spectrum-long-waves).
 
     Output size is independent of the source size. The best image so far is
     kept if the run is stopped (Ctrl-C, --time-limit, a numerical failure).

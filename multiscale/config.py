@@ -79,6 +79,13 @@ DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: peak into one frequency, so that a regular pattern's lattice holds across the whole
 #: output, or leave it ``"spread"`` by the zero-padding, which holds it over one source-size.
 SPECTRUM_PEAKS = ("gather", "spread")
+#: What the spectrum constraint and the ``spectrum`` start put at wavelengths longer than a
+#: source, in an output larger than it (:func:`multiscale.objectives.spectrum.fits_example`):
+#: ``"cut"`` nothing (the source shows nothing that wide), or ``"keep"`` what the zero-padded
+#: source's spectrum spreads there from its shading, which lays pale veils and colour patches
+#: larger than the source out over a large output (benchmarks/RESULTS.md, "Wavelengths longer
+#: than the example").
+SPECTRUM_LONG_WAVES = ("cut", "keep")
 #: The spectrum constraint's weight in the last stage of a run in stages, as a share of
 #: its weight in the others (a run of one stage keeps the whole weight). The earlier
 #: stages lay out the lattice and hold the colour speckle down; in the last, one phase per
@@ -497,6 +504,11 @@ class SynthesisConfig(RunConfig):
         How the constraint's spectrum reaches an output (or stage) larger than
         its source: see :data:`SPECTRUM_PEAKS`. Alike for outputs no larger than
         their source, and for sources without peaks.
+    spectrum_long_waves : {"cut", "keep"}
+        What the constraint's spectrum and the ``spectrum`` start hold at
+        wavelengths longer than a source, in an output (or stage) larger than
+        it: see :data:`SPECTRUM_LONG_WAVES`. Alike for outputs no larger than
+        their source.
     spectrum_last_stage : float
         The constraint's weight in the last stage of a run in stages, as a
         share of ``spectrum_weight`` (:data:`SPECTRUM_LAST_STAGE`): 1 keeps it
@@ -532,6 +544,7 @@ class SynthesisConfig(RunConfig):
     loop: bool = False
     spectrum_weight: float | None = None
     spectrum_peaks: str = "gather"
+    spectrum_long_waves: str = "cut"
     spectrum_last_stage: float = SPECTRUM_LAST_STAGE
 
     job: ClassVar[str] = "synthesize"
@@ -551,6 +564,11 @@ class SynthesisConfig(RunConfig):
         if self.spectrum_peaks not in SPECTRUM_PEAKS:
             raise ConfigError(
                 "spectrum_peaks", f"must be one of {', '.join(SPECTRUM_PEAKS)}, got {self.spectrum_peaks!r}"
+            )
+        if self.spectrum_long_waves not in SPECTRUM_LONG_WAVES:
+            raise ConfigError(
+                "spectrum_long_waves",
+                f"must be one of {', '.join(SPECTRUM_LONG_WAVES)}, got {self.spectrum_long_waves!r}",
             )
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(

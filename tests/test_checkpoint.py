@@ -109,6 +109,14 @@ def test_a_folder_from_before_gathered_peaks_resumes_with_the_spread_spectrum_it
     assert read_checkpoint(folder).config.spectrum_peaks == "spread"
 
 
+def test_a_folder_from_before_the_long_waves_cut_resumes_keeping_them(folder):
+    assert read_checkpoint(folder).config.spectrum_long_waves == "cut"  # today's folder records it
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["config"]["spectrum_long_waves"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.spectrum_long_waves == "keep"
+
+
 def test_a_folder_from_before_the_last_stages_share_resumes_with_the_whole_constraint_in_every_stage(folder):
     meta = json.loads((folder / "checkpoint.json").read_text())
     assert meta["config"]["spectrum_last_stage"] == SynthesisConfig().spectrum_last_stage

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from multiscale.errors import ConfigError
-from multiscale.objectives.spectrum import example_spectrum, gather_peaks, project, spectrum_loss
+from multiscale.objectives.spectrum import (
+    example_spectrum,
+    fits_example,
+    gather_peaks,
+    project,
+    spectrum_loss,
+)
 
 
 def _texture(seed: int = 0, size: tuple[int, int] = (32, 24)) -> np.ndarray:
@@ -218,3 +224,52 @@ def test_several_small_examples_are_gathered_each_and_their_powers_averaged() ->
     power = np.sum(np.abs(both) ** 2, axis=-1)
     power[0, 0] = 0.0
     assert np.unravel_index(np.argmax(power), power.shape) == (11, 22) and power.max() > 0.7 * power.sum()
+
+
+def test_fits_example_marks_the_frequencies_whose_wavelength_is_no_longer_than_the_example() -> None:
+    # a 64² example in a 256² output: one of the example's frequency bins is 4 of the output's
+    fits = fits_example(height=256, width=256, example_shape=(64, 64))
+    assert fits.shape == (256, 129)
+    for row, col in [(0, 1), (0, 3), (3, 0), (2, 2), (-3, 1), (1, 3)]:
+        assert fits[row, col] == 0.0  # wavelength over 64 px
+    for row, col in [(0, 0), (0, 4), (4, 0), (-4, 0), (3, 3), (10, 50)]:
+        assert fits[row, col] == 1.0  # the mean, and wavelengths up to 64 px
+    # each axis by its own side: a 32-row, 128-column example in a 256² output
+    wide = fits_example(height=256, width=256, example_shape=(32, 128))
+    assert wide[7, 0] == 0.0 and wide[8, 0] == 1.0 and wide[0, 1] == 0.0 and wide[0, 2] == 1.0
+    # an output no larger than its example holds no such frequency
+    assert fits_example(height=64, width=48, example_shape=(64, 64)).min() == 1.0
+
+
+def _shaded(size: int = 64) -> np.ndarray:
+    """A lattice whose right side is paler: shading over the whole example, as a photo's light."""
+    ramp = np.linspace(-0.15, 0.15, size)[None, :, None]
+    return np.clip(_lattice(size) + ramp, 0, 1).astype(np.float32)
+
+
+def test_an_example_s_shading_does_not_spread_to_wavelengths_longer_than_the_example() -> None:
+    """Zero-padded, a shaded example gives the output's longest wavelengths the power of its shading
+    (patches larger than the example); cut, they have none, and every other frequency, the mean
+    included, is the padded spectrum's."""
+    example = _shaded()
+    kept = example_spectrum([example], height=256, width=256, long_waves="keep")
+    cut = example_spectrum([example], height=256, width=256)
+    long = fits_example(height=256, width=256, example_shape=(64, 64)) == 0.0
+    power = lambda s: np.sum(np.abs(s) ** 2, axis=-1)  # noqa: E731
+    share = lambda s: power(s)[long].sum() / (power(s).sum() - power(s)[0, 0])  # noqa: E731
+    assert share(kept) > 0.05
+    assert share(cut) == 0.0
+    np.testing.assert_array_equal(cut[~long], kept[~long])
+    # no larger than the example: alike
+    np.testing.assert_array_equal(
+        example_spectrum([example], height=64, width=64),
+        example_spectrum([example], height=64, width=64, long_waves="keep"),
+    )
+
+
+def test_spectrum_long_waves_is_cut_or_keep() -> None:
+    from multiscale.config import SynthesisConfig
+
+    assert SynthesisConfig().spectrum_long_waves == "cut"
+    with pytest.raises(ConfigError, match="spectrum_long_waves"):
+        SynthesisConfig(spectrum_long_waves="trim")

@@ -59,6 +59,28 @@ def test_spot_noise_of_a_larger_exemplar_and_of_several_exemplars() -> None:
     assert two.min() >= 0.0 and two.max() <= 1.0
 
 
+def test_a_spot_noise_start_larger_than_its_exemplar_holds_nothing_wider_than_the_exemplar() -> None:
+    """The shading of a 32² exemplar (its right side paler) would otherwise spread into blotches
+    up to the whole output's size; cut, the start's power there is nil and the rest is the same draw."""
+    from multiscale.objectives.spectrum import fits_example
+
+    ramp = np.linspace(-0.1, 0.1, 32)[None, :, None]
+    ex = np.clip(0.5 + 0.3 * (_exemplar() - 0.5) + ramp, 0, 1).astype(np.float32)  # nothing clips
+    long = fits_example(height=128, width=128, example_shape=(32, 32)) == 0.0
+    draws = {
+        waves: spot_noise([ex], height=128, width=128, rng=np.random.default_rng(4), long_waves=waves)
+        for waves in ("cut", "keep")
+    }
+    spectra = {k: np.fft.rfft2(x - x.mean(axis=(0, 1)), axes=(0, 1)) for k, x in draws.items()}
+    power = {k: np.sum(np.abs(s) ** 2, axis=-1) for k, s in spectra.items()}
+    assert power["keep"][long].sum() > 0.05 * power["keep"].sum()
+    assert power["cut"][long].sum() < 1e-9 * power["cut"].sum()
+    np.testing.assert_allclose(
+        spectra["cut"][~long], spectra["keep"][~long], atol=1e-3 * np.abs(spectra["keep"]).max()
+    )
+    assert draws["cut"].min() > 0.0 and draws["cut"].max() < 1.0
+
+
 def test_smooth_noise_is_luminance_only_and_low_frequency() -> None:
     mean = np.array([0.6, 0.4, 0.2], np.float32)
     x = smooth_noise(mean, height=64, width=64, rng=np.random.default_rng(0))

@@ -971,7 +971,10 @@ def _driver_state(folder: Path, meta: dict[str, Any], config: StyleConfig, *, si
 
 #: Settings that checkpoints written before they existed ran with (not today's defaults).
 _OLDER_DESCRIPTOR = {"statistics": ["gram"]}
-_OLDER_RUN = {"spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0}
+_OLDER_RUN = {
+    "spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0,
+    "spectrum_long_waves": "keep",
+}  # fmt: skip
 
 
 def _older_defaults(config: Any, version: int) -> Any:

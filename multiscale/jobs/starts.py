@@ -17,7 +17,9 @@ textures.
     sources, each gets its own noise field and the fields are averaged
     (variance-preserving): the start's autocorrelation is the mean of the
     sources'. A source larger than the output contributes a random crop of
-    the output's size.
+    the output's size; one smaller gives no power to wavelengths longer than
+    itself, as the spectrum constraint's target does
+    (:mod:`multiscale.objectives.spectrum`).
 ``smooth``
     What ``spectrum`` becomes without images (descriptor files): the mean
     colour plus low-frequency noise (white noise blurred to a tenth of the
@@ -40,7 +42,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from ..io import load_image, resize_image
-from ..objectives.spectrum import taper_spot
+from ..objectives.spectrum import fits_example, taper_spot
 
 #: Starts computed here (anything else is an image path, loaded by the caller).
 GENERATED_STARTS = ("spectrum", "smooth", "noise", "mean")
@@ -51,7 +53,12 @@ SMOOTH_SCALE = 0.1
 
 
 def spot_noise(
-    exemplars: Sequence[np.ndarray], *, height: int, width: int, rng: np.random.Generator
+    exemplars: Sequence[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    long_waves: str = "cut",
 ) -> np.ndarray:
     """Random-phase noise with the exemplars' mean colour and autocorrelation.
 
@@ -63,6 +70,10 @@ def spot_noise(
         Output size in pixels.
     rng : np.random.Generator
         Draws the noise fields (and the crop of an exemplar larger than the output).
+    long_waves : {"cut", "keep"}
+        For an exemplar smaller than the output: leave out the wavelengths
+        longer than it (:func:`~multiscale.objectives.spectrum.fits_example`),
+        or keep what its padded spectrum puts there.
 
     Returns
     -------
@@ -90,6 +101,9 @@ def spot_noise(
         mean = crop.reshape(-1, 3).mean(axis=0, dtype=np.float64)
         mean_sum += mean
         noise_f = fft.rfft2(rng.standard_normal((height, width), dtype=np.float32), workers=-1)
+        if long_waves == "cut":
+            fits = fits_example(height=height, width=width, example_shape=crop.shape[:2])
+            noise_f *= fits.astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(crop.shape[0] * crop.shape[1] * len(exemplars)))
         centred = taper_spot(crop - mean.astype(np.float32), height=height, width=width)
         spot = np.zeros((height, width), np.float32)
@@ -125,6 +139,7 @@ def generated_start(
     mean_color: np.ndarray,
     seed: int,
     exemplars: Sequence[np.ndarray] = (),
+    long_waves: str = "cut",
 ) -> np.ndarray:
     """The start ``init`` (one of :data:`GENERATED_STARTS`) for an H×W output.
 
@@ -136,6 +151,8 @@ def generated_start(
         Seeds the noise: the same seed gives the same start.
     exemplars : sequence of np.ndarray, float32 (h, w, 3)
         The sources as measured; ``spectrum`` without any is ``smooth``.
+    long_waves : {"cut", "keep"}
+        ``spectrum``'s wavelengths longer than a source: see :func:`spot_noise`.
 
     Returns
     -------
@@ -145,7 +162,7 @@ def generated_start(
         raise ValueError(f"unknown start {init!r}; expected one of {', '.join(GENERATED_STARTS)}")
     rng = np.random.default_rng(seed)
     if init == "spectrum" and exemplars:
-        return spot_noise(exemplars, height=height, width=width, rng=rng)
+        return spot_noise(exemplars, height=height, width=width, rng=rng, long_waves=long_waves)
     if init in ("spectrum", "smooth"):
         return smooth_noise(mean_color, height=height, width=width, rng=rng)
     sigma = 0.1 if init == "noise" else 0.01
@@ -162,18 +179,21 @@ def initial_image(
     seed: int,
     max_input_pixels: int,
     exemplars: Sequence[np.ndarray] = (),
+    long_waves: str = "cut",
 ) -> np.ndarray:
     """The start point of the optimisation, float32 (H, W, 3) in [0, 1].
 
     ``spectrum``, ``smooth``, ``noise`` and ``mean`` are made by
     :func:`multiscale.jobs.starts.generated_start` (``exemplars``: the sources as
-    measured, for ``spectrum``); anything else is an image path, resized to
+    measured, for ``spectrum``, whose wavelengths longer than a source
+    ``long_waves`` cuts or keeps); anything else is an image path, resized to
     the output size.
     """
     if init in GENERATED_STARTS:
         return generated_start(
-            init, height=height, width=width, mean_color=mean_color, seed=seed, exemplars=exemplars
-        )
+            init, height=height, width=width, mean_color=mean_color, seed=seed, exemplars=exemplars,
+            long_waves=long_waves,
+        )  # fmt: skip
     image = load_image(init, max_pixels=max_input_pixels)
     if image.shape[:2] != (height, width):
         image = resize_image(image, width=width, height=height)

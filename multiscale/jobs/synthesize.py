@@ -176,6 +176,7 @@ def synthesize(
     frame_weight: float = SYNTHESIS_DEFAULTS.frame_weight,
     spectrum_weight: float | None = SYNTHESIS_DEFAULTS.spectrum_weight,
     spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
+    spectrum_long_waves: str = SYNTHESIS_DEFAULTS.spectrum_long_waves,
     spectrum_last_stage: float = SYNTHESIS_DEFAULTS.spectrum_last_stage,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
@@ -197,8 +198,8 @@ def synthesize(
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
-    optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, spectrum_last_stage, max_memory,
-    tile_size, precision, stages
+    optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, spectrum_long_waves,
+    spectrum_last_stage, max_memory, tile_size, precision, stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -226,7 +227,7 @@ def synthesize(
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, spectrum_peaks=spectrum_peaks,
-        spectrum_last_stage=spectrum_last_stage, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
+        spectrum_long_waves=spectrum_long_waves, spectrum_last_stage=spectrum_last_stage, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -754,6 +755,7 @@ def _initial_frames(config: SynthesisConfig, targets: Targets, height: int, widt
             seed=config.seed + i,
             max_input_pixels=config.max_input_pixels,
             exemplars=targets.exemplars,
+            long_waves=config.spectrum_long_waves,
         )  # fmt: skip
         for i in range(config.frames)
     ]

@@ -47,7 +47,10 @@ def image_terms(
                 "spectrum_weight",
                 "the spectrum constraint needs source images (-s FILE), not descriptor files",
             )
-        spectrum = example_spectrum(exemplars, height=height, width=width, peaks=config.spectrum_peaks)
+        spectrum = example_spectrum(
+            exemplars, height=height, width=width, peaks=config.spectrum_peaks,
+            long_waves=config.spectrum_long_waves,
+        )  # fmt: skip
         terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
     return terms
 

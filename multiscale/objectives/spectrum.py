@@ -41,6 +41,16 @@ at the peak's centre, and the lattice then holds across the whole output.
 A texture without peaks (rust, gravel, grass) keeps its padded spectrum
 exactly, and so does any output no larger than its example.
 
+Wavelengths longer than the example are another thing padding makes up.
+The padded spectrum's lobe around frequency 0 gives them the power of the
+example's own lowest frequencies, its shading: a 1024² honeycomb from a 256²
+example, whose right side is paler, took pale veils and pink patches larger
+than the example, and a rust's red region grew into long bands. The example
+says nothing about variation wider than itself, and with ``long_waves="cut"``
+(the default) :func:`fits_example` takes those frequencies out of the target
+(frequency 0, the mean colour, stays); ``"keep"`` leaves them. An output no
+larger than its example has no such frequency, and is alike either way.
+
 Numpy only; it works on the whole image at any size (an FFT of the output,
 not the network), so tiled runs use it unchanged.
 """
@@ -62,6 +72,23 @@ TAPER = 0.25
 #: is ln 2 of it): it exceeds 30 medians with a probability of e^-21 ≈ 1e-9
 #: per frequency, so noise is left alone at every output size up to 8192².
 PEAK_RATIO = 30.0
+
+
+def fits_example(*, height: int, width: int, example_shape: tuple[int, int]) -> np.ndarray:
+    """Where an H×W real FFT's frequencies have wavelengths no longer than an (h, w) example: float64 (H, W // 2 + 1).
+
+    1 at frequency 0 (the mean) and wherever ``(fy·h)² + (fx·w)² ≥ 1``
+    (``fy``, ``fx`` in cycles per pixel), so along an axis the wavelength is
+    at most the example's side along it; 0 inside that ellipse. All ones for
+    an output no larger than the example, where the ellipse holds frequency
+    0 alone. Multiplying a spectrum by it removes the variation wider than
+    the example (see the module docstring).
+    """
+    fy = np.fft.fftfreq(height)[:, None] * example_shape[0]
+    fx = np.fft.rfftfreq(width)[None, :] * example_shape[1]
+    mask = (fy * fy + fx * fx >= 1.0 - 1e-9).astype(np.float64)
+    mask[0, 0] = 1.0
+    return mask
 
 
 def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
@@ -93,7 +120,12 @@ def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
 
 
 def example_spectrum(
-    exemplars: Sequence[np.ndarray], *, height: int, width: int, peaks: str = "gather"
+    exemplars: Sequence[np.ndarray],
+    *,
+    height: int,
+    width: int,
+    peaks: str = "gather",
+    long_waves: str = "cut",
 ) -> np.ndarray:
     """ĥ: the exemplars' spectrum at the output's size (see the module docstring).
 
@@ -105,6 +137,10 @@ def example_spectrum(
         For an exemplar smaller than the output: :func:`gather_peaks`, or
         the zero-padded spectrum as it is
         (:data:`~multiscale.config.SPECTRUM_PEAKS`).
+    long_waves : {"cut", "keep"}
+        For an exemplar smaller than the output: no power at wavelengths
+        longer than the exemplar (:func:`fits_example`), or the padded
+        spectrum's there (:data:`~multiscale.config.SPECTRUM_LONG_WAVES`).
 
     Returns
     -------
@@ -129,6 +165,8 @@ def example_spectrum(
             # on the whole plane: a peak may straddle the real FFT's half
             whole = gather_peaks(_whole_plane(spectrum, width=width), example_shape=crop.shape[:2])
             spectrum = whole[:, : width // 2 + 1].copy()
+        if long_waves == "cut":
+            spectrum *= fits_example(height=height, width=width, example_shape=crop.shape[:2])[..., None]
         spectra.append(spectrum)
     if len(spectra) == 1:
         return spectra[0]
