@@ -101,20 +101,19 @@ def test_a_folder_from_before_per_layer_default_weights_resumes_with_the_weights
     assert read_checkpoint(folder).config.descriptor.layer_weights == (3.0, 1.0)
 
 
-def test_a_folder_from_before_gathered_peaks_resumes_with_the_spread_spectrum_it_ran_with(folder):
-    assert read_checkpoint(folder).config.spectrum_peaks == "gather"  # today's folder records it
+@pytest.mark.parametrize(
+    ("field", "today", "then"),
+    [("spectrum_peaks", "gather", "spread"), ("spectrum_long_waves", "cut", "keep")],
+    ids=["before-gathered-peaks", "before-long-waves-cut"],
+)
+def test_a_folder_from_before_a_spectrum_setting_resumes_with_the_spectrum_it_ran_with(
+    folder, field, today, then
+):
+    assert getattr(read_checkpoint(folder).config, field) == today  # today's folder records it
     meta = json.loads((folder / "checkpoint.json").read_text())
-    del meta["config"]["spectrum_peaks"]
+    del meta["config"][field]
     (folder / "checkpoint.json").write_text(json.dumps(meta))
-    assert read_checkpoint(folder).config.spectrum_peaks == "spread"
-
-
-def test_a_folder_from_before_the_long_waves_cut_resumes_keeping_them(folder):
-    assert read_checkpoint(folder).config.spectrum_long_waves == "cut"  # today's folder records it
-    meta = json.loads((folder / "checkpoint.json").read_text())
-    del meta["config"]["spectrum_long_waves"]
-    (folder / "checkpoint.json").write_text(json.dumps(meta))
-    assert read_checkpoint(folder).config.spectrum_long_waves == "keep"
+    assert getattr(read_checkpoint(folder).config, field) == then
 
 
 def test_a_folder_from_before_the_last_stages_share_resumes_with_the_whole_constraint_in_every_stage(folder):

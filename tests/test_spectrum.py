@@ -208,12 +208,16 @@ def test_textures_without_peaks_and_outputs_no_larger_than_the_example_keep_the_
     )
 
 
-def test_spectrum_peaks_is_gather_or_spread() -> None:
+@pytest.mark.parametrize(
+    ("field", "default", "wrong"),
+    [("spectrum_peaks", "gather", "sharp"), ("spectrum_long_waves", "cut", "trim")],
+)
+def test_the_spectrum_settings_default_and_refuse_other_values(field, default, wrong) -> None:
     from multiscale.config import SynthesisConfig
 
-    assert SynthesisConfig().spectrum_peaks == "gather"
-    with pytest.raises(ConfigError, match="spectrum_peaks"):
-        SynthesisConfig(spectrum_peaks="sharp")
+    assert getattr(SynthesisConfig(), field) == default
+    with pytest.raises(ConfigError, match=field):
+        SynthesisConfig(**{field: wrong})
 
 
 def test_several_small_examples_are_gathered_each_and_their_powers_averaged() -> None:
@@ -265,11 +269,3 @@ def test_an_example_s_shading_does_not_spread_to_wavelengths_longer_than_the_exa
         example_spectrum([example], height=64, width=64),
         example_spectrum([example], height=64, width=64, long_waves="keep"),
     )
-
-
-def test_spectrum_long_waves_is_cut_or_keep() -> None:
-    from multiscale.config import SynthesisConfig
-
-    assert SynthesisConfig().spectrum_long_waves == "cut"
-    with pytest.raises(ConfigError, match="spectrum_long_waves"):
-        SynthesisConfig(spectrum_long_waves="trim")
