@@ -80,7 +80,7 @@ DEFAULT_SPECTRUM_WEIGHT = 1.0
 #: output, or leave it ``"spread"`` by the zero-padding, which holds it over one source-size.
 SPECTRUM_PEAKS = ("gather", "spread")
 #: What the spectrum constraint and the ``spectrum`` start put at wavelengths longer than a
-#: source, in an output larger than it (:func:`multiscale.objectives.spectrum.fits_example`):
+#: source, in an output larger than it (:func:`multiscale.objectives.spectrum.longer_than_example`):
 #: ``"cut"`` nothing (the source shows nothing that wide), or ``"keep"`` what the zero-padded
 #: source's spectrum spreads there from its shading, which lays pale veils and colour patches
 #: larger than the source out over a large output (benchmarks/RESULTS.md, "Wavelengths longer

@@ -8,8 +8,8 @@ import pytest
 from multiscale.errors import ConfigError
 from multiscale.objectives.spectrum import (
     example_spectrum,
-    fits_example,
     gather_peaks,
+    longer_than_example,
     project,
     spectrum_loss,
 )
@@ -230,19 +230,38 @@ def test_several_small_examples_are_gathered_each_and_their_powers_averaged() ->
     assert np.unravel_index(np.argmax(power), power.shape) == (11, 22) and power.max() > 0.7 * power.sum()
 
 
-def test_fits_example_marks_the_frequencies_whose_wavelength_is_no_longer_than_the_example() -> None:
+def _longer(height: int, width: int, example_shape: tuple[int, int]) -> np.ndarray:
+    """:func:`longer_than_example` as a boolean mask over the real FFT's half, (H, W // 2 + 1)."""
+    mask = np.zeros((height, width // 2 + 1), bool)
+    mask[longer_than_example(height=height, width=width, example_shape=example_shape)] = True
+    return mask
+
+
+def test_longer_than_example_marks_the_frequencies_whose_wavelength_is_longer_than_the_example() -> None:
     # a 64² example in a 256² output: one of the example's frequency bins is 4 of the output's
-    fits = fits_example(height=256, width=256, example_shape=(64, 64))
-    assert fits.shape == (256, 129)
+    longer = _longer(256, 256, (64, 64))
     for row, col in [(0, 1), (0, 3), (3, 0), (2, 2), (-3, 1), (1, 3)]:
-        assert fits[row, col] == 0.0  # wavelength over 64 px
+        assert longer[row, col]  # wavelength over 64 px
     for row, col in [(0, 0), (0, 4), (4, 0), (-4, 0), (3, 3), (10, 50)]:
-        assert fits[row, col] == 1.0  # the mean, and wavelengths up to 64 px
+        assert not longer[row, col]  # the mean, and wavelengths up to 64 px
     # each axis by its own side: a 32-row, 128-column example in a 256² output
-    wide = fits_example(height=256, width=256, example_shape=(32, 128))
-    assert wide[7, 0] == 0.0 and wide[8, 0] == 1.0 and wide[0, 1] == 0.0 and wide[0, 2] == 1.0
+    wide = _longer(256, 256, (32, 128))
+    assert wide[7, 0] and not wide[8, 0] and wide[0, 1] and not wide[0, 2]
     # an output no larger than its example holds no such frequency
-    assert fits_example(height=64, width=48, example_shape=(64, 64)).min() == 1.0
+    assert not _longer(64, 48, (64, 64)).any()
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "example_shape"), [(256, 256, (64, 64)), (200, 151, (48, 30)), (97, 128, (13, 128))]
+)
+def test_longer_than_example_searches_only_the_corner_and_finds_the_whole_ellipse(
+    height, width, example_shape
+):
+    fy = np.fft.fftfreq(height)[:, None] * example_shape[0]
+    fx = np.fft.rfftfreq(width)[None, :] * example_shape[1]
+    whole_plane = fy * fy + fx * fx < 1.0 - 1e-9
+    whole_plane[0, 0] = False
+    np.testing.assert_array_equal(_longer(height, width, example_shape), whole_plane)
 
 
 def _shaded(size: int = 64) -> np.ndarray:
@@ -258,7 +277,7 @@ def test_an_example_s_shading_does_not_spread_to_wavelengths_longer_than_the_exa
     example = _shaded()
     kept = example_spectrum([example], height=256, width=256, long_waves="keep")
     cut = example_spectrum([example], height=256, width=256)
-    long = fits_example(height=256, width=256, example_shape=(64, 64)) == 0.0
+    long = _longer(256, 256, (64, 64))
     power = lambda s: np.sum(np.abs(s) ** 2, axis=-1)  # noqa: E731
     share = lambda s: power(s)[long].sum() / (power(s).sum() - power(s)[0, 0])  # noqa: E731
     assert share(kept) > 0.05

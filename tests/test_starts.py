@@ -62,11 +62,12 @@ def test_spot_noise_of_a_larger_exemplar_and_of_several_exemplars() -> None:
 def test_a_spot_noise_start_larger_than_its_exemplar_holds_nothing_wider_than_the_exemplar() -> None:
     """The shading of a 32² exemplar (its right side paler) would otherwise spread into blotches
     up to the whole output's size; cut, the start's power there is nil and the rest is the same draw."""
-    from multiscale.objectives.spectrum import fits_example
+    from multiscale.objectives.spectrum import longer_than_example
 
     ramp = np.linspace(-0.1, 0.1, 32)[None, :, None]
     ex = np.clip(0.5 + 0.3 * (_exemplar() - 0.5) + ramp, 0, 1).astype(np.float32)  # nothing clips
-    long = fits_example(height=128, width=128, example_shape=(32, 32)) == 0.0
+    long = np.zeros((128, 65), bool)
+    long[longer_than_example(height=128, width=128, example_shape=(32, 32))] = True
     draws = {
         waves: spot_noise([ex], height=128, width=128, rng=np.random.default_rng(4), long_waves=waves)
         for waves in ("cut", "keep")

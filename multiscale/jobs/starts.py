@@ -42,7 +42,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from ..io import load_image, resize_image
-from ..objectives.spectrum import fits_example, taper_spot
+from ..objectives.spectrum import longer_than_example, taper_spot
 
 #: Starts computed here (anything else is an image path, loaded by the caller).
 GENERATED_STARTS = ("spectrum", "smooth", "noise", "mean")
@@ -72,7 +72,7 @@ def spot_noise(
         Draws the noise fields (and the crop of an exemplar larger than the output).
     long_waves : {"cut", "keep"}
         For an exemplar smaller than the output: leave out the wavelengths
-        longer than it (:func:`~multiscale.objectives.spectrum.fits_example`),
+        longer than it (:func:`~multiscale.objectives.spectrum.longer_than_example`),
         or keep what its padded spectrum puts there.
 
     Returns
@@ -102,8 +102,7 @@ def spot_noise(
         mean_sum += mean
         noise_f = fft.rfft2(rng.standard_normal((height, width), dtype=np.float32), workers=-1)
         if long_waves == "cut":
-            fits = fits_example(height=height, width=width, example_shape=crop.shape[:2])
-            noise_f *= fits.astype(np.float32)
+            noise_f[longer_than_example(height=height, width=width, example_shape=crop.shape[:2])] = 0.0
         scale = np.float32(1.0 / np.sqrt(crop.shape[0] * crop.shape[1] * len(exemplars)))
         centred = taper_spot(crop - mean.astype(np.float32), height=height, width=width)
         spot = np.zeros((height, width), np.float32)

@@ -47,7 +47,7 @@ example's own lowest frequencies, its shading: a 1024² honeycomb from a 256²
 example, whose right side is paler, took pale veils and pink patches larger
 than the example, and a rust's red region grew into long bands. The example
 says nothing about variation wider than itself, and with ``long_waves="cut"``
-(the default) :func:`fits_example` takes those frequencies out of the target
+(the default) :func:`longer_than_example` takes those frequencies out of the target
 (frequency 0, the mean colour, stays); ``"keep"`` leaves them. An output no
 larger than its example has no such frequency, and is alike either way.
 
@@ -74,21 +74,31 @@ TAPER = 0.25
 PEAK_RATIO = 30.0
 
 
-def fits_example(*, height: int, width: int, example_shape: tuple[int, int]) -> np.ndarray:
-    """Where an H×W real FFT's frequencies have wavelengths no longer than an (h, w) example: float64 (H, W // 2 + 1).
+def longer_than_example(
+    *, height: int, width: int, example_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frequencies of an H×W real FFT (H, W // 2 + 1) whose wavelengths are longer than an (h, w) example's.
 
-    1 at frequency 0 (the mean) and wherever ``(fy·h)² + (fx·w)² ≥ 1``
-    (``fy``, ``fx`` in cycles per pixel), so along an axis the wavelength is
-    at most the example's side along it; 0 inside that ellipse. All ones for
-    an output no larger than the example, where the ellipse holds frequency
-    0 alone. Multiplying a spectrum by it removes the variation wider than
-    the example (see the module docstring).
+    Those where ``(fy·h)² + (fx·w)² < 1`` (``fy``, ``fx`` in cycles per
+    pixel), so that along an axis the wavelength is over the example's side
+    along it; frequency 0 (the mean) is not one. They lie within ``H / h``
+    rows and ``W / w`` columns of frequency 0, so only that corner is
+    searched: an 8192² output's costs what a 256²'s does. None for an output
+    no larger than the example. Setting a spectrum to 0 there removes the
+    variation wider than the example (see the module docstring).
+
+    Returns
+    -------
+    (rows, cols) : tuple of np.ndarray int, for indexing the real FFT's half.
     """
-    fy = np.fft.fftfreq(height)[:, None] * example_shape[0]
-    fx = np.fft.rfftfreq(width)[None, :] * example_shape[1]
-    mask = (fy * fy + fx * fx >= 1.0 - 1e-9).astype(np.float64)
-    mask[0, 0] = 1.0
-    return mask
+    h, w = example_shape
+    reach_y, reach_x = -(-height // h), -(-width // w)  # ceil: |ky| < H / h, kx < W / w
+    ky = np.arange(1 - reach_y, reach_y)[:, None]
+    kx = np.arange(0, min(reach_x, width // 2 + 1))[None, :]
+    longer = (ky * h / height) ** 2 + (kx * w / width) ** 2 < 1.0 - 1e-9
+    longer &= (ky != 0) | (kx != 0)
+    rows, cols = np.nonzero(longer)
+    return ky[rows, 0] % height, kx[0, cols]
 
 
 def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
@@ -139,7 +149,7 @@ def example_spectrum(
         (:data:`~multiscale.config.SPECTRUM_PEAKS`).
     long_waves : {"cut", "keep"}
         For an exemplar smaller than the output: no power at wavelengths
-        longer than the exemplar (:func:`fits_example`), or the padded
+        longer than the exemplar (:func:`longer_than_example`), or the padded
         spectrum's there (:data:`~multiscale.config.SPECTRUM_LONG_WAVES`).
 
     Returns
@@ -166,7 +176,7 @@ def example_spectrum(
             whole = gather_peaks(_whole_plane(spectrum, width=width), example_shape=crop.shape[:2])
             spectrum = whole[:, : width // 2 + 1].copy()
         if long_waves == "cut":
-            spectrum *= fits_example(height=height, width=width, example_shape=crop.shape[:2])[..., None]
+            spectrum[longer_than_example(height=height, width=width, example_shape=crop.shape[:2])] = 0.0
         spectra.append(spectrum)
     if len(spectra) == 1:
         return spectra[0]
