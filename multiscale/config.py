@@ -66,8 +66,10 @@ DEFAULT_STATISTICS = ("auto",)
 #: and only if the whole run fits the memory limit with it.
 AUTO_SLICED_MAX_BYTES = 6 * 1024**3
 #: What style transfer matches by default: the settings its palette and schedule were
-#: measured with (benchmarks/stylize_palette.py, stylize_schedule.py); conv1_1 and the
-#: sliced statistic were measured for synthesis only.
+#: measured with (benchmarks/stylize_quality.py, stylize_schedule.py). The texture
+#: defaults (conv1_1 and the sliced statistic), measured for style transfer too, came a
+#: little further from the style's palette and kept less of the content's layout
+#: (benchmarks/RESULTS.md, "Style transfer's texture and layout").
 STYLE_LAYERS = ("pool1", "conv3_2")
 STYLE_STATISTICS = ("gram",)
 #: Weight of the spectrum constraint when source images are given: on the 12

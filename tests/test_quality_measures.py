@@ -453,3 +453,23 @@ def test_stripes_beyond_the_example_count_only_what_an_image_adds():
     ]
     assert quality.stripes_beyond(textures, "ours") == pytest.approx(16.0**0.25)
     assert quality.stripes_beyond(textures[1:3], "ours") == 1.0
+
+
+def test_edge_correlation_keeps_a_repainted_layout_and_not_an_unrelated_one():
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:96, 0:128]
+    shapes = 60.0 * ((xx - 40) ** 2 + (yy - 50) ** 2 < 20**2) + 50.0 * ((xx > 80) & (yy < 40))
+    content = np.repeat((40 + shapes)[..., None], 3, axis=2) + rng.standard_normal((96, 128, 3))
+    assert qm.edge_correlation(content, content) == pytest.approx(1.0)
+    # a dark, tinted palette keeps every edge where it was: any a·Y + b, a ≠ 0, scores 1
+    repainted = 10 + 0.25 * content * np.array([1.0, 0.6, 1.4])
+    assert qm.edge_correlation(content, repainted) == pytest.approx(1.0, abs=0.02)
+    assert qm.edge_correlation(content, 255 - content) == pytest.approx(1.0)
+    # strokes where the content has none lower it, the more the stronger; an unrelated image
+    # scores about 0
+    ripples = (np.sin(2 * np.pi * xx / 5) * (yy > 48))[..., None]
+    scores = [qm.edge_correlation(content, repainted + a * ripples) for a in (2, 4, 8)]
+    assert 0.9 > scores[0] > scores[1] > scores[2] > 0.0
+    assert abs(qm.edge_correlation(content, _texture(128)[:96])) < 0.15
+    with pytest.raises(ValueError, match="shapes differ"):
+        qm.edge_correlation(content, content[:64])
