@@ -131,6 +131,11 @@ def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
         raise ConfigError(name, f"must be an integer ≥ {minimum}, got {value!r}")
 
 
+def _one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
 def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
@@ -260,10 +265,8 @@ class DescriptorConfig:
             raise ConfigError("layers", "a layer is listed twice")
         _weights("layer_weights", self.layer_weights, len(self.layers), "layer")
         _weights("octave_weights", self.octave_weights, self.octaves, "octave")
-        if self.pooling not in POOLINGS:
-            raise ConfigError("pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.padding not in PADDINGS:
-            raise ConfigError("padding", f"must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+        _one_of("pooling", self.pooling, POOLINGS)
+        _one_of("padding", self.padding, PADDINGS)
         _positive_float("source_scale", self.source_scale)
         if self.source_width is not None:
             _positive_int("source_width", self.source_width, minimum=8)
@@ -444,12 +447,10 @@ class RunConfig:
         _positive_int("max_input_pixels", self.max_input_pixels, minimum=64)
         if self.max_memory is not None:
             _positive_int("max_memory", self.max_memory, minimum=1 << 20)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
         if self.tile_size is not None:
             _positive_int("tile_size", self.tile_size, minimum=MIN_TILE_SIZE)
-        if self.precision not in PRECISIONS:
-            raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _one_of("precision", self.precision, PRECISIONS)
         if self.checkpoint_every is not None:
             _positive_int("checkpoint_every", self.checkpoint_every)
         if self.stages is not None:
@@ -563,15 +564,8 @@ class SynthesisConfig(RunConfig):
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
         _positive_float("spectrum_last_stage", self.spectrum_last_stage, allow_zero=True)
-        if self.spectrum_peaks not in SPECTRUM_PEAKS:
-            raise ConfigError(
-                "spectrum_peaks", f"must be one of {', '.join(SPECTRUM_PEAKS)}, got {self.spectrum_peaks!r}"
-            )
-        if self.spectrum_long_waves not in SPECTRUM_LONG_WAVES:
-            raise ConfigError(
-                "spectrum_long_waves",
-                f"must be one of {', '.join(SPECTRUM_LONG_WAVES)}, got {self.spectrum_long_waves!r}",
-            )
+        _one_of("spectrum_peaks", self.spectrum_peaks, SPECTRUM_PEAKS)
+        _one_of("spectrum_long_waves", self.spectrum_long_waves, SPECTRUM_LONG_WAVES)
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(
                 "stages",
@@ -747,10 +741,7 @@ class StyleConfig(RunConfig):
         _positive_float("style_scale", self.style_scale)
         if self.style_scale > 4:
             raise ConfigError("style_scale", f"must be at most 4, got {self.style_scale!r}")
-        if self.preserve_color not in PRESERVE_COLORS:
-            raise ConfigError(
-                "preserve_color", f"must be one of {', '.join(PRESERVE_COLORS)}, got {self.preserve_color!r}"
-            )
+        _one_of("preserve_color", self.preserve_color, PRESERVE_COLORS)
         if self.width is not None and self.width > MAX_STYLIZE_SIDE:
             raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
         if not isinstance(self.init, str) or not self.init:
