@@ -177,7 +177,7 @@ def run_synthesis(args: argparse.Namespace, ids: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def _load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"), dtype=np.float64)
 
@@ -214,14 +214,14 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
     }
     for tex_id in ids:
         folder = args.data / tex_id
-        example = _load_rgb(folder / "example.jpg")
+        example = load_rgb(folder / "example.jpg")
         outputs = sorted(args.out.glob(f"{tex_id}.png")) + sorted(args.out.glob(f"{tex_id}_seed*.png"))
         if not outputs:
             print(f"{tex_id}: no output in {args.out}, skipped")
             continue
-        ours = [_load_rgb(p) for p in outputs]
+        ours = [load_rgb(p) for p in outputs]
         ours_jpeg = [jpeg_round_trip(im) for im in ours]
-        peers = {peer: _load_rgb(folder / name) for peer, name in PEERS.items()}
+        peers = {peer: load_rgb(folder / name) for peer, name in PEERS.items()}
         # Every variant is a list of images (ours: one per seed), and its scores are their means.
         images = {"ours": ours, "ours_jpeg": ours_jpeg, **{peer: [image] for peer, image in peers.items()}}
         entry = {
@@ -602,7 +602,7 @@ def _tile(image: np.ndarray, size: int) -> Image.Image:
     return tile
 
 
-def _zoom(image: np.ndarray, crop: int, factor: int) -> Image.Image:
+def zoomed_centre(image: np.ndarray, crop: int, factor: int) -> Image.Image:
     """The central crop² patch enlarged ``factor``× by nearest neighbour, so single-pixel speckle shows."""
     h, w = image.shape[:2]
     top, left = (h - crop) // 2, (w - crop) // 2
@@ -617,7 +617,7 @@ def contact_sheets(args: argparse.Namespace, ids: list[str], size: int = 256) ->
     paths = []
     for filename, render, note in (
         ("contact_sheet.png", lambda im: _tile(im, size), " (top-left 256x256, 1x)"),
-        ("contact_zoom.png", lambda im: _zoom(im, size // 4, 4), " (centre 64x64, 4x)"),
+        ("contact_zoom.png", lambda im: zoomed_centre(im, size // 4, 4), " (centre 64x64, 4x)"),
     ):
         names = [columns[0] + note, *columns[1:]]
         rows = []
@@ -630,7 +630,7 @@ def contact_sheets(args: argparse.Namespace, ids: list[str], size: int = 256) ->
                 (
                     tex_id,
                     [
-                        render(_load_rgb(p))
+                        render(load_rgb(p))
                         for p in (
                             folder / "example.jpg",
                             ours,

@@ -35,7 +35,8 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_measures import color_sw1, edge_correlation, gradient_w1, speckle, wavelet_kl  # noqa: E402
+from quality import geomean, load_rgb, zoomed_centre  # noqa: E402
+from quality_measures import FLOORS, color_sw1, edge_correlation, gradient_w1, speckle, wavelet_kl  # noqa: E402
 
 PAIRS = [
     ("samples/style/chelsea.png", "samples/sources/hubble_field.png"),
@@ -43,15 +44,10 @@ PAIRS = [
     ("samples/sources/grass.png", "samples/sources/hubble_field.png"),
 ]
 SETTINGS = {"gram": "--statistics gram", "gram+sliced": "--statistics gram,sliced"}
-#: Distances to the style whose geometric mean over the pairs is printed per setting.
-TEXTURE_MEASURES = {"wavelet": wavelet_kl, "gradient": gradient_w1, "speckle": speckle}
-#: Below these a distance is not a meaningful ratio (as in quality_measures.FLOORS).
-FLOORS = {"wavelet": 1e-6, "gradient": 1e-3, "speckle": 0.1}
+#: Distances to the style whose geometric mean over the pairs (each floored at its
+#: ``quality_measures.FLOORS``) is printed per setting.
+TEXTURE_MEASURES = {"wavelet_kl": wavelet_kl, "gradient": gradient_w1, "speckle": speckle}
 ZOOM = 3
-
-
-def _load(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
 
 
 def _resized(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -65,10 +61,6 @@ def score(content: np.ndarray, style: np.ndarray, output: np.ndarray) -> dict[st
     scores |= {name: measure(style, output) for name, measure in TEXTURE_MEASURES.items()}
     scores["edges"] = edge_correlation(_resized(content, output.shape), output)
     return scores
-
-
-def _geomean(values: list[float], floor: float) -> float:
-    return float(np.exp(np.mean(np.log(np.maximum(values, floor)))))
 
 
 def main() -> None:
@@ -95,7 +87,7 @@ def main() -> None:
         f"{'wavelet':>8} {'gradient':>8} {'speckle':>7} {'edges':>6} {'s':>5}"
     )
     for content, style in PAIRS:
-        c_img, s_img = _load(ROOT / content), _load(ROOT / style)
+        c_img, s_img = load_rgb(ROOT / content), load_rgb(ROOT / style)
         row, zoom = [c_img, s_img], []
         for name, options in settings.items():
             out = args.out / f"{Path(content).stem}_{Path(style).stem}_{name.replace('+', '_')}.png"
@@ -106,35 +98,30 @@ def main() -> None:
             started = time.perf_counter()
             subprocess.run(cmd, cwd=ROOT, check=True)
             seconds = time.perf_counter() - started
-            o_img = _load(out)
+            o_img = load_rgb(out)
             s = score(c_img, s_img, o_img)
             scores[name].append(s)
             print(
                 f"{Path(content).stem:<10} {Path(style).stem:<13} {name:<14} {s['to_style']:7.2f} "
-                f"{s['to_content']:8.2f} {s['to_style'] / s['to_content']:6.2f} {s['wavelet']:8.4f} "
+                f"{s['to_content']:8.2f} {s['to_style'] / s['to_content']:6.2f} {s['wavelet_kl']:8.4f} "
                 f"{s['gradient']:8.3f} {s['speckle']:7.2f} {s['edges']:6.3f} {seconds:5.0f}",
                 flush=True,
             )
             row.append(o_img)
-            zoom.append(_centre(o_img, args.width // 2 // ZOOM * 2))
+            zoom.append(np.asarray(zoomed_centre(o_img, args.width // ZOOM, ZOOM), dtype=np.float64))
         rows.append(row)
         zooms.append(zoom)
     print("\nOver the pairs: geometric means of the palette ratio and the distances to the style, mean edges")
     for name, ss in scores.items():
-        ratio = _geomean([s["to_style"] / s["to_content"] for s in ss], 1e-3)
-        texture = " ".join(f"{m} {_geomean([s[m] for s in ss], FLOORS[m]):.4g}" for m in TEXTURE_MEASURES)
+        ratio = geomean([s["to_style"] / s["to_content"] for s in ss], 1e-3)
+        texture = " ".join(f"{m} {geomean([s[m] for s in ss], FLOORS[m]):.4g}" for m in TEXTURE_MEASURES)
         print(f"  {name:<14} ratio {ratio:.3f}  {texture}  edges {np.mean([s['edges'] for s in ss]):.3f}")
     _sheet(rows, ["content", "style", *settings], args.out / "stylize_sheet.png", args.width)
-    _sheet(zooms, list(settings), args.out / "stylize_zoom.png", args.width, zoom=ZOOM)
+    _sheet(zooms, list(settings), args.out / "stylize_zoom.png", args.width)
     print(f"wrote {args.out / 'stylize_sheet.png'} and {args.out / 'stylize_zoom.png'}")
 
 
-def _centre(image: np.ndarray, side: int) -> np.ndarray:
-    y, x = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
-    return image[y : y + side, x : x + side]
-
-
-def _sheet(rows: list[list[np.ndarray]], labels: list[str], path: Path, width: int, zoom: int = 1) -> None:
+def _sheet(rows: list[list[np.ndarray]], labels: list[str], path: Path, width: int) -> None:
     cell = width
     sheet = Image.new("RGB", (cell * len(labels), 16 + cell * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -143,8 +130,6 @@ def _sheet(rows: list[list[np.ndarray]], labels: list[str], path: Path, width: i
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-            if zoom > 1:
-                im = im.resize((im.width * zoom, im.height * zoom), Image.NEAREST)
             im.thumbnail((cell, cell))
             sheet.paste(im, (c * cell, 16 + r * cell))
     sheet.save(path)
