@@ -18,7 +18,11 @@ centre to ``--out``.
     python benchmarks/stylize_quality.py --width 256 --out /tmp/stylize
     python benchmarks/stylize_quality.py --setting gram="--statistics gram" --setting both="--statistics gram,sliced"
 
-Sources are the project's samples (see samples/PROVENANCE.md); nothing is downloaded.
+Sources are the project's samples (see samples/PROVENANCE.md); nothing is downloaded. ``--pair``
+takes any other content and style, for instance scikit-image's data (a dev dependency)::
+
+    D=$(python -c "import skimage, os; print(os.path.dirname(skimage.__file__))")/data
+    python benchmarks/stylize_quality.py --pair $D/astronaut.png:$D/ihc.png --pair $D/coffee.png:$D/retina.jpg
 """
 
 from __future__ import annotations
@@ -75,9 +79,15 @@ def main() -> None:
         "--setting", action="append", default=None, metavar="NAME=OPTIONS",
         help="a named set of stylize options (repeatable; default: gram and gram+sliced)",
     )  # fmt: skip
+    parser.add_argument(
+        "--pair", action="append", default=None, metavar="CONTENT:STYLE",
+        help="a content and a style image, paths from the project root or absolute (repeatable; "
+        "default: the three gallery pairs)",
+    )  # fmt: skip
     parser.add_argument("--max-iter", type=int, default=None, help="passed to stylize")
     args = parser.parse_args()
     settings = dict(s.split("=", 1) for s in args.setting) if args.setting else SETTINGS
+    pairs = [tuple(p.split(":", 1)) for p in args.pair] if args.pair else PAIRS
     args.out.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "multiscale"
     rows, zooms = [], []
@@ -86,7 +96,7 @@ def main() -> None:
         f"{'content':<10} {'style':<13} {'setting':<14} {'→style':>7} {'→content':>8} {'ratio':>6} "
         f"{'wavelet':>8} {'gradient':>8} {'speckle':>7} {'edges':>6} {'s':>5}"
     )
-    for content, style in PAIRS:
+    for content, style in pairs:
         c_img, s_img = load_rgb(ROOT / content), load_rgb(ROOT / style)
         row, zoom = [c_img, s_img], []
         for name, options in settings.items():

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from multiscale.config import (
+    CONTENT_TARGETS,
     MAX_STAGES,
     MAX_STYLIZE_SIDE,
     PRESERVE_COLORS,
@@ -64,6 +65,10 @@ style_descriptor_options = pick(
 stylize_options = compose(
     click.option("--content-layers", callback=name_list, default=",".join(S.content_layers),
                  show_default=True, help="Comma-separated VGG16 layers whose activations keep the content."),
+    click.option("--content-target", type=click.Choice(CONTENT_TARGETS), default=S.content_target,
+                 show_default=True, help="What the content term's features are taken of: the content "
+                 "image as it is, or the content recoloured to the styles' palette (the palette start), "
+                 "so that it asks for the content's layout in the style's colours."),
     click.option("--content-weight", type=float, default=S.content_weight, show_default=True,
                  help="Weight of the content loss (mean squared feature error relative to the "
                  "content's own mean square)."),

@@ -588,6 +588,7 @@ DESCRIPTOR_DEFAULTS = SYNTHESIS_DEFAULTS.descriptor
 # --------------------------------------------------------------------------
 
 STYLE_INITS = ("palette", "content", "noise", "mean")
+CONTENT_TARGETS = ("content", "palette")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
 #: Content is matched on one deep layer: it keeps the arrangement of objects
@@ -655,6 +656,13 @@ class StyleConfig(RunConfig):
     content_layers : tuple of str
         VGG16 layers whose activations (at full resolution, octave 0) must
         match the content image's.
+    content_target : {"content", "palette"}
+        What the content's features are taken of: ``content``, the content
+        image as it is; ``palette``, the content recoloured to the styles'
+        colour mean and covariance (the ``palette`` start), so that the
+        content term asks for the content's layout in the style's colours
+        rather than for its own colours. With ``preserve_color`` both are
+        the content as it is.
     content_weight, style_weight, tv_weight : float ≥ 0
         Weights of the three loss terms; at least one must be > 0.
     style_weights : tuple of float or None
@@ -694,6 +702,7 @@ class StyleConfig(RunConfig):
 
     descriptor: DescriptorConfig = field(default_factory=style_descriptor)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    content_target: str = "content"
     # Both terms are relative errors, so weight 1 each balances them; TV 30 halves the
     # pixel-level ripples at no cost in style (benchmarks/RESULTS.md, "Defaults").
     content_weight: float = 1.0
@@ -742,6 +751,7 @@ class StyleConfig(RunConfig):
         if self.style_scale > 4:
             raise ConfigError("style_scale", f"must be at most 4, got {self.style_scale!r}")
         _one_of("preserve_color", self.preserve_color, PRESERVE_COLORS)
+        _one_of("content_target", self.content_target, CONTENT_TARGETS)
         if self.width is not None and self.width > MAX_STYLIZE_SIDE:
             raise ConfigError("width", f"must be at most {MAX_STYLIZE_SIDE}, got {self.width}")
         if not isinstance(self.init, str) or not self.init:

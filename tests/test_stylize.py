@@ -92,6 +92,8 @@ def test_config_validation_names_the_field():
         StyleConfig(style_weights=(-1.0, 2.0))
     with pytest.raises(ConfigError, match="nothing to optimise"):
         StyleConfig(content_weight=0, style_weight=0, tv_weight=0)
+    with pytest.raises(ConfigError, match="content_target: must be one of"):
+        StyleConfig(content_target="style")
     with pytest.raises(ConfigError, match="width"):
         StyleConfig(width=5000)
     with pytest.raises(ConfigError, match="source_scale"):
@@ -368,6 +370,34 @@ def test_bad_inputs_raise_clear_errors(content, styles, tmp_path):
         stylize(content, styles[0], style_scale=0.2, **SMALL)
     with pytest.raises(ImageError, match="nope.png"):
         stylize(content, styles[0], init=tmp_path / "nope.png", **SMALL)
+
+
+@pytest.mark.parametrize("preserve_color", ["none", "luminance", "histogram"])
+def test_the_palette_content_target_is_the_palette_start_and_the_content_under_preserve_color(
+    content, styles, preserve_color
+):
+    """``content_target="palette"``: the content term's image is the content recoloured to the
+    styles' palette, the very image the ``palette`` start begins from; with ``preserve_color``
+    (the styles already take the content's colours, or only luminance is transferred) it is the
+    content as it is."""
+    from multiscale.jobs.stylize import _start_image, stage_targets
+    from multiscale.measure.color import match_palette
+
+    net = VGG16(load_weights())
+    options = dict(SMALL, preserve_color=preserve_color, stages=2)
+    recoloured = prepare_stylize(content, styles, config=make_config(content_target="palette", **options))
+    plain = prepare_stylize(content, styles, config=make_config(**options))
+    for (h, w), target, base in zip(
+        recoloured.stage_sizes, stage_targets(recoloured, net), stage_targets(plain, net), strict=True
+    ):
+        np.testing.assert_array_equal(base.content, resize_image(content, width=w, height=h))
+        if preserve_color == "none":
+            np.testing.assert_array_equal(target.content, _start_image(recoloured, h, w))
+            wanted = match_palette(content, styles).reshape(-1, 3).mean(axis=0)
+            np.testing.assert_allclose(target.content.reshape(-1, 3).mean(axis=0), wanted, atol=0.01)
+            assert np.abs(target.content - base.content).mean() > 0.05  # the palette moved it
+        else:
+            np.testing.assert_array_equal(target.content, base.content)
 
 
 def test_histogram_mode_gives_the_styles_the_content_colours(content, styles):

@@ -468,10 +468,17 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_image(image, width=width, height=height)
 
 
+def _recoloured(plan: StylizePlan) -> np.ndarray:
+    """The content recoloured to the styles' blended palette; the content as it is with ``preserve_color``."""
+    if plan.config.preserve_color == "none":
+        return match_palette(plan.content, plan.styles, plan.blend)
+    return plan.content
+
+
 def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     config = plan.config
-    if config.init == "palette" and config.preserve_color == "none":
-        return _resize(match_palette(plan.content, plan.styles, plan.blend), height, width)
+    if config.init == "palette":
+        return _resize(_recoloured(plan), height, width)
     if config.init in ("content", "palette"):
         return _resize(plan.content, height, width)
     if plan.init_image is not None:
@@ -528,8 +535,9 @@ def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> 
         grams, means = _blended_moments(plan, network, width)
         if "mean" not in plan.config.descriptor.statistics:
             means = None
+    content = _recoloured(plan) if plan.config.content_target == "palette" else plan.content
     return StageTargets(
-        content=_resize(plan.content, height, width), grams=grams,
+        content=_resize(content, height, width), grams=grams,
         sliced=_blended_sliced(plan, network, width), means=means,
     )  # fmt: skip
 
@@ -1214,6 +1222,7 @@ def stylize(
     *,
     width: int | None = STYLE_DEFAULTS.width,
     content_layers: Sequence[str] = STYLE_DEFAULTS.content_layers,
+    content_target: str = STYLE_DEFAULTS.content_target,
     content_weight: float = STYLE_DEFAULTS.content_weight,
     style_weight: float = STYLE_DEFAULTS.style_weight,
     tv_weight: float = STYLE_DEFAULTS.tv_weight,
@@ -1254,7 +1263,7 @@ def stylize(
         Style images; their Gram matrices are blended by ``style_weights``.
     width : int or None
         Output width (≤ 4096); the height follows the content's aspect.
-    content_layers, content_weight, style_weight, tv_weight, style_weights,
+    content_layers, content_target, content_weight, style_weight, tv_weight, style_weights,
     style_scale, preserve_color, stages, init, seed, max_iter, tol,
     time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size,
     precision
@@ -1279,7 +1288,8 @@ def stylize(
         For options or inputs that cannot work, with a message naming them.
     """
     config = make_config(
-        width=width, content_layers=content_layers, content_weight=content_weight,
+        width=width, content_layers=content_layers, content_target=content_target,
+        content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, style_weights=style_weights,
         style_scale=style_scale, preserve_color=preserve_color, stages=stages, octaves=octaves,
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
