@@ -588,6 +588,12 @@ DESCRIPTOR_DEFAULTS = SYNTHESIS_DEFAULTS.descriptor
 # --------------------------------------------------------------------------
 
 STYLE_INITS = ("palette", "content", "noise", "mean")
+#: What the content term's features are taken of. ``palette`` (the default): the content
+#: recoloured to the styles' palette, so the content term no longer asks for the content's own
+#: colours while the style asks for the style's; on seven pairs (256 px) it took the rainbow
+#: rings out of the cat's eyes, thinned the maze of fine stripes the two terms painted between
+#: them, and brought the palette closer (benchmarks/RESULTS.md, "The content term in the
+#: style's palette").
 CONTENT_TARGETS = ("content", "palette")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
@@ -702,7 +708,7 @@ class StyleConfig(RunConfig):
 
     descriptor: DescriptorConfig = field(default_factory=style_descriptor)
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
-    content_target: str = "content"
+    content_target: str = "palette"
     # Both terms are relative errors, so weight 1 each balances them; TV 30 halves the
     # pixel-level ripples at no cost in style (benchmarks/RESULTS.md, "Defaults").
     content_weight: float = 1.0

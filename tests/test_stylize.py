@@ -217,8 +217,9 @@ def test_content_loss_alone_pulls_noise_toward_the_content(content, styles):
     """
     options = {**SMALL, "content_layers": ("conv1_1",)}
     res = stylize(
-        content, styles[0], init="noise", style_weight=0, tv_weight=0, max_iter=60, seed=3, **options
-    )
+        content, styles[0], init="noise", content_target="content", style_weight=0, tv_weight=0, max_iter=60,
+        seed=3, **options,
+    )  # fmt: skip
     mean = content.reshape(-1, 3).mean(axis=0)
     start = np.clip(mean + np.random.default_rng(3).normal(0, 0.1, content.shape), 0, 1)
     before = np.sqrt(np.mean((start - content) ** 2))
@@ -228,7 +229,10 @@ def test_content_loss_alone_pulls_noise_toward_the_content(content, styles):
 
 
 def test_zero_style_weight_with_content_init_leaves_the_content_unchanged(content, styles):
-    res = stylize(content, styles[0], style_weight=0, tv_weight=0, max_iter=10, init="content", **SMALL)
+    res = stylize(
+        content, styles[0], style_weight=0, tv_weight=0, max_iter=10, init="content", content_target="content",
+        **SMALL,
+    )  # fmt: skip
     np.testing.assert_array_equal(res.image, quantize(content, bit_depth=8))
     assert res.report.iterations == 0 and res.report.stop_reason == "converged"
     assert res.report.loss < 1e-3  # the content loss of 8-bit rounding (measured 4e-5)
@@ -386,7 +390,7 @@ def test_the_palette_content_target_is_the_palette_start_and_the_content_under_p
     net = VGG16(load_weights())
     options = dict(SMALL, preserve_color=preserve_color, stages=2)
     recoloured = prepare_stylize(content, styles, config=make_config(content_target="palette", **options))
-    plain = prepare_stylize(content, styles, config=make_config(**options))
+    plain = prepare_stylize(content, styles, config=make_config(content_target="content", **options))
     for (h, w), target, base in zip(
         recoloured.stage_sizes, stage_targets(recoloured, net), stage_targets(plain, net), strict=True
     ):

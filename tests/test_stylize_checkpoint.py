@@ -140,6 +140,17 @@ def test_round_trip_gives_back_config_provenance_targets_and_position(folder, tm
     assert load_image(folder / "current.png").shape == (16, 24, 3)
 
 
+def test_a_folder_from_before_the_content_target_resumes_with_the_content_as_it_is(folder):
+    """Older stylize checkpoints took the content term's features of the content as it is;
+    today's default is its recolouring, so a folder that does not record the setting keeps
+    the one it ran with (its targets are stored either way; the report must say so)."""
+    assert read_style_checkpoint(folder).config.content_target == "palette"  # today's folder records it
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["config"]["content_target"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_style_checkpoint(folder).config.content_target == "content"
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -975,6 +975,7 @@ _OLDER_RUN = {
     "spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0,
     "spectrum_long_waves": "keep",
 }  # fmt: skip
+_OLDER_STYLE = {"content_target": "content"}
 
 
 def _older_defaults(config: Any, version: int) -> Any:
@@ -988,6 +989,8 @@ def _older_defaults(config: Any, version: int) -> Any:
     out = {**config, "descriptor": descriptor}
     if "frames" in config:  # a synthesis config
         out = {**_OLDER_RUN, **out}
+    elif "content_layers" in config:  # a style config
+        out = {**_OLDER_STYLE, **out}
     return out
 
 
