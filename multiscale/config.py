@@ -517,6 +517,13 @@ class SynthesisConfig(RunConfig):
         share of ``spectrum_weight`` (:data:`SPECTRUM_LAST_STAGE`): 1 keeps it
         whole there too, 0 leaves it to the earlier stages. A run of one
         stage keeps the whole weight.
+    stage_detail : bool
+        Start each stage after the first from the previous one's result
+        upsampled *plus* the finest octave, which upsampling cannot carry,
+        taken from random-phase noise of the sources at the stage's size
+        (:func:`multiscale.jobs.starts.stage_start`). Needs source images
+        and one frame; otherwise, and with ``False``, the upsampled result
+        alone.
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
@@ -549,6 +556,7 @@ class SynthesisConfig(RunConfig):
     spectrum_peaks: str = "gather"
     spectrum_long_waves: str = "cut"
     spectrum_last_stage: float = SPECTRUM_LAST_STAGE
+    stage_detail: bool = False
 
     job: ClassVar[str] = "synthesize"
 
@@ -566,6 +574,8 @@ class SynthesisConfig(RunConfig):
         _positive_float("spectrum_last_stage", self.spectrum_last_stage, allow_zero=True)
         _one_of("spectrum_peaks", self.spectrum_peaks, SPECTRUM_PEAKS)
         _one_of("spectrum_long_waves", self.spectrum_long_waves, SPECTRUM_LONG_WAVES)
+        if not isinstance(self.stage_detail, bool):
+            raise ConfigError("stage_detail", f"must be true or false, got {self.stage_detail!r}")
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(
                 "stages",

@@ -118,3 +118,57 @@ def test_the_noise_start_is_unchanged() -> None:
     expected = np.clip(mean + np.random.default_rng(7).normal(0.0, 0.1, size=(8, 8, 3)), 0, 1)
     got = generated_start("noise", height=8, width=8, mean_color=mean, seed=7)
     np.testing.assert_allclose(got, expected.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------
+# The start of a later stage
+# ---------------------------------------------------------------------------
+
+
+def _fine_texture(size: int = 64) -> np.ndarray:
+    """A tinted texture with most of its energy in the finest octave (noise blurred 0.7 px)."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(np.random.default_rng(4).standard_normal((size, size)), 0.7, mode="wrap")
+    return np.clip(0.5 + 0.4 * field[..., None] * np.array([1.0, 0.8, 0.6]), 0, 1).astype(np.float32)
+
+
+def _finest_octave(image: np.ndarray) -> np.ndarray:
+    """What halving loses: the image minus itself halved and upsampled back."""
+    from multiscale.io import resize_image
+    from multiscale.jobs.starts import upsample
+
+    h, w = image.shape[:2]
+    half = resize_image(image.astype(np.float32), width=w // 2, height=h // 2)
+    return image - upsample(half, height=h, width=w, wrap=True)
+
+
+def test_a_later_stage_starts_from_the_upsampled_result_with_the_sources_finest_octave_added() -> None:
+    from multiscale.io import resize_image
+    from multiscale.jobs.starts import stage_start, upsample
+
+    ex = _fine_texture()
+    previous = resize_image(ex, width=32, height=32)  # a stage's result: right layout, no finest octave
+    plain = stage_start(previous, height=64, width=64, wrap=True)
+    np.testing.assert_array_equal(plain, upsample(previous, height=64, width=64, wrap=True))
+    detailed = stage_start(previous, height=64, width=64, wrap=True, exemplars=[ex], seed=5)
+    assert detailed.shape == (64, 64, 3) and detailed.min() >= 0 and detailed.max() <= 1
+
+    def rms(a):
+        return float(np.sqrt(np.mean(np.square(a))))
+
+    wanted = rms(_finest_octave(ex))
+    assert rms(_finest_octave(plain)) < 0.3 * wanted  # upsampling alone leaves little of it (measured 0.21)
+    assert 0.7 * wanted < rms(_finest_octave(detailed)) < 1.3 * wanted  # the detail fills it (0.95)
+    # and only it: halved again, the start is the previous result
+    added = detailed - plain
+    halved = resize_image(added.astype(np.float32), width=32, height=32)
+    assert rms(halved) < 0.3 * rms(added)  # measured 0.19; white noise halved keeps about 0.5
+    # seeded: the same seed gives the same start, another seed other detail
+    np.testing.assert_array_equal(
+        detailed, stage_start(previous, height=64, width=64, wrap=True, exemplars=[ex], seed=5)
+    )
+    other = stage_start(previous, height=64, width=64, wrap=True, exemplars=[ex], seed=6)
+    assert rms(other - detailed) > 0.5 * rms(added)
+    with pytest.raises(ValueError, match="frames"):
+        stage_start(np.stack([previous, previous]), height=64, width=64, wrap=True, exemplars=[ex])

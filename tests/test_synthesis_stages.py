@@ -12,6 +12,7 @@ from multiscale.config import SynthesisConfig
 from multiscale.errors import ConfigError
 from multiscale.io import load_image, save_image
 from multiscale.jobs.runner import StageProgress
+from multiscale.jobs.starts import upsample
 from multiscale.jobs.synthesize import (
     Stage,
     auto_stages,
@@ -21,7 +22,6 @@ from multiscale.jobs.synthesize import (
     run_synthesis,
     stage_config,
     stage_targets,
-    upsample,
 )
 from multiscale.layers import shift_octaves
 from multiscale.measure.sliced import QuantileBank, SlicedTargets, bank_levels
@@ -223,8 +223,24 @@ def test_a_run_with_the_spectrum_constraint_records_each_stages_weight_and_resum
     assert resumed.report.loss == whole.report.loss and first.report.stop_reason == "callback"
 
 
-def test_a_tileable_run_in_stages_stays_seamless(source):
-    config = make_config(stages=2, max_iter=6, padding="wrap", **SMALL)
+def test_a_run_with_stage_detail_changes_only_the_later_stages_and_resumes_bit_for_bit(
+    source, tmp_path, stopped_run
+):
+    config = make_config(stages=2, max_iter=6, seed=2, stage_detail=True, **SMALL)
+    whole = run_synthesis(source, config=config)
+    plain = run_synthesis(source, config=dataclasses.replace(config, stage_detail=False))
+    assert whole.report.stages[0]["loss"] == plain.report.stages[0]["loss"]  # the first stage is the same
+    assert not np.array_equal(whole.image, plain.image)
+    assert whole.report.to_dict()["config"]["stage_detail"] is True
+    first = stopped_run(source, config=config, stop_at=3)  # in the first stage: the resume adds the detail
+    resumed, _ = resume_synthesis(tmp_path / "ck")
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    assert first.report.stop_reason == "callback"
+
+
+@pytest.mark.parametrize("stage_detail", [False, True])
+def test_a_tileable_run_in_stages_stays_seamless(source, stage_detail):
+    config = make_config(stages=2, max_iter=6, padding="wrap", stage_detail=stage_detail, **SMALL)
     image = run_synthesis(source, config=config).image
     inner = np.abs(np.diff(image, axis=1)).mean()
     seam = np.abs(image[:, 0] - image[:, -1]).mean()

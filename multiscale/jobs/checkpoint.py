@@ -120,7 +120,7 @@ class Checkpoint:
     sliced_draw : (int, int) or None
         That run's draw of directions and the iteration where it began.
     exemplars : list of np.ndarray float32 (h, w, 3)
-        The source images, for a run with the spectrum constraint.
+        The source images, for a run with the spectrum constraint or ``stage_detail``.
     means : dict of (octave, layer) → np.ndarray float64 (C,) or None
         The target mean feature vectors, for a run with the mean statistic.
     stage : int or None
@@ -544,7 +544,7 @@ def write_checkpoint(
     ``sliced``: the sources' features (or descriptor files' quantile bank) when the run uses the
     sliced statistic;
     ``sliced_draw``: its current draw of directions and the iteration it began at;
-    ``exemplars``: the source images, for a run with the spectrum constraint;
+    ``exemplars``: the source images, for a run with the spectrum constraint or ``stage_detail``;
     ``means``: the target mean feature vectors, for a run with the mean statistic;
     ``stage``: see :class:`Checkpoint` (``shape`` is then that stage's).
     """

@@ -197,3 +197,79 @@ def initial_image(
     if image.shape[:2] != (height, width):
         image = resize_image(image, width=width, height=height)
     return image
+
+
+def upsample(images: np.ndarray, *, height: int, width: int, wrap: bool) -> np.ndarray:
+    """Cubic upsampling of an (H, W, 3) image or (N, H, W, 3) frames to ``height`` × ``width``, float64 in [0, 1].
+
+    ``wrap``: the image is periodic (a tileable output), and so is the
+    interpolation, which leaves no seam for the next stage to mend.
+    """
+    x = np.asarray(images, np.float64)
+    planes = x.reshape(-1, *x.shape[-3:])
+    out = np.empty((planes.shape[0], height, width, 3))
+    zoom = (height / x.shape[-3], width / x.shape[-2])
+    for i, plane in enumerate(planes):  # each frame and channel on its own: the spline must not mix them
+        for c in range(3):
+            z = ndimage.zoom(
+                plane[..., c], zoom, order=3, mode="grid-wrap" if wrap else "reflect", grid_mode=True
+            )
+            z = z[:height, :width]  # zoom rounds its output size; pad by the edge if it came out short
+            out[i, ..., c] = np.pad(z, ((0, height - z.shape[0]), (0, width - z.shape[1])), mode="edge")
+    out = out.reshape(*x.shape[:-3], height, width, 3)
+    return np.clip(out, 0.0, 1.0)
+
+
+#: A later stage's detail noise is seeded with ``seed + STAGE_SEED_STEP × stage index``: a prime
+#: far from the ``seed + i`` of a series' textures and an animation's frames.
+STAGE_SEED_STEP = 7919
+
+
+def stage_start(
+    previous: np.ndarray,
+    *,
+    height: int,
+    width: int,
+    wrap: bool,
+    exemplars: Sequence[np.ndarray] = (),
+    seed: int = 0,
+    long_waves: str = "cut",
+) -> np.ndarray:
+    """The start of a stage after the first: the previous stage's result, upsampled, and with
+    ``exemplars`` the finest octave it cannot carry.
+
+    Cubic upsampling (:func:`upsample`) of an image half the size leaves the new stage nothing
+    in its finest octave (wavelengths under 4 px), and the stage's few iterations do not
+    regrow it all (a 1024² texture's finest band came out at 71–91 % of the example's). With
+    exemplars, that octave is taken from the ``spectrum`` start's noise at the stage's size
+    (:func:`spot_noise`: the sources' spectrum and colour covariance, random phase) — the noise
+    minus itself halved and upsampled back — and added.
+
+    Parameters
+    ----------
+    previous : np.ndarray (h, w, 3) or frames (N, h, w, 3), in [0, 1]
+    height, width : int
+        The stage's size.
+    wrap : bool
+        The image is periodic (``--tileable``), as the interpolation then is.
+    exemplars : sequence of np.ndarray, float32 (h', w', 3)
+        The sources at the stage's scale; none: the upsampled image alone. One image only.
+    seed : int
+        Seeds the noise.
+    long_waves : {"cut", "keep"}
+        As :func:`spot_noise`'s (no effect on the finest octave unless a source is tiny).
+
+    Returns
+    -------
+    np.ndarray, float64 (height, width, 3) or (N, height, width, 3), in [0, 1].
+    """
+    up = upsample(previous, height=height, width=width, wrap=wrap)
+    if not exemplars:
+        return up
+    if up.ndim != 3:
+        raise ValueError("stage_start adds detail to one image, not to frames")
+    rng = np.random.default_rng(seed)
+    noise = spot_noise(exemplars, height=height, width=width, rng=rng, long_waves=long_waves)
+    h, w = previous.shape[:2]
+    coarse = upsample(resize_image(noise, width=w, height=h), height=height, width=width, wrap=wrap)
+    return np.clip(up + (noise.astype(np.float64) - coarse), 0.0, 1.0)

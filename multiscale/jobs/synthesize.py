@@ -48,7 +48,7 @@ from .runner import (
     stage_sizes,
     versions,
 )
-from .starts import initial_image
+from .starts import STAGE_SEED_STEP, initial_image, stage_start, upsample
 
 if TYPE_CHECKING:
     from ..descriptors.build import BuildResult
@@ -178,6 +178,7 @@ def synthesize(
     spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
     spectrum_long_waves: str = SYNTHESIS_DEFAULTS.spectrum_long_waves,
     spectrum_last_stage: float = SYNTHESIS_DEFAULTS.spectrum_last_stage,
+    stage_detail: bool = SYNTHESIS_DEFAULTS.stage_detail,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -199,7 +200,7 @@ def synthesize(
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
     optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, spectrum_long_waves,
-    spectrum_last_stage, max_memory, tile_size, precision, stages
+    spectrum_last_stage, stage_detail, max_memory, tile_size, precision, stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -227,7 +228,7 @@ def synthesize(
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, spectrum_peaks=spectrum_peaks,
-        spectrum_long_waves=spectrum_long_waves, spectrum_last_stage=spectrum_last_stage, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
+        spectrum_long_waves=spectrum_long_waves, spectrum_last_stage=spectrum_last_stage, stage_detail=stage_detail, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -882,29 +883,6 @@ def stage_targets(targets: Targets, stage: Stage) -> Targets:
     )
 
 
-def upsample(images: np.ndarray, *, height: int, width: int, wrap: bool) -> np.ndarray:
-    """Cubic upsampling of an (H, W, 3) image or (N, H, W, 3) frames to ``height`` × ``width``, float64 in [0, 1].
-
-    ``wrap``: the image is periodic (a tileable output), and so is the
-    interpolation, which leaves no seam for the next stage to mend.
-    """
-    from scipy import ndimage
-
-    x = np.asarray(images, np.float64)
-    planes = x.reshape(-1, *x.shape[-3:])
-    out = np.empty((planes.shape[0], height, width, 3))
-    zoom = (height / x.shape[-3], width / x.shape[-2])
-    for i, plane in enumerate(planes):  # each frame and channel on its own: the spline must not mix them
-        for c in range(3):
-            z = ndimage.zoom(
-                plane[..., c], zoom, order=3, mode="grid-wrap" if wrap else "reflect", grid_mode=True
-            )
-            z = z[:height, :width]  # zoom rounds its output size; pad by the edge if it came out short
-            out[i, ..., c] = np.pad(z, ((0, height - z.shape[0]), (0, width - z.shape[1])), mode="edge")
-    out = out.reshape(*x.shape[:-3], height, width, 3)
-    return np.clip(out, 0.0, 1.0)
-
-
 def _time_shares(stages: Sequence[Stage], time_limit: float | None) -> list[float | None]:
     """Each stage's share of ``time_limit``, in proportion to its iterations × pixels (the time
     left when a stage starts is split again among it and the later ones; see :func:`run_synthesis`)."""
@@ -1054,7 +1032,11 @@ def run_synthesis(
                 )
             x0 = resumed.x
         elif x is not None:
-            x0 = upsample(x, height=stage.height, width=stage.width, wrap=d.padding == "wrap").reshape(-1)
+            x0 = stage_start(
+                x, height=stage.height, width=stage.width, wrap=d.padding == "wrap",
+                exemplars=run_targets.exemplars if config.stage_detail and config.frames == 1 else (),
+                seed=config.seed + STAGE_SEED_STEP * stage.index, long_waves=config.spectrum_long_waves,
+            ).reshape(-1)  # fmt: skip
         else:
             x0 = _initial_frames(run_config, run_targets, stage.height, stage.width).reshape(-1)
         # the float32 switch a resumed bfloat16 run had made (None: not yet; optimize() sets it)
@@ -1348,7 +1330,7 @@ class _Checkpointer:
             sources=[dataclasses.asdict(s) if dataclasses.is_dataclass(s) else dict(s) for s in self.targets.sources],
             state=state, shape=self.shape, write_targets=self.first,
             float32_from_iteration=self.phase.switched, sliced=self.targets.sliced,
-            exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 else (),
+            exemplars=self.targets.exemplars if self.config.spectrum_weight > 0 or self.config.stage_detail else (),
             sliced_draw=None if self.phase.draw is None else (self.phase.draw, self.phase.draw_from),
             means=self.targets.means, stage=self.stage,
         )  # fmt: skip
