@@ -600,7 +600,7 @@ DESCRIPTOR_DEFAULTS = SYNTHESIS_DEFAULTS.descriptor
 STYLE_INITS = ("palette", "content", "noise", "mean")
 #: What the content term's features are taken of. ``palette`` (the default): the content
 #: recoloured to the styles' palette, so the content term no longer asks for the content's own
-#: colours while the style asks for the style's; on seven pairs (256 px) it took the rainbow
+#: colours while the style asks for the style's; on six pairs (256 px) it took the rainbow
 #: rings out of the cat's eyes, thinned the maze of fine stripes the two terms painted between
 #: them, and brought the palette closer (benchmarks/RESULTS.md, "The content term in the
 #: style's palette").

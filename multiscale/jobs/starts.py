@@ -240,7 +240,7 @@ def stage_start(
 
     Cubic upsampling (:func:`upsample`) of an image half the size leaves the new stage nothing
     in its finest octave (wavelengths under 4 px), and the stage's few iterations do not
-    regrow it all (a 1024² texture's finest band came out at 71–91 % of the example's). With
+    regrow it all (benchmarks/RESULTS.md, "The finest octave at a stage's start"). With
     exemplars, that octave is taken from the ``spectrum`` start's noise at the stage's size
     (:func:`spot_noise`: the sources' spectrum and colour covariance, random phase) — the noise
     minus itself halved and upsampled back — and added.
