@@ -263,11 +263,11 @@ def stage_start(
     -------
     np.ndarray, float64 (height, width, 3) or (N, height, width, 3), in [0, 1].
     """
+    if exemplars and np.ndim(previous) != 3:
+        raise ValueError("stage_start adds detail to one image, not to frames")
     up = upsample(previous, height=height, width=width, wrap=wrap)
     if not exemplars:
         return up
-    if up.ndim != 3:
-        raise ValueError("stage_start adds detail to one image, not to frames")
     rng = np.random.default_rng(seed)
     noise = spot_noise(exemplars, height=height, width=width, rng=rng, long_waves=long_waves)
     h, w = previous.shape[:2]

@@ -479,7 +479,7 @@ def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     config = plan.config
     if config.init == "palette":
         return _resize(_recoloured(plan), height, width)
-    if config.init in ("content", "palette"):
+    if config.init == "content":
         return _resize(plan.content, height, width)
     if plan.init_image is not None:
         return _resize(plan.init_image, height, width)
@@ -528,14 +528,20 @@ def _blended_moments(
     return grams, means
 
 
-def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> StageTargets:
-    """One stage's :class:`StageTargets` at ``height`` × ``width``."""
+def _content_target(plan: StylizePlan) -> np.ndarray:
+    """The full-size image whose features the content term matches (``config.content_target``)."""
+    return _recoloured(plan) if plan.config.content_target == "palette" else plan.content
+
+
+def _stage_targets(
+    plan: StylizePlan, network: Any, height: int, width: int, *, content: np.ndarray
+) -> StageTargets:
+    """One stage's :class:`StageTargets` at ``height`` × ``width``; ``content``: :func:`_content_target`."""
     grams = means = None
     if plan.config.style_weight > 0:
         grams, means = _blended_moments(plan, network, width)
         if "mean" not in plan.config.descriptor.statistics:
             means = None
-    content = _recoloured(plan) if plan.config.content_target == "palette" else plan.content
     return StageTargets(
         content=_resize(content, height, width), grams=grams,
         sliced=_blended_sliced(plan, network, width), means=means,
@@ -576,7 +582,8 @@ def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
     checkpoint can hold them and a resume needs neither the source files nor
     their network passes (one forward pass per style and stage).
     """
-    return [_stage_targets(plan, network, h, w) for h, w in plan.stage_sizes]
+    content = _content_target(plan)  # recoloured once, resized for each stage
+    return [_stage_targets(plan, network, h, w, content=content) for h, w in plan.stage_sizes]
 
 
 def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
@@ -587,7 +594,8 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     With ``preserve_color="luminance"`` the objective's variables are one
     luminance channel and the content's targets are those of its grey version.
     """
-    return _objective(plan.config, network, _stage_targets(plan, network, height, width))
+    targets = _stage_targets(plan, network, height, width, content=_content_target(plan))
+    return _objective(plan.config, network, targets)
 
 
 def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choice: Any = None) -> Any:
