@@ -24,6 +24,7 @@ from multiscale.config import (
     PRECISIONS,
     SPECTRUM_LONG_WAVES,
     SPECTRUM_PEAKS,
+    STAGE_DETAIL_MIN_STAGES,
     SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
     parse_float_list,
@@ -329,10 +330,12 @@ texture_options = compose(
                  "a share of --spectrum-weight. The earlier stages lay out the lattice and keep colour speckle "
                  "down; in the last, the constraint would mix the colours of things that lie independently (dots "
                  "of several colours grow halos). 1 keeps it whole there too."),
-    click.option("--stage-detail/--no-stage-detail", default=S.stage_detail, show_default=True,
+    click.option("--stage-detail/--no-stage-detail", default=S.stage_detail,
                  help="Start each stage after the first from the previous one's result upsampled plus the "
                  "finest octave, which upsampling cannot carry, drawn from random-phase noise of the sources "
-                 "(needs source images; not with --frames)."),
+                 "(needs source images; not with --frames). Default: on in runs of "
+                 f"{STAGE_DETAIL_MIN_STAGES} stages or more (1024²), whose later stages run few "
+                 "iterations; off in shorter ones (256²: two stages)."),
     click.option("--stages", type=click.IntRange(1, MAX_STAGES), default=S.stages,
                  help="Sizes optimised in turn, coarse to fine, each twice the one before and started from "
                  "its upsampled result; a stage below the output size matches only the octaves it holds. "

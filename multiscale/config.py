@@ -95,6 +95,14 @@ SPECTRUM_LONG_WAVES = ("cut", "keep")
 #: (dots of three colours grew cyan halos), and the VGG statistics keep what the earlier
 #: stages laid out (benchmarks/RESULTS.md, "The spectrum constraint in the last stage").
 SPECTRUM_LAST_STAGE = 0.25
+#: ``stage_detail=None`` adds the finest octave at the start of each later stage in runs
+#: of at least this many stages (with the defaults, outputs over 512² on the long side:
+#: 1024² runs four), and not in shorter ones (256²: two). At 1024² the later stages' few
+#: iterations (88 at 512², 44 at 1024²) leave the upsampled start's empty finest octave
+#: weak; at 256² the last stage's 175 iterations regrow it along the edges already there,
+#: and the added octave moved the saved PNG away from the examples (benchmarks/RESULTS.md,
+#: "The finest octave at a stage's start"). Three stages (300²–512²) were not measured.
+STAGE_DETAIL_MIN_STAGES = 4
 #: A synthesis with ``stages=None`` runs the fewest stages (each twice the size of the
 #: one before, the last the output) that put the first stage's long side at or below
 #: this. On the 12 standard textures of benchmarks/quality.py at 256², two stages
@@ -517,13 +525,15 @@ class SynthesisConfig(RunConfig):
         share of ``spectrum_weight`` (:data:`SPECTRUM_LAST_STAGE`): 1 keeps it
         whole there too, 0 leaves it to the earlier stages. A run of one
         stage keeps the whole weight.
-    stage_detail : bool
+    stage_detail : bool or None
         Start each stage after the first from the previous one's result
         upsampled *plus* the finest octave, which upsampling cannot carry,
         taken from random-phase noise of the sources at the stage's size
         (:func:`multiscale.jobs.starts.stage_start`). Needs source images
         and one frame; otherwise, and with ``False``, the upsampled result
-        alone.
+        alone. ``None`` (the default): ``True`` in runs of
+        :data:`STAGE_DETAIL_MIN_STAGES` stages or more, resolved when the
+        run starts (the report and a checkpoint record the resolved value).
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the
@@ -556,7 +566,7 @@ class SynthesisConfig(RunConfig):
     spectrum_peaks: str = "gather"
     spectrum_long_waves: str = "cut"
     spectrum_last_stage: float = SPECTRUM_LAST_STAGE
-    stage_detail: bool = False
+    stage_detail: bool | None = None
 
     job: ClassVar[str] = "synthesize"
 
@@ -574,8 +584,10 @@ class SynthesisConfig(RunConfig):
         _positive_float("spectrum_last_stage", self.spectrum_last_stage, allow_zero=True)
         _one_of("spectrum_peaks", self.spectrum_peaks, SPECTRUM_PEAKS)
         _one_of("spectrum_long_waves", self.spectrum_long_waves, SPECTRUM_LONG_WAVES)
-        if not isinstance(self.stage_detail, bool):
-            raise ConfigError("stage_detail", f"must be true or false, got {self.stage_detail!r}")
+        if self.stage_detail is not None and not isinstance(self.stage_detail, bool):
+            raise ConfigError(
+                "stage_detail", f"must be true, false or None (auto), got {self.stage_detail!r}"
+            )
         if self.stages is not None and self.stages > self.descriptor.octaves:
             raise ConfigError(
                 "stages",

@@ -13,7 +13,7 @@ $M synthesize -s $S/gravel.png -W 256 -H 256 -o $O/gravel_texture.png --overwrit
 for name in brick grass hubble_field; do
   $M synthesize -s $S/$name.png -W 320 -H 320 -o $O/${name}_texture.png --overwrite -q
 done
-# A large texture (automatic stages: 256², 512², then 1024²), timed.
+# A large texture (automatic stages: 128², 256², 512², then 1024², the finest octave added at each), timed.
 /usr/bin/env time -f "brick_1024: %e s" $M synthesize -s $S/brick.png -W 1024 -H 1024 -o $O/brick_1024.png --overwrite -q
 # Tileable versus ordinary, each shown tiled 2×2 by samples/tile_preview.py.
 $M synthesize -s $S/brick.png -W 192 -H 192 --tileable -o $O/brick_tile.png --overwrite -q

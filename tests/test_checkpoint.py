@@ -116,6 +116,16 @@ def test_a_folder_from_before_a_spectrum_setting_resumes_with_the_spectrum_it_ra
     assert getattr(read_checkpoint(folder).config, field) == then
 
 
+def test_a_folder_from_before_the_stage_detail_resumes_without_it(folder):
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["config"]["stage_detail"] = True  # a run records what it resolved
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.stage_detail is True
+    del meta["config"]["stage_detail"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.stage_detail is False
+
+
 def test_a_folder_from_before_the_last_stages_share_resumes_with_the_whole_constraint_in_every_stage(folder):
     meta = json.loads((folder / "checkpoint.json").read_text())
     assert meta["config"]["spectrum_last_stage"] == SynthesisConfig().spectrum_last_stage

@@ -88,3 +88,10 @@ def test_the_python_api_takes_every_option_of_its_config_but_the_cli_only_ones()
     for job, cls, measured in ((synthesize, SynthesisConfig, descriptor), (stylize, StyleConfig, None)):
         fields = {f.name for f in dataclasses.fields(cls)} | set(measured or cls.descriptor_options)
         assert fields - cli_only <= set(inspect.signature(job).parameters), job.__name__
+
+
+def test_stage_detail_is_true_false_or_none_for_by_the_number_of_stages():
+    for value in (None, True, False):
+        assert SynthesisConfig(stage_detail=value).stage_detail is value
+    with pytest.raises(ConfigError, match="stage_detail: must be true, false or None"):
+        SynthesisConfig(stage_detail="on")

@@ -238,6 +238,16 @@ def test_a_run_with_stage_detail_changes_only_the_later_stages_and_resumes_bit_f
     assert first.report.stop_reason == "callback"
 
 
+@pytest.mark.parametrize(("stages", "detail"), [(1, False), (3, False), (4, True)])
+def test_by_default_the_finest_octave_is_added_in_runs_of_four_stages_or_more(source, stages, detail):
+    config = make_config(stages=stages, max_iter=3, seed=2, **{**SMALL, "octaves": 4})
+    assert config.stage_detail is None
+    auto = run_synthesis(source, config=config)
+    assert auto.report.to_dict()["config"]["stage_detail"] is detail  # recorded resolved
+    chosen = run_synthesis(source, config=dataclasses.replace(config, stage_detail=detail))
+    np.testing.assert_array_equal(auto.image, chosen.image)
+
+
 @pytest.mark.parametrize("stage_detail", [False, True])
 def test_a_tileable_run_in_stages_stays_seamless(source, stage_detail):
     config = make_config(stages=2, max_iter=6, padding="wrap", stage_detail=stage_detail, **SMALL)

@@ -973,7 +973,7 @@ def _driver_state(folder: Path, meta: dict[str, Any], config: StyleConfig, *, si
 _OLDER_DESCRIPTOR = {"statistics": ["gram"]}
 _OLDER_RUN = {
     "spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0,
-    "spectrum_long_waves": "keep",
+    "spectrum_long_waves": "keep", "stage_detail": False,
 }  # fmt: skip
 _OLDER_STYLE = {"content_target": "content"}
 

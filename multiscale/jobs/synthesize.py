@@ -21,6 +21,7 @@ from ..config import (
     DEFAULT_SPECTRUM_WEIGHT,
     DESCRIPTOR_DEFAULTS,
     MAX_STAGES,
+    STAGE_DETAIL_MIN_STAGES,
     SYNTHESIS_DEFAULTS,
     SYNTHESIS_FIRST_STAGE_MAX_SIDE,
     DescriptorConfig,
@@ -178,7 +179,7 @@ def synthesize(
     spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
     spectrum_long_waves: str = SYNTHESIS_DEFAULTS.spectrum_long_waves,
     spectrum_last_stage: float = SYNTHESIS_DEFAULTS.spectrum_last_stage,
-    stage_detail: bool = SYNTHESIS_DEFAULTS.stage_detail,
+    stage_detail: bool | None = SYNTHESIS_DEFAULTS.stage_detail,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
     tile_size: int | None = SYNTHESIS_DEFAULTS.tile_size,
@@ -990,9 +991,13 @@ def run_synthesis(
     ]  # fmt: skip
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
-    # the spectrum weight resolved (None: the default with source images, none without); the
-    # resolved value is what the report and a checkpoint record
-    config = dataclasses.replace(config, spectrum_weight=resolve_spectrum_weight(config, targets))
+    # the spectrum weight (None: the default with source images, none without) and the stage
+    # detail (None: by the number of stages) resolved; the resolved values are what the report
+    # and a checkpoint record, so a resume runs as the run did
+    config = dataclasses.replace(
+        config, spectrum_weight=resolve_spectrum_weight(config, targets),
+        stage_detail=resolve_stage_detail(config, len(stages)),
+    )  # fmt: skip
 
     def shape_of(stage: Stage) -> tuple[int, ...]:
         size = (stage.height, stage.width, 3)
@@ -1261,6 +1266,14 @@ def resolve_spectrum_weight(config: SynthesisConfig, targets: Targets) -> float:
     if config.spectrum_weight is not None:
         return float(config.spectrum_weight)
     return DEFAULT_SPECTRUM_WEIGHT if targets.exemplars else 0.0
+
+
+def resolve_stage_detail(config: SynthesisConfig, stages: int) -> bool:
+    """``config.stage_detail``, or for ``None`` whether a run of ``stages`` stages has
+    :data:`~multiscale.config.STAGE_DETAIL_MIN_STAGES` or more."""
+    if config.stage_detail is not None:
+        return config.stage_detail
+    return stages >= STAGE_DETAIL_MIN_STAGES
 
 
 def make_objective(
