@@ -224,6 +224,15 @@ class StylizePlan:
         """Number of stages."""
         return len(self.stage_sizes)
 
+    @functools.cached_property
+    def recoloured(self) -> np.ndarray:
+        """The content recoloured to the styles' blended palette (float32 (h, w, 3) in [0, 1], the
+        content's size): the ``palette`` start and the ``palette`` content target; the content as
+        it is with ``preserve_color``. Computed once a plan."""
+        if self.config.preserve_color == "none":
+            return match_palette(self.content, self.styles, self.blend)
+        return self.content
+
     @property
     def total_iterations(self) -> int:
         """Iterations if no stage stops early (the progress bar's length)."""
@@ -468,17 +477,10 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resize_image(image, width=width, height=height)
 
 
-def _recoloured(plan: StylizePlan) -> np.ndarray:
-    """The content recoloured to the styles' blended palette; the content as it is with ``preserve_color``."""
-    if plan.config.preserve_color == "none":
-        return match_palette(plan.content, plan.styles, plan.blend)
-    return plan.content
-
-
 def _start_image(plan: StylizePlan, height: int, width: int) -> np.ndarray:
     config = plan.config
     if config.init == "palette":
-        return _resize(_recoloured(plan), height, width)
+        return _resize(plan.recoloured, height, width)
     if config.init == "content":
         return _resize(plan.content, height, width)
     if plan.init_image is not None:
@@ -530,7 +532,7 @@ def _blended_moments(
 
 def _content_target(plan: StylizePlan) -> np.ndarray:
     """The full-size image whose features the content term matches (``config.content_target``)."""
-    return _recoloured(plan) if plan.config.content_target == "palette" else plan.content
+    return plan.recoloured if plan.config.content_target == "palette" else plan.content
 
 
 def _stage_targets(
