@@ -492,7 +492,8 @@ def test_the_json_config_rebuilds_the_run_s_config(finished):
     config = read_json(finished[2])["config"]
     flat = {**config.pop("descriptor"), **config}
     # the JSON records what the defaults resolved to with a source image: the spectrum weight 1,
-    # and statistics auto as the sliced statistic (it fits in memory at this size)
+    # statistics auto as the sliced statistic (it fits in memory at this size), and no stage
+    # detail (one stage)
     expected = make_config(
         octaves=2,
         layers=("conv1_1", "pool1"),
@@ -502,6 +503,7 @@ def test_the_json_config_rebuilds_the_run_s_config(finished):
         seed=7,
         spectrum_weight=1.0,
         statistics=("sliced",),
+        stage_detail=False,
     )
     assert make_config(**flat) == expected
 
