@@ -535,17 +535,15 @@ def _content_target(plan: StylizePlan) -> np.ndarray:
     return plan.recoloured if plan.config.content_target == "palette" else plan.content
 
 
-def _stage_targets(
-    plan: StylizePlan, network: Any, height: int, width: int, *, content: np.ndarray
-) -> StageTargets:
-    """One stage's :class:`StageTargets` at ``height`` × ``width``; ``content``: :func:`_content_target`."""
+def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> StageTargets:
+    """One stage's :class:`StageTargets` at ``height`` × ``width``."""
     grams = means = None
     if plan.config.style_weight > 0:
         grams, means = _blended_moments(plan, network, width)
         if "mean" not in plan.config.descriptor.statistics:
             means = None
     return StageTargets(
-        content=_resize(content, height, width), grams=grams,
+        content=_resize(_content_target(plan), height, width), grams=grams,
         sliced=_blended_sliced(plan, network, width), means=means,
     )  # fmt: skip
 
@@ -584,8 +582,7 @@ def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
     checkpoint can hold them and a resume needs neither the source files nor
     their network passes (one forward pass per style and stage).
     """
-    content = _content_target(plan)  # recoloured once, resized for each stage
-    return [_stage_targets(plan, network, h, w, content=content) for h, w in plan.stage_sizes]
+    return [_stage_targets(plan, network, h, w) for h, w in plan.stage_sizes]
 
 
 def build_objective(plan: StylizePlan, network: Any, height: int, width: int) -> Any:
@@ -596,8 +593,7 @@ def build_objective(plan: StylizePlan, network: Any, height: int, width: int) ->
     With ``preserve_color="luminance"`` the objective's variables are one
     luminance channel and the content's targets are those of its grey version.
     """
-    targets = _stage_targets(plan, network, height, width, content=_content_target(plan))
-    return _objective(plan.config, network, targets)
+    return _objective(plan.config, network, _stage_targets(plan, network, height, width))
 
 
 def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choice: Any = None) -> Any:
