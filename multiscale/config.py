@@ -531,10 +531,11 @@ class SynthesisConfig(RunConfig):
         upsampled *plus* the finest octave, which upsampling cannot carry,
         taken from random-phase noise of the sources at the stage's size
         (:func:`multiscale.jobs.starts.stage_start`). Needs source images
-        and one frame; otherwise, and with ``False``, the upsampled result
-        alone. ``None`` (the default): ``True`` in runs of
-        :data:`STAGE_DETAIL_MIN_STAGES` stages or more, resolved when the
-        run starts (the report and a checkpoint record the resolved value).
+        and one frame: without them, and with ``False``, the upsampled
+        result alone. ``None`` (the default): ``True`` in runs of
+        :data:`STAGE_DETAIL_MIN_STAGES` stages or more. Resolved when the
+        run starts (``False`` where it cannot apply); the report and a
+        checkpoint record the resolved value.
     stages : int or None
         Sizes optimised in turn, coarse to fine, each twice the one before
         and the last the output; ``None`` chooses the fewest that put the

@@ -263,6 +263,21 @@ def test_animation_frames_run_in_stages(source):
     assert result.image.shape == (2, 64, 64, 3) and len(result.report.stages) == 2
 
 
+def test_an_animation_takes_no_stage_detail_and_its_checkpoint_keeps_no_sources_for_it(
+    source, tmp_path, stopped_run
+):
+    # frames start each later stage from the upsampled result alone: the run resolves and records
+    # the detail as off, so the checkpoint (no spectrum constraint here) has no use for the sources
+    config = make_config(stages=4, max_iter=4, frames=2, stage_detail=True, **{**SMALL, "octaves": 4})
+    result = run_synthesis(source, config=config)
+    assert result.report.to_dict()["config"]["stage_detail"] is False
+    off = run_synthesis(source, config=dataclasses.replace(config, stage_detail=False))
+    np.testing.assert_array_equal(result.image, off.image)
+    stopped_run(source, config=config, stop_at=2)
+    meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
+    assert meta["config"]["stage_detail"] is False and meta["exemplars"] == []
+
+
 def test_time_limit_is_shared_by_pixels_and_iterations():
     from multiscale.jobs.synthesize import _time_shares
 

@@ -996,7 +996,7 @@ def run_synthesis(
     # and a checkpoint record, so a resume runs as the run did
     config = dataclasses.replace(
         config, spectrum_weight=resolve_spectrum_weight(config, targets),
-        stage_detail=resolve_stage_detail(config, len(stages)),
+        stage_detail=resolve_stage_detail(config, targets, len(stages)),
     )  # fmt: skip
 
     def shape_of(stage: Stage) -> tuple[int, ...]:
@@ -1039,7 +1039,7 @@ def run_synthesis(
         elif x is not None:
             x0 = stage_start(
                 x, height=stage.height, width=stage.width, wrap=d.padding == "wrap",
-                exemplars=run_targets.exemplars if config.stage_detail and config.frames == 1 else (),
+                exemplars=run_targets.exemplars if config.stage_detail else (),
                 seed=config.seed + STAGE_SEED_STEP * stage.index, long_waves=config.spectrum_long_waves,
             ).reshape(-1)  # fmt: skip
         else:
@@ -1268,9 +1268,13 @@ def resolve_spectrum_weight(config: SynthesisConfig, targets: Targets) -> float:
     return DEFAULT_SPECTRUM_WEIGHT if targets.exemplars else 0.0
 
 
-def resolve_stage_detail(config: SynthesisConfig, stages: int) -> bool:
-    """``config.stage_detail``, or for ``None`` whether a run of ``stages`` stages has
-    :data:`~multiscale.config.STAGE_DETAIL_MIN_STAGES` or more."""
+def resolve_stage_detail(config: SynthesisConfig, targets: Targets, stages: int) -> bool:
+    """Whether the run adds the finest octave at each later stage's start: never for an animation
+    (``frames`` > 1) or without source images (descriptor files), where there is none to add;
+    otherwise ``config.stage_detail``, or for ``None`` whether the run has
+    :data:`~multiscale.config.STAGE_DETAIL_MIN_STAGES` stages or more."""
+    if config.frames > 1 or not targets.exemplars:
+        return False
     if config.stage_detail is not None:
         return config.stage_detail
     return stages >= STAGE_DETAIL_MIN_STAGES
