@@ -77,6 +77,11 @@ stylize_options = compose(
                  "and layers)."),
     click.option("--tv-weight", type=float, default=S.tv_weight, show_default=True,
                  help="Weight of the total variation (mean squared difference of neighbouring pixels)."),
+    click.option("--palette-weight", type=float, default=S.palette_weight, show_default=True,
+                 help="Weight of the palette term: the output's colours (hue and saturation, not "
+                 "lightness) matched to the styles' as a whole distribution, so that it has no colour "
+                 "the styles lack (no rainbow fringes on a grey style). 0 turns it off; not used with "
+                 "--preserve-color."),
     click.option("--style-weights", callback=float_list, default=None, metavar="W1,W2,…",
                  help="Blend weight of each --style, in order (default: equal)."),
     click.option("--style-scale", type=float, default=S.style_scale, show_default=True,
@@ -150,8 +155,9 @@ def stylize(
     The output keeps the content's VGG16 activations (--content-layers) while
     its texture statistics match the styles' at every octave of a Gaussian
     pyramid, as in synthesize; a total-variation term keeps it free of pixel
-    noise. It starts from the content recoloured to the styles' palette
-    (--init palette). Pixels are optimised with bounded L-BFGS.
+    noise, and a palette term keeps its colours among the styles' (--palette-weight).
+    It starts from the content recoloured to the styles' palette (--init palette).
+    Pixels are optimised with bounded L-BFGS.
 
     Large outputs are made in stages: a small version first, then each stage
     doubles the size and refines the upsampled result, with the content and

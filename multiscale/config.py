@@ -621,6 +621,13 @@ STYLE_INITS = ("palette", "content", "noise", "mean")
 CONTENT_TARGETS = ("content", "palette")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
+#: Weight of the palette term (:mod:`multiscale.objectives.palette`): the output's chroma
+#: matched to the styles' as a whole distribution. The style term barely sees single pixels'
+#: colour, and without it the output invented hues no style has (rainbow eyes and fringes on
+#: a grey style); at 10 those went on six pairs at 256 px (benchmarks/RESULTS.md, "The palette
+#: term").
+PALETTE_WEIGHT = 10.0
+
 #: Content is matched on one deep layer: it keeps the arrangement of objects
 #: and leaves their textures free for the style (Gatys et al. 2016).
 DEFAULT_CONTENT_LAYERS = ("conv4_2",)
@@ -695,6 +702,13 @@ class StyleConfig(RunConfig):
         the content as it is.
     content_weight, style_weight, tv_weight : float ≥ 0
         Weights of the three loss terms; at least one must be > 0.
+    palette_weight : float ≥ 0
+        Weight of the palette term (:mod:`multiscale.objectives.palette`):
+        the output's chroma (hue and saturation, not lightness) matched to
+        the styles' blended colours as a whole distribution, so that the
+        output has no colour the styles lack. 0 leaves it out; it is also
+        left out with ``preserve_color`` (the colours are then the
+        content's) and with ``style_weight`` 0.
     style_weights : tuple of float or None
         Blend weight of each style image (``None``: equal). The target Gram
         matrices are the weighted mean of the styles' Grams.
@@ -738,6 +752,7 @@ class StyleConfig(RunConfig):
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 30.0
+    palette_weight: float = PALETTE_WEIGHT
     style_weights: tuple[float, ...] | None = None
     style_scale: float = 1.0
     preserve_color: str = "none"
@@ -748,6 +763,12 @@ class StyleConfig(RunConfig):
         "octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights", "statistics"
     )  # fmt: skip
     job: ClassVar[str] = "stylize"
+
+    @property
+    def uses_palette_term(self) -> bool:
+        """Whether the objective has the palette term: ``palette_weight`` > 0, a style term, and
+        the styles' colours (not the content's, as with ``preserve_color``)."""
+        return self.palette_weight > 0 and self.style_weight > 0 and self.preserve_color == "none"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
@@ -771,7 +792,7 @@ class StyleConfig(RunConfig):
             )
         if len(set(self.content_layers)) != len(self.content_layers):
             raise ConfigError("content_layers", "a layer is listed twice")
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "palette_weight"):
             _positive_float(name, getattr(self, name), allow_zero=True)
         if self.content_weight + self.style_weight + self.tv_weight <= 0:
             raise ConfigError("style_weight", "content, style and TV weights are all 0; nothing to optimise")

@@ -94,6 +94,13 @@ def test_config_validation_names_the_field():
         StyleConfig(content_weight=0, style_weight=0, tv_weight=0)
     with pytest.raises(ConfigError, match="content_target: must be one of"):
         StyleConfig(content_target="style")
+    with pytest.raises(ConfigError, match="palette_weight"):
+        StyleConfig(palette_weight=-1.0)
+    # the palette term only where the colours are the styles'
+    assert StyleConfig().uses_palette_term
+    assert not StyleConfig(palette_weight=0).uses_palette_term
+    assert not StyleConfig(preserve_color="luminance").uses_palette_term
+    assert not StyleConfig(style_weight=0).uses_palette_term
     with pytest.raises(ConfigError, match="width"):
         StyleConfig(width=5000)
     with pytest.raises(ConfigError, match="source_scale"):
@@ -240,6 +247,7 @@ def test_zero_style_weight_with_content_init_leaves_the_content_unchanged(conten
 
 def test_preserve_color_luminance_keeps_the_content_chroma(content, styles):
     res = stylize(content, styles[0], preserve_color="luminance", max_iter=15, **SMALL)
+    assert res.report.palette_loss is None  # the colours are the content's: no palette term
     chroma_out = rgb_to_yiq(res.image)[..., 1:]
     chroma_in = rgb_to_yiq(content)[..., 1:]
     err = np.abs(chroma_out - chroma_in)
@@ -248,6 +256,25 @@ def test_preserve_color_luminance_keeps_the_content_chroma(content, styles):
     assert err.mean() < 0.004 and np.quantile(err, 0.99) < 0.02, (err.mean(), np.quantile(err, 0.99))
     # while the luminance did change
     assert np.abs(luminance(res.image) - luminance(content)).mean() > 0.01
+
+
+def test_the_palette_term_keeps_a_grey_styles_output_grey(content, styles):
+    """Started from the coloured cat, with the content term asking for its colours: the palette
+    term takes out the chroma the grey gravel does not have, and leaves the lightness alone."""
+    grey = styles[1]
+    assert np.abs(rgb_to_yiq(grey)[..., 1:]).max() < 1e-6
+    options = dict(SMALL, init="content", content_target="content", max_iter=15)
+    with_term = stylize(content, grey, **options)
+    without = stylize(content, grey, palette_weight=0, **options)
+
+    def chroma(image: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(rgb_to_yiq(image)[..., 1:] ** 2)))
+
+    assert chroma(with_term.image) < 0.2 * chroma(without.image)
+    assert np.abs(luminance(with_term.image) - luminance(without.image)).mean() < 0.05
+    assert with_term.report.palette_loss is not None and with_term.report.palette_loss > 0
+    assert without.report.palette_loss is None
+    assert with_term.report.loss > with_term.report.style_loss  # the term is in the total
 
 
 def test_style_weights_1_0_give_the_first_style_alone(content, styles):

@@ -33,6 +33,7 @@ from multiscale.jobs.checkpoint import (
 )
 from multiscale.jobs.stylize import make_config, prepare_stylize, resume_stylize, run_plan
 from multiscale.jobs.synthesize import resume_synthesis
+from multiscale.objectives.palette import PaletteTarget, palette_target
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1"), content_layers=("conv1_1",))
 #: The module, which ``multiscale.jobs.stylize`` (the function) shadows as an attribute.
@@ -88,8 +89,10 @@ CONFIG = StyleConfig(descriptor=DescriptorConfig(octaves=2, layers=("conv1_1", "
 SIZES = [(8, 12), (16, 24)]
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
+PALETTE = palette_target([np.random.default_rng(1).uniform(size=(8, 8, 3))])
+
+
+def _folder(tmp_path: Path, palette: PaletteTarget | None) -> Path:
     """A stylize checkpoint of a 2-stage run stopped after 3 iterations of stage 2."""
     rng = np.random.default_rng(0)
     contents = [rng.uniform(size=(h, w, 3)).astype(np.float32) for h, w in SIZES]
@@ -107,8 +110,14 @@ def folder(tmp_path: Path) -> Path:
     return write_style_checkpoint(
         tmp_path / "out.png.ckpt", config=CONFIG, output=tmp_path / "out.png", content=info,
         styles=[{**info, "name": "gravel.png"}], style_blend=[1.0], contents=contents, grams=grams,
-        position=position, current=contents[1], best=contents[1] * 0.5,
+        position=position, current=contents[1], best=contents[1] * 0.5, palette=palette,
     )  # fmt: skip
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """:func:`_folder` of a run with today's defaults (the palette term among them)."""
+    return _folder(tmp_path, PALETTE)
 
 
 def _rewrite_json(folder: Path, **changes) -> None:
@@ -132,6 +141,8 @@ def test_round_trip_gives_back_config_provenance_targets_and_position(folder, tm
     )
     assert ck.stage_sizes == SIZES and [c.shape[:2] for c in ck.contents] == SIZES
     assert ck.grams is not None and ck.grams[1][(1, "pool1")][0, 0] == 3.0
+    assert ck.palette is not None and ck.palette.variance == PALETTE.variance
+    np.testing.assert_array_equal(ck.palette.quantiles, PALETTE.quantiles)
     p = ck.position
     assert (p.stage, p.stage_iterations, p.stage_evaluations, p.best_loss) == (1, 3, 4, 0.25)
     assert p.iterations == 13 and p.history.shape == (13,) and p.stages[0]["iterations"] == 10
@@ -149,6 +160,22 @@ def test_a_folder_from_before_the_content_target_resumes_with_the_content_as_it_
     del meta["config"]["content_target"]
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     assert read_style_checkpoint(folder).config.content_target == "content"
+
+
+def test_a_folder_from_before_the_palette_term_resumes_without_it(tmp_path):
+    """Older stylize checkpoints had no palette term and hold no palette: a folder that does not
+    record the weight runs on without the term, as it ran."""
+    folder = _folder(tmp_path, None)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    del meta["config"]["palette_weight"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    ck = read_style_checkpoint(folder)
+    assert ck.config.palette_weight == 0.0 and ck.palette is None
+
+
+def test_a_folder_of_a_run_with_the_palette_term_but_no_palette_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="missing member.*palette/quantiles"):
+        read_style_checkpoint(_folder(tmp_path, None))
 
 
 @pytest.mark.parametrize(

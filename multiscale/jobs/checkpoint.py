@@ -14,7 +14,9 @@ A checkpoint is a folder (``OUTPUT.ckpt/`` by default) holding:
     descriptor's quantile bank; for the mean statistic, the target mean
     feature vectors ``mean/{octave}/{layer}``, float64 (C,)). Stylize: for
     every stage, the content resized to the stage (float32) and the styles'
-    blended Grams (and means) at the stage's style size.
+    blended Grams (and means) at the stage's style size; with the palette
+    term, the styles' chroma quantiles ``palette/quantiles`` (float64
+    (levels, directions)) and ``palette/variance`` (float64, a scalar).
 ``state.npz``
     Synthesize: the projected L-BFGS state (:mod:`multiscale.optim.projected`):
     iterate, pairs, counters, best point — a resumed run continues bit for
@@ -71,6 +73,7 @@ from ..io import PathLike, file_sha256, fsync_dir, save_image, write_json_atomic
 from ..layers import layer_channels
 from ..measure.sliced import MAX_SOURCE_POSITIONS, QuantileBank, SlicedTargets
 from ..npz import Member, read_npz, write_npz
+from ..objectives.palette import PALETTE_DIRECTIONS, PALETTE_LEVELS, PaletteTarget
 
 #: Version 2 added ``kind`` and stylize checkpoints. Version 3: ``layer_weights`` of
 #: ``None`` means each layer's default weight (``conv1_1`` 2), no longer all 1.
@@ -224,6 +227,9 @@ class StyleCheckpoint:
     means : list of dict
         Per stage, (octave, layer) → float64 (C,): the styles' blended mean
         feature vectors, for a run with the mean statistic (empty otherwise).
+    palette : PaletteTarget or None
+        The styles' blended colours, for a run with the palette term (the
+        same at every stage).
     """
 
     folder: Path
@@ -238,6 +244,7 @@ class StyleCheckpoint:
     position: StylePosition
     sliced: list[SlicedTargets] = field(default_factory=list)
     means: list[dict[tuple[int, str], np.ndarray]] = field(default_factory=list)
+    palette: PaletteTarget | None = None
 
 
 def default_folder(output: PathLike) -> Path:
@@ -598,12 +605,13 @@ def write_style_checkpoint(
     write_targets: bool = True,
     sliced: Sequence[SlicedTargets | None] = (),
     means: Sequence[Mapping[tuple[int, str], np.ndarray] | None] = (),
+    palette: PaletteTarget | None = None,
 ) -> Path:
     """Write (or refresh) a stylize checkpoint folder; return its path.
 
     Parameters
     ----------
-    contents, grams, sliced, means
+    contents, grams, sliced, means, palette
         Every stage's targets (see :class:`StyleCheckpoint`); written only
         when ``write_targets`` (they never change during a run) or missing.
     position : StylePosition
@@ -621,6 +629,9 @@ def write_style_checkpoint(
             members.update(_sliced_members(f"stage{s + 1}/", sl))
         for s, m in enumerate(means):
             members.update(_mean_members(f"stage{s + 1}/", m, config))
+        if palette is not None:
+            members["palette/quantiles"] = np.asarray(palette.quantiles, np.float64)
+            members["palette/variance"] = np.asarray(palette.variance, np.float64)
         return members
 
     folder = Path(folder)
@@ -914,6 +925,8 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
                 }
             )
             expected.update(_mean_shapes(f"stage{s + 1}/", d))
+    if config.uses_palette_term:
+        expected.update({"palette/quantiles": (PALETTE_LEVELS, PALETTE_DIRECTIONS), "palette/variance": ()})
     sliced_meta: list[Any] = []
     if config.style_weight > 0 and "sliced" in d.statistics:
         try:
@@ -950,6 +963,14 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
             if config.style_weight > 0 and "mean" in d.statistics
             else []
         ),
+        palette=(
+            PaletteTarget(
+                quantiles=targets["palette/quantiles"].astype(np.float64),
+                variance=float(targets["palette/variance"]),
+            )
+            if config.uses_palette_term
+            else None
+        ),
     )  # fmt: skip
 
 
@@ -975,7 +996,7 @@ _OLDER_RUN = {
     "spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0,
     "spectrum_long_waves": "keep", "stage_detail": False,
 }  # fmt: skip
-_OLDER_STYLE = {"content_target": "content"}
+_OLDER_STYLE = {"content_target": "content", "palette_weight": 0.0}
 
 
 def _older_defaults(config: Any, version: int) -> Any:

@@ -3,10 +3,12 @@
 The output x minimises (see :mod:`multiscale.objectives.style`)::
 
     content_weight · L_content(x) + style_weight · L_style(x) + tv_weight · L_tv(x)
+        + palette_weight · L_palette(x)
 
 where ``L_style`` is the same multiscale statistics loss as texture synthesis:
 every octave of x's Gaussian pyramid against the same octave of the
-(blended) styles'. The pixels are optimised with bounded L-BFGS, each stage
+(blended) styles', and ``L_palette`` asks for the styles' colours as a whole
+distribution (:mod:`multiscale.objectives.palette`). The pixels are optimised with bounded L-BFGS, each stage
 by the runner every job shares (:func:`multiscale.jobs.runner.optimize`).
 
 Large outputs are made in stages: the first stage optimises a small version
@@ -61,6 +63,7 @@ from ..measure.memory import (
     default_max_memory,
     estimate_synthesis_memory,
 )
+from ..objectives.palette import PaletteTarget, palette_loss, palette_target
 from ..optim.base import Progress
 from .checkpoint import (
     StyleCheckpoint,
@@ -127,9 +130,10 @@ class StylizeReport(RunReport):
         Objective of the returned image as it will be saved (quantised),
         at the output size; ``None`` if the run stopped before the last
         stage (its image is then an earlier stage's, upsampled).
-    content_loss, style_loss, tv_loss : float or None
+    content_loss, style_loss, tv_loss, palette_loss : float or None
         The unweighted terms of ``loss`` (``None`` where ``loss`` is, and
-        for a term whose weight is 0: it is not computed).
+        for a term the run does not have, such as one whose weight is 0: it
+        is not computed).
     octave_losses : list of float
         Each octave's share of ``style_loss``.
     best_loss : float or None
@@ -156,6 +160,7 @@ class StylizeReport(RunReport):
     content_loss: float | None
     style_loss: float | None
     tv_loss: float | None
+    palette_loss: float | None
     stages: list[StageInfo]
     config: StyleConfig
     height: int
@@ -544,8 +549,14 @@ def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> 
             means = None
     return StageTargets(
         content=_resize(_content_target(plan), height, width), grams=grams,
-        sliced=_blended_sliced(plan, network, width), means=means,
+        sliced=_blended_sliced(plan, network, width), means=means, palette=_palette(plan),
     )  # fmt: skip
+
+
+def _palette(plan: StylizePlan) -> PaletteTarget | None:
+    """The styles' blended colours for the palette term (``None``: the run has none,
+    :attr:`~multiscale.config.StyleConfig.uses_palette_term`)."""
+    return palette_target(plan.styles, plan.blend) if plan.config.uses_palette_term else None
 
 
 @dataclass(frozen=True)
@@ -567,12 +578,17 @@ class StageTargets:
         The styles' blended mean feature vectors (weighted like ``grams``),
         when the descriptor config asks for the mean statistic (and
         ``style_weight`` > 0).
+    palette : PaletteTarget or None
+        The styles' blended colours, for the palette term
+        (:attr:`~multiscale.config.StyleConfig.uses_palette_term`); the
+        same at every stage.
     """
 
     content: np.ndarray
     grams: dict[tuple[int, str], np.ndarray] | None
     sliced: Any = None
     means: dict[tuple[int, str], np.ndarray] | None = None
+    palette: PaletteTarget | None = None
 
 
 def stage_targets(plan: StylizePlan, network: Any) -> list[StageTargets]:
@@ -645,6 +661,11 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
         means=targets.means,
     )
     objective.precision = None if choice is None else choice.to_dict()  # for the stage's record
+    if targets.palette is not None and config.uses_palette_term:
+        from ..objectives.base import ImageTerm, WithImageTerms
+
+        term = functools.partial(palette_loss, target=targets.palette)
+        return WithImageTerms(objective, [ImageTerm("palette", config.palette_weight, term)])
     return objective
 
 
@@ -712,7 +733,7 @@ class _StyleCheckpointer:
             position=position, current=_to_rgb(current, content, config),
             best=_to_rgb(position.image, content, config), write_targets=self.write_targets,
             sliced=[t.sliced for t in job.targets if t.sliced is not None],
-            means=[t.means for t in job.targets if t.means is not None],
+            means=[t.means for t in job.targets if t.means is not None], palette=job.targets[0].palette,
         )  # fmt: skip
         self.write_targets, self.written = False, True
         log.info(
@@ -1063,7 +1084,7 @@ def _run_stages(
     if note:
         message += f" ({note})"
     image = quantize(_to_rgb(current, job.targets[-1].content, config), bit_depth=config.bit_depth)
-    loss = content_loss = style_loss = tv_loss = None
+    loss = content_loss = style_loss = tv_loss = palette_term = None
     octave_losses: list[float] = []
     if finished_all and objective is not None:
         try:
@@ -1076,6 +1097,7 @@ def _run_stages(
             loss, tv_loss = scored.total, scored.terms["tv"]
             content_loss = scored.terms["content"] if config.content_weight > 0 else None
             style_loss = scored.terms["style"] if config.style_weight > 0 else None
+            palette_term = scored.terms.get("palette")
             octave_losses = [float(v) for v in scored.octave_losses]
         except KeyboardInterrupt:
             reason, message = "interrupted", f"{message}; interrupted while scoring the result"
@@ -1085,6 +1107,7 @@ def _run_stages(
         content_loss=content_loss,
         style_loss=style_loss,
         tv_loss=tv_loss,
+        palette_loss=palette_term,
         octave_losses=octave_losses,
         best_loss=best_loss,
         iterations=sum(s.iterations for s in records),
@@ -1194,7 +1217,7 @@ def resume_stylize(
     job = _Job(
         config=config,
         targets=[
-            StageTargets(content=c, grams=g, sliced=sl, means=m)
+            StageTargets(content=c, grams=g, sliced=sl, means=m, palette=ck.palette)
             for c, g, sl, m in zip(ck.contents, grams, sliced, means, strict=True)
         ],
         content_info=content_info, style_infos=style_infos, blend=tuple(ck.style_blend),
@@ -1232,6 +1255,7 @@ def stylize(
     content_weight: float = STYLE_DEFAULTS.content_weight,
     style_weight: float = STYLE_DEFAULTS.style_weight,
     tv_weight: float = STYLE_DEFAULTS.tv_weight,
+    palette_weight: float = STYLE_DEFAULTS.palette_weight,
     style_weights: Sequence[float] | None = STYLE_DEFAULTS.style_weights,
     style_scale: float = STYLE_DEFAULTS.style_scale,
     preserve_color: str = STYLE_DEFAULTS.preserve_color,
@@ -1269,7 +1293,7 @@ def stylize(
         Style images; their Gram matrices are blended by ``style_weights``.
     width : int or None
         Output width (≤ 4096); the height follows the content's aspect.
-    content_layers, content_target, content_weight, style_weight, tv_weight, style_weights,
+    content_layers, content_target, content_weight, style_weight, tv_weight, palette_weight, style_weights,
     style_scale, preserve_color, stages, init, seed, max_iter, tol,
     time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size,
     precision
@@ -1296,7 +1320,7 @@ def stylize(
     config = make_config(
         width=width, content_layers=content_layers, content_target=content_target,
         content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, style_weights=style_weights,
+        style_weight=style_weight, tv_weight=tv_weight, palette_weight=palette_weight, style_weights=style_weights,
         style_scale=style_scale, preserve_color=preserve_color, stages=stages, octaves=octaves,
         layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
         padding=padding, weights=weights, statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol,

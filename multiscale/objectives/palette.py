@@ -1,0 +1,168 @@
+"""The palette term of style transfer: the output's colours, as a whole distribution, matched to the styles'.
+
+The style term's Gram matrices (``pool1``, ``conv3_2``) barely see the colour
+of single pixels, and where the content term pulls against them the output
+invents hues that no style has: rainbow rings in a cat's eyes and colour
+fringes along strong edges, on a style that is grey (benchmarks/RESULTS.md,
+"The palette term"). This term asks for the styles' colours directly. It is
+a sliced Wasserstein-2 distance between the output's pixel colours and the
+styles' (Heitz et al. 2021 on features; here on the pixels themselves),
+restricted to **chroma**: every direction lies in the plane orthogonal to
+grey (1, 1, 1), so the term moves hue and saturation and leaves lightness,
+and with it the content's layout and the style's strokes, to the other
+terms. A grey style makes a grey output; a style of a few hues makes an
+output of those hues, in the proportions the style has them.
+
+With ``K`` unit directions ``d_k`` in that plane, the output's ``n`` pixels
+``x_i`` (RGB in [0, 1]) and the styles' quantile functions ``Q_k`` of
+``d_k · y`` (their pixels ``y`` blended, :func:`palette_target`)::
+
+    L = Σ_k Σ_j (d_k · x_(j,k) − Q_k((j + ½) / n))² / (K · n · s²)
+
+where ``x_(j,k)`` is the pixel of rank ``j`` along ``d_k`` and ``s²`` the
+styles' mean per-channel variance (so the term is relative, as every other
+one). Its gradient is ``2 (d_k · x − Q_k) d_k / (K n s²)`` at each pixel,
+summed over ``k`` (sorting is piecewise constant). It is a term of the
+image alone (:class:`~multiscale.objectives.base.ImageTerm`), evaluated on
+the whole image, so a tiled stage uses it unchanged. An image of more than
+:data:`PALETTE_MAX_PIXELS` pixels is averaged over blocks first (the term is
+then that of the block means, its gradient spread evenly over each block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Directions in the chroma plane, evenly spread over a half-turn (a direction
+#: and its opposite sort alike). 16 put any hue within 6° of one.
+PALETTE_DIRECTIONS = 16
+#: Levels at which the styles' quantile functions are kept (and stored in a
+#: checkpoint); an output's pixels take them linearly interpolated.
+PALETTE_LEVELS = 1024
+#: Most pixels the term sorts: a larger output is first averaged over f × f blocks, the
+#: smallest f that brings it under this (512² equivalent). A colour distribution needs no
+#: more samples, and sorting 16 projections of a print-size image (millions of pixels)
+#: would cost seconds per evaluation.
+PALETTE_MAX_PIXELS = 2**18
+#: Floor of the styles' variance ``s²`` (a flat style, a single colour).
+_VARIANCE_FLOOR = 1e-4
+
+
+def chroma_directions(count: int = PALETTE_DIRECTIONS) -> np.ndarray:
+    """``count`` unit vectors orthogonal to grey (1, 1, 1), at angles πk/count: float64 (count, 3)."""
+    a = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)
+    b = np.array([1.0, 1.0, -2.0]) / np.sqrt(6.0)
+    angles = np.pi * np.arange(count) / count
+    return np.cos(angles)[:, None] * a + np.sin(angles)[:, None] * b
+
+
+@dataclass(frozen=True)
+class PaletteTarget:
+    """What the palette term matches: the styles' chroma quantile functions and their scale.
+
+    Attributes
+    ----------
+    quantiles : np.ndarray float64 (levels, K)
+        ``Q_k`` at the levels ``(i + ½) / levels``, one column per direction
+        of :func:`chroma_directions` (K of them), in RGB units.
+    variance : float
+        ``s²``: the styles' mean per-channel variance, floored.
+    """
+
+    quantiles: np.ndarray
+    variance: float
+
+
+def palette_target(
+    images: Sequence[np.ndarray], weights: Sequence[float] | None = None, *, levels: int = PALETTE_LEVELS
+) -> PaletteTarget:
+    """The palette of ``images`` blended by ``weights`` (default equal): the mixture of their pixel
+    colours, each image counting by its weight whatever its size.
+
+    Parameters
+    ----------
+    images : sequence of np.ndarray float (h, w, 3) RGB in [0, 1]
+    weights : sequence of float ≥ 0, not all 0, or None
+    """
+    w = np.ones(len(images)) if weights is None else np.asarray(weights, dtype=np.float64)
+    kept = [i for i in range(len(images)) if w[i] > 0]  # an image of weight 0 has no colour in the blend
+    w = w[kept] / w[kept].sum()
+    directions = chroma_directions()
+    pixels = [np.asarray(images[i], dtype=np.float64).reshape(-1, 3) for i in kept]
+    projections = np.concatenate([p @ directions.T for p in pixels])  # (Σ m, K)
+    mass = np.concatenate([np.full(len(p), wi / len(p)) for wi, p in zip(w, pixels, strict=True)])
+    at = (np.arange(levels) + 0.5) / levels
+    quantiles = np.empty((levels, directions.shape[0]))
+    for k in range(directions.shape[0]):
+        order = np.argsort(projections[:, k], kind="stable")
+        cumulative = np.cumsum(mass[order]) - 0.5 * mass[order]  # each value at its mass's middle
+        quantiles[:, k] = np.interp(at, cumulative, projections[order, k])
+    mean = sum(wi * p.mean(axis=0) for wi, p in zip(w, pixels, strict=True))
+    second = sum(wi * np.mean(p * p, axis=0) for wi, p in zip(w, pixels, strict=True))
+    variance = float(np.mean(second - mean * mean))
+    return PaletteTarget(quantiles=quantiles, variance=max(variance, _VARIANCE_FLOOR))
+
+
+def palette_loss(
+    image: np.ndarray, target: PaletteTarget, *, max_pixels: int = PALETTE_MAX_PIXELS
+) -> tuple[float, np.ndarray]:
+    """The palette term ``L`` (see the module docstring) of an (H, W, 3) RGB image and its gradient.
+
+    Over :data:`PALETTE_MAX_PIXELS` (``max_pixels``) pixels, ``L`` is that of
+    the image's means over f × f blocks (:func:`block_means`).
+
+    Returns
+    -------
+    value : float
+        ≥ 0; 0 when the image's chroma along every direction is distributed
+        as the target's (up to the interpolation between its levels).
+    grad : np.ndarray float64, the image's shape
+    """
+    image = np.asarray(image, dtype=np.float64)
+    height, width = image.shape[:2]
+    factor = 1
+    while -(-height // factor) * -(-width // factor) > max_pixels:
+        factor += 1
+    means, counts = block_means(image, factor)
+    x = means.reshape(-1, 3)
+    n = x.shape[0]
+    directions = chroma_directions(target.quantiles.shape[1])
+    levels = target.quantiles.shape[0]
+    at = ((np.arange(n) + 0.5) / n) * levels - 0.5  # the output's ranks on the target's level grid
+    projections = x @ directions.T
+    residual = np.empty_like(projections)
+    for k in range(directions.shape[0]):
+        order = np.argsort(projections[:, k])
+        wanted = np.interp(at, np.arange(levels), target.quantiles[:, k])
+        residual[order, k] = projections[order, k] - wanted
+    scale = directions.shape[0] * n * target.variance
+    value = float(np.sum(residual * residual) / scale)
+    grad = ((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]
+    if factor > 1:  # each block mean's gradient, shared by the pixels it averages
+        grad = np.repeat(np.repeat(grad, factor, axis=0), factor, axis=1)[:height, :width]
+    return value, grad
+
+
+def block_means(image: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The means of an (H, W, 3) image over ``factor`` × ``factor`` blocks (smaller ones along the
+    bottom and right edges where ``factor`` does not divide H or W), and each block's pixel count.
+
+    Returns
+    -------
+    means : np.ndarray float64 (⌈H/f⌉, ⌈W/f⌉, 3)
+    counts : np.ndarray float64 (⌈H/f⌉, ⌈W/f⌉)
+    """
+    if factor == 1:
+        return image, np.ones(image.shape[:2])
+    height, width = image.shape[:2]
+    rows, cols = -(-height // factor), -(-width // factor)
+    padded = np.zeros((rows * factor, cols * factor, 3))
+    padded[:height, :width] = image
+    ones = np.zeros((rows * factor, cols * factor))
+    ones[:height, :width] = 1.0
+    sums = padded.reshape(rows, factor, cols, factor, 3).sum(axis=(1, 3))
+    counts = ones.reshape(rows, factor, cols, factor).sum(axis=(1, 3))
+    return sums / counts[..., None], counts
