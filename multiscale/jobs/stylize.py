@@ -63,7 +63,7 @@ from ..measure.memory import (
     default_max_memory,
     estimate_synthesis_memory,
 )
-from ..objectives.palette import PaletteTarget, palette_loss, palette_target
+from ..objectives.palette import PaletteTarget, palette_target
 from ..optim.base import Progress
 from .checkpoint import (
     StyleCheckpoint,
@@ -661,12 +661,11 @@ def _objective(config: StyleConfig, network: Any, targets: StageTargets, *, choi
         means=targets.means,
     )
     objective.precision = None if choice is None else choice.to_dict()  # for the stage's record
-    if targets.palette is not None and config.uses_palette_term:
-        from ..objectives.base import ImageTerm, WithImageTerms
+    from ..objectives.base import WithImageTerms
+    from ..objectives.image_terms import style_image_terms
 
-        term = functools.partial(palette_loss, target=targets.palette)
-        return WithImageTerms(objective, [ImageTerm("palette", config.palette_weight, term)])
-    return objective
+    extra = style_image_terms(config, palette=targets.palette)
+    return WithImageTerms(objective, extra) if extra else objective
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -2,9 +2,11 @@
 
 A term that needs no network (a function of the output's pixels, evaluated
 in numpy on the whole image, so tiled runs use it unchanged) joins the
-objective a job builds through :func:`image_terms`, wrapped around the
-network objective by :class:`~multiscale.objectives.base.WithImageTerms`.
-Today there is one: the spectrum constraint (:mod:`multiscale.objectives.spectrum`).
+objective a job builds through :func:`image_terms` (synthesis) or
+:func:`style_image_terms` (style transfer), wrapped around the network
+objective by :class:`~multiscale.objectives.base.WithImageTerms`. Today
+there are two: the spectrum constraint (:mod:`multiscale.objectives.spectrum`)
+and the palette term (:mod:`multiscale.objectives.palette`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..config import SynthesisConfig
+from ..config import StyleConfig, SynthesisConfig
 from ..errors import ConfigError
 from .base import ImageTerm
+from .palette import PaletteTarget, palette_loss
 from .spectrum import example_spectrum, spectrum_loss
 
 
@@ -53,6 +56,17 @@ def image_terms(
         )  # fmt: skip
         terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
     return terms
+
+
+def style_image_terms(config: StyleConfig, *, palette: PaletteTarget | None) -> list[ImageTerm]:
+    """The image terms a style transfer adds to its objective: the palette term, where the run
+    has it (:attr:`~multiscale.config.StyleConfig.uses_palette_term`; ``palette``, the styles'
+    blended colours, is then given)."""
+    if palette is None or not config.uses_palette_term:
+        return []
+    return [
+        ImageTerm("palette", float(config.palette_weight), functools.partial(palette_loss, target=palette))
+    ]
 
 
 def _spectrum(image: np.ndarray, *, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
