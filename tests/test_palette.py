@@ -103,3 +103,16 @@ def test_a_flat_style_is_floored_not_divided_by_zero():
     target = palette_target([np.full((4, 4, 3), 0.5)])
     value, grad = palette_loss(np.full((2, 2, 3), [0.6, 0.5, 0.4]), target)
     assert np.isfinite(value) and value > 0 and np.all(np.isfinite(grad))
+
+
+def test_a_style_larger_than_the_cap_is_represented_by_a_fixed_sample(rng, monkeypatch):
+    import multiscale.objectives.palette as palette
+
+    style = rng.uniform(size=(120, 100, 3)) * [1.0, 0.6, 0.3]
+    whole = palette_target([style])
+    monkeypatch.setattr(palette, "PALETTE_MAX_PIXELS", 3000)  # a quarter of the pixels
+    sampled = palette_target([style])
+    assert np.array_equal(sampled.quantiles, palette_target([style]).quantiles)  # the same draw
+    assert not np.array_equal(sampled.quantiles, whole.quantiles)
+    np.testing.assert_allclose(sampled.quantiles[16:-16], whole.quantiles[16:-16], atol=0.03)
+    assert sampled.variance == pytest.approx(whole.variance, rel=0.05)

@@ -238,6 +238,13 @@ class StylizePlan:
             return match_palette(self.content, self.styles, self.blend)
         return self.content
 
+    @functools.cached_property
+    def palette(self) -> PaletteTarget | None:
+        """The styles' blended colours for the palette term, the same at every stage; ``None``
+        where the run has no such term (:attr:`~multiscale.config.StyleConfig.uses_palette_term`).
+        Computed once a plan."""
+        return palette_target(self.styles, self.blend) if self.config.uses_palette_term else None
+
     @property
     def total_iterations(self) -> int:
         """Iterations if no stage stops early (the progress bar's length)."""
@@ -549,14 +556,8 @@ def _stage_targets(plan: StylizePlan, network: Any, height: int, width: int) -> 
             means = None
     return StageTargets(
         content=_resize(_content_target(plan), height, width), grams=grams,
-        sliced=_blended_sliced(plan, network, width), means=means, palette=_palette(plan),
+        sliced=_blended_sliced(plan, network, width), means=means, palette=plan.palette,
     )  # fmt: skip
-
-
-def _palette(plan: StylizePlan) -> PaletteTarget | None:
-    """The styles' blended colours for the palette term (``None``: the run has none,
-    :attr:`~multiscale.config.StyleConfig.uses_palette_term`)."""
-    return palette_target(plan.styles, plan.blend) if plan.config.uses_palette_term else None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ def palette_target(
     """The palette of ``images`` blended by ``weights`` (default equal): the mixture of their pixel
     colours, each image counting by its weight whatever its size.
 
+    An image of more than :data:`PALETTE_MAX_PIXELS` pixels is represented by
+    that many of them drawn at random (the same ones every time), so that a
+    print-size style costs no more than a 512² one.
+
     Parameters
     ----------
     images : sequence of np.ndarray float (h, w, 3) RGB in [0, 1]
@@ -91,7 +95,7 @@ def palette_target(
     kept = [i for i in range(len(images)) if w[i] > 0]  # an image of weight 0 has no colour in the blend
     w = w[kept] / w[kept].sum()
     directions = chroma_directions()
-    pixels = [np.asarray(images[i], dtype=np.float64).reshape(-1, 3) for i in kept]
+    pixels = [_sample(np.asarray(images[i], dtype=np.float64).reshape(-1, 3)) for i in kept]
     projections = np.concatenate([p @ directions.T for p in pixels])  # (Σ m, K)
     mass = np.concatenate([np.full(len(p), wi / len(p)) for wi, p in zip(w, pixels, strict=True)])
     at = (np.arange(levels) + 0.5) / levels
@@ -104,6 +108,14 @@ def palette_target(
     second = sum(wi * np.mean(p * p, axis=0) for wi, p in zip(w, pixels, strict=True))
     variance = float(np.mean(second - mean * mean))
     return PaletteTarget(quantiles=quantiles, variance=max(variance, _VARIANCE_FLOOR))
+
+
+def _sample(pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` (m, 3), or :data:`PALETTE_MAX_PIXELS` of them drawn without replacement (seed 0)."""
+    if len(pixels) <= PALETTE_MAX_PIXELS:
+        return pixels
+    chosen = np.random.default_rng(0).choice(len(pixels), PALETTE_MAX_PIXELS, replace=False)
+    return pixels[np.sort(chosen)]
 
 
 def palette_loss(
