@@ -124,16 +124,18 @@ def palette_loss(
     """The palette term ``L`` (see the module docstring) of an (H, W, 3) RGB image and its gradient.
 
     Over :data:`PALETTE_MAX_PIXELS` (``max_pixels``) pixels, ``L`` is that of
-    the image's means over f × f blocks (:func:`block_means`).
+    the image's means over f × f blocks (:func:`block_means`); the image is
+    then never copied at its full size in float64.
 
     Returns
     -------
     value : float
         ≥ 0; 0 when the image's chroma along every direction is distributed
         as the target's (up to the interpolation between its levels).
-    grad : np.ndarray float64, the image's shape
+    grad : np.ndarray, the image's shape, in its float dtype (float64 for an integer image)
     """
-    image = np.asarray(image, dtype=np.float64)
+    image = np.asarray(image)
+    dtype = image.dtype if image.dtype.kind == "f" else np.dtype(np.float64)
     height, width = image.shape[:2]
     factor = 1
     while -(-height // factor) * -(-width // factor) > max_pixels:
@@ -152,7 +154,7 @@ def palette_loss(
         residual[order, k] = projections[order, k] - wanted
     scale = directions.shape[0] * n * target.variance
     value = float(np.sum(residual * residual) / scale)
-    grad = ((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]
+    grad = (((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]).astype(dtype)
     if factor > 1:  # each block mean's gradient, shared by the pixels it averages
         grad = np.repeat(np.repeat(grad, factor, axis=0), factor, axis=1)[:height, :width]
     return value, grad
@@ -168,13 +170,9 @@ def block_means(image: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]
     counts : np.ndarray float64 (⌈H/f⌉, ⌈W/f⌉)
     """
     if factor == 1:
-        return image, np.ones(image.shape[:2])
+        return np.asarray(image, dtype=np.float64), np.ones(image.shape[:2])
     height, width = image.shape[:2]
-    rows, cols = -(-height // factor), -(-width // factor)
-    padded = np.zeros((rows * factor, cols * factor, 3))
-    padded[:height, :width] = image
-    ones = np.zeros((rows * factor, cols * factor))
-    ones[:height, :width] = 1.0
-    sums = padded.reshape(rows, factor, cols, factor, 3).sum(axis=(1, 3))
-    counts = ones.reshape(rows, factor, cols, factor).sum(axis=(1, 3))
+    rows, cols = np.arange(0, height, factor), np.arange(0, width, factor)
+    sums = np.add.reduceat(np.add.reduceat(image, rows, axis=0, dtype=np.float64), cols, axis=1)
+    counts = np.outer(np.diff(rows, append=height), np.diff(cols, append=width)).astype(np.float64)
     return sums / counts[..., None], counts
