@@ -132,10 +132,11 @@ def palette_loss(
     value : float
         ≥ 0; 0 when the image's chroma along every direction is distributed
         as the target's (up to the interpolation between its levels).
-    grad : np.ndarray, the image's shape, in its float dtype (float64 for an integer image)
+    grad : np.ndarray, the image's shape: float64, or for an image averaged over blocks its
+        float dtype (float64 for an integer image)
     """
     image = np.asarray(image)
-    dtype = image.dtype if image.dtype.kind == "f" else np.dtype(np.float64)
+    dtype = image.dtype if image.dtype.kind == "f" else np.dtype(np.float64)  # of a large gradient
     height, width = image.shape[:2]
     factor = 1
     while -(-height // factor) * -(-width // factor) > max_pixels:
@@ -154,9 +155,9 @@ def palette_loss(
         residual[order, k] = projections[order, k] - wanted
     scale = directions.shape[0] * n * target.variance
     value = float(np.sum(residual * residual) / scale)
-    grad = (((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]).astype(dtype)
+    grad = ((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]
     if factor > 1:  # each block mean's gradient, shared by the pixels it averages
-        grad = np.repeat(np.repeat(grad, factor, axis=0), factor, axis=1)[:height, :width]
+        grad = np.repeat(np.repeat(grad.astype(dtype), factor, axis=0), factor, axis=1)[:height, :width]
     return value, grad
 
 
