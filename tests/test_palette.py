@@ -52,7 +52,7 @@ def test_a_large_image_is_scored_by_its_block_means(rng):
 
 
 def test_an_image_with_the_styles_pixels_in_any_order_has_no_loss(rng):
-    style = rng.uniform(size=(32, 32, 3))
+    style = rng.uniform(size=(32, 32, 3)).astype(np.float32)  # as images are loaded
     target = palette_target([style], levels=32 * 32)
     shuffled = rng.permutation(style.reshape(-1, 3)).reshape(16, 64, 3)
     value, grad = palette_loss(shuffled, target)
@@ -106,11 +106,11 @@ def test_a_flat_style_is_floored_not_divided_by_zero():
 
 
 def test_a_style_larger_than_the_cap_is_represented_by_a_fixed_sample(rng, monkeypatch):
-    import multiscale.objectives.palette as palette
+    import multiscale.measure.sliced as sliced
 
     style = rng.uniform(size=(120, 100, 3)) * [1.0, 0.6, 0.3]
     whole = palette_target([style])
-    monkeypatch.setattr(palette, "PALETTE_MAX_PIXELS", 3000)  # a quarter of the pixels
+    monkeypatch.setattr(sliced, "MAX_SOURCE_POSITIONS", 3000)  # a quarter of the pixels
     sampled = palette_target([style])
     assert np.array_equal(sampled.quantiles, palette_target([style]).quantiles)  # the same draw
     assert not np.array_equal(sampled.quantiles, whole.quantiles)

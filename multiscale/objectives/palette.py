@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..measure.sliced import MAX_SOURCE_POSITIONS, interpolate_quantiles, sample_positions, sorted_cotangent
+
 #: Directions in the chroma plane, evenly spread over a half-turn (a direction
 #: and its opposite sort alike). 16 put any hue within 6° of one.
 PALETTE_DIRECTIONS = 16
@@ -43,10 +45,12 @@ PALETTE_DIRECTIONS = 16
 #: checkpoint); an output's pixels take them linearly interpolated.
 PALETTE_LEVELS = 1024
 #: Most pixels the term sorts: a larger output is first averaged over f × f blocks, the
-#: smallest f that brings it under this (512² equivalent). A colour distribution needs no
+#: smallest f that brings it under this (512² equivalent), and a larger style is
+#: represented by a fixed sample of this many (the sliced statistic's
+#: :func:`~multiscale.measure.sliced.sample_positions`). A colour distribution needs no
 #: more samples, and sorting 16 projections of a print-size image (millions of pixels)
 #: would cost seconds per evaluation.
-PALETTE_MAX_PIXELS = 2**18
+PALETTE_MAX_PIXELS = MAX_SOURCE_POSITIONS
 #: Floor of the styles' variance ``s²`` (a flat style, a single colour).
 _VARIANCE_FLOOR = 1e-4
 
@@ -95,7 +99,7 @@ def palette_target(
     kept = [i for i in range(len(images)) if w[i] > 0]  # an image of weight 0 has no colour in the blend
     w = w[kept] / w[kept].sum()
     directions = chroma_directions()
-    pixels = [_sample(np.asarray(images[i], dtype=np.float64).reshape(-1, 3)) for i in kept]
+    pixels = [sample_positions(np.reshape(images[i], (-1, 3))).astype(np.float64) for i in kept]
     projections = np.concatenate([p @ directions.T for p in pixels])  # (Σ m, K)
     mass = np.concatenate([np.full(len(p), wi / len(p)) for wi, p in zip(w, pixels, strict=True)])
     at = (np.arange(levels) + 0.5) / levels
@@ -108,14 +112,6 @@ def palette_target(
     second = sum(wi * np.mean(p * p, axis=0) for wi, p in zip(w, pixels, strict=True))
     variance = float(np.mean(second - mean * mean))
     return PaletteTarget(quantiles=quantiles, variance=max(variance, _VARIANCE_FLOOR))
-
-
-def _sample(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` (m, 3), or :data:`PALETTE_MAX_PIXELS` of them drawn without replacement (seed 0)."""
-    if len(pixels) <= PALETTE_MAX_PIXELS:
-        return pixels
-    chosen = np.random.default_rng(0).choice(len(pixels), PALETTE_MAX_PIXELS, replace=False)
-    return pixels[np.sort(chosen)]
 
 
 def palette_loss(
@@ -146,16 +142,9 @@ def palette_loss(
     n = x.shape[0]
     directions = chroma_directions(target.quantiles.shape[1])
     levels = target.quantiles.shape[0]
-    at = ((np.arange(n) + 0.5) / n) * levels - 0.5  # the output's ranks on the target's level grid
-    projections = x @ directions.T
-    residual = np.empty_like(projections)
-    for k in range(directions.shape[0]):
-        order = np.argsort(projections[:, k])
-        wanted = np.interp(at, np.arange(levels), target.quantiles[:, k])
-        residual[order, k] = projections[order, k] - wanted
-    scale = directions.shape[0] * n * target.variance
-    value = float(np.sum(residual * residual) / scale)
-    grad = ((2.0 / scale) * (residual @ directions)).reshape(means.shape) / counts[..., None]
+    wanted = interpolate_quantiles((np.arange(levels) + 0.5) / levels, target.quantiles, n)
+    value, cotangent = sorted_cotangent(x @ directions.T, wanted, 1.0 / target.variance)
+    grad = (cotangent @ directions).reshape(means.shape) / counts[..., None]
     if factor > 1:  # each block mean's gradient, shared by the pixels it averages
         grad = np.repeat(np.repeat(grad.astype(dtype), factor, axis=0), factor, axis=1)[:height, :width]
     return value, grad
