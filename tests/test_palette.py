@@ -91,7 +91,7 @@ def test_styles_are_blended_by_weight_whatever_their_size(rng):
     b = rng.uniform(0.3, 0.7, size=(25, 40, 3)) * [1.0, 0.5, 0.2]  # 1000 pixels, other colours
     target = palette_target([a, b], [1.0, 3.0])
     d = chroma_directions()
-    for k in (0, 5, 11):
+    for k in (0, 3, 6):
         pa, pb = a.reshape(-1, 3) @ d[k], b.reshape(-1, 3) @ d[k]
         for t in np.quantile(np.concatenate([pa, pb]), [0.1, 0.3, 0.5, 0.7, 0.9]):
             mixture = 0.25 * np.mean(pa < t) + 0.75 * np.mean(pb < t)

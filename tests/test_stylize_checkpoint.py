@@ -33,7 +33,7 @@ from multiscale.jobs.checkpoint import (
 )
 from multiscale.jobs.stylize import make_config, prepare_stylize, resume_stylize, run_plan
 from multiscale.jobs.synthesize import resume_synthesis
-from multiscale.objectives.palette import PaletteTarget, palette_target
+from multiscale.objectives.palette import PALETTE_DIRECTIONS, PALETTE_LEVELS, PaletteTarget, palette_target
 
 SMALL = dict(octaves=2, layers=("conv1_1", "pool1"), content_layers=("conv1_1",))
 #: The module, which ``multiscale.jobs.stylize`` (the function) shadows as an attribute.
@@ -171,6 +171,27 @@ def test_a_folder_from_before_the_palette_term_resumes_without_it(tmp_path):
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     ck = read_style_checkpoint(folder)
     assert ck.config.palette_weight == 0.0 and ck.palette is None
+
+
+def test_a_folder_from_before_eight_palette_directions_resumes_with_its_sixteen(tmp_path):
+    """The palette term had 16 directions before it had 8 (PALETTE_DIRECTIONS), and its folders
+    did not record how many: such a folder reads back with its own 16, which the term then uses
+    (palette_loss takes the directions from the target's columns)."""
+    sixteen = PaletteTarget(quantiles=np.tile(PALETTE.quantiles[:, :1], (1, 16)), variance=PALETTE.variance)
+    folder = _folder(tmp_path, sixteen)
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert meta["palette_directions"] == 16
+    del meta["palette_directions"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    ck = read_style_checkpoint(folder)
+    assert ck.palette is not None and ck.palette.quantiles.shape == (PALETTE_LEVELS, 16)
+    assert PALETTE.quantiles.shape == (PALETTE_LEVELS, PALETTE_DIRECTIONS) != (PALETTE_LEVELS, 16)
+
+
+def test_a_folder_whose_palette_has_other_directions_than_it_records_is_refused(folder):
+    _rewrite_json(folder, palette_directions=16)
+    with pytest.raises(CheckpointError, match="palette/quantiles"):
+        read_style_checkpoint(folder)
 
 
 def test_a_folder_of_a_run_with_the_palette_term_but_no_palette_is_refused(tmp_path):

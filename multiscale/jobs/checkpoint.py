@@ -73,7 +73,7 @@ from ..io import PathLike, file_sha256, fsync_dir, save_image, write_json_atomic
 from ..layers import layer_channels
 from ..measure.sliced import MAX_SOURCE_POSITIONS, QuantileBank, SlicedTargets
 from ..npz import Member, read_npz, write_npz
-from ..objectives.palette import PALETTE_DIRECTIONS, PALETTE_LEVELS, PaletteTarget
+from ..objectives.palette import PALETTE_LEVELS, PaletteTarget
 
 #: Version 2 added ``kind`` and stylize checkpoints. Version 3: ``layer_weights`` of
 #: ``None`` means each layer's default weight (``conv1_1`` 2), no longer all 1.
@@ -668,6 +668,7 @@ def write_style_checkpoint(
                 "stage_elapsed_s": position.stage_elapsed_s,
                 "stages": position.stages,
                 "sliced": [_sliced_meta(sl) for sl in sliced],
+                "palette_directions": None if palette is None else int(palette.quantiles.shape[1]),
                 "driver_state": None if position.state is None else int(position.state.iteration),
             },
         )
@@ -901,6 +902,10 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         best_loss = None if meta["best_loss"] is None else float(meta["best_loss"])
         stages = [dict(s) for s in meta["stages"]]
         done = sum(_count(s["iterations"], "stages") for s in stages)
+        directions = meta.get("palette_directions", _OLDER_PALETTE_DIRECTIONS)
+        directions = (
+            _OLDER_PALETTE_DIRECTIONS if directions is None else _count(directions, "palette_directions", 1)
+        )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
     if not sizes or stage >= len(sizes) or len(stages) != stage or len(blend) != len(styles):
@@ -926,7 +931,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
             )
             expected.update(_mean_shapes(f"stage{s + 1}/", d))
     if config.uses_palette_term:
-        expected.update({"palette/quantiles": (PALETTE_LEVELS, PALETTE_DIRECTIONS), "palette/variance": ()})
+        expected.update({"palette/quantiles": (PALETTE_LEVELS, directions), "palette/variance": ()})
     sliced_meta: list[Any] = []
     if config.style_weight > 0 and "sliced" in d.statistics:
         try:
@@ -997,6 +1002,8 @@ _OLDER_RUN = {
     "spectrum_long_waves": "keep", "stage_detail": False,
 }  # fmt: skip
 _OLDER_STYLE = {"content_target": "content", "palette_weight": 0.0}
+#: Directions of the palette term in checkpoints that do not record them (they had 16).
+_OLDER_PALETTE_DIRECTIONS = 16
 
 
 def _older_defaults(config: Any, version: int) -> Any:

@@ -39,8 +39,9 @@ import numpy as np
 from ..measure.sliced import MAX_SOURCE_POSITIONS, interpolate_quantiles, sample_positions, sorted_cotangent
 
 #: Directions in the chroma plane, evenly spread over a half-turn (a direction
-#: and its opposite sort alike). 16 put any hue within 6° of one.
-PALETTE_DIRECTIONS = 16
+#: and its opposite sort alike). 8 put any hue within 12° of one; 16 scored the
+#: same on six pairs and cost twice the time (benchmarks/RESULTS.md, "The palette term").
+PALETTE_DIRECTIONS = 8
 #: Levels at which the styles' quantile functions are kept (and stored in a
 #: checkpoint); an output's pixels take them linearly interpolated.
 PALETTE_LEVELS = 1024
@@ -48,7 +49,7 @@ PALETTE_LEVELS = 1024
 #: smallest f that brings it under this (512² equivalent), and a larger style is
 #: represented by a fixed sample of this many (the sliced statistic's
 #: :func:`~multiscale.measure.sliced.sample_positions`). A colour distribution needs no
-#: more samples, and sorting 16 projections of a print-size image (millions of pixels)
+#: more samples, and sorting the projections of a print-size image (millions of pixels)
 #: would cost seconds per evaluation.
 PALETTE_MAX_PIXELS = MAX_SOURCE_POSITIONS
 #: Floor of the styles' variance ``s²`` (a flat style, a single colour).
