@@ -14,8 +14,8 @@ measured in the same run, and each term's share of the whole evaluation:
   style image, for its last stage (statistics ``auto`` resolved, tiled where
   it tiles), and ``spectrum``: that run's spectrum constraint.
 
-The median of ``--repeats`` timings of each (after one warm-up call that
-traces the network's graph). Figures depend on the machine and on what else
+The median of ``--repeats`` timings of each (after one untimed call, which
+traces the network's graph; ``throughput.time_calls``). Figures depend on the machine and on what else
 runs on it; the shares are the ratios to read.
 
     python benchmarks/image_terms.py --sizes 512,1024,2048 --repeats 3
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from throughput import time_calls  # noqa: E402
 
 from multiscale.config import SynthesisConfig  # noqa: E402
 from multiscale.io import load_image  # noqa: E402
@@ -47,13 +49,9 @@ from multiscale.objectives.image_terms import image_terms  # noqa: E402
 
 
 def median_seconds(repeats: int, fn: Callable[..., object], *args: object) -> float:
-    """The median wall time of ``repeats`` calls ``fn(*args)``."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    """The median wall time of ``repeats`` calls ``fn(*args)``, after one untimed call (which
+    traces a network's graph)."""
+    return statistics.median(time_calls(functools.partial(fn, *args), repeats, warmup=1))
 
 
 def main() -> None:
@@ -77,15 +75,14 @@ def main() -> None:
         f"\n{'output':>11} | {'stylize s':>9} {'palette s':>9} {'share':>6} | "
         f"{'synthesis s':>11} {'spectrum s':>10} {'share':>6}"
     )
+    network = load_network(make_config().descriptor)[1]  # the defaults' network, for every size
     for width in (int(s) for s in args.sizes.split(",")):
         plan = prepare_stylize(args.content, args.style, config=make_config(width=width))
-        network = load_network(plan.config.descriptor)[1]
         objective = build_objective(plan, network, plan.height, plan.width)
         inner, terms = objective.inner, {t.name: t for t in objective.terms}
         rng = np.random.default_rng(0)
         image = rng.uniform(0.2, 0.8, size=(plan.height, plan.width, 3)).astype(np.float32)
         x = image.astype(np.float64).reshape(-1)
-        inner(x)  # trace the graph
         net_s = median_seconds(args.repeats, inner, x)
         pal_s = median_seconds(args.repeats, terms["palette"].fn, image)
 
@@ -99,7 +96,6 @@ def main() -> None:
             targets.grams, network=network, config=synthesis.descriptor, height=plan.height,
             width=plan.width, tile=tile, sliced=targets.sliced, means=targets.means,
         )  # fmt: skip
-        texture(x)  # trace the graph
         tex_s = median_seconds(args.repeats, texture, x)
         (spectrum,) = image_terms(
             dataclasses.replace(synthesis, spectrum_weight=1.0), exemplars=[style], height=plan.height,
