@@ -257,6 +257,10 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
         }
         if len(ours) > 1:
             entry["diversity"] = qm.diversity(ours, example)
+            entry["seed_correlation"] = {
+                "layout": qm.seed_correlation(ours),
+                "details": qm.seed_correlation(ours, detail_sigma=qm.COPY_DETAIL_SIGMA),
+            }
         tex_seconds = seconds.get(tex_id, {})
         if tex_seconds:
             entry["seconds"] = float(np.mean(list(tex_seconds.values())))
@@ -486,12 +490,25 @@ def format_report(result: dict, markdown: bool = False) -> str:
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]
     if secs:
         lines.append(f"Mean wall seconds per texture (process start to saved PNG): {np.mean(secs):.1f}")
-    div = [t["diversity"] for t in textures.values() if "diversity" in t]
-    if div:
+    seeded = {tid: t for tid, t in textures.items() if "diversity" in t}
+    if seeded:
+        lines.append("")
         lines.append(
-            f"Diversity between seeds (RMS luminance difference / (√2·σ of the example), 1 = independent): "
-            f"{np.mean(div):.2f}"
+            "Seeds: diversity (RMS luminance difference between two seeds' outputs over √2·σ of the example's; "
+            "1 = independent samples, 0 = one image) and the seeds' correlation at zero shift, whole (layout) / "
+            f"details only (minus a blur of {qm.COPY_DETAIL_SIGMA:g} px); 1 = every seed draws the same picture "
+            "in the same place, about 0 = new pictures:"
         )
+        lines.append("")
+
+        def pair(c: dict | None) -> str:
+            return f"{c['layout']:.2f} / {c['details']:.2f}" if c else "–"
+
+        rows = [[tid, f"{t['diversity']:.2f}", pair(t.get("seed_correlation"))] for tid, t in seeded.items()]
+        correlated = [t["seed_correlation"] for t in seeded.values() if "seed_correlation" in t]
+        mean = {k: np.mean([c[k] for c in correlated]) for k in ("layout", "details")} if correlated else None
+        rows.append(["mean", f"{np.mean([t['diversity'] for t in seeded.values()]):.2f}", pair(mean)])
+        table(["id", "diversity", "seed correlation"], rows)
     return "\n".join(lines)
 
 

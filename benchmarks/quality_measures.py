@@ -594,3 +594,24 @@ def diversity(outputs: list[np.ndarray], example: np.ndarray) -> float:
         np.sqrt(np.mean((luminance(a) - luminance(b)) ** 2)) for a, b in itertools.combinations(outputs, 2)
     ]
     return float(np.mean(diffs) / ref)
+
+
+def seed_correlation(outputs: list[np.ndarray], *, detail_sigma: float | None = None) -> float:
+    """Whether seeds give the same picture in the same place: the mean, over pairs of outputs, of
+    the Pearson correlation of their luminances at zero shift.
+
+    1: every seed draws the same image; independent samples of a texture give about 0 (a lattice
+    at a seed's own phase, too). Unlike :func:`copy_correlation` it searches no shift: a layout
+    that every seed puts at the same place is what a user asking for variations sees.
+    ``detail_sigma``: correlate the details only, as :func:`copy_correlation` does.
+    """
+
+    def flat(image: np.ndarray) -> np.ndarray:
+        y = luminance(image)
+        if detail_sigma is not None:
+            y = y - ndimage.gaussian_filter(y, detail_sigma, mode="reflect")
+        return y.ravel()
+
+    return float(
+        np.mean([np.corrcoef(flat(a), flat(b))[0, 1] for a, b in itertools.combinations(outputs, 2)])
+    )

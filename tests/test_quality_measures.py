@@ -196,6 +196,28 @@ def test_copy_correlation_of_details_ignores_a_shared_layout():
     assert qm.copy_correlation(a, a, detail_sigma=4.0) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_seeds_drawing_one_image_have_no_diversity_and_independent_ones_about_one():
+    example = _texture(seed=0)
+    same = [_texture(seed=1)] * 3
+    assert qm.diversity(same, example) == 0.0
+    assert qm.seed_correlation(same) == pytest.approx(1.0, abs=1e-9)
+    independent = [_texture(seed=s) for s in (1, 2, 3)]
+    assert qm.diversity(independent, example) == pytest.approx(1.0, abs=0.15)
+    assert abs(qm.seed_correlation(independent)) < 0.15
+
+
+def test_seed_correlation_sees_a_lattice_at_the_same_phase_and_not_at_another():
+    # A lattice every seed puts in the same place reads as one picture; shifted by half a
+    # period along one axis it anticorrelates, although a search over shifts finds the two alike.
+    same_place = [_lattice(80, phase=0), _lattice(80, phase=0) + 0.5 * (_grainy(80, seed=7) - 128)]
+    assert qm.seed_correlation(same_place) > 0.9
+    moved = [_lattice(80, phase=0), np.roll(_lattice(80, phase=0), 20, axis=1)]
+    assert qm.seed_correlation(moved) < -0.9
+    assert qm.copy_correlation(*moved) > 0.9
+    # the details alone: the lattice's edges stay put, the grain does not
+    assert qm.seed_correlation(same_place, detail_sigma=4.0) > 0.5
+
+
 def _grainy(size: int, seed: int) -> np.ndarray:
     """Colour noise with energy in every wavelet band (a blur of 0.7 px), 0–255 float, periodic."""
     noise = np.random.default_rng(seed).standard_normal((size, size, 3))
