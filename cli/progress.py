@@ -35,16 +35,17 @@ class _LazyBar:
     def _describe(self, progress: Any) -> str | None:
         raise NotImplementedError
 
-    def _advance(self, done: int, total: int, progress: Any) -> None:
-        """Move the bar to ``done`` of ``total``, opening it first if need be."""
+    def _advance(self, done: int, total: int, progress: Any, *, show_pos: bool = True) -> None:
+        """Move the bar to ``done`` of ``total``, opening it first if need be; ``show_pos``: print
+        ``done/total`` beside it (else the percentage)."""
         if self._bar is None:
             self._bar = click.progressbar(
                 length=total,
                 label=self.label,
                 file=sys.stderr,
                 show_eta=True,
-                show_percent=False,
-                show_pos=True,
+                show_percent=not show_pos,
+                show_pos=show_pos,
                 item_show_func=self._describe,
                 width=24,
             )
@@ -53,8 +54,17 @@ class _LazyBar:
         self._done = done
 
 
+#: Steps of the bar of a run in stages, which moves by the share of the work done, not by iterations.
+WORK_STEPS = 1000
+
+
 class ProgressBar(_LazyBar):
     """Context manager and run callback: shows iteration, loss, best loss, ETA, and the stage if any.
+
+    A run in stages moves the bar by the share of its work done
+    (``StageProgress.work``: each iteration weighs its stage's pixels), so
+    the ETA holds through the cheap early stages; the iterations are then
+    shown in the text.
 
     Parameters
     ----------
@@ -74,16 +84,23 @@ class ProgressBar(_LazyBar):
         if progress is None:
             return None
         text = f"loss {progress.loss:.4g}  best {progress.best_loss:.4g}  {progress.elapsed_s:.0f}s"
-        if getattr(progress, "stage", None) is None:  # a style transfer's progress names its stage
+        if getattr(progress, "stage", None) is None:
             return text
-        return f"stage {progress.stage}/{progress.stages} {progress.width}×{progress.height}  {text}"
+        return (
+            f"stage {progress.stage}/{progress.stages} {progress.width}×{progress.height}  "
+            f"it {progress.iteration}/{progress.max_iter}  {text}"
+        )
 
     def __call__(self, progress: Any) -> None:
-        """Advance to ``progress.iteration`` (a :class:`multiscale.optim.base.Progress`)."""
+        """Advance to ``progress.iteration`` (a :class:`multiscale.optim.base.Progress`), or for a
+        run in stages (a :class:`multiscale.jobs.runner.StageProgress`) to its share of the work."""
         self.last = progress
-        if not self.quiet:  # a run in stages counts its iterations over all of them
-            total = progress.max_iter if getattr(progress, "stage", None) is not None else self.total
-            self._advance(progress.iteration, total, progress)
+        if self.quiet:
+            return
+        if getattr(progress, "stage", None) is None:
+            self._advance(progress.iteration, self.total, progress)
+        else:
+            self._advance(round(progress.work * WORK_STEPS), WORK_STEPS, progress, show_pos=False)
 
 
 class ImageProgress(_LazyBar):

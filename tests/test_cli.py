@@ -757,3 +757,20 @@ def test_a_real_sigint_mid_run_exits_130_with_the_best_image_and_json(tmp_path, 
     assert "multiscale resume" in last and data["checkpoint"], stderr
     checkpoint = json.loads((Path(data["checkpoint"]) / "checkpoint.json").read_text())
     assert checkpoint["iteration"] == data["iterations"]
+
+
+def test_the_bar_of_a_run_in_stages_moves_by_the_work_done_and_names_the_iterations():
+    # 350 of a 1024² plan's 657 iterations are its first stage's, and 7 % of its work: a bar
+    # (and its time estimate) that went by the iterations would stand past half way there
+    from multiscale_cli.progress import WORK_STEPS, ProgressBar
+
+    from multiscale.jobs.runner import StageProgress
+
+    progress = StageProgress(
+        iteration=350, max_iter=657, evaluations=380, loss=0.5, best_loss=0.5, elapsed_s=40.0,
+        stage=1, stages=4, stage_iteration=350, height=128, width=128, work=0.066,
+    )  # fmt: skip
+    with ProgressBar(total=657, label="synthesize") as bar:
+        bar(progress)
+        assert (bar._bar.pos, bar._bar.length) == (66, WORK_STEPS)
+        assert "stage 1/4 128×128  it 350/657" in bar._describe(progress)

@@ -297,6 +297,10 @@ def test_two_stages_upsample_and_refine(content, styles):
     assert [p.iteration for p in seen] == sorted(p.iteration for p in seen)
     assert seen[0].image.shape == (22, 32, 3) and seen[-1].image.shape == (43, 64, 3)
     assert json.dumps(r.to_dict(), allow_nan=False)
+    # the work done moves by pixels too: stage 1's iterations are 704 / (704 + 2752) of it
+    assert [p.work for p in seen] == sorted(p.work for p in seen)
+    end_of_first = [p.work for p in seen if p.stage == 1 and p.stage_iteration == r.stages[0].iterations]
+    assert end_of_first == [pytest.approx(704 / (704 + 2752) * r.stages[0].iterations / 5)]
 
 
 def test_each_stage_records_the_precision_it_ran_in(content, styles):

@@ -11,7 +11,7 @@ from multiscale_cli.main import cli
 from multiscale.config import SynthesisConfig
 from multiscale.errors import ConfigError
 from multiscale.io import load_image, save_image
-from multiscale.jobs.runner import StageProgress
+from multiscale.jobs.runner import StageProgress, share_of_rest, work_done, work_shares
 from multiscale.jobs.starts import upsample
 from multiscale.jobs.synthesize import (
     Stage,
@@ -183,6 +183,11 @@ def test_a_run_in_stages_reports_every_stage_and_its_progress_counts_over_all(so
     assert [p.iteration for p in seen] == list(range(1, 15))
     assert [p.stage for p in seen] == [1] * 8 + [2] * 4 + [3] * 2
     assert (seen[0].width, seen[-1].width) == (16, 64)
+    # the work done weighs each iteration by its stage's pixels: 8 × 16², 4 × 32², 2 × 64² are 1 : 2 : 4
+    assert [p.work for p in seen if p.stage_iteration == 1] == pytest.approx(
+        [1 / 56, 1 / 7 + 2 / 28, 3 / 7 + 4 / 14]
+    )
+    assert [seen[7].work, seen[11].work, seen[13].work] == pytest.approx([1 / 7, 3 / 7, 1.0])
     assert all(
         a.elapsed_s <= b.elapsed_s for a, b in zip(seen, seen[1:], strict=False)
     )  # since the run began
@@ -276,6 +281,19 @@ def test_an_animation_takes_no_stage_detail_and_its_checkpoint_keeps_no_sources_
     stopped_run(source, config=config, stop_at=2)
     meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
     assert meta["config"]["stage_detail"] is False and meta["exemplars"] == []
+
+
+def test_the_work_of_a_stage_is_its_iterations_times_its_pixels():
+    shares = work_shares([(350, 128, 128), (175, 256, 256), (88, 512, 512), (44, 1024, 1024)])
+    assert sum(shares) == pytest.approx(1.0)
+    assert shares[0] == pytest.approx(
+        350 * 128**2 / (350 * 128**2 + 175 * 256**2 + 88 * 512**2 + 44 * 1024**2)
+    )
+    assert shares[1] / shares[0] == pytest.approx(2.0)  # half the iterations at four times the pixels
+    assert work_done(shares, 0, 0.0) == 0.0 and work_done(shares, 3, 1.0) == pytest.approx(1.0)
+    assert work_done(shares, 2, 0.5) == pytest.approx(shares[0] + shares[1] + shares[2] / 2)
+    assert work_done(shares, 1, 7.0) == pytest.approx(shares[0] + shares[1])  # clipped to the stage
+    assert [share_of_rest(shares, i) for i in (0, 3)] == [pytest.approx(shares[0]), 1.0]
 
 
 def test_time_limit_is_shared_by_pixels_and_iterations():

@@ -902,9 +902,12 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
         best_loss = None if meta["best_loss"] is None else float(meta["best_loss"])
         stages = [dict(s) for s in meta["stages"]]
         done = sum(_count(s["iterations"], "stages") for s in stages)
-        directions = meta.get("palette_directions", _OLDER_PALETTE_DIRECTIONS)
+        # absent in older checkpoints, None where the run had no palette term
+        raw_directions = meta.get("palette_directions")
         directions = (
-            _OLDER_PALETTE_DIRECTIONS if directions is None else _count(directions, "palette_directions", 1)
+            _OLDER_PALETTE_DIRECTIONS
+            if raw_directions is None
+            else _count(raw_directions, "palette_directions", 1)
         )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc

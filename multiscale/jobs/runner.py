@@ -158,7 +158,12 @@ class StageProgress(Progress):
     ``iteration`` counts from the start of the first stage and ``max_iter``
     is the plan's total; ``loss`` and ``best_loss`` are the current stage's.
     ``image`` is the current iterate at the stage's size (``height`` ×
-    ``width``; float64 or float32, values in [0, 1]).
+    ``width``; float64 or float32, values in [0, 1]). ``work`` is the share
+    of the plan's work done, in [0, 1] (:func:`work_done`): a bar or a time
+    estimate on it runs evenly through the cheap early stages, where one on
+    ``iteration`` rushes through them and then stalls (a 1024² synthesis
+    spends 53 % of its iterations in its first stage, and by this measure
+    7 % of its work).
     """
 
     stage: int = 1
@@ -166,6 +171,32 @@ class StageProgress(Progress):
     stage_iteration: int = 0
     height: int = 0
     width: int = 0
+    work: float = 0.0
+
+
+def work_shares(plan: Sequence[tuple[int, int, int]]) -> list[float]:
+    """Each stage's share of a run's work, from its ``(iterations, height, width)``: sums to 1.
+
+    An iteration's time grows with the stage's pixels (one evaluation of the default synthesis
+    objective took 0.34, 1.35, 5.05 and 24.1 s at 128×85, 256×170, 512×341 and 1024×681:
+    ``benchmarks/image_terms.py``), so a stage weighs iterations × pixels. A stage of four
+    times the pixels and half the iterations is twice the work.
+    """
+    cost = [float(n) * h * w for n, h, w in plan]
+    total = sum(cost)
+    return [c / total for c in cost] if total > 0 else [1.0 / len(plan)] * len(plan)
+
+
+def work_done(shares: Sequence[float], stage: int, fraction: float) -> float:
+    """The share of a run done when stage ``stage`` (0-based) is ``fraction`` through its
+    iterations (clipped to [0, 1]), with the stages' :func:`work_shares`."""
+    return min(1.0, float(sum(shares[:stage])) + shares[stage] * min(max(fraction, 0.0), 1.0))
+
+
+def share_of_rest(shares: Sequence[float], stage: int) -> float:
+    """Stage ``stage``'s share of the work left when it starts: how much of the time left it gets."""
+    rest = float(sum(shares[stage:]))
+    return shares[stage] / rest if rest > 0 else 1.0
 
 
 def stage_sizes(height: int, width: int, stages: int) -> list[tuple[int, int]]:

@@ -85,8 +85,11 @@ from .runner import (
     precision_network,
     quantize,
     resolve_precision,
+    share_of_rest,
     stage_sizes,
     versions,
+    work_done,
+    work_shares,
 )
 from .starts import initial_image
 
@@ -764,6 +767,7 @@ class _StageRun:
     past: list[float]
     records: list[StageInfo]
     total_iterations: int
+    shares: list[float]
     run_started: float
     callback: Callable[[Any], bool | None] | None
     checkpointer: _StyleCheckpointer | None
@@ -797,6 +801,7 @@ class _StageRun:
                     elapsed_s=time.perf_counter() - self.run_started, octave_losses=p.octave_losses, image=image,
                     stage=self.index + 1, stages=self.stages, stage_iteration=self.done[0] + p.iteration,
                     height=self.shape[0], width=self.shape[1],
+                    work=work_done(self.shares, self.index, (self.done[0] + p.iteration) / max(config.max_iter, 1)),
                 )
             )  # fmt: skip
         if self.checkpointer is None or config.optimizer != "lbfgsb":
@@ -939,7 +944,7 @@ def _run_stages(
     sizes = job.stage_sizes
     n = len(sizes)
     height, width = sizes[-1]
-    pixels = [h * w for h, w in sizes]
+    shares = work_shares([(config.max_iter, h, w) for h, w in sizes])
     total_iterations = n * config.max_iter
     records = list(finished)
     history = [float(v) for v in start.history]
@@ -1000,7 +1005,7 @@ def _run_stages(
         if config.time_limit is not None:
             optimise_start = optimise_start or time.perf_counter()
             remaining = config.time_limit - (time.perf_counter() - optimise_start)
-            budget = max(remaining, 0.0) * pixels[i] / sum(pixels[i:])
+            budget = max(remaining, 0.0) * share_of_rest(shares, i)
         # A resumed driver state holds the stage's iterations, evaluations and losses since the
         # driver started; done_* count only those before (an older resume that restarted it).
         state = start.state if first else None
@@ -1012,7 +1017,8 @@ def _run_stages(
             index=i, stages=n, config=config, content=content_s, shape=(h, w, channels),
             offset=i * config.max_iter + done_iters, before=sum(r.iterations for r in records) + done_iters,
             done=(done_iters, done_evals, done_s), past=list(history), records=list(records),
-            total_iterations=total_iterations, run_started=started, callback=callback, checkpointer=checkpointer,
+            total_iterations=total_iterations, shares=shares, run_started=started, callback=callback,
+            checkpointer=checkpointer,
         )  # fmt: skip
         stage_obj = objective
         try:

@@ -46,8 +46,11 @@ from .runner import (
     precision_network,
     quantize,
     resolve_precision,
+    share_of_rest,
     stage_sizes,
     versions,
+    work_done,
+    work_shares,
 )
 from .starts import STAGE_SEED_STEP, initial_image, stage_start, upsample
 
@@ -885,12 +888,17 @@ def stage_targets(targets: Targets, stage: Stage) -> Targets:
 
 
 def _time_shares(stages: Sequence[Stage], time_limit: float | None) -> list[float | None]:
-    """Each stage's share of ``time_limit``, in proportion to its iterations × pixels (the time
-    left when a stage starts is split again among it and the later ones; see :func:`run_synthesis`)."""
+    """Each stage's share of ``time_limit``, in proportion to its work (iterations × pixels,
+    :func:`~multiscale.jobs.runner.work_shares`; the time left when a stage starts is split again
+    among it and the later ones; see :func:`run_synthesis`)."""
     if time_limit is None:
         return [None] * len(stages)
-    cost = [s.max_iter * s.height * s.width for s in stages]
-    return [c / sum(cost[i:]) for i, c in enumerate(cost)]
+    shares = _work_shares(stages)
+    return [share_of_rest(shares, i) for i in range(len(stages))]
+
+
+def _work_shares(stages: Sequence[Stage]) -> list[float]:
+    return work_shares([(s.max_iter, s.height, s.width) for s in stages])
 
 
 @dataclass
@@ -1098,6 +1106,7 @@ def _stage_callback(
     """The user's callback for one stage: its progress counted over all stages (a :class:`StageProgress`;
     ``elapsed_s`` since the run ``started``, a :func:`time.perf_counter` reading)."""
     total = sum(s.max_iter for s in stages)
+    shares = _work_shares(stages)
 
     def on_progress(p: Any) -> bool | None:
         return callback(
@@ -1107,6 +1116,7 @@ def _stage_callback(
                 image=p.image,
                 best_image=p.best_image, stage=stage.index + 1, stages=len(stages), stage_iteration=p.iteration,
                 height=stage.height, width=stage.width,
+                work=work_done(shares, stage.index, p.iteration / max(stage.max_iter, 1)),
             )
         )  # fmt: skip
 
