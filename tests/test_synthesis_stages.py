@@ -178,6 +178,7 @@ def test_a_run_in_stages_reports_every_stage_and_its_progress_counts_over_all(so
     assert result.image.shape == (64, 64, 3)
     assert [(s["width"], s["octaves"]) for s in report.stages] == [(16, 1), (32, 2), (64, 3)]
     assert [s["iterations"] for s in report.stages] == [8, 4, 2]
+    assert 0 < sum(s["elapsed_s"] for s in report.stages) <= seen[-1].elapsed_s
     assert report.iterations == 14 and len(report.history) == 14 and len(report.octave_losses) == 3
     assert all(isinstance(p, StageProgress) and p.max_iter == 14 for p in seen)
     assert [p.iteration for p in seen] == list(range(1, 15))

@@ -98,7 +98,8 @@ class SynthesisReport(RunReport):
     stages : list of dict
         For a run in stages, each stage that ran: ``stage`` (1-based),
         ``height``, ``width``, ``octaves``, ``iterations``, ``loss`` (its
-        best) and ``stop_reason``; empty for a run of one stage.
+        best), ``stop_reason``, ``spectrum_weight`` and ``elapsed_s`` (the
+        seconds it optimised); empty for a run of one stage.
         ``iterations``, ``evaluations`` and ``history`` count over all of them.
     """
 
@@ -1065,6 +1066,7 @@ def run_synthesis(
             stage_callback = _stage_callback(
                 callback, stage, stages, offset=sum(planned[: stage.index]), started=started
             )
+        stage_started = time.perf_counter()
         outcome = _run_stage(
             run_config, x0, targets=run_targets, stage=stage, tile=tiles[stage.index], network=network,
             run_network=run_network, phase=phase, shape=shape, callback=stage_callback, resume_state=resumed,
@@ -1078,7 +1080,7 @@ def run_synthesis(
             "stage": stage.index + 1, "height": stage.height, "width": stage.width,
             "octaves": run_config.descriptor.octaves, "iterations": result.iterations,
             "loss": float(result.loss), "stop_reason": result.stop_reason,
-            "spectrum_weight": run_config.spectrum_weight,
+            "spectrum_weight": run_config.spectrum_weight, "elapsed_s": time.perf_counter() - stage_started,
         })  # fmt: skip
         last = stage is stages[-1]
         if not last and result.stop_reason in _HANDS_OVER:
