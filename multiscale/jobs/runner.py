@@ -161,9 +161,8 @@ class StageProgress(Progress):
     ``width``; float64 or float32, values in [0, 1]). ``work`` is the share
     of the plan's work done, in [0, 1] (:func:`work_done`): a bar or a time
     estimate on it runs evenly through the cheap early stages, where one on
-    ``iteration`` rushes through them and then stalls (a 1024² synthesis
-    spends 53 % of its iterations in its first stage, and by this measure
-    7 % of its work).
+    ``iteration`` rushes through them and then stalls (a synthesis's first
+    stage runs the most iterations on the fewest pixels).
     """
 
     stage: int = 1
@@ -177,10 +176,10 @@ class StageProgress(Progress):
 def work_shares(plan: Sequence[tuple[int, int, int]]) -> list[float]:
     """Each stage's share of a run's work, from its ``(iterations, height, width)``: sums to 1.
 
-    An iteration's time grows with the stage's pixels (one evaluation of the default synthesis
-    objective took 0.34, 1.35, 5.05 and 24.1 s at 128×85, 256×170, 512×341 and 1024×681:
-    ``benchmarks/image_terms.py``), so a stage weighs iterations × pixels. A stage of four
-    times the pixels and half the iterations is twice the work.
+    An evaluation's time grows about in proportion to the pixels from 128 px on, so a stage
+    weighs iterations × pixels: a stage of four times the pixels and half the iterations is
+    twice the work. How closely that predicts each stage's share of the time is measured in
+    ``benchmarks/RESULTS.md``, "The progress of a run in stages".
     """
     cost = [float(n) * h * w for n, h, w in plan]
     total = sum(cost)
