@@ -296,6 +296,13 @@ def spectrum_distance(example: np.ndarray, output: np.ndarray) -> float:
 # ------------------------------------------------------------------------------- copying
 
 
+def luminance_details(image: np.ndarray, sigma: float | None) -> np.ndarray:
+    """The luminance (H, W), or with ``sigma`` its details: the luminance minus its Gaussian blur
+    of ``sigma`` pixels (what :func:`copy_correlation` and :func:`seed_correlation` compare)."""
+    y = luminance(image)
+    return y if sigma is None else y - ndimage.gaussian_filter(y, sigma, mode="reflect")
+
+
 def copy_correlation(
     example: np.ndarray, output: np.ndarray, *, detail_sigma: float | None = None, min_overlap: float = 0.5
 ) -> float:
@@ -313,10 +320,7 @@ def copy_correlation(
     perfect. Sizes may differ (a larger output is searched for the example). Masked FFT
     correlation: O(N log N).
     """
-    a, b = luminance(example), luminance(output)
-    if detail_sigma is not None:
-        a = a - ndimage.gaussian_filter(a, detail_sigma, mode="reflect")
-        b = b - ndimage.gaussian_filter(b, detail_sigma, mode="reflect")
+    a, b = luminance_details(example, detail_sigma), luminance_details(output, detail_sigma)
     shape = (a.shape[0] + b.shape[0], a.shape[1] + b.shape[1])
     # each image's, its square's and its support's transform once (zero outside each image)
     fa, fa2, fma = (np.fft.rfft2(x, shape) for x in (a, a * a, np.ones_like(a)))
@@ -605,13 +609,5 @@ def seed_correlation(outputs: list[np.ndarray], *, detail_sigma: float | None = 
     that every seed puts at the same place is what a user asking for variations sees.
     ``detail_sigma``: correlate the details only, as :func:`copy_correlation` does.
     """
-
-    def flat(image: np.ndarray) -> np.ndarray:
-        y = luminance(image)
-        if detail_sigma is not None:
-            y = y - ndimage.gaussian_filter(y, detail_sigma, mode="reflect")
-        return y.ravel()
-
-    return float(
-        np.mean([np.corrcoef(flat(a), flat(b))[0, 1] for a, b in itertools.combinations(outputs, 2)])
-    )
+    flat = [luminance_details(image, detail_sigma).ravel() for image in outputs]
+    return float(np.mean([np.corrcoef(a, b)[0, 1] for a, b in itertools.combinations(flat, 2)]))
