@@ -1,12 +1,19 @@
-"""Time to rank one key of the sliced statistic (:func:`multiscale.measure.sliced.sorted_cotangent`), in one
-thread and in :data:`~multiscale.measure.sliced.RANK_THREADS`, measured in the same run.
+"""Time to rank one key of the sliced statistic (:func:`multiscale.measure.sliced.sorted_cotangent`): in one
+thread and in :data:`~multiscale.measure.sliced.RANK_THREADS`, and by numpy's argsort against
+:func:`~multiscale.measure.sliced.rank_order`'s radix passes, all measured in the same run.
 
-For each shape (positions × directions) it prints the best of ``--repeat`` runs with one thread and with
-the library's number, their ratio, and whether value and gradient came out bit for bit the same.
-The shapes are those of the default layers' keys: ``conv1_1`` at octave 0 of a 1024² output is
-1M × 64, ``conv3_2`` at octave 0 of a 2048² output 256k × 256.
+For each shape (positions × directions) it prints the best of ``--repeat`` runs of:
 
-    python benchmarks/sliced_rank.py --shapes 1048576x64,262144x256,65536x64 --repeat 2
+* ``argsort, 1 thread`` and ``argsort, N threads``: every direction ranked by ``np.argsort`` (the
+  library before its radix passes), and whether threads left value and gradient bit for bit the same;
+* ``radix, N threads``: the library as it runs (radix passes on directions of at least
+  :data:`~multiscale.measure.sliced.RADIX_MIN_LENGTH`), its time over argsort's in as many threads,
+  whether the value is the same and the largest gradient difference (zero unless projections tie).
+
+The shapes are those of the default layers' keys: ``conv1_1`` at octave 0 of a 256² output is
+64k × 64, of a 1024² output 1M × 64; ``conv3_2`` at octave 0 of a 2048² output 256k × 256.
+
+    python benchmarks/sliced_rank.py --shapes 65536x64,16384x64,1048576x64,262144x256 --repeat 3
 """
 
 from __future__ import annotations
@@ -20,37 +27,50 @@ from multiscale.measure import sliced
 
 
 def _best(
-    projected: np.ndarray, target: sliced.TargetQuantiles, repeat: int
+    projected: np.ndarray, target: sliced.TargetQuantiles, repeat: int, *, threads: int, radix: bool
 ) -> tuple[float, float, np.ndarray]:
-    best, value, grad = float("inf"), 0.0, projected
-    for _ in range(repeat):
-        start = time.perf_counter()
-        value, grad = sliced.sorted_cotangent(projected, target, 1.0)
-        best = min(best, time.perf_counter() - start)
-    return best, value, grad
+    saved = sliced.RANK_THREADS, sliced.RADIX_MIN_LENGTH
+    sliced.RANK_THREADS = threads
+    sliced.RADIX_MIN_LENGTH = saved[1] if radix else 1 << 62
+    try:
+        best, value, grad = float("inf"), 0.0, projected
+        for _ in range(repeat):
+            start = time.perf_counter()
+            value, grad = sliced.sorted_cotangent(projected, target, 1.0)
+            best = min(best, time.perf_counter() - start)
+        return best, value, grad
+    finally:
+        sliced.RANK_THREADS, sliced.RADIX_MIN_LENGTH = saved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="1048576x64,262144x256,65536x64", help="NxK,NxK,…")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--shapes", default="65536x64,16384x64,1048576x64,262144x256", help="NxK,NxK,…")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     threads = sliced.RANK_THREADS
     rng = np.random.default_rng(0)
-    print(f"| positions × directions | 1 thread | {threads} threads | ratio | identical |")
-    print("|---|---|---|---|---|")
+    print(
+        f"| positions × directions | argsort, 1 thread | argsort, {threads} threads | identical | "
+        f"radix, {threads} threads | radix / argsort | same value | largest gradient difference |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for shape in args.shapes.split(","):
         n, k = (int(v) for v in shape.lower().split("x"))
-        projected = rng.standard_normal((n, k)).astype(np.float32)
-        target = sliced.TargetQuantiles.of(np.sort(rng.standard_normal((n, k)).astype(np.float32), axis=0))
-        try:
-            sliced.RANK_THREADS = 1
-            one, v1, g1 = _best(projected, target, args.repeat)
-        finally:
-            sliced.RANK_THREADS = threads
-        many, vn, gn = _best(projected, target, args.repeat)
+        # ReLU features projected on unit directions, as the statistic ranks them
+        features = np.maximum(rng.standard_normal((n, min(k, 64))), 0).astype(np.float32)
+        d = rng.standard_normal((features.shape[1], k)).astype(np.float32)
+        projected = features @ (d / np.linalg.norm(d, axis=0))
+        target = sliced.TargetQuantiles.of(np.sort(projected + 0.1, axis=0))
+        one, v1, g1 = _best(projected, target, args.repeat, threads=1, radix=False)
+        many, vn, gn = _best(projected, target, args.repeat, threads=threads, radix=False)
+        fast, vr, gr = _best(projected, target, args.repeat, threads=threads, radix=True)
         same = v1 == vn and np.array_equal(g1, gn)
-        print(f"| {n} × {k} | {one:.2f} s | {many:.2f} s | {many / one:.2f} | {same} |")
+        print(
+            f"| {n} × {k} | {one:.3f} s | {many:.3f} s | {same} | {fast:.3f} s | {fast / many:.2f} | "
+            f"{vr == vn} | {float(np.max(np.abs(gr - gn))):.2g} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

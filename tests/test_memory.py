@@ -264,6 +264,7 @@ def test_estimate_within_25_percent_of_measured_peak_rss():
 def test_the_sliced_statistic_adds_its_projections_and_source_features_to_the_estimate():
     from multiscale.measure.memory import (
         SLICED_BLOCK_BYTES,
+        SLICED_BYTES_PER_RADIX_VALUE,
         SLICED_BYTES_PER_RANKED_VALUE,
         SLICED_BYTES_PER_VALUE,
         estimate_synthesis_memory,
@@ -275,13 +276,22 @@ def test_the_sliced_statistic_adds_its_projections_and_source_features_to_the_es
     # 64² output: 4096 positions × 64 channels, gathered once more as the largest key, and one
     # block's ranking; a 32² source: 1024 × 64 float32 features and as many sorted projections
     assert sliced_bytes(64, 64, config=one, sources=[(32, 32)]) == (
-        4096 * 64 * (SLICED_BYTES_PER_VALUE + 4) + SLICED_BLOCK_BYTES + 8 * 1024 * 64
+        4096 * 64 * (SLICED_BYTES_PER_VALUE + 4)
+        + SLICED_BLOCK_BYTES
+        + 8 * 1024 * 64
+        + SLICED_BYTES_PER_RADIX_VALUE * RANK_THREADS * 4096  # a direction of 4096 takes radix passes
     )
     # 2048²: a direction of 4M positions is longer than a block, and each thread ranks one whole
     n = 2048 * 2048
     assert n > RANK_BLOCK_VALUES
     assert sliced_bytes(2048, 2048, config=one, sources=[]) == (
-        n * 64 * (SLICED_BYTES_PER_VALUE + 4) + SLICED_BYTES_PER_RANKED_VALUE * RANK_THREADS * n
+        n * 64 * (SLICED_BYTES_PER_VALUE + 4)
+        + (SLICED_BYTES_PER_RANKED_VALUE + SLICED_BYTES_PER_RADIX_VALUE) * RANK_THREADS * n
+    )
+    # a direction shorter than RADIX_MIN_LENGTH is ranked by numpy's argsort, without radix passes
+    assert (
+        sliced_bytes(32, 32, config=one, sources=[])
+        == 1024 * 64 * (SLICED_BYTES_PER_VALUE + 4) + SLICED_BLOCK_BYTES
     )
     kwargs = dict(height=256, width=256, history=5, sources=[(256, 256)], optimizer="projected")
     gram = estimate_synthesis_memory(config=DescriptorConfig(), **kwargs)

@@ -22,6 +22,7 @@ from multiscale.measure.sliced import (
     interpolate_quantiles,
     join_sliced,
     quantiles,
+    rank_order,
     sample_positions,
     sorted_cotangent,
 )
@@ -83,6 +84,49 @@ def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
         q[i, j] += eps
         fd = (sorted_cotangent(q, t, 0.7)[0] - sorted_cotangent(p - (q - p), t, 0.7)[0]) / (2 * eps)
         assert grad[i, j] == pytest.approx(fd, rel=1e-5)
+
+
+def test_rank_order_of_long_float32_rows_is_the_stable_sort_by_radix_passes() -> None:
+    """Ties, both zeros, infinities, subnormals and values far apart: the radix passes give exactly
+    numpy's stable order (ties in index order); short rows and float64 rows are sorted too."""
+    import multiscale.measure.sliced as sliced
+
+    rng = np.random.default_rng(7)
+    n = sliced.RADIX_MIN_LENGTH + 904
+    rows = (rng.standard_normal((4, n)) * 10.0 ** rng.integers(-30, 30, (4, n))).astype(np.float32)
+    rows[:, :300] = 0.0
+    rows[:, 300:400] = -0.0
+    rows[:, 400:500] = 1.5
+    rows[:, 500:510] = -np.inf
+    rows[:, 510:520] = np.inf
+    rows[:, 520:600] = np.float32(1e-42) * rng.integers(-3, 4, (4, 80))
+    order = rank_order(rows)
+    assert order.dtype == np.intp
+    np.testing.assert_array_equal(order, np.argsort(rows, axis=1, kind="stable"))
+    half = rows.astype(tf.bfloat16.as_numpy_dtype)
+    np.testing.assert_array_equal(
+        rank_order(half), np.argsort(half.astype(np.float32), axis=1, kind="stable")
+    )
+    for short in (rows[:, : sliced.RADIX_MIN_LENGTH - 1], rows.astype(np.float64)):
+        np.testing.assert_array_equal(
+            np.take_along_axis(short, rank_order(short), axis=1), np.sort(short, axis=1)
+        )
+
+
+def test_sorted_cotangent_is_the_same_ranked_by_radix_passes_or_by_argsort(monkeypatch) -> None:
+    """Long directions are ranked by rank_order's radix passes: value and gradient as numpy's argsort
+    gives them, bit for bit where no projections are equal."""
+    import multiscale.measure.sliced as sliced
+
+    rng = np.random.default_rng(8)
+    p = rng.standard_normal((3000, 4)).astype(np.float32)
+    t = np.sort(rng.standard_normal((3000, 4)), axis=0).astype(np.float32)
+    monkeypatch.setattr(sliced, "RADIX_MIN_LENGTH", 2048)
+    radix = sorted_cotangent(p, t, 0.5)
+    monkeypatch.setattr(sliced, "RADIX_MIN_LENGTH", 1 << 40)
+    argsort = sorted_cotangent(p, t, 0.5)
+    assert radix[0] == argsort[0]
+    np.testing.assert_array_equal(radix[1], argsort[1])
 
 
 def test_targets_are_read_a_block_of_directions_at_a_time_as_the_whole_array_would_be() -> None:

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from ..config import DescriptorConfig
 from ..errors import ResourceError
 from ..layers import LAYER_NAMES, VGG16_BLOCKS, feature_size, layer_channels, layer_index, octave_sizes
-from .sliced import BANK_DRAWS, BANK_LEVELS, RANK_BLOCK_VALUES, RANK_THREADS
+from .sliced import BANK_DRAWS, BANK_LEVELS, RADIX_MIN_LENGTH, RANK_BLOCK_VALUES, RANK_THREADS
 
 #: Mirrors :data:`multiscale.optim.projected.FLOAT32_ITERATE_ABOVE` (that module imports
 #: scipy; this one must stay light). A test checks they agree.
@@ -142,6 +142,10 @@ SLICED_BYTES_PER_RANKED_VALUE = 28
 #: (:data:`multiscale.measure.sliced.RANK_BLOCK_VALUES` values); a longer direction is
 #: ranked whole, and counts its own length (:func:`sliced_bytes`).
 SLICED_BLOCK_BYTES = SLICED_BYTES_PER_RANKED_VALUE * RANK_BLOCK_VALUES * RANK_THREADS
+#: Peak of the radix passes of :func:`multiscale.measure.sliced.rank_order` over one direction
+#: (measured by tracemalloc: keys, numpy's sort buffers and two orders of that direction's
+#: length), on top of its block's, in each thread.
+SLICED_BYTES_PER_RADIX_VALUE = 26
 
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
 #: (:data:`multiscale.measure.sliced.MAX_SOURCE_POSITIONS`, float32 rows of C values).
@@ -465,7 +469,8 @@ def sliced_bytes(
     """Memory of the sliced statistic: per (octave, layer), N × C projected values of the output at
     :data:`SLICED_BYTES_PER_VALUE`, the largest key's projections gathered once more and the blocks
     ranked at once (:data:`SLICED_BLOCK_BYTES`, or the longest direction's own length in each
-    thread where it is longer); and per source, its feature vectors and their sorted
+    thread where it is longer) with one direction's radix passes in each thread
+    (:data:`SLICED_BYTES_PER_RADIX_VALUE`); and per source, its feature vectors and their sorted
     projections in the current draw (float32 each)."""
 
     def maps(h: int, w: int) -> list[tuple[int, int]]:
@@ -486,6 +491,8 @@ def sliced_bytes(
     keys = [rows * c for rows, c in output_maps]
     longest = max(rows for rows, _ in output_maps)
     blocks = max(SLICED_BLOCK_BYTES, SLICED_BYTES_PER_RANKED_VALUE * RANK_THREADS * longest)
+    if longest >= RADIX_MIN_LENGTH:
+        blocks += SLICED_BYTES_PER_RADIX_VALUE * RANK_THREADS * longest
     output = sum(keys) * SLICED_BYTES_PER_VALUE + 4 * max(keys) + blocks
     return output + sum(8 * sum(values(h, w, SLICED_SOURCE_ROWS)) for h, w in sources)
 
