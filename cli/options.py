@@ -100,6 +100,22 @@ descriptor_options = compose(
         help=f"Comma-separated VGG16 layers whose Gram matrices are matched. Choose from {', '.join(LAYER_NAMES)}.",
     ),
     click.option(
+        "--coarse-layers",
+        callback=lambda ctx, param, value: parse_name_list(value) or (),
+        default="",
+        metavar="LAYERS",
+        help="Comma-separated VGG16 layers matched at the coarse octaves only (from --coarse-from "
+        "on), besides --layers: deep layers such as conv4_1 are cheap where an octave is small, and "
+        "see structure as large as it. Each weighs 1 (conv1_1 2). Default: none.",
+    ),
+    click.option(
+        "--coarse-from",
+        type=click.IntRange(0, 9),
+        default=D.coarse_from,
+        show_default=True,
+        help="The first octave (0 = full size) that matches --coarse-layers.",
+    ),
+    click.option(
         "--statistics",
         callback=name_list,
         default=",".join(D.statistics),

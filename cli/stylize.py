@@ -41,6 +41,8 @@ style_descriptor_options = pick(
     descriptor_options,
     "octaves",
     "layers",
+    "coarse_layers",
+    "coarse_from",
     "layer_weights",
     "octave_weights",
     "pooling",

@@ -214,7 +214,8 @@ def _print_plan(
         + (f" × {config.frames} frames" if config.frames > 1 else "")
         + (f", {count} variations" if count > 1 else ""),
         f"octaves     {sizes}",
-        f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)",
+        f"layers      {', '.join(d.layers)} ({d.pooling} pooling, {d.padding} padding)"
+        + (f"; {', '.join(d.coarse_layers)} from octave {d.coarse_from} on" if d.coarse_layers else ""),
         f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
         "stages      "

@@ -199,10 +199,20 @@ class DescriptorConfig:
     layers : tuple of str
         VGG16 layers whose Gram matrices form the descriptor (``conv1_1`` …
         ``conv5_3``, ``pool1`` … ``pool5``).
+    coarse_layers : tuple of str
+        Layers matched at the coarse octaves only, those from ``coarse_from``
+        on, besides ``layers``: deep layers are cheap where the octave is
+        small (``conv4_1`` at octave 2 of a 256² output costs what it costs
+        at octave 0 of a 64² one), and see structure as large as the
+        octave's image. Empty (default): every octave matches ``layers``.
+        Each weighs its :data:`DEFAULT_LAYER_WEIGHTS` entry, else 1.
+    coarse_from : int
+        The first octave (0 = full size) that matches ``coarse_layers``;
+        below ``octaves``.
     layer_weights, octave_weights : tuple of float or None
-        Relative weight of each layer / octave in the loss. ``None``: each
-        layer's :data:`DEFAULT_LAYER_WEIGHTS` entry (``conv1_1`` 2), every
-        other layer and every octave 1.
+        Relative weight of each of ``layers`` / each octave in the loss.
+        ``None``: each layer's :data:`DEFAULT_LAYER_WEIGHTS` entry (``conv1_1``
+        2), every other layer and every octave 1.
     pooling : {"avg", "max"}
         Pooling in the VGG stack. Average (default) keeps the saved,
         8-bit image's loss within 2 % of the optimiser's; max does not.
@@ -244,6 +254,8 @@ class DescriptorConfig:
     source_width: int | None = None
     weights: str | None = None
     statistics: tuple[str, ...] = ("gram",)
+    coarse_layers: tuple[str, ...] = ()
+    coarse_from: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -272,6 +284,32 @@ class DescriptorConfig:
             )
         if len(set(self.layers)) != len(self.layers):
             raise ConfigError("layers", "a layer is listed twice")
+        unknown = [n for n in self.coarse_layers if n not in LAYER_NAMES]
+        if unknown:
+            raise ConfigError(
+                "coarse_layers",
+                f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(LAYER_NAMES)}",
+            )
+        again = [n for n in self.coarse_layers if n in self.layers]
+        if again or len(set(self.coarse_layers)) != len(self.coarse_layers):
+            raise ConfigError(
+                "coarse_layers",
+                f"{', '.join(again)} already matched at every octave (--layers)"
+                if again
+                else "a layer is listed twice",
+            )
+        if (
+            isinstance(self.coarse_from, bool)
+            or not isinstance(self.coarse_from, int)
+            or self.coarse_from < 0
+        ):
+            raise ConfigError("coarse_from", f"must be an octave number ≥ 0, got {self.coarse_from!r}")
+        if self.coarse_layers and self.coarse_from >= self.octaves:
+            raise ConfigError(
+                "coarse_from",
+                f"octave {self.coarse_from} does not exist with {self.octaves} octave(s) (0 … {self.octaves - 1}); "
+                "lower it or add --octaves",
+            )
         _weights("layer_weights", self.layer_weights, len(self.layers), "layer")
         _weights("octave_weights", self.octave_weights, self.octaves, "octave")
         _one_of("pooling", self.pooling, POOLINGS)
@@ -284,6 +322,34 @@ class DescriptorConfig:
     def resolved_layer_weights(self) -> tuple[float, ...]:
         """Layer weights with ``None`` resolved to each layer's default (:data:`DEFAULT_LAYER_WEIGHTS`, else 1)."""
         return self.layer_weights or tuple(DEFAULT_LAYER_WEIGHTS.get(n, 1.0) for n in self.layers)
+
+    def layers_at(self, octave: int) -> tuple[str, ...]:
+        """The layers matched at ``octave``: ``layers``, and ``coarse_layers`` from ``coarse_from`` on."""
+        return self.layers + self.coarse_layers if octave >= self.coarse_from else self.layers
+
+    @property
+    def all_layers(self) -> tuple[str, ...]:
+        """Every layer matched at some octave: ``layers``, then ``coarse_layers``."""
+        return self.layers + self.coarse_layers
+
+    def octave_layers(self) -> list[tuple[int, str]]:
+        """Every (octave, layer) matched, octave by octave, each octave's layers in :meth:`layers_at` order."""
+        return [(k, layer) for k in range(self.octaves) for layer in self.layers_at(k)]
+
+    def weight_of(self, layer: str) -> float:
+        """A layer's weight: its ``layer_weights`` entry for one of ``layers``, else its default."""
+        if layer in self.layers:
+            return self.resolved_layer_weights[self.layers.index(layer)]
+        return DEFAULT_LAYER_WEIGHTS.get(layer, 1.0)
+
+    def shifted(self, shift: int) -> DescriptorConfig:
+        """The descriptor of octaves ≥ ``shift`` renumbered from 0: what a stage ``shift`` halvings
+        below the output matches (:func:`multiscale.layers.shift_octaves`)."""
+        weights = None if self.octave_weights is None else self.octave_weights[shift:]
+        return dataclasses.replace(
+            self, octaves=self.octaves - shift, octave_weights=weights,
+            coarse_from=max(0, self.coarse_from - shift),
+        )  # fmt: skip
 
     @property
     def resolved_octave_weights(self) -> tuple[float, ...]:
@@ -760,7 +826,8 @@ class StyleConfig(RunConfig):
     tol: float = 1e-7
 
     descriptor_options: ClassVar[tuple[str, ...] | None] = (
-        "octaves", "layers", "layer_weights", "octave_weights", "pooling", "padding", "weights", "statistics"
+        "octaves", "layers", "coarse_layers", "coarse_from", "layer_weights", "octave_weights", "pooling",
+        "padding", "weights", "statistics",
     )  # fmt: skip
     job: ClassVar[str] = "stylize"
 

@@ -375,7 +375,7 @@ def _empty(config: DescriptorConfig, weights: Any, keep_all: bool) -> GramDescri
         config=config,
         backbone=weights.backbone_id,
         weights_sha256=weights.sha256,
-        channels={layer: layer_channels(layer) for layer in config.layers},
+        channels={layer: layer_channels(layer) for layer in config.all_layers},
         keep_all=keep_all,
         bank="sliced" in config.statistics,
         means="mean" in config.statistics,
@@ -618,7 +618,7 @@ def _check_keep_all_fits(count: int, config: DescriptorConfig) -> None:
     needed = keep_all_nbytes(
         count=count,
         octaves=config.octaves,
-        channels={layer: layer_channels(layer) for layer in config.layers},
+        channels={layer: layer_channels(layer) for layer in config.all_layers},
     )
     available = available_memory_bytes()
     # The kept Grams, plus one key's stack while saving.

@@ -95,10 +95,14 @@ from .joins import (
 
 logger = logging.getLogger(__name__)
 
-#: Newest version of the file format (written when the descriptor holds
-#: first moments); files with a larger version were made by a newer
+#: Newest version of the file format (written when the descriptor matches
+#: coarse layers); files with a larger version were made by a newer
 #: multiscale and are refused.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+
+#: Version written for a descriptor with ``coarse_layers`` (layers measured at
+#: its coarse octaves only), whatever else it holds.
+COARSE_VERSION = 4
 
 #: Version written for a descriptor with a quantile bank and no means.
 BANK_VERSION = 2
@@ -127,7 +131,13 @@ DEFAULT_MAX_BYTES = 4 * 1024**3
 #: Fields of :class:`DescriptorConfig` that change what is measured. Layer and
 #: octave weights only weight the loss, and the weights *path* is replaced by
 #: the weights file's hash, so none of them is stored or compared.
-MEASUREMENT_FIELDS = ("octaves", "layers", "pooling", "padding", "source_scale", "source_width")
+MEASUREMENT_FIELDS = (
+    "octaves", "layers", "pooling", "padding", "source_scale", "source_width", "coarse_layers", "coarse_from",
+)  # fmt: skip
+
+#: Measurement fields a file holds only when they differ from these defaults (files of
+#: :data:`COARSE_VERSION` on), so that every other file reads as before.
+_OPTIONAL_MEASUREMENT = {"coarse_layers": [], "coarse_from": 1}
 
 #: The meta text may not exceed this (64 MiB ≈ 400 000 sources).
 MAX_META_BYTES = 64 * 1024**2
@@ -160,6 +170,7 @@ FloatArray = NDArray[np.float64]
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "BANK_VERSION",
+    "COARSE_VERSION",
     "FORMAT_VERSION",
     "GRAMS_ONLY_VERSION",
     "MEANS_VERSION",
@@ -183,11 +194,13 @@ def measurement_of(config: DescriptorConfig) -> dict[str, Any]:
     -------
     dict
         ``octaves``, ``layers`` (a list), ``pooling``, ``padding``,
-        ``source_scale``, ``source_width``.
+        ``source_scale``, ``source_width``, ``coarse_layers`` (a list),
+        ``coarse_from``.
     """
     full = dataclasses.asdict(config)
     out = {name: full[name] for name in MEASUREMENT_FIELDS}
     out["layers"] = list(out["layers"])
+    out["coarse_layers"] = list(out["coarse_layers"])
     return out
 
 
@@ -276,9 +289,7 @@ class GramDescriptor:
         self._channels = channels
         self._eps = float(eps)
         self._keep_all = bool(keep_all)
-        self._keys: tuple[GramKey, ...] = tuple(
-            (o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]
-        )
+        self._keys: tuple[GramKey, ...] = tuple(_measured_keys(measurement))
         self._count = count
         self._total_weight = float(total_weight)
         self._sources = list(sources or [])
@@ -341,8 +352,8 @@ class GramDescriptor:
         weights_sha256 : str
             SHA-256 (64 hex digits) of the backbone's weights file.
         channels : mapping of str to int
-            Channels ``C`` of each layer; must cover ``config.layers`` (other
-            entries are ignored).
+            Channels ``C`` of each layer; must cover ``config.all_layers``
+            (other entries are ignored).
         keep_all : bool
             Keep every image's Grams too, for the affine-invariant join (see
             :func:`keep_all_nbytes` for the cost).
@@ -372,11 +383,11 @@ class GramDescriptor:
         if not isinstance(backbone, str) or not backbone.strip():
             raise DescriptorError(f"backbone must be a non-empty string, got {backbone!r}")
         sha = _check_sha256(weights_sha256, "weights_sha256")
-        missing = [layer for layer in config.layers if layer not in channels]
+        missing = [layer for layer in config.all_layers if layer not in channels]
         if missing:
             raise DescriptorError(f"channels: no channel count for layer(s) {', '.join(missing)}")
         chans: dict[str, int] = {}
-        for layer in config.layers:
+        for layer in config.all_layers:
             c = channels[layer]
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 1 <= c <= MAX_CHANNELS:
                 raise DescriptorError(
@@ -393,7 +404,9 @@ class GramDescriptor:
             eps=float(eps),
             keep_all=bool(keep_all),
             bank_levels=bank_levels() if bank else None,
-            mean_sums={k: np.zeros(chans[k[1]]) for k in _keys_of(config)} if means else None,
+            mean_sums={k: np.zeros(chans[k[1]]) for k in _measured_keys(measurement_of(config))}
+            if means
+            else None,
         )
 
     def add(
@@ -679,7 +692,7 @@ class GramDescriptor:
         if len(set(shas)) != len(shas):
             logger.warning("merged descriptor counts %d image(s) more than once", len(shas) - len(set(shas)))
         return cls(
-            measurement=dict(first._measurement, layers=list(first._measurement["layers"])),
+            measurement=first.measurement,
             backbone=first._backbone,
             weights_sha256=first._weights_sha256,
             channels=dict(first._channels),
@@ -954,12 +967,13 @@ class GramDescriptor:
     @property
     def measurement(self) -> dict[str, Any]:
         """The :data:`MEASUREMENT_FIELDS` as a dict (a copy)."""
-        return dict(self._measurement, layers=list(self._measurement["layers"]))
+        m = self._measurement
+        return dict(m, layers=list(m["layers"]), coarse_layers=list(m["coarse_layers"]))
 
     def descriptor_config(self) -> DescriptorConfig:
         """A :class:`DescriptorConfig` with this descriptor's measurement fields (others default)."""
         m = self._measurement
-        return DescriptorConfig(**dict(m, layers=tuple(m["layers"])))
+        return DescriptorConfig(**dict(m, layers=tuple(m["layers"]), coarse_layers=tuple(m["coarse_layers"])))
 
     @property
     def mean_color(self) -> NDArray[np.float32] | None:
@@ -1151,6 +1165,8 @@ class GramDescriptor:
 
     def _written_version(self) -> int:
         """The format version a file of this descriptor gets: the oldest that holds it."""
+        if self._measurement["coarse_layers"]:
+            return COARSE_VERSION
         if self._mean_sums is not None:
             return MEANS_VERSION
         return GRAMS_ONLY_VERSION if self._bank_levels is None else BANK_VERSION
@@ -1168,7 +1184,9 @@ class GramDescriptor:
             "version": self._written_version(),
             "backbone": self._backbone,
             "weights_sha256": self._weights_sha256,
-            "descriptor": self.measurement,
+            "descriptor": {
+                k: v for k, v in self.measurement.items() if _OPTIONAL_MEASUREMENT.get(k, ...) != v
+            },
             "channels": dict(self._channels),
             "eps": self._eps,
             "keep_all": self._keep_all,
@@ -1214,7 +1232,7 @@ class _Loader:
         meta = self._parse_meta(text.tobytes())
         count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
         measurement, bank, means = meta["descriptor"], meta["bank"], meta["means"]
-        keys = [(o, layer) for o in range(measurement["octaves"]) for layer in measurement["layers"]]
+        keys = _measured_keys(measurement)
 
         expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
         for k in keys:
@@ -1353,10 +1371,10 @@ class _Loader:
         weights_sha = field("weights_sha256", str)
         if not _SHA256.fullmatch(weights_sha):
             raise self.fail("meta weights_sha256 is not 64 lowercase hex digits")
-        measurement = self._parse_measurement(field("descriptor", dict))
+        measurement = self._parse_measurement(field("descriptor", dict), version)
         channels_raw = field("channels", dict)
         channels: dict[str, int] = {}
-        for layer in measurement["layers"]:
+        for layer in measurement["layers"] + measurement["coarse_layers"]:
             c = channels_raw.get(layer)
             if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CHANNELS:
                 raise self.fail(f"meta channels[{layer!r}] must be an integer in 1…{MAX_CHANNELS}, got {c!r}")
@@ -1436,17 +1454,22 @@ class _Loader:
                 raise self.fail(f"meta bank {name} must be an integer in {low}…{top}, got {v!r}")
         return dict(bank)
 
-    def _parse_measurement(self, d: dict[str, Any]) -> dict[str, Any]:
-        missing = [f for f in MEASUREMENT_FIELDS if f not in d]
+    def _parse_measurement(self, d: dict[str, Any], version: int) -> dict[str, Any]:
+        missing = [f for f in MEASUREMENT_FIELDS if f not in d and f not in _OPTIONAL_MEASUREMENT]
         if missing:
             raise self.fail(f"meta descriptor lacks {', '.join(missing)}")
-        layers = d["layers"]
-        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
-            raise self.fail("meta descriptor.layers must be a list of layer names")
+        newer = [f for f in _OPTIONAL_MEASUREMENT if f in d]
+        if newer and version < COARSE_VERSION:
+            raise self.fail(f"meta descriptor.{newer[0]} is not in format version {version}")
+        d = {**_OPTIONAL_MEASUREMENT, **d}
+        for name in ("layers", "coarse_layers"):
+            if not isinstance(d[name], list) or not all(isinstance(x, str) for x in d[name]):
+                raise self.fail(f"meta descriptor.{name} must be a list of layer names")
         try:
             config = DescriptorConfig(
-                **{f: d[f] for f in MEASUREMENT_FIELDS if f != "layers"}, layers=tuple(layers)
-            )
+                **{f: d[f] for f in MEASUREMENT_FIELDS if f not in ("layers", "coarse_layers")},
+                layers=tuple(d["layers"]), coarse_layers=tuple(d["coarse_layers"]),
+            )  # fmt: skip
         except ConfigError as exc:
             raise self.fail(f"meta descriptor.{exc}") from None
         except TypeError as exc:
@@ -1487,8 +1510,14 @@ def require_means(config: DescriptorConfig, descriptors: Iterable[GramDescriptor
         )
 
 
-def _keys_of(config: DescriptorConfig) -> list[GramKey]:
-    return [(o, layer) for o in range(config.octaves) for layer in config.layers]
+def _measured_keys(measurement: Mapping[str, Any]) -> list[GramKey]:
+    """Every (octave, layer) of a :func:`measurement_of` dict, in :meth:`DescriptorConfig.octave_layers` order."""
+    coarse = list(measurement["coarse_layers"])
+    return [
+        (o, layer)
+        for o in range(measurement["octaves"])
+        for layer in list(measurement["layers"]) + (coarse if o >= measurement["coarse_from"] else [])
+    ]
 
 
 def _created_info() -> dict[str, str]:

@@ -464,7 +464,7 @@ def _sliced_meta(sliced: SlicedTargets | QuantileBank | None) -> dict[str, Any] 
 
 
 def _sliced_expected(
-    prefix: str, meta: Any, *, octaves: int, layers: Sequence[str]
+    prefix: str, meta: Any, *, keys: Sequence[tuple[int, str]]
 ) -> dict[str, tuple[int, int]]:
     """Shapes of the sliced members that ``meta`` (from :func:`_sliced_meta`) announces, checked.
 
@@ -481,16 +481,12 @@ def _sliced_expected(
             raise ValueError(f"'sliced' bank of {draws} draws × {levels} levels is too large")
         return {
             f"{prefix}bank_levels": (levels,),
-            **{
-                f"{prefix}bank/{k}/{layer}": (draws, levels, layer_channels(layer))
-                for k in range(octaves)
-                for layer in layers
-            },
+            **{f"{prefix}bank/{k}/{layer}": (draws, levels, layer_channels(layer)) for k, layer in keys},
         }
     weights = meta["weights"]
     if not isinstance(weights, list) or not weights or not all(isinstance(w, (int, float)) for w in weights):
         raise ValueError("'sliced' weights must be a list of numbers")
-    wanted = {f"{i}/{k}/{layer}" for i in range(len(weights)) for k in range(octaves) for layer in layers}
+    wanted = {f"{i}/{k}/{layer}" for i in range(len(weights)) for k, layer in keys}
     rows = meta["rows"]
     if not isinstance(rows, dict) or set(rows) != wanted:
         raise ValueError("'sliced' rows do not cover every source, octave and layer")
@@ -837,7 +833,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"{folder}: checkpoint.json has a bad or missing field: {exc}") from exc
     d = config.descriptor
-    expected = {f"gram/{k}/{layer}": _gram_shape(layer) for k in range(d.octaves) for layer in d.layers}
+    expected = {f"gram/{k}/{layer}": _gram_shape(layer) for k, layer in d.octave_layers()}
     expected["mean_color"] = (3,)
     sliced_meta = meta.get("sliced") if "sliced" in d.statistics else None
     try:
@@ -852,7 +848,7 @@ def read_checkpoint(folder: PathLike) -> Checkpoint:
     expected.update(_mean_shapes("", d))
     try:
         if "sliced" in d.statistics:
-            expected.update(_sliced_expected("", sliced_meta, octaves=d.octaves, layers=d.layers))
+            expected.update(_sliced_expected("", sliced_meta, keys=d.octave_layers()))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{folder}: checkpoint.json has a bad or missing 'sliced' field: {exc}"
@@ -926,11 +922,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
     if config.style_weight > 0:
         for s in range(len(sizes)):
             expected.update(
-                {
-                    f"stage{s + 1}/gram/{k}/{layer}": _gram_shape(layer)
-                    for k in range(d.octaves)
-                    for layer in d.layers
-                }
+                {f"stage{s + 1}/gram/{k}/{layer}": _gram_shape(layer) for k, layer in d.octave_layers()}
             )
             expected.update(_mean_shapes(f"stage{s + 1}/", d))
     if config.uses_palette_term:
@@ -942,7 +934,7 @@ def read_style_checkpoint(folder: PathLike) -> StyleCheckpoint:
             if len(sliced_meta) != len(sizes):
                 raise ValueError("one entry per stage is needed")
             for s, m in enumerate(sliced_meta):
-                expected.update(_sliced_expected(f"stage{s + 1}/", m, octaves=d.octaves, layers=d.layers))
+                expected.update(_sliced_expected(f"stage{s + 1}/", m, keys=d.octave_layers()))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"{folder}: checkpoint.json has a bad or missing 'sliced' field: {exc}"
@@ -1040,9 +1032,7 @@ def _mean_shapes(prefix: str, d: Any) -> dict[str, tuple[int]]:
     """Shapes of the ``{prefix}mean/{octave}/{layer}`` members a run with the mean statistic holds."""
     if "mean" not in d.statistics:
         return {}
-    return {
-        f"{prefix}mean/{k}/{layer}": (layer_channels(layer),) for k in range(d.octaves) for layer in d.layers
-    }
+    return {f"{prefix}mean/{k}/{layer}": (layer_channels(layer),) for k, layer in d.octave_layers()}
 
 
 def _grams(

@@ -344,7 +344,8 @@ def estimate_memory(
     """
     d = config.descriptor
     layers = d.layers + tuple(n for n in config.content_layers if n not in d.layers)
-    measured = dataclasses.replace(d, layers=layers, layer_weights=None)
+    coarse = tuple(n for n in d.coarse_layers if n not in layers)
+    measured = dataclasses.replace(d, layers=layers, layer_weights=None, coarse_layers=coarse)
     channels = 1 if config.preserve_color == "luminance" else 3
     estimate = estimate_synthesis_memory(
         height=height, width=width, config=measured, history=config.history,
@@ -1268,6 +1269,8 @@ def stylize(
     stages: int | None = STYLE_DEFAULTS.stages,
     octaves: int = STYLE_DEFAULTS.descriptor.octaves,
     layers: Sequence[str] = STYLE_DEFAULTS.descriptor.layers,
+    coarse_layers: Sequence[str] = STYLE_DEFAULTS.descriptor.coarse_layers,
+    coarse_from: int = STYLE_DEFAULTS.descriptor.coarse_from,
     layer_weights: Sequence[float] | None = STYLE_DEFAULTS.descriptor.layer_weights,
     octave_weights: Sequence[float] | None = STYLE_DEFAULTS.descriptor.octave_weights,
     pooling: str = STYLE_DEFAULTS.descriptor.pooling,
@@ -1304,7 +1307,7 @@ def stylize(
     time_limit, history, bit_depth, max_input_pixels, max_memory, optimizer, tile_size,
     precision
         See :class:`multiscale.config.StyleConfig`.
-    octaves, layers, layer_weights, octave_weights, pooling, padding, weights, statistics
+    octaves, layers, coarse_layers, coarse_from, layer_weights, octave_weights, pooling, padding, weights, statistics
         How the style is measured: see :class:`multiscale.config.DescriptorConfig`.
     callback : callable or None
         Called with a :class:`StageProgress` after every iteration of every
@@ -1328,7 +1331,7 @@ def stylize(
         content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, palette_weight=palette_weight, style_weights=style_weights,
         style_scale=style_scale, preserve_color=preserve_color, stages=stages, octaves=octaves,
-        layers=layers, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
+        layers=layers, coarse_layers=coarse_layers, coarse_from=coarse_from, layer_weights=layer_weights, octave_weights=octave_weights, pooling=pooling,
         padding=padding, weights=weights, statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol,
         time_limit=time_limit, history=history, bit_depth=bit_depth, max_input_pixels=max_input_pixels,
         max_memory=max_memory, optimizer=optimizer, tile_size=tile_size, precision=precision,

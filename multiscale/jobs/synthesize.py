@@ -160,6 +160,8 @@ def synthesize(
     height: int | None = SYNTHESIS_DEFAULTS.height,
     octaves: int = DESCRIPTOR_DEFAULTS.octaves,
     layers: Sequence[str] = DESCRIPTOR_DEFAULTS.layers,
+    coarse_layers: Sequence[str] = DESCRIPTOR_DEFAULTS.coarse_layers,
+    coarse_from: int = DESCRIPTOR_DEFAULTS.coarse_from,
     layer_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.layer_weights,
     octave_weights: Sequence[float] | None = DESCRIPTOR_DEFAULTS.octave_weights,
     pooling: str = DESCRIPTOR_DEFAULTS.pooling,
@@ -200,7 +202,7 @@ def synthesize(
         [0, 1]. Their Grams are averaged.
     width, height : int or None
         Output size; ``None`` takes the first source's (scaled) size.
-    octaves, layers, layer_weights, octave_weights, pooling, padding,
+    octaves, layers, coarse_layers, coarse_from, layer_weights, octave_weights, pooling, padding,
     source_scale, source_width, weights, statistics
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
@@ -227,7 +229,7 @@ def synthesize(
         For options or inputs that cannot work, with a message naming them.
     """
     config = make_config(
-        width=width, height=height, octaves=octaves, layers=layers, layer_weights=layer_weights,
+        width=width, height=height, octaves=octaves, layers=layers, coarse_layers=coarse_layers, coarse_from=coarse_from, layer_weights=layer_weights,
         octave_weights=octave_weights, pooling=pooling, padding=padding, source_scale=source_scale,
         source_width=source_width, weights=None if weights is None else os.fspath(weights),
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
@@ -838,18 +840,12 @@ def _too_small(config: SynthesisConfig, stage: Stage) -> str | None:
     what = f"stage 1 would be {stage.width}×{stage.height} px"
     if min(stage.height, stage.width) < 8:
         return f"{what}, under 8 px"
-    descriptor = _stage_descriptor(config.descriptor, stage.shift)
+    descriptor = config.descriptor.shifted(stage.shift)
     try:
         check_image_size(stage.height, stage.width, config=descriptor, name="stage 1", is_output=True)
     except MultiscaleError:
         return f"{what}, too small for {descriptor.octaves} octave(s) of these layers"
     return None
-
-
-def _stage_descriptor(d: DescriptorConfig, shift: int) -> DescriptorConfig:
-    """What a stage ``shift`` halvings below the output measures: the output's octaves from ``shift`` on."""
-    weights = None if d.octave_weights is None else d.octave_weights[shift:]
-    return dataclasses.replace(d, octaves=d.octaves - shift, octave_weights=weights)
 
 
 def stage_config(config: SynthesisConfig, stage: Stage) -> SynthesisConfig:
@@ -861,7 +857,7 @@ def stage_config(config: SynthesisConfig, stage: Stage) -> SynthesisConfig:
     if stage.shift == 0 and spectrum is not None:
         spectrum *= config.spectrum_last_stage
     return dataclasses.replace(
-        config, descriptor=_stage_descriptor(config.descriptor, stage.shift), height=stage.height,
+        config, descriptor=config.descriptor.shifted(stage.shift), height=stage.height,
         width=stage.width, max_iter=stage.max_iter, stages=1, spectrum_weight=spectrum,
     )  # fmt: skip
 

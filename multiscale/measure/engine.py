@@ -143,7 +143,7 @@ class _TiledPasses:
     tile : int or None
         Interior size of a tile (``None``: one tile per octave).
     style : bool
-        Whether ``config.layers`` are measured at every octave.
+        Whether the style layers are measured: ``config.layers_at(k)`` at octave k.
     gram, sliced, mean : bool
         What is measured there (with ``style``): Gram sums, the projections
         of the interiors' feature vectors on given directions, feature sums.
@@ -175,9 +175,10 @@ class _TiledPasses:
     ) -> None:
         self.network = network
         self.dtype = network.dtype
-        self.style_layers = tuple(config.layers) if style and gram else ()
-        self.sliced_layers = tuple(config.layers) if style and sliced else ()
-        self.mean_layers = tuple(config.layers) if style and mean else ()
+        # each octave's plan lists its own layers (config.layers_at); these say what each is measured for
+        self.style_layers = config.all_layers if style and gram else ()
+        self.sliced_layers = config.all_layers if style and sliced else ()
+        self.mean_layers = config.all_layers if style and mean else ()
         self.content_layers = tuple(content_layers)
         if not style:
             config = dataclasses.replace(
@@ -186,6 +187,7 @@ class _TiledPasses:
                 layers=self.content_layers,
                 layer_weights=tuple(1.0 for _ in self.content_layers),
                 octave_weights=None,
+                coarse_layers=(),
             )
         self.config = config
         self.shape = (1, height, width, channels)

@@ -83,7 +83,7 @@ def pyramid_features(
     out: dict[GramKey, tf.Tensor] = {}
     levels = gaussian_pyramid(preprocess(pixels_01), octaves=config.octaves, padding=config.padding)
     for k, level in enumerate(levels):
-        for layer, feats in network.features(level, config.layers).items():
+        for layer, feats in network.features(level, config.layers_at(k)).items():
             out[(k, layer)] = feats
     return out
 
@@ -108,7 +108,7 @@ def output_positions(height: int, width: int, *, config: DescriptorConfig) -> di
     """Positions of every (octave, layer) feature map of an H×W image."""
     out = {}
     for k, (h, w) in enumerate(octave_sizes(height, width, octaves=config.octaves, padding=config.padding)):
-        for layer in config.layers:
+        for layer in config.layers_at(k):
             out[(k, layer)] = feature_size(layer, h, config.padding) * feature_size(layer, w, config.padding)
     return out
 
@@ -197,7 +197,7 @@ def min_image_side(config: DescriptorConfig) -> int:
     The coarsest octave must still give the deepest selected layer a map of
     at least :data:`MIN_FEATURE_SIDE` pixels per side.
     """
-    deepest = max(config.layers, key=layer_index)
+    deepest = max(config.layers_at(config.octaves - 1), key=layer_index)
     side = 8
     while True:
         coarsest = octave_sizes(side, side, octaves=config.octaves, padding=config.padding)[-1][0]
@@ -220,12 +220,12 @@ def check_image_size(
     short = min(height, width)
     if short >= need:
         return
-    deepest = max(config.layers, key=layer_index)
+    deepest = max(config.layers_at(config.octaves - 1), key=layer_index)
     hints = []
     fewer = [o for o in range(config.octaves - 1, 0, -1) if min_image_side(_with_octaves(config, o)) <= short]
     if fewer:
         hints.append(f"--octaves {fewer[0]}")
-    shallow = dataclasses.replace(config, layers=("conv1_1",), layer_weights=None)
+    shallow = dataclasses.replace(config, layers=("conv1_1",), layer_weights=None, coarse_layers=())
     if deepest != "conv1_1" and min_image_side(shallow) <= short:
         hints.append("shallower --layers")
     if is_output:
@@ -240,7 +240,9 @@ def check_image_size(
 
 
 def _with_octaves(config: DescriptorConfig, octaves: int) -> DescriptorConfig:
-    return dataclasses.replace(config, octaves=octaves, octave_weights=None)
+    return dataclasses.replace(
+        config, octaves=octaves, octave_weights=None, coarse_from=min(config.coarse_from, octaves - 1)
+    )
 
 
 def content_features(image: np.ndarray, *, network: VGG16, layers: Sequence[str]) -> dict[str, np.ndarray]:

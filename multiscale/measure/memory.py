@@ -238,13 +238,14 @@ class MemoryEstimate:
         return f"about {human_bytes(self.total)} ({parts})"
 
 
-def network_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> int:
-    """float32 bytes of every layer output for one H×W input (one octave or one tile).
+def network_output_bytes(height: int, width: int, *, config: DescriptorConfig, octave: int = 0) -> int:
+    """float32 bytes of every layer output for one H×W input (one octave or one tile of it).
 
-    Sums, over every layer from ``conv1_1`` to the deepest selected one
-    (poolings included), ``h · w · channels · 4``.
+    Sums, over every layer from ``conv1_1`` to the deepest one selected at
+    ``octave`` (:meth:`~multiscale.config.DescriptorConfig.layers_at`;
+    poolings included), ``h · w · channels · 4``.
     """
-    deepest = max(layer_index(n) for n in config.layers)
+    deepest = max(layer_index(n) for n in config.layers_at(octave))
     return sum(
         feature_size(name, height, config.padding)
         * feature_size(name, width, config.padding)
@@ -260,8 +261,10 @@ def layer_output_bytes(height: int, width: int, *, config: DescriptorConfig) -> 
     :func:`network_output_bytes` summed over every octave of an H×W image.
     """
     return sum(
-        network_output_bytes(h, w, config=config)
-        for h, w in octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
+        network_output_bytes(h, w, config=config, octave=k)
+        for k, (h, w) in enumerate(
+            octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
+        )
     )
 
 
@@ -274,8 +277,8 @@ def tiled_output_bytes(height: int, width: int, *, config: DescriptorConfig, til
     from .tiles import plan_octaves
 
     return max(
-        network_output_bytes(*plan.largest_tile, config=config)
-        for plan in plan_octaves(height, width, config=config, tile=tile)
+        network_output_bytes(*plan.largest_tile, config=config, octave=k)
+        for k, plan in enumerate(plan_octaves(height, width, config=config, tile=tile))
     )
 
 
@@ -450,15 +453,17 @@ def mean_bytes(height: int, width: int, *, config: DescriptorConfig, tile: int |
     per value, Σ C values per octave) and, untiled, the gradient of one mean broadcast over the
     largest (octave, layer) map in float32 before it joins the other terms' (the tile engine's
     is a tile's, within its activations)."""
-    targets = 12 * config.octaves * sum(layer_channels(layer) for layer in config.layers)
+    targets = 12 * sum(layer_channels(layer) for _, layer in config.octave_layers())
     if tile is not None:
         return targets
     largest = max(
         feature_size(layer, oh, config.padding)
         * feature_size(layer, ow, config.padding)
         * layer_channels(layer)
-        for oh, ow in octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
-        for layer in config.layers
+        for k, (oh, ow) in enumerate(
+            octave_sizes(height, width, octaves=config.octaves, padding=config.padding)
+        )
+        for layer in config.layers_at(k)
     )
     return targets + 4 * largest
 
@@ -480,8 +485,8 @@ def sliced_bytes(
                 feature_size(layer, oh, config.padding) * feature_size(layer, ow, config.padding),
                 layer_channels(layer),
             )
-            for oh, ow in octave_sizes(h, w, octaves=config.octaves, padding=config.padding)
-            for layer in config.layers
+            for k, (oh, ow) in enumerate(octave_sizes(h, w, octaves=config.octaves, padding=config.padding))
+            for layer in config.layers_at(k)
         ]
 
     def values(h: int, w: int, cap: int | None = None) -> list[int]:
@@ -499,9 +504,9 @@ def sliced_bytes(
 
 def bank_bytes(config: DescriptorConfig) -> int:
     """Memory of a descriptor's quantile bank in a run: :data:`BANK_BYTES_PER_VALUE` per value,
-    ``BANK_DRAWS × BANK_LEVELS × Σ C`` values per octave (:mod:`multiscale.measure.sliced`)."""
-    per_octave = BANK_DRAWS * BANK_LEVELS * sum(layer_channels(layer) for layer in config.layers)
-    return BANK_BYTES_PER_VALUE * config.octaves * per_octave
+    ``BANK_DRAWS × BANK_LEVELS × C`` values per (octave, layer) (:mod:`multiscale.measure.sliced`)."""
+    values = BANK_DRAWS * BANK_LEVELS * sum(layer_channels(layer) for _, layer in config.octave_layers())
+    return BANK_BYTES_PER_VALUE * values
 
 
 def check_memory(estimate: MemoryEstimate, *, max_memory: int | None, what: str = "this run") -> None:

@@ -257,7 +257,7 @@ def plan_octaves(
     """
     plans = []
     for k, (h, w) in enumerate(octave_sizes(height, width, octaves=config.octaves, padding=config.padding)):
-        layers = tuple(dict.fromkeys(config.layers + (tuple(octave0_layers) if k == 0 else ())))
+        layers = tuple(dict.fromkeys(config.layers_at(k) + (tuple(octave0_layers) if k == 0 else ())))
         rows, hs = plan_axis(h, layers=layers, mode=config.padding, tile=tile)
         cols, ws = plan_axis(w, layers=layers, mode=config.padding, tile=tile)
         plans.append(

@@ -152,12 +152,12 @@ class StylizeObjective(Objective):
             style_feats: dict[GramKey, tf.Tensor] = {}
             feats_c: dict[str, tf.Tensor] = {}
             for k, level in enumerate(levels):
-                wanted = (config.layers if use_style else ()) + (content_layers if k == 0 else ())
+                wanted = (config.layers_at(k) if use_style else ()) + (content_layers if k == 0 else ())
                 if not wanted:
                     continue
                 feats = network.features(level, tuple(dict.fromkeys(wanted)))
                 if use_style:
-                    style_feats.update({(k, layer): feats[layer] for layer in config.layers})
+                    style_feats.update({(k, layer): feats[layer] for layer in config.layers_at(k)})
                 if k == 0:
                     feats_c = {layer: feats[layer] for layer in content_layers}
             style, per_octave = statistics.loss(style_feats)

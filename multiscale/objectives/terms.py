@@ -36,7 +36,7 @@ def weighted_terms(
     """
     shares = term_shares(config)
     per_octave = [
-        tf.add_n([shares[(k, layer)] * terms[(k, layer)] for layer in config.layers])
+        tf.add_n([shares[(k, layer)] * terms[(k, layer)] for layer in config.layers_at(k)])
         for k in range(config.octaves)
     ]
     stacked = tf.stack(per_octave)
@@ -44,11 +44,13 @@ def weighted_terms(
 
 
 def term_shares(config: DescriptorConfig) -> dict[GramKey, float]:
-    """Each (octave, layer) term's weight in :func:`weighted_terms` (they sum to 1)."""
-    lw = dict(zip(config.layers, config.resolved_layer_weights, strict=False))
+    """Each (octave, layer) term's weight in :func:`weighted_terms` (they sum to 1): its octave's
+    weight times its layer's (:meth:`DescriptorConfig.weight_of`), over the sum of those products."""
+    lw = {layer: config.weight_of(layer) for layer in config.all_layers}
     ow = config.resolved_octave_weights
-    norm = sum(ow) * sum(lw.values())
-    return {(k, layer): ow[k] * lw[layer] / norm for k in range(config.octaves) for layer in config.layers}
+    coarse = sum(lw[layer] for layer in config.coarse_layers)
+    norm = sum(ow) * sum(lw[layer] for layer in config.layers) + sum(ow[config.coarse_from :]) * coarse
+    return {(k, layer): ow[k] * lw[layer] / norm for k, layer in config.octave_layers()}
 
 
 def style_loss(
