@@ -233,6 +233,17 @@ def format_info(data: dict[str, Any]) -> str:
         ("backbone", f"{data['backbone']} (weights sha256 {data['weights_sha256'][:16]}…)"),
         ("octaves", str(m["octaves"])),
         ("layers", ", ".join(f"{layer} ({data['channels'][layer]} ch)" for layer in m["layers"])),
+        *(
+            [
+                (
+                    "coarse layers",
+                    ", ".join(f"{layer} ({data['channels'][layer]} ch)" for layer in m["coarse_layers"])
+                    + f" from octave {m['coarse_from']} on",
+                )
+            ]
+            if m.get("coarse_layers")
+            else []
+        ),
         ("pooling", m["pooling"]),
         ("padding", m["padding"]),
         ("scale", scale),

@@ -130,6 +130,8 @@ def test_a_descriptor_file_holds_its_coarse_layers_and_a_synthesis_from_it_uses_
     assert _invoke("grams", "build", *photos, "-o", plain, *measure[:4], "-q").exit_code == 0
     from multiscale.descriptors.descriptor import COARSE_VERSION, GramDescriptor
 
+    info = _invoke("grams", "info", coarse)
+    assert "coarse layers  pool1 (64 ch) from octave 1 on" in info.output, info.output
     loaded = GramDescriptor.load(coarse)
     assert loaded.version == COARSE_VERSION
     assert loaded.descriptor_config().layers_at(1) == ("conv1_1", "pool1")

@@ -135,7 +135,7 @@ MEASUREMENT_FIELDS = (
     "octaves", "layers", "pooling", "padding", "source_scale", "source_width", "coarse_layers", "coarse_from",
 )  # fmt: skip
 
-#: Measurement fields a file holds only when they differ from these defaults (files of
+#: Measurement fields a file holds only with coarse layers (files of
 #: :data:`COARSE_VERSION` on), so that every other file reads as before.
 _OPTIONAL_MEASUREMENT = {"coarse_layers": [], "coarse_from": 1}
 
@@ -939,6 +939,7 @@ class GramDescriptor:
             "bank": None,
             "means": False,
             **self._meta(),
+            "descriptor": self.measurement,
             "version": self._version,
             "mean_color": None if color is None else [float(v) for v in color],
             "memory_bytes": self.nbytes,
@@ -1184,8 +1185,10 @@ class GramDescriptor:
             "version": self._written_version(),
             "backbone": self._backbone,
             "weights_sha256": self._weights_sha256,
-            "descriptor": {
-                k: v for k, v in self.measurement.items() if _OPTIONAL_MEASUREMENT.get(k, ...) != v
+            "descriptor": {  # coarse layers' fields only where there are any: older readers read the rest
+                k: v
+                for k, v in self.measurement.items()
+                if k not in _OPTIONAL_MEASUREMENT or self._measurement["coarse_layers"]
             },
             "channels": dict(self._channels),
             "eps": self._eps,
