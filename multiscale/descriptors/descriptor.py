@@ -289,7 +289,7 @@ class GramDescriptor:
         self._channels = channels
         self._eps = float(eps)
         self._keep_all = bool(keep_all)
-        self._keys: tuple[GramKey, ...] = tuple(_measured_keys(measurement))
+        self._keys: tuple[GramKey, ...] = tuple(_config_of(measurement).octave_layers())
         self._count = count
         self._total_weight = float(total_weight)
         self._sources = list(sources or [])
@@ -404,9 +404,7 @@ class GramDescriptor:
             eps=float(eps),
             keep_all=bool(keep_all),
             bank_levels=bank_levels() if bank else None,
-            mean_sums={k: np.zeros(chans[k[1]]) for k in _measured_keys(measurement_of(config))}
-            if means
-            else None,
+            mean_sums={k: np.zeros(chans[k[1]]) for k in config.octave_layers()} if means else None,
         )
 
     def add(
@@ -973,8 +971,7 @@ class GramDescriptor:
 
     def descriptor_config(self) -> DescriptorConfig:
         """A :class:`DescriptorConfig` with this descriptor's measurement fields (others default)."""
-        m = self._measurement
-        return DescriptorConfig(**dict(m, layers=tuple(m["layers"]), coarse_layers=tuple(m["coarse_layers"])))
+        return _config_of(self._measurement)
 
     @property
     def mean_color(self) -> NDArray[np.float32] | None:
@@ -1235,7 +1232,7 @@ class _Loader:
         meta = self._parse_meta(text.tobytes())
         count, keep_all, channels = meta["count"], meta["keep_all"], meta["channels"]
         measurement, bank, means = meta["descriptor"], meta["bank"], meta["means"]
-        keys = _measured_keys(measurement)
+        keys = _config_of(measurement).octave_layers()
 
         expected: dict[str, tuple[str, GramKey, tuple[int, ...]]] = {}
         for k in keys:
@@ -1469,10 +1466,7 @@ class _Loader:
             if not isinstance(d[name], list) or not all(isinstance(x, str) for x in d[name]):
                 raise self.fail(f"meta descriptor.{name} must be a list of layer names")
         try:
-            config = DescriptorConfig(
-                **{f: d[f] for f in MEASUREMENT_FIELDS if f not in ("layers", "coarse_layers")},
-                layers=tuple(d["layers"]), coarse_layers=tuple(d["coarse_layers"]),
-            )  # fmt: skip
+            config = _config_of(d)
         except ConfigError as exc:
             raise self.fail(f"meta descriptor.{exc}") from None
         except TypeError as exc:
@@ -1513,14 +1507,13 @@ def require_means(config: DescriptorConfig, descriptors: Iterable[GramDescriptor
         )
 
 
-def _measured_keys(measurement: Mapping[str, Any]) -> list[GramKey]:
-    """Every (octave, layer) of a :func:`measurement_of` dict, in :meth:`DescriptorConfig.octave_layers` order."""
-    coarse = list(measurement["coarse_layers"])
-    return [
-        (o, layer)
-        for o in range(measurement["octaves"])
-        for layer in list(measurement["layers"]) + (coarse if o >= measurement["coarse_from"] else [])
-    ]
+def _config_of(measurement: Mapping[str, Any]) -> DescriptorConfig:
+    """The :class:`DescriptorConfig` of a :func:`measurement_of` dict (its inverse; other fields
+    default). Raises :class:`ConfigError` for invalid values."""
+    fields = {f: measurement[f] for f in MEASUREMENT_FIELDS}
+    return DescriptorConfig(
+        **dict(fields, layers=tuple(fields["layers"]), coarse_layers=tuple(fields["coarse_layers"]))
+    )
 
 
 def _created_info() -> dict[str, str]:
