@@ -13,17 +13,31 @@ For each shape (positions × directions) it prints the best of ``--repeat`` runs
 The shapes are those of the default layers' keys: ``conv1_1`` at octave 0 of a 256² output is
 64k × 64, of a 1024² output 1M × 64; ``conv3_2`` at octave 0 of a 2048² output 256k × 256.
 
+Then the peak memory of the radix passes over one direction of 1M values (tracemalloc, bytes per
+value beyond the order they return: ``SLICED_BYTES_PER_RADIX_VALUE`` of the memory estimate), and,
+with ``--objective-sizes``, one value-and-gradient evaluation of the default synthesis objective
+(untiled, targets from ``--source``) at each size, the two rankings alternated ``--objective-repeat``
+times in the same process, medians:
+
     python benchmarks/sliced_rank.py --shapes 65536x64,16384x64,1048576x64,262144x256 --repeat 3
+    python benchmarks/sliced_rank.py --shapes 65536x64 --objective-sizes 128,256,512,1024 --objective-repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import time
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
-from multiscale.measure import sliced
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from multiscale.measure import sliced  # noqa: E402
 
 
 def _best(
@@ -43,10 +57,57 @@ def _best(
         sliced.RANK_THREADS, sliced.RADIX_MIN_LENGTH = saved
 
 
+def radix_peak_bytes_per_value(length: int = 1 << 20) -> float:
+    """tracemalloc's peak while :func:`~multiscale.measure.sliced.rank_order` ranks one direction of
+    ``length`` values by radix passes, beyond the order it returns, per value."""
+    row = np.random.default_rng(1).standard_normal((1, length)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        order = sliced.rank_order(row)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return (peak - order.nbytes) / length
+
+
+def objective_seconds(source: str, size: int, repeat: int) -> tuple[float, float]:
+    """Median seconds of one evaluation of the default synthesis objective at ``size``², ranked by
+    argsort and by radix passes alternately (the first call of each, which traces, untimed)."""
+    from multiscale.config import SynthesisConfig
+    from multiscale.jobs.runner import load_network
+    from multiscale.jobs.synthesize import make_objective, prepare_targets, resolve_statistics
+
+    config = SynthesisConfig.with_options(height=size, width=size)
+    network = load_network(config.descriptor)[1]
+    targets = prepare_targets([source], config=config, network=network)
+    config = resolve_statistics(config, height=size, width=size, sliced=targets.sliced is not None)
+    objective = make_objective(
+        targets.grams, network=network, config=config.descriptor, height=size, width=size, tile=None,
+        sliced=targets.sliced, means=targets.means,
+    )  # fmt: skip
+    x = np.random.default_rng(0).uniform(0.2, 0.8, size * size * 3)
+    saved = sliced.RADIX_MIN_LENGTH
+    times: dict[int, list[float]] = {1 << 62: [], saved: []}
+    try:
+        for i in range(repeat + 1):
+            for threshold, seconds in times.items():
+                sliced.RADIX_MIN_LENGTH = threshold
+                start = time.perf_counter()
+                objective(x)
+                if i:
+                    seconds.append(time.perf_counter() - start)
+    finally:
+        sliced.RADIX_MIN_LENGTH = saved
+    return statistics.median(times[1 << 62]), statistics.median(times[saved])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="65536x64,16384x64,1048576x64,262144x256", help="NxK,NxK,…")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--objective-sizes", default="", help="output sides, comma-separated (none: skip)")
+    parser.add_argument("--objective-repeat", type=int, default=3)
+    parser.add_argument("--source", default=str(ROOT / "samples" / "sources" / "gravel.png"))
     args = parser.parse_args()
     threads = sliced.RANK_THREADS
     rng = np.random.default_rng(0)
@@ -71,6 +132,19 @@ def main() -> None:
             f"{vr == vn} | {float(np.max(np.abs(gr - gn))):.2g} |",
             flush=True,
         )
+
+    print(
+        f"\nradix passes over one direction of 1M values: {radix_peak_bytes_per_value():.0f} B/value at peak"
+    )
+    sizes = [int(v) for v in args.objective_sizes.split(",") if v]
+    if sizes:
+        print(
+            f"\none evaluation of the default objective ({args.source}), medians of {args.objective_repeat}:"
+        )
+        print("| output | argsort | radix passes | ratio |\n|---|---|---|---|")
+    for size in sizes:
+        old, new = objective_seconds(args.source, size, args.objective_repeat)
+        print(f"| {size}² | {old:.3f} s | {new:.3f} s | {new / old:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ SLICED_BYTES_PER_RANKED_VALUE = 28
 #: ranked whole, and counts its own length (:func:`sliced_bytes`).
 SLICED_BLOCK_BYTES = SLICED_BYTES_PER_RANKED_VALUE * RANK_BLOCK_VALUES * RANK_THREADS
 #: Peak of the radix passes of :func:`multiscale.measure.sliced.rank_order` over one direction
-#: (measured by tracemalloc: keys, numpy's sort buffers and two orders of that direction's
-#: length), on top of its block's, in each thread.
+#: (keys, numpy's sort buffers and two orders of that direction's length; tracemalloc, printed
+#: by ``benchmarks/sliced_rank.py``), on top of its block's, in each thread.
 SLICED_BYTES_PER_RADIX_VALUE = 26
 
 #: Source feature vectors kept per (octave, layer) for the sliced statistic
