@@ -13,7 +13,10 @@ For each shape (positions × directions) it prints the best of ``--repeat`` runs
 The shapes are those of the default layers' keys: ``conv1_1`` at octave 0 of a 256² output is
 64k × 64, of a 1024² output 1M × 64; ``conv3_2`` at octave 0 of a 2048² output 256k × 256.
 
-Then the peak memory of the radix passes over one direction of 1M values (tracemalloc, bytes per
+Then, for the same shapes, the library's layout (the projections a row per direction, ranked in place,
+gathered and scattered a row at a time) against the one it had before 2026-12-02 (a column per direction,
+each block copied out and back, ``take_along_axis`` / ``put_along_axis``), alternated, and whether they
+give the same value and gradient bit for bit. Then the peak memory of the radix passes over one direction of 1M values (tracemalloc, bytes per
 value beyond the order they return: ``SLICED_BYTES_PER_RADIX_VALUE`` of the memory estimate), and,
 with ``--objective-sizes``, one value-and-gradient evaluation of the default synthesis objective
 (untiled, targets from ``--source``) at each size, the two rankings alternated ``--objective-repeat``
@@ -55,6 +58,48 @@ def _best(
         return best, value, grad
     finally:
         sliced.RANK_THREADS, sliced.RADIX_MIN_LENGTH = saved
+
+
+def _columns_cotangent(projected_nk: np.ndarray, target: sliced.TargetQuantiles) -> tuple[float, np.ndarray]:
+    """:func:`~multiscale.measure.sliced.sorted_cotangent` as it ranked (N, K) projections, a column per
+    direction, before 2026-12-02 (same blocks and threads): the reference for the rows layout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, k = projected_nk.shape
+    grad = np.empty_like(projected_nk)
+    two_scale = projected_nk.dtype.type(2.0 / (n * k))
+
+    def rank(start: int, stop: int) -> float:
+        rows = np.ascontiguousarray(projected_nk[:, start:stop].T)
+        order = sliced.rank_order(rows)
+        diff = np.take_along_axis(rows, order, axis=1)
+        diff -= target.rows(start, stop, rows.dtype)
+        value = float(np.sum(np.square(diff, dtype=np.float64)))
+        diff *= two_scale
+        np.put_along_axis(rows, order, diff, axis=1)
+        grad[:, start:stop] = rows.T
+        return value
+
+    step = sliced._block_rows(n, k)
+    blocks = [(start, min(start + step, k)) for start in range(0, k, step)]
+    with ThreadPoolExecutor(max_workers=sliced.RANK_THREADS) as pool:
+        total = sum(pool.map(lambda block: rank(*block), blocks))
+    return total / (n * k), grad
+
+
+def _layouts(projected: np.ndarray, target: sliced.TargetQuantiles, repeat: int) -> tuple[float, float, bool]:
+    """Best seconds of the columns layout (:func:`_columns_cotangent`) and of the library's rows layout,
+    alternated, and whether they give the same value and (transposed) gradient bit for bit."""
+    columns_input = np.ascontiguousarray(projected.T)
+    best = {"columns": float("inf"), "rows": float("inf")}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        v_columns, g_columns = _columns_cotangent(columns_input, target)
+        best["columns"] = min(best["columns"], time.perf_counter() - start)
+        start = time.perf_counter()
+        v_rows, g_rows = sliced.sorted_cotangent(projected, target, 1.0)
+        best["rows"] = min(best["rows"], time.perf_counter() - start)
+    return best["columns"], best["rows"], v_rows == v_columns and np.array_equal(g_rows, g_columns.T)
 
 
 def radix_peak_bytes_per_value(length: int = 1 << 20) -> float:
@@ -111,6 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = sliced.RANK_THREADS
     rng = np.random.default_rng(0)
+    layouts = []
     print(
         f"| positions × directions | argsort, 1 thread | argsort, {threads} threads | identical | "
         f"radix, {threads} threads | radix / argsort | same value | largest gradient difference |"
@@ -121,8 +167,9 @@ def main() -> None:
         # ReLU features projected on unit directions, as the statistic ranks them
         features = np.maximum(rng.standard_normal((n, min(k, 64))), 0).astype(np.float32)
         d = rng.standard_normal((features.shape[1], k)).astype(np.float32)
-        projected = features @ (d / np.linalg.norm(d, axis=0))
-        target = sliced.TargetQuantiles.of(np.sort(projected + 0.1, axis=0))
+        # a row per direction, as the statistic ranks them
+        projected = np.ascontiguousarray((features @ (d / np.linalg.norm(d, axis=0))).T)
+        target = sliced.TargetQuantiles.of(np.sort(projected + 0.1, axis=1).T)
         one, v1, g1 = _best(projected, target, args.repeat, threads=1, radix=False)
         many, vn, gn = _best(projected, target, args.repeat, threads=threads, radix=False)
         fast, vr, gr = _best(projected, target, args.repeat, threads=threads, radix=True)
@@ -132,6 +179,18 @@ def main() -> None:
             f"{vr == vn} | {float(np.max(np.abs(gr - gn))):.2g} |",
             flush=True,
         )
+        layouts.append((n, k, *_layouts(projected, target, args.repeat)))
+
+    print(
+        f"\nradix passes, {threads} threads: the projections a row per direction (as ranked now) against a "
+        "column per direction (before 2026-12-02: each block of directions copied out of the columns, "
+        "gathered and scattered by take_along_axis / put_along_axis, copied back), best of "
+        f"{args.repeat}, value and gradient compared:"
+    )
+    print("| positions × directions | columns | rows | rows / columns | same value and gradient |")
+    print("|---|---|---|---|---|")
+    for n, k, columns, rows, same in layouts:
+        print(f"| {n} × {k} | {columns:.3f} s | {rows:.3f} s | {rows / columns:.2f} | {same} |")
 
     print(
         f"\nradix passes over one direction of 1M values: {radix_peak_bytes_per_value():.0f} B/value at peak"

@@ -67,19 +67,20 @@ def test_averaging_quantile_functions_is_the_wasserstein_barycentre_in_1d() -> N
 
 
 def test_sorted_cotangent_matches_tf_sort_and_finite_differences() -> None:
+    """A row per direction: 3 directions of 50 projections each, the targets likewise."""
     rng = np.random.default_rng(1)
-    p = rng.standard_normal((50, 3))
-    t = np.sort(rng.standard_normal((50, 3)), axis=0)
+    p = rng.standard_normal((3, 50))
+    t = np.sort(rng.standard_normal((3, 50)), axis=1)
     value, grad = sorted_cotangent(p, t, 0.7)
+    assert grad.shape == p.shape
     pt = tf.constant(p)
     with tf.GradientTape() as tape:
         tape.watch(pt)
-        ranked = tf.transpose(tf.sort(tf.transpose(pt), axis=-1))
-        tf_value = 0.7 * tf.reduce_mean(tf.square(ranked - t))
+        tf_value = 0.7 * tf.reduce_mean(tf.square(tf.sort(pt, axis=-1) - t))
     assert value == pytest.approx(float(tf_value), rel=1e-12)
     np.testing.assert_allclose(grad, tape.gradient(tf_value, pt).numpy(), atol=1e-14)
     eps = 1e-6
-    for i, j in [(0, 0), (17, 1), (49, 2)]:
+    for i, j in [(0, 0), (1, 17), (2, 49)]:
         q = p.copy()
         q[i, j] += eps
         fd = (sorted_cotangent(q, t, 0.7)[0] - sorted_cotangent(p - (q - p), t, 0.7)[0]) / (2 * eps)
@@ -119,8 +120,8 @@ def test_sorted_cotangent_is_the_same_ranked_by_radix_passes_or_by_argsort(monke
     import multiscale.measure.sliced as sliced
 
     rng = np.random.default_rng(8)
-    p = rng.standard_normal((3000, 4)).astype(np.float32)
-    t = np.sort(rng.standard_normal((3000, 4)), axis=0).astype(np.float32)
+    p = rng.standard_normal((4, 3000)).astype(np.float32)
+    t = np.sort(rng.standard_normal((4, 3000)), axis=1).astype(np.float32)
     monkeypatch.setattr(sliced, "RADIX_MIN_LENGTH", 2048)
     radix = sorted_cotangent(p, t, 0.5)
     monkeypatch.setattr(sliced, "RADIX_MIN_LENGTH", 1 << 40)
@@ -161,7 +162,7 @@ def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) ->
     import multiscale.measure.sliced as sliced
 
     rng = np.random.default_rng(5)
-    p = rng.standard_normal((40, 5)).astype(np.float32)
+    p = rng.standard_normal((5, 40)).astype(np.float32)
     target = TargetQuantiles(
         count=40, sources=((1.0, np.sort(rng.standard_normal((5, 64)), axis=1).astype(np.float32)),)
     )
@@ -175,8 +176,8 @@ def test_ranking_in_blocks_of_directions_gives_the_whole_ranking(monkeypatch) ->
     for value, grad in results[:-1]:
         assert value == pytest.approx(whole_value, rel=1e-12)
         np.testing.assert_array_equal(grad, whole_grad)
-    with pytest.raises(ValueError, match="targets of 40×5 for 39×5"):
-        sorted_cotangent(p[:39], target, 0.3)
+    with pytest.raises(ValueError, match="targets of 5×40 for 5×39"):
+        sorted_cotangent(p[:, :39], target, 0.3)
 
 
 def test_sliced_term_is_zero_for_the_target_distribution_in_any_order() -> None:

@@ -98,8 +98,8 @@ class TileSums:
         ``Σ F`` (over positions) per mean key.
     errors : dict of layer → tf.Tensor scalar
         ``Σ (F − F_c)²`` per content layer.
-    projections : dict of (octave, layer) → list of np.ndarray (n_tile, K)
-        ``F D`` of every tile's interior per sliced key, in tile order.
+    projections : dict of (octave, layer) → list of np.ndarray (K, n_tile)
+        ``Dᵀ Fᵀ`` of every tile's interior per sliced key (a row per direction), in tile order.
     """
 
     grams: dict[GramKey, tf.Tensor] = field(default_factory=dict)
@@ -120,8 +120,8 @@ class TileSeeds:
         ``∂L/∂(Σ F)``, broadcast over the positions.
     errors : dict of layer → tf.Tensor scalar
         ``∂L/∂(Σ (F − F_c)²)``.
-    projections : dict of (octave, layer) → list of np.ndarray (n_tile, K)
-        ``∂L/∂(F D)`` of each tile, in the tile order of the first pass.
+    projections : dict of (octave, layer) → list of np.ndarray (K, n_tile)
+        ``∂L/∂(Dᵀ Fᵀ)`` of each tile, in the tile order of the first pass.
     """
 
     grams: Mapping[GramKey, tf.Tensor] = field(default_factory=dict)
@@ -248,8 +248,8 @@ class _TiledPasses:
     def _parts(
         self, crop: tf.Tensor, bounds: tf.Tensor, fc: list[tf.Tensor], dirs: list[tf.Tensor], key: tuple
     ) -> list[tf.Tensor]:
-        """``Fᵀ F`` of each Gram layer's interior, ``F D`` of each sliced layer's (rows in
-        row-major order of the interior), ``Σ F`` of each mean layer's, then ``Σ (F − F_c)²``
+        """``Fᵀ F`` of each Gram layer's interior, ``Dᵀ Fᵀ`` of each sliced layer's (a row per
+        direction, columns in row-major order of the interior), ``Σ F`` of each mean layer's, then ``Σ (F − F_c)²``
         of each content layer's."""
         edges, layers, style, content, sliced, mean = key
         feats = self.network.features(crop, layers, edges=dict(zip(self._chain, edges, strict=False)))
@@ -259,7 +259,8 @@ class _TiledPasses:
             flat = tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]])
             out.append(tf.matmul(flat, flat, transpose_a=True))
         for name, d in zip(sliced, dirs, strict=True):
-            out.append(tf.matmul(tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]]), d))
+            flat = tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]])
+            out.append(tf.transpose(tf.matmul(flat, d)))
         for name in mean:
             out.append(tf.reduce_sum(inner[name], axis=[0, 1]))
         for name, target in zip(content, fc, strict=True):
@@ -288,7 +289,7 @@ class _TiledPasses:
         dirs: Mapping[GramKey, tf.Tensor] | None = None,
     ) -> TileSums:
         """Gram sums and feature sums per (octave, layer), squared content errors per content
-        layer, and the projections ``F D`` of every tile's interior per (octave, sliced layer),
+        layer, and the projections ``Dᵀ Fᵀ`` of every tile's interior per (octave, sliced layer),
         in tile order (``dirs``: the directions D of each sliced key)."""
         sums = TileSums()
         for k, level in enumerate(levels):

@@ -127,17 +127,18 @@ PROJECTED_IMAGE_BYTES_PER_VALUE = 40
 DEFAULT_MEMORY_SHARE = 0.8
 
 #: Bytes per projected value of the sliced statistic during one evaluation, counted from
-#: the arrays it holds (not fitted): the projections F·D and their gradient, each N × C per
+#: the arrays it holds (not fitted): the projections Dᵀ·Fᵀ and their gradient, each C × N per
 #: (octave, layer). The targets are read and the directions ranked a block at a time
 #: (:func:`multiscale.measure.sliced.sorted_cotangent`): that block's copies, ranks and
 #: targets (:data:`SLICED_BLOCK_BYTES`) and one key's projections gathered from the tiles
 #: come on top, whatever the number of keys.
 SLICED_BYTES_PER_VALUE = 8
 
-#: Peak of ranking one block of directions: a transposed copy, int64 ranks, the sorted
-#: values, the float64 targets read for it and their float32 copy, 28 bytes per value;
+#: Peak of ranking one block of directions: int64 ranks, the sorted values, the float64
+#: targets read for it and their float32 copy, 24 bytes per value (the projections are
+#: ranked in place, a row per direction);
 #: :data:`multiscale.measure.sliced.RANK_THREADS` blocks at once.
-SLICED_BYTES_PER_RANKED_VALUE = 28
+SLICED_BYTES_PER_RANKED_VALUE = 24
 #: Those blocks' peak where every direction is shorter than a block
 #: (:data:`multiscale.measure.sliced.RANK_BLOCK_VALUES` values); a longer direction is
 #: ranked whole, and counts its own length (:func:`sliced_bytes`).

@@ -94,8 +94,8 @@ BANK_STRETCH = 2.0
 
 
 #: Projected values ranked at a time in one thread: a key's directions are ranked a
-#: block of them after another (one direction at least), so the sort's copies, ranks
-#: and targets take about 28 bytes × this (56 MiB) per thread.
+#: block of them after another (one direction at least), so the sort's ranks, sorted
+#: values and targets take about 24 bytes × this (48 MiB) per thread.
 RANK_BLOCK_VALUES = 1 << 21
 #: Directions at least this long are ranked by :func:`rank_order`'s radix passes; shorter
 #: ones by numpy's argsort, which is as fast there.
@@ -587,13 +587,18 @@ def sorted_cotangent(
 ) -> tuple[float, np.ndarray]:
     """``scale · mean((sort(P) − T)²)`` and its gradient with respect to ``P`` (numpy).
 
-    Both objectives use it: the untiled one on the whole image's projections
-    (:func:`multiscale.objectives.terms.sliced_term`), the tiled one on every
-    tile's projections gathered into ``projected`` (N, K), handing each tile
-    its rows of the gradient. Each direction is ranked along a contiguous row
-    of the transposed projections by :func:`rank_order`, several times faster
-    than TensorFlow's sort on the CPU. Equal projections (ReLU zeros) are
-    ranked in a deterministic order; any order gives the same value.
+    ``P`` holds a row per direction: K rows of the N projections ``(F D)ᵀ``,
+    transposed by TensorFlow on all cores (``tf.matmul(flat, d, transpose_a=True,
+    transpose_b=True)``, which would skip the copy, rounds differently), so each
+    direction is ranked along a contiguous row. Both objectives use it: the untiled one on the whole
+    image's projections (:func:`multiscale.objectives.terms.sliced_term`), the
+    tiled one on every tile's projections joined along the rows, handing each
+    tile its columns of the gradient. Ranking is by :func:`rank_order`,
+    several times faster than TensorFlow's sort on the CPU; the sorted values
+    are gathered, and the gradient scattered back, a row at a time
+    (``np.take_along_axis`` on the whole block was 4× slower). Equal
+    projections (ReLU zeros) are ranked in a deterministic order; any order
+    gives the same value.
 
     The directions are ranked a block at a time (:data:`RANK_BLOCK_VALUES`),
     :data:`RANK_THREADS` blocks at once, and the targets read for each block
@@ -603,32 +608,37 @@ def sorted_cotangent(
 
     Parameters
     ----------
-    projected : np.ndarray (N, K), float
-    target : TargetQuantiles at N levels, or np.ndarray (N, K) of targets
+    projected : np.ndarray (K, N), float
+        A row per direction; not modified.
+    target : TargetQuantiles at N levels, or np.ndarray (K, N) of targets, a row per direction
     scale : float
 
     Returns
     -------
     value : float
-    grad : np.ndarray (N, K), ``projected``'s dtype
+    grad : np.ndarray (K, N), ``projected``'s dtype
     """
+    projected = np.ascontiguousarray(projected)
     if not isinstance(target, TargetQuantiles):
-        target = TargetQuantiles.of(np.asarray(target))
-    n, k = projected.shape
+        rows = np.asarray(target)
+        target = TargetQuantiles(count=int(rows.shape[1]), sources=((1.0, np.ascontiguousarray(rows)),))
+    k, n = projected.shape
     if target.count != n or target.width != k:
-        raise ValueError(f"targets of {target.count}×{target.width} for {n}×{k} projections")
+        raise ValueError(f"targets of {target.width}×{target.count} for {k}×{n} projections")
     grad = np.empty_like(projected)
     two_scale = projected.dtype.type(2.0 * scale / (n * k))
 
     def rank(start: int, stop: int) -> float:
-        rows = np.ascontiguousarray(projected[:, start:stop].T)
+        rows = projected[start:stop]
         order = rank_order(rows)
-        diff = np.take_along_axis(rows, order, axis=1)
+        diff = np.empty_like(rows)
+        for i in range(stop - start):
+            np.take(rows[i], order[i], out=diff[i])
         diff -= target.rows(start, stop, rows.dtype)
         value = float(np.sum(np.square(diff, dtype=np.float64)))
         diff *= two_scale
-        np.put_along_axis(rows, order, diff, axis=1)
-        grad[:, start:stop] = rows.T
+        for i in range(stop - start):
+            grad[start + i][order[i]] = diff[i]
         return value
 
     step = _block_rows(n, k)

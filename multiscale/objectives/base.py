@@ -301,11 +301,11 @@ def _sliced_terms(
     shares = term_shares(draws.config)
     for key, parts in projections.items():
         _, target, norm = draws.numpy(key)
-        value, grad = sorted_cotangent(np.concatenate(parts), target, shares[key] / norm)
+        value, grad = sorted_cotangent(np.concatenate(parts, axis=1), target, shares[key] / norm)
         per_octave[key[0]] += value
         if scale != 1.0:
             grad *= scale
-        seeds[key] = np.split(grad, np.cumsum([len(p) for p in parts])[:-1])
+        seeds[key] = np.split(grad, np.cumsum([p.shape[1] for p in parts])[:-1], axis=1)
     return float(per_octave.sum()), per_octave, seeds
 
 

@@ -36,7 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..measure.sliced import MAX_SOURCE_POSITIONS, interpolate_quantiles, sample_positions, sorted_cotangent
+from ..measure.sliced import (
+    MAX_SOURCE_POSITIONS,
+    TargetQuantiles,
+    interpolate_quantiles,
+    sample_positions,
+    sorted_cotangent,
+)
 
 #: Directions in the chroma plane, evenly spread over a half-turn (a direction
 #: and its opposite sort alike). 8 put any hue within 12° of one; 16 scored the
@@ -144,8 +150,8 @@ def palette_loss(
     directions = chroma_directions(target.quantiles.shape[1])
     levels = target.quantiles.shape[0]
     wanted = interpolate_quantiles((np.arange(levels) + 0.5) / levels, target.quantiles, n)
-    value, cotangent = sorted_cotangent(x @ directions.T, wanted, 1.0 / target.variance)
-    grad = (cotangent @ directions).reshape(means.shape) / counts[..., None]
+    value, cotangent = sorted_cotangent(directions @ x.T, TargetQuantiles.of(wanted), 1.0 / target.variance)
+    grad = (cotangent.T @ directions).reshape(means.shape) / counts[..., None]
     if factor > 1:  # each block mean's gradient, shared by the pixels it averages
         grad = np.repeat(np.repeat(grad.astype(dtype), factor, axis=0), factor, axis=1)[:height, :width]
     return value, grad

@@ -133,7 +133,7 @@ def sliced_term(
     norm : tf.Tensor scalar
         The targets' mean square (:meth:`TargetQuantiles.norm`).
     """
-    projected = tf.matmul(flat, d)
+    projected = tf.transpose(tf.matmul(flat, d))  # (K, N): a row per direction
     if callable(target):
         return _sorted_distance(projected, target) / norm
     fixed = target if isinstance(target, TargetQuantiles) else TargetQuantiles.of(np.asarray(target))
@@ -145,8 +145,9 @@ def sliced_term(
 
 
 def _sorted_distance(projected: tf.Tensor, target: Callable[[], TargetQuantiles]) -> tf.Tensor:
-    """``mean((sort(projected) − target)²)`` by column, ranked in numpy (:func:`sorted_cotangent`,
-    several times faster than ``tf.sort`` and its gradient on a CPU); the targets are constants."""
+    """``mean((sort(projected) − target)²)`` over the rows of (K, N) ``projected`` (a row per
+    direction), ranked in numpy (:func:`sorted_cotangent`, several times faster than ``tf.sort``
+    and its gradient on a CPU); the targets are constants."""
 
     def ranked(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         value, grad = sorted_cotangent(p, target(), 1.0)

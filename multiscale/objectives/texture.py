@@ -140,9 +140,9 @@ class TiledStyleObjective(Objective):
 
     The mean terms are exact too (sums of the features, see
     :mod:`multiscale.measure.engine`). The sliced terms are exact as well: the first pass keeps every tile's
-    projections ``F D``, they are ranked together (the sort is global, as
-    in the untiled loss), and the second pass back-propagates each tile's
-    rows of the gradient (:func:`multiscale.measure.sliced.sorted_cotangent`).
+    projections ``Dᵀ Fᵀ`` (a row per direction), they are ranked together (the
+    sort is global, as in the untiled loss), and the second pass
+    back-propagates each tile's columns of the gradient (:func:`multiscale.measure.sliced.sorted_cotangent`).
 
     Parameters
     ----------
