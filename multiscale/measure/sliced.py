@@ -588,9 +588,8 @@ def sorted_cotangent(
     """``scale · mean((sort(P) − T)²)`` and its gradient with respect to ``P`` (numpy).
 
     ``P`` holds a row per direction: K rows of the N projections ``(F D)ᵀ``,
-    transposed by TensorFlow on all cores (``tf.matmul(flat, d, transpose_a=True,
-    transpose_b=True)``, which would skip the copy, rounds differently), so each
-    direction is ranked along a contiguous row. Both objectives use it: the untiled one on the whole
+    transposed by TensorFlow on all cores (``tf.transpose(tf.matmul(flat, d))``),
+    so each direction is ranked along a contiguous row. Both objectives use it: the untiled one on the whole
     image's projections (:func:`multiscale.objectives.terms.sliced_term`), the
     tiled one on every tile's projections joined along the rows, handing each
     tile its columns of the gradient. Ranking is by :func:`rank_order`,
