@@ -129,8 +129,8 @@ DEFAULT_MEMORY_SHARE = 0.8
 #: Bytes per projected value of the sliced statistic during one evaluation, counted from
 #: the arrays it holds (not fitted): the projections Dᵀ·Fᵀ and their gradient, each C × N per
 #: (octave, layer). The targets are read and the directions ranked a block at a time
-#: (:func:`multiscale.measure.sliced.sorted_cotangent`): that block's copies, ranks and
-#: targets (:data:`SLICED_BLOCK_BYTES`) and one key's projections gathered from the tiles
+#: (:func:`multiscale.measure.sliced.sorted_cotangent`): that block's ranks, sorted values
+#: and targets (:data:`SLICED_BLOCK_BYTES`) and one key's projections gathered from the tiles
 #: come on top, whatever the number of keys.
 SLICED_BYTES_PER_VALUE = 8
 

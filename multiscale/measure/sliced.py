@@ -619,8 +619,7 @@ def sorted_cotangent(
     """
     projected = np.ascontiguousarray(projected)
     if not isinstance(target, TargetQuantiles):
-        rows = np.asarray(target)
-        target = TargetQuantiles(count=int(rows.shape[1]), sources=((1.0, np.ascontiguousarray(rows)),))
+        target = TargetQuantiles.of(np.asarray(target).T)  # of() takes the (N, K) array
     k, n = projected.shape
     if target.count != n or target.width != k:
         raise ValueError(f"targets of {target.width}×{target.count} for {k}×{n} projections")
