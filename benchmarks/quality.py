@@ -255,6 +255,13 @@ def score_folder(args: argparse.Namespace, ids: list[str]) -> dict:
             "ours": float(np.mean([qm.axis_stripes(im) for im in ours])),
             **{peer: qm.axis_stripes(image) for peer, image in peers.items()},
         }
+        entry["border"] = {
+            "example": qm.border_roughness(example),
+            "ours": {
+                k: float(np.mean([qm.border_roughness(im)[k] for im in ours])) for k in ("across", "along")
+            },
+            **{peer: qm.border_roughness(image) for peer, image in peers.items()},
+        }
         if len(ours) > 1:
             entry["diversity"] = qm.diversity(ours, example)
             entry["seed_correlation"] = {
@@ -487,6 +494,35 @@ def format_report(result: dict, markdown: bool = False) -> str:
             f"{STRIPES_FLOOR:g}: the stripes an image adds to its example's (1: none anywhere)."
         )
         lines.append("")
+    bordered = {tid: t for tid, t in textures.items() if "border" in t}
+    if bordered:
+        names = ["example", "ours", *PEERS]
+        lines.append(
+            "The outermost pixel, which no measure above sees: its step across to the next row and along "
+            "the edge between neighbours, each over the interior rows' median, mean of the four sides "
+            "(`quality_measures.border_roughness`; about 1: like the inside; a dotted frame scores well above):"
+        )
+        lines.append("")
+        table(
+            ["id", *(f"{v} across / along" for v in names)],
+            [
+                [tid, *(f"{t['border'][v]['across']:.2f} / {t['border'][v]['along']:.2f}" for v in names)]
+                for tid, t in bordered.items()
+            ]
+            + [
+                [
+                    "median",
+                    *(
+                        " / ".join(
+                            f"{np.median([t['border'][v][k] for t in bordered.values()]):.2f}"
+                            for k in ("across", "along")
+                        )
+                        for v in names
+                    ),
+                ]
+            ],
+        )
+        lines.append("")
     secs = [t["seconds"] for t in textures.values() if "seconds" in t]
     if secs:
         lines.append(f"Mean wall seconds per texture (process start to saved PNG): {np.mean(secs):.1f}")
@@ -555,6 +591,15 @@ def compare(path_a: Path, path_b: Path) -> str:
         lines.append(
             "stripes on the axes beyond the examples' (geometric mean of max(1, ours / example's); 1: none) "
             f"A: {beyond['A']:.2f}  B: {beyond['B']:.2f}"
+        )
+    if all("border" in r["textures"][i] for r in (a, b) for i in ids):
+        edge = {
+            n: [np.median([r["textures"][i]["border"]["ours"][k] for i in ids]) for k in ("across", "along")]
+            for n, r in (("A", a), ("B", b))
+        }
+        lines.append(
+            "outermost pixel's roughness, across / along, median (about 1: like the inside) "
+            f"A: {edge['A'][0]:.2f} / {edge['A'][1]:.2f}  B: {edge['B'][0]:.2f} / {edge['B'][1]:.2f}"
         )
     if all("copying_details" in r["textures"][i] for r in (a, b) for i in ids):
         copied = {

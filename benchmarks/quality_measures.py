@@ -438,6 +438,30 @@ def axis_stripes(image: np.ndarray, *, skip: int = AXIS_SKIP) -> float:
     return best
 
 
+# ------------------------------------------------------------------------------- the outermost pixel
+
+
+def border_roughness(image: np.ndarray) -> dict[str, float]:
+    """How rough an image's outermost pixel ring is against its interior, in the luminance.
+
+    ``across``: the mean |step| from the outermost row (or column) to the next, over the median of
+    the same between interior rows. ``along``: the mean |step| between neighbours along the
+    outermost row, over the median of the same along interior rows. Each is the mean of the four
+    sides; both are about 1 where the edge is like the inside. A frame of dotted pixels, light
+    and dark in turn along the edge, scores ``along`` well above 1 (and ``across`` with it);
+    an edge smoothed by the objective (nothing there but the network's terms) scores below 1.
+    Not a distance: reported beside the measures for each image, as stripes are.
+    """
+    y = luminance(image)
+    across, along = [], []
+    for side in (y, y[::-1], y.T, y.T[::-1]):
+        steps = np.abs(np.diff(side, axis=0)).mean(axis=1)
+        across.append(steps[0] / max(float(np.median(steps[2:-2])), 1e-9))
+        steps = np.abs(np.diff(side, axis=1)).mean(axis=1)
+        along.append(steps[0] / max(float(np.median(steps[2:-2])), 1e-9))
+    return {"across": float(np.mean(across)), "along": float(np.mean(along))}
+
+
 # ------------------------------------------------------------------------------- all together
 
 

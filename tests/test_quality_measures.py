@@ -495,3 +495,25 @@ def test_edge_correlation_keeps_a_repainted_layout_and_not_an_unrelated_one():
     assert abs(qm.edge_correlation(content, _texture(128)[:96])) < 0.15
     with pytest.raises(ValueError, match="shapes differ"):
         qm.edge_correlation(content, content[:64])
+
+
+def test_the_outermost_pixels_roughness_is_one_inside_a_texture_and_sees_a_dotted_frame():
+    rng = np.random.default_rng(7)
+    noise = ndimage.gaussian_filter(rng.standard_normal((160, 160, 3)), sigma=(1, 1, 0))
+    noise = 128 + 10 * noise / noise.std()
+    inner = noise[16:-16, 16:-16]  # a crop: its edge pixels are interior pixels of the noise
+    plain = qm.border_roughness(inner)
+    assert plain["across"] == pytest.approx(1.0, abs=0.2)
+    assert plain["along"] == pytest.approx(1.0, abs=0.2)
+    dotted = inner.copy()
+    dots = 8.0 * (-1.0) ** np.arange(dotted.shape[1])  # light and dark in turn along the edge
+    dotted[0] += dots[:, None]
+    dotted[-1] += dots[:, None]
+    dotted[:, 0] += dots[:, None]
+    dotted[:, -1] += dots[:, None]
+    rough = qm.border_roughness(dotted)
+    assert rough["along"] > 2.0 and rough["across"] > 1.5
+    smooth = inner.copy()
+    for side in (smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]):
+        side[:] = ndimage.uniform_filter1d(side, 9, axis=0)
+    assert qm.border_roughness(smooth)["along"] < 0.5
