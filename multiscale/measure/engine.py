@@ -62,6 +62,26 @@ from .pyramid import gaussian_pyramid
 from .tiles import AxisSegment, plan_octaves, present_layers, tiles_of
 
 
+def direction_projections(flat: tf.Tensor, directions: tf.Tensor) -> tf.Tensor:
+    """Feature vectors projected on the sliced statistic's directions, a row per direction.
+
+    Parameters
+    ----------
+    flat : tf.Tensor, shape (N, C)
+        Feature vectors, one per position.
+    directions : tf.Tensor, shape (C, K)
+        Unit directions as columns.
+
+    Returns
+    -------
+    tf.Tensor, shape (K, N), same dtype: ``Dᵀ Fᵀ``. Each direction's N values are one
+    contiguous row, which :func:`multiscale.measure.sliced.sorted_cotangent` ranks in place;
+    the transpose runs in TensorFlow, on all cores. The untiled objective
+    (:func:`multiscale.objectives.terms.sliced_term`) and the tiles here both take it.
+    """
+    return tf.transpose(tf.matmul(flat, directions))
+
+
 def _crop(level: tf.Tensor, rows: AxisSegment, cols: AxisSegment) -> tf.Tensor:
     """The tile's input: a slice, or for wrap a gather that runs over the edges."""
     h, w = level.shape[1], level.shape[2]
@@ -260,7 +280,7 @@ class _TiledPasses:
             out.append(tf.matmul(flat, flat, transpose_a=True))
         for name, d in zip(sliced, dirs, strict=True):
             flat = tf.reshape(inner[name], [-1, tf.shape(inner[name])[-1]])
-            out.append(tf.transpose(tf.matmul(flat, d)))
+            out.append(direction_projections(flat, d))
         for name in mean:
             out.append(tf.reduce_sum(inner[name], axis=[0, 1]))
         for name, target in zip(content, fc, strict=True):

@@ -588,7 +588,7 @@ def sorted_cotangent(
     """``scale · mean((sort(P) − T)²)`` and its gradient with respect to ``P`` (numpy).
 
     ``P`` holds a row per direction: K rows of the N projections ``(F D)ᵀ``,
-    transposed by TensorFlow on all cores (``tf.transpose(tf.matmul(flat, d))``),
+    transposed by TensorFlow on all cores (:func:`multiscale.measure.engine.direction_projections`),
     so each direction is ranked along a contiguous row. Both objectives use it: the untiled one on the whole
     image's projections (:func:`multiscale.objectives.terms.sliced_term`), the
     tiled one on every tile's projections joined along the rows, handing each

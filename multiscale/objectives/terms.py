@@ -16,6 +16,7 @@ import numpy as np
 from .._tf import tf
 from ..config import DescriptorConfig
 from ..layers import GramKey
+from ..measure.engine import direction_projections
 from ..measure.sliced import TargetQuantiles, sorted_cotangent
 
 #: Floor of ‖A‖² so an all-zero target (a black source) cannot divide by zero.
@@ -133,7 +134,7 @@ def sliced_term(
     norm : tf.Tensor scalar
         The targets' mean square (:meth:`TargetQuantiles.norm`).
     """
-    projected = tf.transpose(tf.matmul(flat, d))  # (K, N): a row per direction
+    projected = direction_projections(flat, d)  # (K, N): a row per direction
     if callable(target):
         return _sorted_distance(projected, target) / norm
     fixed = target if isinstance(target, TargetQuantiles) else TargetQuantiles.of(np.asarray(target))
