@@ -346,6 +346,15 @@ texture_options = compose(
                  "a share of --spectrum-weight. The earlier stages lay out the lattice and keep colour speckle "
                  "down; in the last, the constraint would mix the colours of things that lie independently (dots "
                  "of several colours grow halos). 1 keeps it whole there too."),
+    click.option("--spectrum-taper", type=click.FloatRange(min=0, max=1, max_open=True), default=S.spectrum_taper,
+                 show_default=True, metavar="SHARE",
+                 help="In a run of several stages, the share of the last stage's iterations that come first "
+                 "with the spectrum constraint seeing the image through a cosine taper (1/32 of each side). "
+                 "That stage starts from the previous result upsampled, with no finest octave inside the "
+                 "image, and the plain constraint grows that octave where the FFT finds it: along the "
+                 "borders, as a dotted line; through the taper it grows inside first. The stage then runs in "
+                 "two parts, listed as two stages of one size. Not with --tileable (no border) nor with "
+                 "--stage-detail (its added octave is there to follow). 0: one part."),
     click.option("--stage-detail/--no-stage-detail", default=S.stage_detail,
                  help="Start each stage after the first from the previous one's result upsampled plus the "
                  "finest octave, which upsampling cannot carry, drawn from random-phase noise of the sources "

@@ -218,11 +218,7 @@ def _print_plan(
         + (f"; {', '.join(d.coarse_layers)} from octave {d.coarse_from} on" if d.coarse_layers else ""),
         f"statistics  {', '.join(d.statistics)}",
         f"tiling      {tiling}",
-        "stages      "
-        + ", ".join(
-            f"{s.width}×{s.height} ({d.octaves - s.shift} octave{'s' * (d.octaves - s.shift != 1)}, {s.max_iter} it)"
-            for s in stages
-        ),
+        "stages      " + ", ".join(_stage_plan(stages, octaves=d.octaves)),
         f"optimizer   {config.optimizer}, history {config.history}, at most "
         f"{sum(s.max_iter for s in stages)} iterations",
         f"memory      {estimate.describe()}",
@@ -314,3 +310,19 @@ def _grams_stem(path: str) -> str:
     for suffix in (".npz", ".grams"):
         name = name.removesuffix(suffix)
     return name or "texture"
+
+
+def _stage_plan(stages: list[Any], *, octaves: int) -> list[str]:
+    """Each size of a plan of stages as the dry run lists it (a last stage in two parts, one entry)."""
+    out = []
+    for i, s in enumerate(stages):
+        if s.continues:
+            continue
+        n = octaves - s.shift
+        its = f"{s.max_iter} it"
+        if s.border_taper:
+            its += (
+                f" with the spectrum constraint through the border taper, then {stages[i + 1].max_iter} plain"
+            )
+        out.append(f"{s.width}×{s.height} ({n} octave{'s' * (n != 1)}, {its})")
+    return out

@@ -95,6 +95,12 @@ SPECTRUM_LONG_WAVES = ("cut", "keep")
 #: (dots of three colours grew cyan halos), and the VGG statistics keep what the earlier
 #: stages laid out (benchmarks/RESULTS.md, "The spectrum constraint in the last stage").
 SPECTRUM_LAST_STAGE = 0.25
+#: ``spectrum_taper``: the share of a run's last stage (of several) whose first iterations see
+#: the spectrum constraint through a border taper, so that the finest octave, which the
+#: upsampled start lacks inside the image, is not grown along the outermost pixels as a
+#: dotted line (:mod:`multiscale.objectives.spectrum`, "The border"; benchmarks/RESULTS.md,
+#: "The outermost pixel's dotted line comes from the last stage's start").
+SPECTRUM_TAPER = 0.0
 #: ``stage_detail=None`` adds the finest octave at the start of each later stage in runs
 #: of at least this many stages (with the defaults, outputs over 512² on the long side:
 #: 1024² runs four), and not in shorter ones (256²: two). At 1024² the later stages' few
@@ -592,6 +598,15 @@ class SynthesisConfig(RunConfig):
         share of ``spectrum_weight`` (:data:`SPECTRUM_LAST_STAGE`): 1 keeps it
         whole there too, 0 leaves it to the earlier stages. A run of one
         stage keeps the whole weight.
+    spectrum_taper : float
+        In [0, 1): in a run of several stages, this share of the last
+        stage's iterations comes first with the spectrum constraint seen
+        through a border taper (:func:`multiscale.objectives.spectrum.border_taper`),
+        the rest with the plain constraint: the last stage runs in two
+        parts, listed as two stages of one size in the report
+        (:data:`SPECTRUM_TAPER`; 0: one part). Not in a tileable run (no
+        border), nor with ``stage_detail`` (its added octave is what the
+        constraint follows then).
     stage_detail : bool or None
         Start each stage after the first from the previous one's result
         upsampled *plus* the finest octave, which upsampling cannot carry,
@@ -634,6 +649,7 @@ class SynthesisConfig(RunConfig):
     spectrum_peaks: str = "gather"
     spectrum_long_waves: str = "cut"
     spectrum_last_stage: float = SPECTRUM_LAST_STAGE
+    spectrum_taper: float = SPECTRUM_TAPER
     stage_detail: bool | None = None
 
     job: ClassVar[str] = "synthesize"
@@ -650,6 +666,11 @@ class SynthesisConfig(RunConfig):
         if self.spectrum_weight is not None:
             _positive_float("spectrum_weight", self.spectrum_weight, allow_zero=True)
         _positive_float("spectrum_last_stage", self.spectrum_last_stage, allow_zero=True)
+        _positive_float("spectrum_taper", self.spectrum_taper, allow_zero=True)
+        if self.spectrum_taper >= 1.0:
+            raise ConfigError(
+                "spectrum_taper", f"must be below 1 (a share of the last stage), got {self.spectrum_taper}"
+            )
         _one_of("spectrum_peaks", self.spectrum_peaks, SPECTRUM_PEAKS)
         _one_of("spectrum_long_waves", self.spectrum_long_waves, SPECTRUM_LONG_WAVES)
         if self.stage_detail is not None and not isinstance(self.stage_detail, bool):

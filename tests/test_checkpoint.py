@@ -132,3 +132,14 @@ def test_a_folder_from_before_the_last_stages_share_resumes_with_the_whole_const
     del meta["config"]["spectrum_last_stage"]
     (folder / "checkpoint.json").write_text(json.dumps(meta))
     assert read_checkpoint(folder).config.spectrum_last_stage == 1.0
+
+
+def test_a_folder_from_before_the_spectrum_taper_resumes_with_its_last_stage_in_one_part(folder):
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert "spectrum_taper" in meta["config"]
+    meta["config"]["spectrum_taper"] = 0.3
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.spectrum_taper == 0.3
+    del meta["config"]["spectrum_taper"]
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    assert read_checkpoint(folder).config.spectrum_taper == 0.0

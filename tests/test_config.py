@@ -17,7 +17,7 @@ def test_the_jobs_share_the_run_fields_and_declare_only_their_own(cls):
     own = {f.name for f in dataclasses.fields(cls)} - SHARED
     assert {"max_iter", "tol", "seed", "checkpoint_every", "precision", "optimizer"} <= SHARED
     assert {"max_iter", "stages"} <= SHARED
-    assert own == ({"height", "frames", "frame_weight", "loop", "spectrum_weight", "spectrum_peaks", "spectrum_long_waves", "spectrum_last_stage", "stage_detail"} if cls is SynthesisConfig else
+    assert own == ({"height", "frames", "frame_weight", "loop", "spectrum_weight", "spectrum_peaks", "spectrum_long_waves", "spectrum_last_stage", "spectrum_taper", "stage_detail"} if cls is SynthesisConfig else
                    {"content_layers", "content_target", "content_weight", "style_weight", "tv_weight", "palette_weight", "style_weights", "style_scale",
                     "preserve_color"})  # fmt: skip
 

@@ -7,6 +7,7 @@ import pytest
 
 from multiscale.errors import ConfigError
 from multiscale.objectives.spectrum import (
+    border_taper,
     example_spectrum,
     gather_peaks,
     longer_than_example,
@@ -288,3 +289,60 @@ def test_an_example_s_shading_does_not_spread_to_wavelengths_longer_than_the_exa
         example_spectrum([example], height=64, width=64),
         example_spectrum([example], height=64, width=64, long_waves="keep"),
     )
+
+
+# ---------------------------------------------------------------- the border taper
+
+
+def test_the_border_taper_rolls_off_a_32nd_of_each_side_and_leaves_the_inside_whole() -> None:
+    taper = border_taper(256, 192)
+    assert taper.shape == (256, 192, 1) and taper.dtype == np.float64
+    rows, cols = taper[:, 96, 0], taper[128, :, 0]
+    assert np.all(rows[8:-8] == 1.0) and np.all(rows[:8] < 1.0) and 0 < rows[0] < 0.05
+    assert np.all(cols[6:-6] == 1.0) and np.all(cols[:6] < 1.0)
+    np.testing.assert_array_equal(rows, rows[::-1])
+    assert np.all(np.diff(rows[:9]) > 0)
+    small = border_taper(16, 16)  # at least one pixel rolls off
+    assert small[0, 8, 0] < 1.0 and small[1, 8, 0] == 1.0
+
+
+def test_through_the_taper_the_example_is_in_its_set_and_the_gradient_is_the_distances() -> None:
+    ex = _texture()
+    taper = border_taper(32, 24)
+    plain = example_spectrum([ex], height=32, width=24)
+    centre = plain[0, 0].real / (32 * 24)
+    target = example_spectrum([ex], height=32, width=24, taper=taper)
+    loss, grad = spectrum_loss(ex, target, taper=taper, centre=centre)
+    assert loss < 1e-12 and np.max(np.abs(grad)) < 1e-9
+    x = np.random.default_rng(5).uniform(size=(32, 24, 3))
+    value, grad = spectrum_loss(x, target, taper=taper, centre=centre)
+    # the value is the plain distance of the image seen through the taper
+    seen = taper * (x - centre) + centre
+    assert value == pytest.approx(spectrum_loss(seen, target)[0], rel=1e-12)
+    rng = np.random.default_rng(6)
+    eps = 1e-6
+    for _ in range(6):
+        i = tuple(rng.integers(0, n) for n in x.shape)
+        up, down = x.copy(), x.copy()
+        up[i] += eps
+        down[i] -= eps
+        numeric = (
+            spectrum_loss(up, target, taper=taper, centre=centre)[0]
+            - spectrum_loss(down, target, taper=taper, centre=centre)[0]
+        ) / (2 * eps)
+        assert grad[i] == pytest.approx(numeric, rel=1e-4, abs=1e-10)
+    # the outermost pixels barely move the value: the constraint sees them faintly
+    corner, middle = np.abs(grad[0, 0]).max(), np.abs(grad[16, 12]).max()
+    assert corner < 0.1 * middle or corner < 1e-6
+    with pytest.raises(ValueError, match="centre"):
+        spectrum_loss(x, target, taper=taper)
+
+
+def test_a_smaller_examples_target_through_the_taper_keeps_its_spectrum_scaled_by_the_tapers_rms() -> None:
+    ex = _texture(size=(16, 12))
+    taper = border_taper(32, 24)
+    plain = example_spectrum([ex], height=32, width=24)
+    seen = example_spectrum([ex], height=32, width=24, taper=taper)
+    rms = np.sqrt(np.mean(taper**2))
+    np.testing.assert_allclose(seen[1:], plain[1:] * rms, rtol=1e-12)
+    np.testing.assert_allclose(seen[0, 0], plain[0, 0])  # the mean colour stays

@@ -67,6 +67,51 @@ def test_the_last_of_several_stages_weighs_the_spectrum_constraint_by_its_share(
         make_config(spectrum_last_stage=-1.0)
 
 
+def test_the_spectrum_taper_splits_the_last_stage_in_two_parts_of_its_iterations():
+    config = make_config(width=256, height=256, octaves=4, spectrum_taper=0.3)
+    stages = plan_stages(config, height=256, width=256)
+    assert [(s.width, s.max_iter, s.border_taper, s.continues) for s in stages] == [
+        (128, 350, False, False),
+        (256, 52, True, False),
+        (256, 123, False, True),
+    ]
+    assert [s.index for s in stages] == [0, 1, 2] and [s.shift for s in stages] == [1, 0, 0]
+    # both parts weigh the constraint as the last stage does
+    weighed = make_config(width=256, height=256, octaves=4, spectrum_taper=0.3, spectrum_weight=2.0)
+    assert [stage_config(weighed, s).spectrum_weight for s in stages] == [2.0, 0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    "side, options",
+    [
+        (256, {"spectrum_taper": 0.0}),
+        (256, {"spectrum_taper": 0.3, "stages": 1}),
+        (256, {"spectrum_taper": 0.3, "spectrum_weight": 0.0}),
+        (256, {"spectrum_taper": 0.3, "padding": "wrap"}),  # a tileable output has no border
+        # the stage detail gives the last stage's start a finest octave inside the image
+        (256, {"spectrum_taper": 0.3, "stage_detail": True}),
+        (1024, {"spectrum_taper": 0.3}),  # four stages: the detail's by default
+    ],
+)
+def test_the_last_stage_runs_in_one_part_without_a_border_to_taper_or_an_empty_finest_octave(side, options):
+    config = make_config(width=side, height=side, octaves=4, **options)
+    stages = plan_stages(config, height=side, width=side)
+    assert not any(s.border_taper or s.continues for s in stages)
+    assert stages[-1].width == side and len({s.width for s in stages}) == len(stages)
+
+
+def test_without_the_stage_detail_a_four_stage_run_splits_its_last_stage_too():
+    config = make_config(width=1024, height=1024, octaves=4, spectrum_taper=0.3, stage_detail=False)
+    stages = plan_stages(config, height=1024, width=1024)
+    assert [(s.width, s.max_iter, s.border_taper) for s in stages[-2:]] == [(1024, 13, True), (1024, 31, False)]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
+def test_the_spectrum_taper_is_a_share_below_one(share):
+    with pytest.raises(ConfigError, match="spectrum_taper"):
+        make_config(spectrum_taper=share)
+
+
 def test_stages_are_at_most_the_octaves_and_the_api_and_cli_refuse_more(source, tmp_path):
     with pytest.raises(ConfigError, match="stages"):
         SynthesisConfig.with_options(octaves=3, stages=4)
@@ -229,6 +274,37 @@ def test_a_run_with_the_spectrum_constraint_records_each_stages_weight_and_resum
     assert resumed.report.loss == whole.report.loss and first.report.stop_reason == "callback"
 
 
+def test_a_run_with_the_spectrum_taper_starts_its_second_part_from_the_first_and_resumes_bit_for_bit(
+    source, tmp_path, stopped_run, monkeypatch
+):
+    from multiscale.jobs import synthesize as job
+
+    config = make_config(
+        stages=2, max_iter=8, seed=2, **{**SMALL, "spectrum_weight": 1.0}, spectrum_taper=0.5
+    )
+    starts = []
+    real_start = job.stage_start
+    monkeypatch.setattr(job, "stage_start", lambda x, **kw: starts.append(x.shape) or real_start(x, **kw))
+    seen = []
+    whole = run_synthesis(source, config=config, callback=seen.append)
+    assert starts == [(32, 32, 3)]  # the 64² stage's first part is upsampled; its second part is not
+    assert [(s["width"], s["iterations"], s.get("spectrum_border_taper", False)) for s in whole.report.stages] == [
+        (32, 8, False),
+        (64, 2, True),
+        (64, 2, False),
+    ]
+    assert [p.stage for p in seen] == [1] * 8 + [2] * 2 + [3] * 2 and seen[-1].stages == 3
+    plain = run_synthesis(source, config=dataclasses.replace(config, spectrum_taper=0.0))
+    assert whole.report.stages[0]["loss"] == plain.report.stages[0]["loss"]  # the first stage is the same
+    assert not np.array_equal(whole.image, plain.image)
+    for stop_at in (9, 11):  # in the first part, in the second
+        first = stopped_run(source, config=config, stop_at=stop_at)
+        assert first.report.stop_reason == "callback"
+        resumed, _ = resume_synthesis(tmp_path / "ck")
+        np.testing.assert_array_equal(resumed.image, whole.image)
+        assert resumed.report.loss == whole.report.loss
+
+
 def test_a_run_with_stage_detail_changes_only_the_later_stages_and_resumes_bit_for_bit(
     source, tmp_path, stopped_run
 ):
@@ -320,6 +396,14 @@ def test_dry_run_prints_the_stages(source, tmp_path):
         "1024×1024 (4 octaves, 44 it)" in result.output
     )
     assert "at most 657 iterations" in result.output
+    result = CliRunner().invoke(
+        cli, ["synthesize", "-s", str(path), "-W", "256", "-H", "256", "--spectrum-taper", "0.3", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "128×128 (3 octaves, 350 it), 256×256 (4 octaves, 52 it with the spectrum constraint through the "
+        "border taper, then 123 plain)" in result.output
+    )
 
 
 def test_a_first_stage_too_small_for_its_octaves_is_refused_if_asked_for_and_avoided_if_automatic():

@@ -994,7 +994,7 @@ def _driver_state(folder: Path, meta: dict[str, Any], config: StyleConfig, *, si
 _OLDER_DESCRIPTOR = {"statistics": ["gram"]}
 _OLDER_RUN = {
     "spectrum_weight": 0.0, "stages": 1, "spectrum_peaks": "spread", "spectrum_last_stage": 1.0,
-    "spectrum_long_waves": "keep", "stage_detail": False,
+    "spectrum_long_waves": "keep", "stage_detail": False, "spectrum_taper": 0.0,
 }  # fmt: skip
 _OLDER_STYLE = {"content_target": "content", "palette_weight": 0.0}
 #: Directions of the palette term in checkpoints that do not record them (they had 16).

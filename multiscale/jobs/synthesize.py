@@ -185,6 +185,7 @@ def synthesize(
     spectrum_peaks: str = SYNTHESIS_DEFAULTS.spectrum_peaks,
     spectrum_long_waves: str = SYNTHESIS_DEFAULTS.spectrum_long_waves,
     spectrum_last_stage: float = SYNTHESIS_DEFAULTS.spectrum_last_stage,
+    spectrum_taper: float = SYNTHESIS_DEFAULTS.spectrum_taper,
     stage_detail: bool | None = SYNTHESIS_DEFAULTS.stage_detail,
     loop: bool = SYNTHESIS_DEFAULTS.loop,
     max_memory: int | None = SYNTHESIS_DEFAULTS.max_memory,
@@ -207,7 +208,7 @@ def synthesize(
         What is measured: see :class:`multiscale.config.DescriptorConfig`.
     init, seed, max_iter, tol, time_limit, history, bit_depth, max_input_pixels,
     optimizer, frames, frame_weight, loop, spectrum_weight, spectrum_peaks, spectrum_long_waves,
-    spectrum_last_stage, stage_detail, max_memory, tile_size, precision, stages
+    spectrum_last_stage, spectrum_taper, stage_detail, max_memory, tile_size, precision, stages
         How the run goes: see :class:`multiscale.config.SynthesisConfig`.
     callback : callable or None
         Called with a :class:`multiscale.optim.base.Progress` after every
@@ -235,7 +236,7 @@ def synthesize(
         statistics=statistics, init=init, seed=seed, max_iter=max_iter, tol=tol, time_limit=time_limit, history=history,
         bit_depth=bit_depth, max_input_pixels=max_input_pixels, optimizer=optimizer, frames=frames,
         frame_weight=frame_weight, loop=loop, spectrum_weight=spectrum_weight, spectrum_peaks=spectrum_peaks,
-        spectrum_long_waves=spectrum_long_waves, spectrum_last_stage=spectrum_last_stage, stage_detail=stage_detail, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
+        spectrum_long_waves=spectrum_long_waves, spectrum_last_stage=spectrum_last_stage, spectrum_taper=spectrum_taper, stage_detail=stage_detail, max_memory=max_memory, tile_size=tile_size, precision=precision, stages=stages,
     )  # fmt: skip
     return run_synthesis(sources, config=config, callback=callback)
 
@@ -785,7 +786,14 @@ class Stage:
         The stage's image size.
     max_iter : int
         Its iterations at most: the config's ``max_iter`` for the first
-        stage, half the previous stage's for each later one.
+        stage, half the previous stage's for each later one (the last
+        stage's split between its two parts, with ``spectrum_taper``).
+    border_taper : bool
+        The first part of a last stage split by ``config.spectrum_taper``:
+        the spectrum constraint sees the image through a border taper.
+    continues : bool
+        The second part of such a stage: it starts from the first part's
+        result as it is (same size, no upsampling, no added detail).
     """
 
     index: int
@@ -793,6 +801,8 @@ class Stage:
     height: int
     width: int
     max_iter: int
+    border_taper: bool = False
+    continues: bool = False
 
 
 def auto_stages(height: int, width: int, *, octaves: int) -> int:
@@ -825,10 +835,41 @@ def plan_stages(config: SynthesisConfig, *, height: int, width: int) -> list[Sta
         ]  # fmt: skip
         problem = _too_small(config, stages[0])
         if problem is None:
-            return stages
+            return _split_last(config, stages)
         if config.stages is not None:
             raise ConfigError("stages", f"{problem}; use fewer --stages")
         n -= 1
+
+
+def _split_last(config: SynthesisConfig, stages: list[Stage]) -> list[Stage]:
+    """``stages`` with the last split in two parts by ``config.spectrum_taper`` (the first with
+    the border taper), where that applies: a share above 0, several stages, the spectrum
+    constraint not left out, not a tileable output (which has no border), and no stage detail
+    (``config.stage_detail``, or for ``None`` the number of stages that turns it on, as
+    :func:`resolve_stage_detail` decides): the detail gives the last stage's start a finest
+    octave inside the image, which the constraint then follows."""
+    share = config.spectrum_taper
+    if share <= 0 or len(stages) < 2 or config.spectrum_weight == 0 or config.descriptor.padding == "wrap":
+        return stages
+    detail = config.stage_detail
+    if detail is None:
+        detail = config.frames == 1 and len(stages) >= STAGE_DETAIL_MIN_STAGES
+    if detail:
+        return stages
+    last = stages[-1]
+    first = min(max(1, round(share * last.max_iter)), last.max_iter - 1)
+    if first < 1:
+        return stages  # a last stage of one iteration has no two parts
+    return [
+        *stages[:-1],
+        dataclasses.replace(last, max_iter=first, border_taper=True),
+        dataclasses.replace(last, index=last.index + 1, max_iter=last.max_iter - first, continues=True),
+    ]
+
+
+def stage_sizes_count(stages: Sequence[Stage]) -> int:
+    """How many sizes ``stages`` run (the two parts of a split last stage are one)."""
+    return sum(not s.continues for s in stages)
 
 
 def _too_small(config: SynthesisConfig, stage: Stage) -> str | None:
@@ -989,6 +1030,9 @@ def run_synthesis(
     )  # fmt: skip
     if "sliced" not in config.descriptor.statistics and targets.sliced is not None:
         targets = dataclasses.replace(targets, sliced=None)  # measured for auto; gram was chosen
+    # the spectrum weight (None: the default with source images, none without) resolved first:
+    # whether the last stage runs in two parts depends on it
+    config = dataclasses.replace(config, spectrum_weight=resolve_spectrum_weight(config, targets))
     stages = plan_stages(config, height=height, width=width)
     # every stage's tiling, chosen and checked before anything runs (the last is the largest)
     tiles = [
@@ -996,12 +1040,10 @@ def run_synthesis(
     ]  # fmt: skip
     choice = resolve_precision(config, height=height, width=width, weights=weights)
     run_network = network if choice.compute_dtype is None else precision_network(network, choice)
-    # the spectrum weight (None: the default with source images, none without) and the stage
-    # detail (None: by the number of stages) resolved; the resolved values are what the report
-    # and a checkpoint record, so a resume runs as the run did
+    # the stage detail (None: by the number of stages) resolved; the resolved values are what the
+    # report and a checkpoint record, so a resume runs as the run did
     config = dataclasses.replace(
-        config, spectrum_weight=resolve_spectrum_weight(config, targets),
-        stage_detail=resolve_stage_detail(config, targets, len(stages)),
+        config, stage_detail=resolve_stage_detail(config, targets, stage_sizes_count(stages)),
     )  # fmt: skip
 
     def shape_of(stage: Stage) -> tuple[int, ...]:
@@ -1041,6 +1083,8 @@ def run_synthesis(
                     "stages", f"the checkpoint's image does not have the size of stage {first + 1} {shape}"
                 )
             x0 = resumed.x
+        elif x is not None and stage.continues:
+            x0 = np.array(x, np.float64).reshape(-1)  # the first part's result, as it is
         elif x is not None:
             x0 = stage_start(
                 x, height=stage.height, width=stage.width, wrap=d.padding == "wrap",
@@ -1077,6 +1121,7 @@ def run_synthesis(
             "octaves": run_config.descriptor.octaves, "iterations": result.iterations,
             "loss": float(result.loss), "stop_reason": result.stop_reason,
             "spectrum_weight": run_config.spectrum_weight, "elapsed_s": time.perf_counter() - stage_started,
+            **({"spectrum_border_taper": True} if stage.border_taper else {}),
         })  # fmt: skip
         last = stage is stages[-1]
         if not last and result.stop_reason in _HANDS_OVER:
@@ -1141,7 +1186,10 @@ def _run_stage(
     from ..objectives.image_terms import image_terms
 
     d = config.descriptor
-    extra = image_terms(config, exemplars=targets.exemplars, height=stage.height, width=stage.width)
+    extra = image_terms(
+        config, exemplars=targets.exemplars, height=stage.height, width=stage.width,
+        border_taper=stage.border_taper,
+    )  # fmt: skip
 
     def objective_for(net: Any) -> tuple[Any, Any]:
         """(what L-BFGS minimises, the style objective inside it) with ``net``."""

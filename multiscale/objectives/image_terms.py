@@ -20,11 +20,17 @@ from ..config import StyleConfig, SynthesisConfig
 from ..errors import ConfigError
 from .base import ImageTerm
 from .palette import PaletteTarget, palette_loss
+from .spectrum import border_taper as spectrum_border_taper
 from .spectrum import example_spectrum, spectrum_loss
 
 
 def image_terms(
-    config: SynthesisConfig, *, exemplars: Sequence[np.ndarray], height: int, width: int
+    config: SynthesisConfig,
+    *,
+    exemplars: Sequence[np.ndarray],
+    height: int,
+    width: int,
+    border_taper: bool = False,
 ) -> list[ImageTerm]:
     """The image terms a synthesis of an H×W output adds to its objective.
 
@@ -34,6 +40,10 @@ def image_terms(
         Its ``spectrum_weight`` resolved (a float, not ``None``).
     exemplars : sequence of np.ndarray float32 (h, w, 3) in [0, 1]
         The source images as measured (empty for descriptor files).
+    border_taper : bool
+        The spectrum constraint sees the image through
+        :func:`~multiscale.objectives.spectrum.border_taper` (the first part of a
+        last stage, ``config.spectrum_taper``).
 
     Raises
     ------
@@ -50,11 +60,18 @@ def image_terms(
                 "spectrum_weight",
                 "the spectrum constraint needs source images (-s FILE), not descriptor files",
             )
-        spectrum = example_spectrum(
-            exemplars, height=height, width=width, peaks=config.spectrum_peaks,
+        measured = functools.partial(
+            example_spectrum, exemplars, height=height, width=width, peaks=config.spectrum_peaks,
             long_waves=config.spectrum_long_waves,
         )  # fmt: skip
-        terms.append(ImageTerm("spectrum", float(weight), functools.partial(_spectrum, spectrum=spectrum)))
+        spectrum = measured()
+        if border_taper:
+            taper = spectrum_border_taper(height, width)
+            centre = spectrum[0, 0].real / (height * width)  # the target's mean colour
+            fn = functools.partial(spectrum_loss, spectrum=measured(taper=taper), taper=taper, centre=centre)
+        else:
+            fn = functools.partial(spectrum_loss, spectrum=spectrum)
+        terms.append(ImageTerm("spectrum", float(weight), fn))
     return terms
 
 
@@ -67,7 +84,3 @@ def style_image_terms(config: StyleConfig, *, palette: PaletteTarget | None) -> 
     return [
         ImageTerm("palette", float(config.palette_weight), functools.partial(palette_loss, target=palette))
     ]
-
-
-def _spectrum(image: np.ndarray, *, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
-    return spectrum_loss(image, spectrum)

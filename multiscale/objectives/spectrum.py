@@ -51,6 +51,20 @@ says nothing about variation wider than itself, and with ``long_waves="cut"``
 (frequency 0, the mean colour, stays); ``"keep"`` leaves them. An output no
 larger than its example has no such frequency, and is alike either way.
 
+The border. A stage after the first starts from the previous stage's result
+upsampled, whose finest octave is empty inside the image. The FFT then finds
+most of what that octave holds at the image's border (the jump between
+opposite edges, and the kink there), and the projection, which gives every
+frequency the example's modulus with the image's own phase, grows the
+example's whole finest band where the image's is: along the outermost pixels,
+as a dotted line. With ``spectrum_taper`` the first part of a run's last stage
+sees the image through :func:`border_taper` (its deviation from the target's
+mean colour times a Tukey window, :data:`BORDER_TAPER` of each side), and the
+target is the example seen alike: the constraint grows that octave inside the
+image, along the edges there, and the rest of the stage, under the plain
+constraint, finds it grown (benchmarks/RESULTS.md, "The outermost pixel's
+dotted line comes from the last stage's start").
+
 Numpy only; it works on the whole image at any size (an FFT of the output,
 not the network), so tiled runs use it unchanged.
 """
@@ -65,6 +79,11 @@ from scipy import fft, ndimage
 #: Share of an example's side, at each end, that :func:`taper_spot` rolls off
 #: (a Tukey window) along an axis where the example is smaller than the output.
 TAPER = 0.25
+
+#: Share of each side that :func:`border_taper` rolls off: the window through which the
+#: constraint sees the first part of a run's last stage (``spectrum_taper``; see the module
+#: docstring, "The border").
+BORDER_TAPER = 1 / 32
 
 #: A frequency belongs to a peak where the power there is more than this many
 #: times the local median power. The padded periodogram of a texture without
@@ -101,6 +120,28 @@ def longer_than_example(
     return ky[rows, 0] % height, kx[0, cols]
 
 
+def tukey(n: int, share: float) -> np.ndarray:
+    """A Tukey window of ``n`` points, float64 (n,): 1, with cosine ends of ``int(share · n)``
+    points each rising from near 0 (half a point in) to near 1; all ones for ``share`` 0."""
+    window = np.ones(n)
+    m = int(share * n)
+    if m > 0:
+        ramp = 0.5 * (1.0 - np.cos(np.pi * (np.arange(m) + 0.5) / m))
+        window[:m], window[n - m :] = ramp, ramp[::-1]
+    return window
+
+
+def border_taper(height: int, width: int, *, share: float = BORDER_TAPER) -> np.ndarray:
+    """The window the constraint sees a stage's start through (:func:`spectrum_loss`'s ``taper``).
+
+    A Tukey window along each axis whose cosine ends take ``share`` of the side
+    (:data:`BORDER_TAPER`: 8 px at 256), at least one pixel; float64 (height, width, 1) in (0, 1].
+    """
+    rows = tukey(height, max(share, 1.0 / height))
+    cols = tukey(width, max(share, 1.0 / width))
+    return (rows[:, None] * cols[None, :])[..., None]
+
+
 def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
     """An example minus its mean, (h, w, 3), tapered for zero-padding to height × width; same dtype.
 
@@ -112,18 +153,10 @@ def taper_spot(centred: np.ndarray, *, height: int, width: int) -> np.ndarray:
     the start's variance, stay the example's.
     """
     h, w = centred.shape[:2]
-
-    def window(n: int, padded: bool) -> np.ndarray:
-        taper = np.ones(n)
-        m = int(TAPER * n) if padded else 0
-        if m > 0:
-            ramp = 0.5 * (1.0 - np.cos(np.pi * (np.arange(m) + 0.5) / m))
-            taper[:m], taper[n - m :] = ramp, ramp[::-1]
-        return taper
-
     if h >= height and w >= width:
         return centred
-    tapered = centred * (window(h, h < height)[:, None, None] * window(w, w < width)[None, :, None])
+    rows, cols = tukey(h, TAPER if h < height else 0.0), tukey(w, TAPER if w < width else 0.0)
+    tapered = centred * (rows[:, None, None] * cols[None, :, None])
     energy = float(np.sum(np.square(centred, dtype=np.float64)))
     kept = float(np.sum(np.square(tapered, dtype=np.float64)))
     return (tapered * np.sqrt(energy / kept) if kept > 0 else tapered).astype(centred.dtype, copy=False)
@@ -136,6 +169,7 @@ def example_spectrum(
     width: int,
     peaks: str = "gather",
     long_waves: str = "cut",
+    taper: np.ndarray | None = None,
 ) -> np.ndarray:
     """ĥ: the exemplars' spectrum at the output's size (see the module docstring).
 
@@ -151,6 +185,11 @@ def example_spectrum(
         For an exemplar smaller than the output: no power at wavelengths
         longer than the exemplar (:func:`longer_than_example`), or the padded
         spectrum's there (:data:`~multiscale.config.SPECTRUM_LONG_WAVES`).
+    taper : np.ndarray (height, width, 1) or None
+        The target for an output seen through this window (:func:`border_taper`,
+        :func:`spectrum_loss`): an exemplar as large as the output is seen through
+        it too (its deviation from its mean colour, tapered, plus the mean); the
+        spot of a smaller one keeps its spectrum, scaled by the window's RMS.
 
     Returns
     -------
@@ -167,10 +206,19 @@ def example_spectrum(
         r0, c0 = max((h - height) // 2, 0), max((w - width) // 2, 0)
         crop = ex[r0 : r0 + min(h, height), c0 : c0 + min(w, width)]
         mean = crop.reshape(-1, 3).mean(axis=0)
+        whole = crop.shape[:2] == (height, width)
         padded = np.zeros((height, width, 3))
-        padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
+        if taper is not None and whole:
+            padded[:] = (crop - mean) * taper
+        else:
+            padded[: crop.shape[0], : crop.shape[1]] = taper_spot(crop - mean, height=height, width=width)
         spectrum = fft.rfft2(padded, axes=(0, 1)) * np.sqrt(height * width / (crop.shape[0] * crop.shape[1]))
-        spectrum[0, 0] = mean * height * width
+        if taper is not None and whole:
+            spectrum[0, 0] += mean * height * width  # the tapered deviation need not sum to 0
+        else:
+            if taper is not None:
+                spectrum *= np.sqrt(np.mean(np.square(taper)))
+            spectrum[0, 0] = mean * height * width
         if peaks == "gather" and (crop.shape[0] < height or crop.shape[1] < width):
             # on the whole plane: a peak may straddle the real FFT's half
             whole = gather_peaks(_whole_plane(spectrum, width=width), example_shape=crop.shape[:2])
@@ -306,7 +354,27 @@ def project(image: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
     return fft.irfft2(spectrum * phase, s=(h, w), axes=(0, 1))
 
 
-def spectrum_loss(image: np.ndarray, spectrum: np.ndarray) -> tuple[float, np.ndarray]:
-    """``mean((x − P(x))²)`` and its gradient ``2 (x − P(x)) / N`` (same shape as ``image``)."""
-    diff = np.asarray(image, np.float64) - project(image, spectrum)
-    return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+def spectrum_loss(
+    image: np.ndarray,
+    spectrum: np.ndarray,
+    *,
+    taper: np.ndarray | None = None,
+    centre: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """``mean((x − P(x))²)`` and its gradient ``2 (x − P(x)) / N`` (same shape as ``image``).
+
+    With ``taper`` (:func:`border_taper`, (H, W, 1)) and ``centre`` (the target's
+    mean colour, (3,)), the constraint sees ``x̃ = taper · (x − centre) + centre``:
+    the value is ``mean((x̃ − P(x̃))²)`` and the gradient ``taper · 2 (x̃ − P(x̃)) / N``,
+    exact (the distance of an affine image of ``x``); ``spectrum`` is then the
+    target made with the same ``taper`` (:func:`example_spectrum`).
+    """
+    x = np.asarray(image, np.float64)
+    if taper is None:
+        diff = x - project(x, spectrum)
+        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+    if centre is None:
+        raise ValueError("a tapered spectrum loss needs the target's mean colour (centre)")
+    seen = taper * (x - centre) + centre
+    diff = seen - project(seen, spectrum)
+    return float(np.mean(diff * diff)), (2.0 / diff.size) * taper * diff
