@@ -103,7 +103,10 @@ def test_the_last_stage_runs_in_one_part_without_a_border_to_taper_or_an_empty_f
 def test_without_the_stage_detail_a_four_stage_run_splits_its_last_stage_too():
     config = make_config(width=1024, height=1024, octaves=4, spectrum_taper=0.3, stage_detail=False)
     stages = plan_stages(config, height=1024, width=1024)
-    assert [(s.width, s.max_iter, s.border_taper) for s in stages[-2:]] == [(1024, 13, True), (1024, 31, False)]
+    assert [(s.width, s.max_iter, s.border_taper) for s in stages[-2:]] == [
+        (1024, 13, True),
+        (1024, 31, False),
+    ]
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.0, float("nan")])
@@ -288,7 +291,9 @@ def test_a_run_with_the_spectrum_taper_starts_its_second_part_from_the_first_and
     seen = []
     whole = run_synthesis(source, config=config, callback=seen.append)
     assert starts == [(32, 32, 3)]  # the 64² stage's first part is upsampled; its second part is not
-    assert [(s["width"], s["iterations"], s.get("spectrum_border_taper", False)) for s in whole.report.stages] == [
+    assert [
+        (s["width"], s["iterations"], s.get("spectrum_border_taper", False)) for s in whole.report.stages
+    ] == [
         (32, 8, False),
         (64, 2, True),
         (64, 2, False),
