@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "texbench"
 PEERS = {"heitz": "heitz_sw.jpg", "gonthier": "gonthier_mr.jpg"}
 VARIANTS = ("ours", "ours_jpeg", "heitz", "gonthier")
+#: The images a measure that is not a distance (stripes, the outermost pixel) is reported for.
+BESIDE_EXAMPLE = ("example", "ours", *PEERS)
 #: The measures reported on windows (speckle and spectrum add little there; every measure is stored).
 WINDOW_MEASURES = ("wavelet_kl", "color_sw1", "gradient")
 RESULTS_TITLE = "## Texture quality — "
@@ -476,18 +478,23 @@ def format_report(result: dict, markdown: bool = False) -> str:
         )
     striped = {tid: t for tid, t in textures.items() if "stripes" in t}
     if striped:
-        names = ["example", "ours", *PEERS]
-        lines.append(
+        lines.extend([
             "Stripes on the frequency axes, which no measure above sees: the amplitude (grey levels over the whole "
             "image) of the strongest horizontal or vertical stripe pattern of the luminance's periodic component "
             "that stands out of its neighbours (`quality_measures.axis_stripes`); 0 without any. Compare with the "
-            "example's own:"
-        )
-        lines.append("")
+            "example's own:",
+            "",
+        ])  # fmt: skip
         table(
-            ["id", *names],
-            [[tid, *(f"{t['stripes'][v]:.2f}" for v in names)] for tid, t in striped.items()]
-            + [["beyond", "", *(f"{stripes_beyond(list(striped.values()), v):.2f}" for v in names[1:])]],
+            ["id", *BESIDE_EXAMPLE],
+            [[tid, *(f"{t['stripes'][v]:.2f}" for v in BESIDE_EXAMPLE)] for tid, t in striped.items()]
+            + [
+                [
+                    "beyond",
+                    "",
+                    *(f"{stripes_beyond(list(striped.values()), v):.2f}" for v in BESIDE_EXAMPLE[1:]),
+                ]
+            ],
         )
         lines.append(
             f"`beyond`: the geometric mean over textures of max(1, image's / example's), each at least "
@@ -496,17 +503,22 @@ def format_report(result: dict, markdown: bool = False) -> str:
         lines.append("")
     bordered = {tid: t for tid, t in textures.items() if "border" in t}
     if bordered:
-        names = ["example", "ours", *PEERS]
-        lines.append(
+        lines.extend([
             "The outermost pixel, which no measure above sees: its step across to the next row and along "
             "the edge between neighbours, each over the interior rows' median, mean of the four sides "
-            "(`quality_measures.border_roughness`; about 1: like the inside; a dotted frame scores well above):"
-        )
-        lines.append("")
+            "(`quality_measures.border_roughness`; about 1: like the inside; a dotted frame scores well above):",
+            "",
+        ])  # fmt: skip
         table(
-            ["id", *(f"{v} across / along" for v in names)],
+            ["id", *(f"{v} across / along" for v in BESIDE_EXAMPLE)],
             [
-                [tid, *(f"{t['border'][v]['across']:.2f} / {t['border'][v]['along']:.2f}" for v in names)]
+                [
+                    tid,
+                    *(
+                        f"{t['border'][v]['across']:.2f} / {t['border'][v]['along']:.2f}"
+                        for v in BESIDE_EXAMPLE
+                    ),
+                ]
                 for tid, t in bordered.items()
             ]
             + [
@@ -517,7 +529,7 @@ def format_report(result: dict, markdown: bool = False) -> str:
                             f"{np.median([t['border'][v][k] for t in bordered.values()]):.2f}"
                             for k in ("across", "along")
                         )
-                        for v in names
+                        for v in BESIDE_EXAMPLE
                     ),
                 ]
             ],
