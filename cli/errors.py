@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -148,6 +149,8 @@ def stop_signals() -> Iterator[None]:
     _received.clear()
     previous: dict[int, Any] = {}
     watcher = None
+    hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_after_a_stop, previous=hook)
     if threading.current_thread() is threading.main_thread():
         for s in STOP_SIGNALS:
             current = signal.getsignal(s)
@@ -163,6 +166,28 @@ def stop_signals() -> Iterator[None]:
             signal.signal(s, handler)
         if watcher is not None:
             _stop_watcher(watcher)
+        sys.unraisablehook = hook
+
+
+def _after_a_stop(unraisable: Any, *, previous: Callable[[Any], Any]) -> None:
+    """``sys.unraisablehook`` while a command runs: after a stop signal (or within Ctrl-C's own
+    exception), an error in a finaliser goes to the debug log, not to stderr as a traceback.
+
+    A stop raises where the main thread happens to be; an object it left half made can fail
+    when it is collected (``zipfile.ZipFile.__del__`` after the signal fell inside the
+    constructor of a checkpoint's ``.npz``: ``'ZipFile' object has no attribute '_writing'``).
+    The run's stop is reported and saved as usual; that failure says nothing more to the user.
+    Any other unraisable error goes to the hook that was there before.
+    """
+    if _received or isinstance(unraisable.exc_value, KeyboardInterrupt):
+        log.debug(
+            "after the stop: %s in %r",
+            unraisable.exc_type.__name__,
+            unraisable.object,
+            exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),
+        )
+        return
+    previous(unraisable)
 
 
 def option_flag(field: str) -> str:
