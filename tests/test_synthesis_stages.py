@@ -100,6 +100,14 @@ def test_the_last_stage_runs_in_one_part_without_a_border_to_taper_or_an_empty_f
     assert stages[-1].width == side and len({s.width for s in stages}) == len(stages)
 
 
+def test_an_animation_asking_for_the_stage_detail_splits_its_last_stage_as_its_resume_will():
+    # frames take no detail, whatever is asked: the resolved False is what a checkpoint records
+    asked = make_config(width=256, height=256, octaves=4, spectrum_taper=0.3, frames=2, stage_detail=True)
+    resolved = dataclasses.replace(asked, stage_detail=False)
+    planned = [plan_stages(c, height=256, width=256) for c in (asked, resolved)]
+    assert planned[0] == planned[1] and planned[0][-1].continues
+
+
 def test_without_the_stage_detail_a_four_stage_run_splits_its_last_stage_too():
     config = make_config(width=1024, height=1024, octaves=4, spectrum_taper=0.3, stage_detail=False)
     stages = plan_stages(config, height=1024, width=1024)

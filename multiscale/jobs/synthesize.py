@@ -851,10 +851,7 @@ def _split_last(config: SynthesisConfig, stages: list[Stage]) -> list[Stage]:
     share = config.spectrum_taper
     if share <= 0 or len(stages) < 2 or config.spectrum_weight == 0 or config.descriptor.padding == "wrap":
         return stages
-    detail = config.stage_detail
-    if detail is None:
-        detail = config.frames == 1 and len(stages) >= STAGE_DETAIL_MIN_STAGES
-    if detail:
+    if _adds_detail(config, sizes=len(stages), exemplars=True):  # the constraint has its sources
         return stages
     last = stages[-1]
     first = min(max(1, round(share * last.max_iter)), last.max_iter - 1)
@@ -1329,11 +1326,17 @@ def resolve_stage_detail(config: SynthesisConfig, targets: Targets, stages: int)
     (``frames`` > 1) or without source images (descriptor files), where there is none to add;
     otherwise ``config.stage_detail``, or for ``None`` whether the run has
     :data:`~multiscale.config.STAGE_DETAIL_MIN_STAGES` stages or more."""
-    if config.frames > 1 or not targets.exemplars:
+    return _adds_detail(config, sizes=stages, exemplars=bool(targets.exemplars))
+
+
+def _adds_detail(config: SynthesisConfig, *, sizes: int, exemplars: bool) -> bool:
+    """The rule of :func:`resolve_stage_detail`, for a run of ``sizes`` stage sizes; :func:`_split_last`
+    decides by it too, so that a resume, which records the resolved value, plans the same stages."""
+    if config.frames > 1 or not exemplars:
         return False
     if config.stage_detail is not None:
         return config.stage_detail
-    return stages >= STAGE_DETAIL_MIN_STAGES
+    return sizes >= STAGE_DETAIL_MIN_STAGES
 
 
 def make_objective(
