@@ -369,12 +369,10 @@ def spectrum_loss(
     exact (the distance of an affine image of ``x``); ``spectrum`` is then the
     target made with the same ``taper`` (:func:`example_spectrum`).
     """
-    x = np.asarray(image, np.float64)
-    if taper is None:
-        diff = x - project(x, spectrum)
-        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
-    if centre is None:
-        raise ValueError("a tapered spectrum loss needs the target's mean colour (centre)")
-    seen = taper * (x - centre) + centre
+    seen, weight = np.asarray(image, np.float64), 1.0
+    if taper is not None:
+        if centre is None:
+            raise ValueError("a tapered spectrum loss needs the target's mean colour (centre)")
+        seen, weight = taper * (seen - centre) + centre, taper
     diff = seen - project(seen, spectrum)
-    return float(np.mean(diff * diff)), (2.0 / diff.size) * taper * diff
+    return float(np.mean(diff * diff)), (2.0 / diff.size) * weight * diff
